@@ -1,0 +1,279 @@
+/*
+ * cloudlet.h - the public C interface of libcloudlet.
+ *
+ * libcloudlet turns ordinary libvirt/QEMU hosts into cloudlets: it keeps base
+ * VMs, builds small VM overlays against them, synthesizes running VMs from
+ * overlays and hands running VMs over to other cloudlets.
+ *
+ * This is the only public header. Conventions (docs/api.md has the details):
+ *   - Every function returns a cloudlet_status; CLOUDLET_OK (0) is success and
+ *     every error is negative. After an error, cloudlet_last_error_message()
+ *     on the same thread says what failed, on which object, and why.
+ *   - Output parameters come first.
+ *   - Handles are opaque and come in new/free pairs. Anything the library
+ *     allocates for the caller has its own free function.
+ *   - Structs passed in (options) start with a `version` field: initialise
+ *     them with the *_INIT macro or the *_init() function. Structs handed out
+ *     (reports) also start with `version`: a field added in version N is
+ *     valid only when report->version >= N.
+ *   - Long operations take a progress callback and a cancel handle.
+ *
+ * Thread safety: functions on different handles may run concurrently. A
+ * cloudlet_ctx may be shared between threads; each function says whether it
+ * may run concurrently on the same context. Error messages are per thread.
+ */
+#ifndef CLOUDLET_H
+#define CLOUDLET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CLOUDLET_API __attribute__((visibility("default")))
+#else
+#define CLOUDLET_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** The version of this header. Compare with cloudlet_version() at run time. */
+#define CLOUDLET_VERSION_MAJOR 0
+#define CLOUDLET_VERSION_MINOR 1
+#define CLOUDLET_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum cloudlet_status {
+	CLOUDLET_OK = 0,
+	CLOUDLET_E_INVALID_ARG = -1,  /**< a NULL or out-of-range argument */
+	CLOUDLET_E_NOMEM = -2,        /**< out of memory */
+	CLOUDLET_E_VERSION = -3,      /**< a struct version this library does not know */
+	CLOUDLET_E_IO = -4,           /**< a file or socket operation failed */
+	CLOUDLET_E_LIBVIRT = -5,      /**< libvirt refused or failed */
+	CLOUDLET_E_NOT_FOUND = -6,    /**< no such domain, base, file ... */
+	CLOUDLET_E_EXISTS = -7,       /**< the target already exists */
+	CLOUDLET_E_CORRUPT = -8,      /**< input data is malformed or fails a check */
+	CLOUDLET_E_UNSUPPORTED = -9,  /**< valid, but not something we handle */
+	CLOUDLET_E_HOST = -10,        /**< this host cannot do it (CPU model, KVM ...) */
+	CLOUDLET_E_CANCELLED = -11,   /**< cancelled by the caller */
+	CLOUDLET_E_TIMEOUT = -12,     /**< a deadline passed */
+	CLOUDLET_E_PERMISSION = -13,  /**< not allowed (file mode, token ...) */
+	CLOUDLET_E_INTERNAL = -99     /**< a bug in libcloudlet; please report it */
+} cloudlet_status;
+
+/**
+ * A static, English name for a status ("invalid argument"). Never NULL;
+ * unknown values give "unknown status". Thread-safe.
+ */
+CLOUDLET_API const char *cloudlet_strerror(cloudlet_status status);
+
+/**
+ * The detailed message of the last failed call on the calling thread, e.g.
+ * "cloudlet_ctx_new: cannot connect to libvirt at 'qemu:///system': ...".
+ * "" when the last call on this thread succeeded. The string belongs to the
+ * library and stays valid until the next libcloudlet call on this thread.
+ */
+CLOUDLET_API const char *cloudlet_last_error_message(void);
+
+/** The status of the last call on the calling thread (CLOUDLET_OK after success). */
+CLOUDLET_API cloudlet_status cloudlet_last_error_status(void);
+
+/**
+ * The run-time library version. Any out-parameter may be NULL.
+ * Thread-safe; never fails.
+ */
+CLOUDLET_API cloudlet_status cloudlet_version(int *major, int *minor, int *patch);
+
+/** The run-time version as "MAJOR.MINOR.PATCH"; static storage. */
+CLOUDLET_API const char *cloudlet_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tri-state answers                                                        */
+/* ------------------------------------------------------------------------ */
+
+/** Answers to "does the host have X" that may not be known. */
+typedef enum cloudlet_tristate {
+	CLOUDLET_UNKNOWN = -1,
+	CLOUDLET_NO = 0,
+	CLOUDLET_YES = 1
+} cloudlet_tristate;
+
+/* ------------------------------------------------------------------------ */
+/* Progress and cancellation                                                */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Progress of a long operation. `phase` names the current step ("probe-kvm",
+ * "capture-memory" ...); `done` and `total` count its units (bytes, pages,
+ * steps; total 0 = unknown). Called on the thread that runs the operation.
+ * Return 0 to continue, non-zero to cancel the operation (it then fails with
+ * CLOUDLET_E_CANCELLED after undoing what it did).
+ */
+typedef int (*cloudlet_progress_cb)(const char *phase, uint64_t done,
+                                    uint64_t total, void *userdata);
+
+/**
+ * A cancel handle: pass it to a long operation, call cloudlet_cancel_trigger()
+ * from any thread (or a signal handler) to make it stop at its next check
+ * point and undo what it did. One handle may serve several operations.
+ */
+typedef struct cloudlet_cancel cloudlet_cancel;
+
+CLOUDLET_API cloudlet_status cloudlet_cancel_new(cloudlet_cancel **out);
+/** Async-signal-safe and thread-safe. */
+CLOUDLET_API cloudlet_status cloudlet_cancel_trigger(cloudlet_cancel *cancel);
+/** 1 once triggered, else 0 (also 0 for NULL). Thread-safe. */
+CLOUDLET_API int cloudlet_cancel_is_triggered(const cloudlet_cancel *cancel);
+/** Free a cancel handle; no operation may still be using it. NULL is ignored. */
+CLOUDLET_API void cloudlet_cancel_free(cloudlet_cancel *cancel);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum cloudlet_log_level {
+	CLOUDLET_LOG_ERROR = 0,
+	CLOUDLET_LOG_WARN = 1,
+	CLOUDLET_LOG_INFO = 2,
+	CLOUDLET_LOG_DEBUG = 3
+} cloudlet_log_level;
+
+/**
+ * Receives the library's log lines at or below the context's log level.
+ * May be called from worker threads, possibly concurrently: make it
+ * thread-safe. `message` is valid only during the call.
+ */
+typedef void (*cloudlet_log_cb)(cloudlet_log_level level, const char *message,
+                                void *userdata);
+
+/** Options for cloudlet_ctx_new(). */
+typedef struct cloudlet_ctx_options {
+	unsigned int version;       /**< CLOUDLET_CTX_OPTIONS_VERSION */
+	const char *libvirt_uri;    /**< NULL: "qemu:///system" as root, else "qemu:///session" */
+	const char *store_dir;      /**< NULL: /var/lib/cloudlet as root, else $XDG_DATA_HOME/cloudlet */
+	unsigned int worker_threads;/**< 0: one per online CPU */
+	const char *cpu_model;      /**< the CPU model enforced on guests; NULL: "core2duo" */
+	cloudlet_log_cb log_cb;     /**< NULL: no logging */
+	void *log_userdata;
+	cloudlet_log_level log_level; /**< most verbose level passed to log_cb */
+} cloudlet_ctx_options;
+
+#define CLOUDLET_CTX_OPTIONS_VERSION 1
+#define CLOUDLET_CTX_OPTIONS_INIT \
+	{ CLOUDLET_CTX_OPTIONS_VERSION, NULL, NULL, 0, NULL, NULL, NULL, CLOUDLET_LOG_WARN }
+
+/** Initialise `opts` to the defaults of struct version `version`. */
+CLOUDLET_API cloudlet_status cloudlet_ctx_options_init(cloudlet_ctx_options *opts,
+                                                       unsigned int version);
+
+/** A library context: configuration plus a lazily opened libvirt connection. */
+typedef struct cloudlet_ctx cloudlet_ctx;
+
+/**
+ * Create a context. `opts` may be NULL for all defaults. Nothing is
+ * connected yet: the libvirt connection opens on first use, so this only
+ * fails on invalid options. Free with cloudlet_ctx_free().
+ */
+CLOUDLET_API cloudlet_status cloudlet_ctx_new(cloudlet_ctx **out,
+                                              const cloudlet_ctx_options *opts);
+
+/** Free a context. NULL is ignored. No call may be using it. */
+CLOUDLET_API void cloudlet_ctx_free(cloudlet_ctx *ctx);
+
+/**
+ * The context's effective settings, resolved from defaults. The strings
+ * belong to the context. Any out-parameter may be NULL.
+ */
+CLOUDLET_API cloudlet_status cloudlet_ctx_settings(const char **libvirt_uri,
+                                                   const char **store_dir,
+                                                   const char **cpu_model,
+                                                   unsigned int *worker_threads,
+                                                   const cloudlet_ctx *ctx);
+
+/* ------------------------------------------------------------------------ */
+/* Doctor: what this host can do                                            */
+/* ------------------------------------------------------------------------ */
+
+/** Options for cloudlet_doctor(). */
+typedef struct cloudlet_doctor_options {
+	unsigned int version;       /**< CLOUDLET_DOCTOR_OPTIONS_VERSION */
+	int boot_probe;             /**< 1 (default): prove each virt type by booting a kernel; 0: capabilities only */
+	const char *probe_kernel;   /**< kernel image for the boot probe; NULL: $CLOUDLET_PROBE_KERNEL, then /boot/vmlinuz-$(uname -r), /boot/vmlinuz */
+	unsigned int probe_timeout_ms; /**< per virt type; 0: 20000 */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;    /**< may be NULL */
+} cloudlet_doctor_options;
+
+#define CLOUDLET_DOCTOR_OPTIONS_VERSION 1
+#define CLOUDLET_DOCTOR_OPTIONS_INIT \
+	{ CLOUDLET_DOCTOR_OPTIONS_VERSION, 1, NULL, 0, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_doctor_options_init(cloudlet_doctor_options *opts,
+                                                          unsigned int version);
+
+/** What one libvirt virt type ("kvm", "qemu" = TCG) can do here. */
+typedef struct cloudlet_virt_report {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *virt_type;      /**< "kvm" or "qemu" */
+	cloudlet_tristate offered;  /**< libvirt offers it (domain capabilities) */
+	cloudlet_tristate usable;   /**< a guest really runs under it */
+	const char *usable_detail;  /**< how that was decided, or why not */
+	double probe_seconds;       /**< wall time of the boot probe, 0 if none */
+	const char *emulator;       /**< QEMU binary; "" if unknown */
+	const char *machine;        /**< canonical machine type behind "pc"; "" if unknown */
+	cloudlet_tristate cpu_model_usable; /**< the enforced CPU model can be provided */
+	const char *cpu_model_detail;/**< QEMU's verdict and libvirt's comparison */
+} cloudlet_virt_report;
+
+/** The host report. Read-only; free with cloudlet_host_report_free(). */
+typedef struct cloudlet_host_report {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *libvirt_uri;    /**< the connection's canonical URI */
+	const char *libvirt_version;/**< "9.0.0" (the daemon's library) */
+	const char *qemu_version;   /**< "7.2.22"; "" if unknown */
+	const char *hostname;
+	const char *cpu_model;      /**< the enforced CPU model */
+	cloudlet_tristate kvm_device; /**< /dev/kvm opens and creates a VM */
+	const char *kvm_device_detail;
+	size_t virt_count;
+	const cloudlet_virt_report *virt; /**< virt_count entries: "kvm", "qemu" */
+	const char *preferred_virt_type;  /**< "kvm" if usable, else "qemu" if usable, else "" */
+	cloudlet_tristate acpi_hotplug;   /**< NIC hot-(un)plug via ACPI is possible */
+	const char *acpi_hotplug_detail;
+	const char *store_dir;
+	cloudlet_tristate store_writable;
+	uint64_t store_free_bytes;  /**< free space for the store (0 if unknown) */
+	uint64_t store_total_bytes;
+	const char *probe_kernel;   /**< kernel used for boot probes; "" if none */
+} cloudlet_host_report;
+
+#define CLOUDLET_HOST_REPORT_VERSION 1
+
+/**
+ * Examine the host: libvirt and QEMU versions, whether KVM really runs a
+ * guest (by booting a kernel, not just opening /dev/kvm) or only TCG does,
+ * whether the enforced CPU model is usable per virt type, ACPI hot-plug,
+ * and the store. Takes seconds with boot_probe (probes run in parallel).
+ * May run concurrently on one context.
+ */
+CLOUDLET_API cloudlet_status cloudlet_doctor(cloudlet_host_report **out,
+                                             cloudlet_ctx *ctx,
+                                             const cloudlet_doctor_options *opts);
+
+/** Free a report from cloudlet_doctor(). NULL is ignored. */
+CLOUDLET_API void cloudlet_host_report_free(cloudlet_host_report *report);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLOUDLET_H */

@@ -1,0 +1,69 @@
+// Shared plumbing of the cloudlet CLI: global options, the context, output
+// (human or one JSON document), progress on a TTY, and error reporting.
+#pragma once
+
+#include <cloudlet.h>
+#include <json-c/json.h>
+
+#include <string>
+#include <vector>
+
+namespace cli {
+
+struct Global {
+	std::string connect;   // --connect URI
+	std::string store;     // --store DIR
+	bool json = false;     // --json
+	bool quiet = false;    // --quiet
+	bool verbose = false;  // --verbose: library log to stderr
+};
+
+// A failed command: printed as "cloudlet: error: <message>", exit `code`.
+struct Failure {
+	std::string message;
+	int code = 1;
+};
+
+// Throws Failure with the library's thread-local detail when st != OK.
+void check(cloudlet_status st, const char *what);
+
+// Creates the context from the global options.
+cloudlet_ctx *open_context(const Global &g);
+
+// The cancel handle that SIGINT/SIGTERM trigger during long operations.
+cloudlet_cancel *interrupt_cancel();
+
+// Progress on stderr when it is a TTY and output is neither --json nor --quiet.
+struct ProgressSink {
+	bool enabled = false;
+	std::string last_phase;
+	static int callback(const char *phase, uint64_t done, uint64_t total, void *self);
+	void finish();
+};
+ProgressSink make_progress(const Global &g);
+
+// Prints a JSON document on stdout (exactly one per command) and frees it.
+void print_json(json_object *doc);
+
+const char *tristate_word(cloudlet_tristate t);
+json_object *tristate_json(cloudlet_tristate t);
+std::string human_bytes(uint64_t bytes);
+
+// Options parsing for a command: pulls "--name VALUE" / "--name=VALUE" and
+// flags out of args; unknown "--" options are an error.
+class Args {
+public:
+	explicit Args(std::vector<std::string> args) : args_(std::move(args)) {}
+	bool flag(const std::string &name);
+	bool value(const std::string &name, std::string *out);
+	// The remaining positional arguments; fails on unknown options.
+	std::vector<std::string> positional(const std::string &command);
+
+private:
+	std::vector<std::string> args_;
+};
+
+int cmd_doctor(const Global &g, Args args);
+extern const char *doctor_help;
+
+} // namespace cli
