@@ -1,0 +1,448 @@
+// The test harness behind harness.h. Test-only code: it talks to libvirt
+// directly and uses libcloudlet's public ABI only to ask the doctor whether
+// KVM really works here.
+#include "harness.h"
+
+#include "util/xml.h"
+
+#include <cloudlet.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+thread_local std::string t_error;
+
+int fail(const std::string &msg) {
+	t_error = msg;
+	return -1;
+}
+
+void silent(void *, virErrorPtr) {}
+
+std::string libvirt_error() {
+	const char *m = virGetLastErrorMessage();
+	return m ? m : "unknown libvirt error";
+}
+
+std::string run_dir() {
+	const char *d = getenv("CLOUDLET_TEST_RUNDIR");
+	return d && *d ? d : "/var/lib/cloudlet-test";
+}
+
+std::string slurp(const std::string &path) {
+	std::ifstream f(path, std::ios::binary);
+	std::stringstream ss;
+	ss << f.rdbuf();
+	return ss.str();
+}
+
+std::string run_capture(const std::string &cmd, int *status) {
+	std::string out;
+	FILE *p = popen(cmd.c_str(), "r");
+	if (!p) {
+		*status = -1;
+		return out;
+	}
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+		out.append(buf, n);
+	*status = pclose(p);
+	return out;
+}
+
+std::string trim(std::string s) {
+	while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' '))
+		s.pop_back();
+	return s;
+}
+
+// One libvirt connection per test process: domains are started with
+// AUTODESTROY, so they go away with it if the process dies.
+std::mutex g_mu;
+virConnectPtr g_conn = nullptr;
+
+virConnectPtr connection() {
+	std::lock_guard<std::mutex> lock(g_mu);
+	if (!g_conn) {
+		virSetErrorFunc(nullptr, silent);
+		g_conn = virConnectOpen("qemu:///system");
+	}
+	return g_conn;
+}
+
+bool daemon_answers() {
+	virSetErrorFunc(nullptr, silent);
+	virConnectPtr c = virConnectOpen("qemu:///system");
+	if (!c)
+		return false;
+	virConnectClose(c);
+	return true;
+}
+
+bool pid_alive(long pid) {
+	return pid > 0 && (kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+}
+
+// Domain names are "cltest-<pid>-<label>-<n>": the pid says whether the
+// test that made them is still running.
+long owner_pid(const std::string &name) {
+	if (name.rfind("cltest-", 0) != 0)
+		return -1;
+	return strtol(name.c_str() + 7, nullptr, 10);
+}
+
+} // namespace
+
+struct th_guest {
+	std::string name, workdir, sock_path, console_path, console_tail;
+	virDomainPtr dom = nullptr;
+	int fd = -1;
+	unsigned long seq = 0;
+	std::string pending; // bytes read past the last marker
+};
+
+extern "C" {
+
+const char *th_error(void) {
+	return t_error.c_str();
+}
+
+int th_setup(void) {
+	if (!daemon_answers()) {
+		if (geteuid() != 0)
+			return fail("libvirtd is not answering at qemu:///system and we are not root to start it");
+		// Hosts without udev leave /dev/kvm root-only; libvirt then re-probes
+		// QEMU on every call (seconds each). Give it Debian's udev mode.
+		if (access("/dev/kvm", F_OK) == 0)
+			(void)system("chgrp kvm /dev/kvm 2>/dev/null && chmod 0660 /dev/kvm");
+		(void)system("pgrep -x virtlogd >/dev/null || virtlogd -d");
+		(void)system("pgrep -x libvirtd >/dev/null || libvirtd -d");
+		for (int i = 0; i < 100 && !daemon_answers(); i++)
+			std::this_thread::sleep_for(100ms);
+		if (!daemon_answers())
+			return fail("started libvirtd, but it does not answer at qemu:///system");
+	}
+	virConnectPtr c = connection();
+	if (!c)
+		return fail("cannot connect to qemu:///system: " + libvirt_error());
+	// Sweep what dead test processes left behind.
+	virDomainPtr *doms = nullptr;
+	int n = virConnectListAllDomains(c, &doms, 0);
+	for (int i = 0; i < n; i++) {
+		std::string name = virDomainGetName(doms[i]);
+		long pid = owner_pid(name);
+		if (pid > 0 && !pid_alive(pid)) {
+			virDomainDestroy(doms[i]);
+			virDomainUndefine(doms[i]);
+		}
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	std::error_code ec;
+	fs::create_directories(run_dir(), ec);
+	chmod(run_dir().c_str(), 0755);
+	for (const auto &e : fs::directory_iterator(run_dir(), ec)) {
+		long pid = owner_pid(e.path().filename().string());
+		if (pid > 0 && !pid_alive(pid))
+			fs::remove_all(e.path(), ec);
+	}
+	return 0;
+}
+
+const char *th_guest_dir(void) {
+	static std::mutex mu;
+	static std::string dir;
+	std::lock_guard<std::mutex> lock(mu);
+	if (dir.empty()) {
+		int st = 0;
+		std::string out = trim(run_capture(std::string(TH_SOURCE_DIR) + "/tests/guest/build-guest.sh", &st));
+		if (st != 0 || out.empty()) {
+			fail("tests/guest/build-guest.sh failed (status " + std::to_string(st) + ")");
+			return nullptr;
+		}
+		dir = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+	}
+	return dir.c_str();
+}
+
+const char *th_virt_type(void) {
+	static std::mutex mu;
+	static std::string vt;
+	std::lock_guard<std::mutex> lock(mu);
+	if (!vt.empty())
+		return vt.c_str();
+	if (const char *e = getenv("CLOUDLET_TEST_VIRT_TYPE"); e && *e)
+		return (vt = e).c_str();
+	// Cached per machine boot: the doctor's KVM probe can take its timeout.
+	std::string boot_id = trim(slurp("/proc/sys/kernel/random/boot_id"));
+	std::string cache = run_dir() + "/virt-type." + boot_id;
+	std::string cached = trim(slurp(cache));
+	if (cached == "kvm" || cached == "qemu")
+		return (vt = cached).c_str();
+	vt = "qemu";
+	const char *gdir = th_guest_dir();
+	cloudlet_ctx *ctx = nullptr;
+	cloudlet_host_report *r = nullptr;
+	cloudlet_doctor_options o = CLOUDLET_DOCTOR_OPTIONS_INIT;
+	std::string kernel = gdir ? std::string(gdir) + "/vmlinuz" : "";
+	o.probe_kernel = kernel.c_str();
+	if (gdir && cloudlet_ctx_new(&ctx, nullptr) == CLOUDLET_OK && cloudlet_doctor(&r, ctx, &o) == CLOUDLET_OK) {
+		for (size_t i = 0; i < r->virt_count; i++)
+			if (strcmp(r->virt[i].virt_type, "kvm") == 0 && r->virt[i].usable == CLOUDLET_YES &&
+			    r->virt[i].cpu_model_usable == CLOUDLET_YES)
+				vt = "kvm";
+		std::ofstream(cache) << vt << "\n";
+	}
+	cloudlet_host_report_free(r);
+	cloudlet_ctx_free(ctx);
+	return vt.c_str();
+}
+
+const char *th_guest_domain_name(const th_guest *g) {
+	return g->name.c_str();
+}
+
+const char *th_guest_workdir(const th_guest *g) {
+	return g->workdir.c_str();
+}
+
+const char *th_guest_console_tail(th_guest *g, unsigned max_bytes) {
+	std::string all = slurp(g->console_path);
+	g->console_tail = all.size() > max_bytes ? all.substr(all.size() - max_bytes) : all;
+	return g->console_tail.c_str();
+}
+
+namespace {
+
+std::string guest_xml(const th_guest &g, const std::string &virt_type, const std::string &gdir,
+                      const std::string &disk, unsigned memory_mib) {
+	using namespace cloudlet::xml;
+	auto doc = new_doc("domain");
+	xmlNode *d = xmlDocGetRootElement(doc.get());
+	set_attr(d, "type", virt_type);
+	add(d, "name", g.name);
+	add(d, "memory", std::to_string(memory_mib), {{"unit", "MiB"}});
+	add(d, "vcpu", "1");
+	xmlNode *os = add(d, "os");
+	add(os, "type", "hvm", {{"arch", "x86_64"}, {"machine", "pc"}});
+	add(os, "kernel", gdir + "/vmlinuz");
+	add(os, "initrd", gdir + "/initrd.img");
+	add(os, "cmdline", "console=ttyS0 panic=-1");
+	xmlNode *f = add(d, "features");
+	add(f, "acpi");
+	// check='none': under TCG libvirt's own check wrongly misses 'vme'
+	// (docs/platform.md); QEMU itself reports core2duo usable.
+	xmlNode *cpu = add(d, "cpu", {}, {{"mode", "custom"}, {"match", "exact"}, {"check", "none"}});
+	add(cpu, "model", "core2duo", {{"fallback", "forbid"}});
+	add(d, "on_poweroff", "destroy");
+	add(d, "on_reboot", "destroy");
+	add(d, "on_crash", "destroy");
+	xmlNode *dev = add(d, "devices");
+	xmlNode *disk_n = add(dev, "disk", {}, {{"type", "file"}, {"device", "disk"}});
+	add(disk_n, "driver", {}, {{"name", "qemu"}, {"type", "raw"}});
+	add(disk_n, "source", {}, {{"file", disk}});
+	add(disk_n, "target", {}, {{"dev", "vda"}, {"bus", "virtio"}});
+	xmlNode *serial = add(dev, "serial", {}, {{"type", "file"}});
+	add(serial, "source", {}, {{"path", g.console_path}});
+	add(serial, "target", {}, {{"port", "0"}});
+	xmlNode *chan = add(dev, "channel", {}, {{"type", "unix"}});
+	add(chan, "source", {}, {{"mode", "bind"}, {"path", g.sock_path}});
+	add(chan, "target", {}, {{"type", "virtio"}, {"name", "org.libcloudlet.test.shell"}});
+	add(dev, "memballoon", {}, {{"model", "none"}});
+	return to_string(doc.get());
+}
+
+bool send_all(int fd, const std::string &s) {
+	size_t off = 0;
+	while (off < s.size()) {
+		ssize_t n = send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		off += static_cast<size_t>(n);
+	}
+	return true;
+}
+
+// Reads until `re` matches the buffer or the deadline passes.
+bool read_until(th_guest *g, const std::regex &re, std::chrono::steady_clock::time_point deadline,
+                std::smatch *m) {
+	for (;;) {
+		if (std::regex_search(g->pending, *m, re))
+			return true;
+		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+		if (left.count() <= 0)
+			return false;
+		struct pollfd p = {g->fd, POLLIN, 0};
+		int r = poll(&p, 1, static_cast<int>(std::min<long>(left.count(), 500)));
+		if (r < 0 && errno != EINTR)
+			return false;
+		if (r > 0) {
+			char buf[65536];
+			ssize_t n = recv(g->fd, buf, sizeof buf, 0);
+			if (n == 0)
+				return false;
+			if (n > 0)
+				g->pending.append(buf, static_cast<size_t>(n));
+		}
+	}
+}
+
+} // namespace
+
+int th_guest_start(th_guest **out, const char *label, const th_guest_options *opts) {
+	static std::atomic<unsigned> counter{0};
+	*out = nullptr;
+	th_guest_options o = opts ? *opts : th_guest_options{0, 0};
+	unsigned mem = o.memory_mib ? o.memory_mib : 256;
+	unsigned disk_mib = o.disk_mib ? o.disk_mib : 64;
+	const char *gdir = th_guest_dir();
+	if (!gdir)
+		return -1;
+	virConnectPtr c = connection();
+	if (!c)
+		return fail("cannot connect to qemu:///system: " + libvirt_error());
+	auto g = std::make_unique<th_guest>();
+	g->name = "cltest-" + std::to_string(getpid()) + "-" + (label ? label : "guest") + "-" +
+	          std::to_string(counter++);
+	g->workdir = run_dir() + "/" + g->name;
+	std::error_code ec;
+	fs::create_directories(g->workdir, ec);
+	if (ec)
+		return fail("cannot create " + g->workdir + ": " + ec.message());
+	chmod(g->workdir.c_str(), 0755);
+	g->sock_path = g->workdir + "/shell.sock";
+	g->console_path = g->workdir + "/console.log";
+	std::string disk = g->workdir + "/disk.raw";
+	if (truncate(disk.c_str(), 0) != 0) {
+		FILE *f = fopen(disk.c_str(), "w");
+		if (f)
+			fclose(f);
+	}
+	if (truncate(disk.c_str(), static_cast<off_t>(disk_mib) << 20) != 0)
+		return fail("cannot create " + disk + ": " + strerror(errno));
+
+	std::string xml = guest_xml(*g, th_virt_type(), gdir, disk, mem);
+	g->dom = virDomainCreateXML(c, xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
+	if (!g->dom) {
+		std::string e = "cannot start test guest " + g->name + ": " + libvirt_error();
+		fs::remove_all(g->workdir, ec);
+		return fail(e);
+	}
+	th_guest *raw = g.release();
+	auto give_up = [&](const std::string &why) {
+		std::string msg = why + "\n--- console tail ---\n" + th_guest_console_tail(raw, 3000);
+		th_guest_destroy(raw);
+		return fail(msg);
+	};
+	// libvirt binds the socket before QEMU starts; connect, then probe the
+	// shell until it answers. The marker is computed by the shell, so an
+	// echo of our own input can never be mistaken for an answer.
+	raw->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa {};
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", raw->sock_path.c_str());
+	auto deadline = std::chrono::steady_clock::now() + 180s;
+	while (connect(raw->fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0) {
+		if (std::chrono::steady_clock::now() > deadline)
+			return give_up("cannot connect to " + raw->sock_path + ": " + strerror(errno));
+		std::this_thread::sleep_for(50ms);
+	}
+	std::regex ready("@@R([0-9]+)@@");
+	std::smatch m;
+	bool up = false;
+	for (unsigned i = 0; !up && std::chrono::steady_clock::now() < deadline; i++) {
+		if (!send_all(raw->fd, "echo @@R$((" + std::to_string(i) + "+0))@@\n"))
+			return give_up("the guest's command channel closed");
+		up = read_until(raw, ready, std::min(deadline, std::chrono::steady_clock::now() + 1s), &m);
+	}
+	if (!up)
+		return give_up("the test guest's shell did not answer within 180 s");
+	// Earlier probes may still be answered: synchronise on a unique marker.
+	raw->pending.clear();
+	if (th_guest_run(raw, "true", 60000, nullptr, nullptr) != 0)
+		return give_up("the test guest's shell did not synchronise: " + t_error);
+	*out = raw;
+	return 0;
+}
+
+int th_guest_run(th_guest *g, const char *command, int timeout_ms, char **output, int *exit_status) {
+	if (output)
+		*output = nullptr;
+	unsigned long n = ++g->seq;
+	std::string wrapped = std::string("{\n") + command + "\n} </dev/null 2>&1; echo \"@@E$((" +
+	                      std::to_string(n) + "+0)):$?@@\"\n";
+	if (!send_all(g->fd, wrapped))
+		return fail("the guest's command channel closed");
+	std::regex done("@@E" + std::to_string(n) + ":([0-9]+)@@\n");
+	std::smatch m;
+	if (!read_until(g, done, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &m))
+		return fail("guest " + g->name + " did not finish '" + command + "' within " +
+		            std::to_string(timeout_ms) + " ms; output so far: " + g->pending);
+	std::string out = m.prefix().str();
+	int status = std::stoi(m[1].str());
+	g->pending = m.suffix().str();
+	if (output)
+		*output = strdup(out.c_str());
+	if (exit_status)
+		*exit_status = status;
+	return 0;
+}
+
+char *th_guest_check(th_guest *g, const char *command, int timeout_ms) {
+	char *out = nullptr;
+	int st = 0;
+	if (th_guest_run(g, command, timeout_ms, &out, &st) != 0)
+		return nullptr;
+	if (st != 0) {
+		fail(std::string("guest command '") + command + "' exited " + std::to_string(st) + ": " + out);
+		free(out);
+		return nullptr;
+	}
+	std::string s = trim(out);
+	free(out);
+	return strdup(s.c_str());
+}
+
+void th_guest_destroy(th_guest *g) {
+	if (!g)
+		return;
+	if (g->fd >= 0)
+		close(g->fd);
+	if (g->dom) {
+		virDomainDestroy(g->dom);
+		virDomainFree(g->dom);
+	}
+	std::error_code ec;
+	fs::remove_all(g->workdir, ec);
+	delete g;
+}
+
+} // extern "C"

@@ -1,0 +1,71 @@
+/*
+ * The libcloudlet test harness: real libvirtd, real QEMU, and the project's
+ * own small Linux guest (tests/guest/). C API so that C tests and, through
+ * ctypes, Python tests can share it.
+ *
+ * Every function returning int gives 0 on success and -1 on failure, with
+ * the reason in th_error() (per thread).
+ */
+#ifndef CLOUDLET_TEST_HARNESS_H
+#define CLOUDLET_TEST_HARNESS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The project builds with -fvisibility=hidden; the harness is a library. */
+#pragma GCC visibility push(default)
+
+/** Starts virtlogd/libvirtd when they are not answering (needs root), and
+ *  removes domains and work folders left by test processes that died. */
+int th_setup(void);
+
+/** The reason for the last failure on this thread. */
+const char *th_error(void);
+
+/** The test guest's folder (vmlinuz, initrd.img), built on first use and
+ *  cached across runs (tests/guest/build-guest.sh). NULL on failure. */
+const char *th_guest_dir(void);
+
+/** The virt type guests run under: $CLOUDLET_TEST_VIRT_TYPE if set, else
+ *  "kvm" only if libcloudlet's doctor proved KVM boots the test kernel on
+ *  this machine (cached per boot), else "qemu" (TCG). */
+const char *th_virt_type(void);
+
+typedef struct th_guest_options {
+	unsigned memory_mib; /**< 0: 256 */
+	unsigned disk_mib;   /**< size of the raw data disk /dev/vda; 0: 64 */
+} th_guest_options;
+
+typedef struct th_guest th_guest;
+
+/** Boots a transient guest (destroyed with the test's libvirt connection,
+ *  so a crashed test leaves nothing running) and waits for its shell.
+ *  `label` becomes part of the domain name. */
+int th_guest_start(th_guest **out, const char *label, const th_guest_options *opts);
+
+/** Runs a shell command in the guest, stdin from /dev/null, stderr merged
+ *  into stdout. `output` (may be NULL) receives a malloc'd string the caller
+ *  frees; `exit_status` (may be NULL) the command's exit status. Fails only
+ *  if the guest does not answer within `timeout_ms`. */
+int th_guest_run(th_guest *g, const char *command, int timeout_ms, char **output, int *exit_status);
+
+/** Like th_guest_run, but fails unless the exit status is 0; the output
+ *  (trailing newline removed) is returned in a malloc'd string or NULL. */
+char *th_guest_check(th_guest *g, const char *command, int timeout_ms);
+
+const char *th_guest_domain_name(const th_guest *g);
+const char *th_guest_workdir(const th_guest *g);
+/** The last `max_bytes` of the guest's kernel console (static per guest). */
+const char *th_guest_console_tail(th_guest *g, unsigned max_bytes);
+
+/** Destroys the domain and removes its work folder. NULL is ignored. */
+void th_guest_destroy(th_guest *g);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

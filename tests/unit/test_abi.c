@@ -1,0 +1,313 @@
+/* The public ABI's contract, as a C99 caller sees it: argument checks,
+ * status codes and messages, struct versioning, thread-local errors,
+ * cancellation. No libvirt daemon is needed here. */
+#include <cloudlet.h>
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void assert_message_contains(const char *needle) {
+	const char *m = cloudlet_last_error_message();
+	if (!strstr(m, needle))
+		fail_msg("error message '%s' does not contain '%s'", m, needle);
+}
+
+static void test_version(void **state) {
+	(void)state;
+	int ma = -1, mi = -1, pa = -1;
+	assert_int_equal(cloudlet_version(&ma, &mi, &pa), CLOUDLET_OK);
+	assert_int_equal(ma, CLOUDLET_VERSION_MAJOR);
+	assert_int_equal(mi, CLOUDLET_VERSION_MINOR);
+	assert_int_equal(pa, CLOUDLET_VERSION_PATCH);
+	assert_int_equal(cloudlet_version(NULL, NULL, NULL), CLOUDLET_OK);
+	char expect[32];
+	snprintf(expect, sizeof expect, "%d.%d.%d", ma, mi, pa);
+	assert_string_equal(cloudlet_version_string(), expect);
+}
+
+static void test_strerror(void **state) {
+	(void)state;
+	static const cloudlet_status all[] = {
+	    CLOUDLET_OK, CLOUDLET_E_INVALID_ARG, CLOUDLET_E_NOMEM, CLOUDLET_E_VERSION, CLOUDLET_E_IO,
+	    CLOUDLET_E_LIBVIRT, CLOUDLET_E_NOT_FOUND, CLOUDLET_E_EXISTS, CLOUDLET_E_CORRUPT,
+	    CLOUDLET_E_UNSUPPORTED, CLOUDLET_E_HOST, CLOUDLET_E_CANCELLED, CLOUDLET_E_TIMEOUT,
+	    CLOUDLET_E_PERMISSION, CLOUDLET_E_INTERNAL};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+		const char *s = cloudlet_strerror(all[i]);
+		assert_non_null(s);
+		assert_true(strlen(s) > 0);
+		assert_string_not_equal(s, "unknown status");
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(s, cloudlet_strerror(all[j]));
+	}
+	assert_string_equal(cloudlet_strerror((cloudlet_status)12345), "unknown status");
+}
+
+static void test_null_arguments(void **state) {
+	(void)state;
+	assert_int_equal(cloudlet_ctx_new(NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_last_error_status(), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("cloudlet_ctx_new");
+	assert_message_contains("out is NULL");
+
+	cloudlet_host_report *r = (cloudlet_host_report *)0x1;
+	assert_int_equal(cloudlet_doctor(&r, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_null(r); /* out-parameters are cleared on failure */
+	assert_message_contains("ctx is NULL");
+
+	assert_int_equal(cloudlet_doctor(NULL, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_ctx_options_init(NULL, CLOUDLET_CTX_OPTIONS_VERSION), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_doctor_options_init(NULL, CLOUDLET_DOCTOR_OPTIONS_VERSION), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_ctx_settings(NULL, NULL, NULL, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_cancel_new(NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_cancel_trigger(NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_cancel_is_triggered(NULL), 0);
+
+	/* Free functions accept NULL. */
+	cloudlet_ctx_free(NULL);
+	cloudlet_host_report_free(NULL);
+	cloudlet_cancel_free(NULL);
+}
+
+static void test_success_clears_message(void **state) {
+	(void)state;
+	assert_int_equal(cloudlet_ctx_new(NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_true(strlen(cloudlet_last_error_message()) > 0);
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, NULL), CLOUDLET_OK);
+	assert_string_equal(cloudlet_last_error_message(), "");
+	assert_int_equal(cloudlet_last_error_status(), CLOUDLET_OK);
+	cloudlet_ctx_free(ctx);
+}
+
+static void test_options_versioning(void **state) {
+	(void)state;
+	cloudlet_ctx_options o;
+	memset(&o, 0xab, sizeof o);
+	assert_int_equal(cloudlet_ctx_options_init(&o, CLOUDLET_CTX_OPTIONS_VERSION), CLOUDLET_OK);
+	assert_int_equal(o.version, CLOUDLET_CTX_OPTIONS_VERSION);
+	assert_null(o.libvirt_uri);
+	assert_null(o.store_dir);
+	assert_int_equal(o.worker_threads, 0);
+	assert_int_equal(o.log_level, CLOUDLET_LOG_WARN);
+
+	/* The macro and the function agree. */
+	cloudlet_ctx_options m = CLOUDLET_CTX_OPTIONS_INIT;
+	assert_int_equal(m.version, o.version);
+	assert_int_equal(m.log_level, o.log_level);
+
+	/* A version from the future or an uninitialised struct is refused. */
+	assert_int_equal(cloudlet_ctx_options_init(&o, CLOUDLET_CTX_OPTIONS_VERSION + 1), CLOUDLET_E_VERSION);
+	assert_int_equal(cloudlet_ctx_options_init(&o, 0), CLOUDLET_E_VERSION);
+	cloudlet_ctx *ctx = (cloudlet_ctx *)0x1;
+	cloudlet_ctx_options bad = CLOUDLET_CTX_OPTIONS_INIT;
+	bad.version = 99;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &bad), CLOUDLET_E_VERSION);
+	assert_null(ctx);
+	assert_message_contains("version 99");
+	bad.version = 0;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &bad), CLOUDLET_E_VERSION);
+
+	cloudlet_doctor_options d;
+	assert_int_equal(cloudlet_doctor_options_init(&d, CLOUDLET_DOCTOR_OPTIONS_VERSION), CLOUDLET_OK);
+	assert_int_equal(d.boot_probe, 1);
+	assert_null(d.probe_kernel);
+	assert_int_equal(cloudlet_doctor_options_init(&d, 7), CLOUDLET_E_VERSION);
+}
+
+static void test_settings(void **state) {
+	(void)state;
+	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
+	o.libvirt_uri = "test:///default";
+	o.store_dir = "/srv/cloudlet-store";
+	o.worker_threads = 3;
+	o.cpu_model = "Penryn";
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	const char *uri, *store, *cpu;
+	unsigned workers;
+	assert_int_equal(cloudlet_ctx_settings(&uri, &store, &cpu, &workers, ctx), CLOUDLET_OK);
+	assert_string_equal(uri, "test:///default");
+	assert_string_equal(store, "/srv/cloudlet-store");
+	assert_string_equal(cpu, "Penryn");
+	assert_int_equal(workers, 3);
+	cloudlet_ctx_free(ctx);
+
+	/* Defaults. */
+	assert_int_equal(cloudlet_ctx_new(&ctx, NULL), CLOUDLET_OK);
+	assert_int_equal(cloudlet_ctx_settings(NULL, NULL, &cpu, &workers, ctx), CLOUDLET_OK);
+	assert_string_equal(cpu, "core2duo");
+	assert_true(workers >= 1);
+	cloudlet_ctx_free(ctx);
+}
+
+static void test_invalid_settings(void **state) {
+	(void)state;
+	cloudlet_ctx *ctx = NULL;
+	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
+	o.cpu_model = "core2duo'/><evil";
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("invalid CPU model name");
+
+	o = (cloudlet_ctx_options)CLOUDLET_CTX_OPTIONS_INIT;
+	o.store_dir = "relative/store";
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("absolute path");
+
+	o = (cloudlet_ctx_options)CLOUDLET_CTX_OPTIONS_INIT;
+	o.log_level = (cloudlet_log_level)42;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_E_INVALID_ARG);
+
+	o = (cloudlet_ctx_options)CLOUDLET_CTX_OPTIONS_INIT;
+	o.worker_threads = 100000;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_E_INVALID_ARG);
+	assert_null(ctx);
+}
+
+static void test_bad_uri_fails_on_use(void **state) {
+	(void)state;
+	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
+	o.libvirt_uri = "nosuchdriver:///nowhere";
+	cloudlet_ctx *ctx = NULL;
+	/* Creating is lazy: nothing connects yet. */
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
+	d.boot_probe = 0;
+	cloudlet_host_report *r = NULL;
+	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_E_LIBVIRT);
+	assert_null(r);
+	assert_message_contains("cloudlet_doctor");
+	assert_message_contains("nosuchdriver:///nowhere");
+	cloudlet_ctx_free(ctx);
+}
+
+/* --- thread-local errors ------------------------------------------------ */
+
+struct thread_result {
+	cloudlet_status status;
+	char message[512];
+};
+
+static void *failing_thread(void *arg) {
+	struct thread_result *r = arg;
+	r->status = cloudlet_ctx_new(NULL, NULL);
+	snprintf(r->message, sizeof r->message, "%s", cloudlet_last_error_message());
+	return NULL;
+}
+
+static void *succeeding_thread(void *arg) {
+	struct thread_result *r = arg;
+	int ma;
+	r->status = cloudlet_version(&ma, NULL, NULL);
+	snprintf(r->message, sizeof r->message, "%s", cloudlet_last_error_message());
+	return NULL;
+}
+
+static void test_error_is_thread_local(void **state) {
+	(void)state;
+	/* This thread fails with one message ... */
+	cloudlet_ctx_options bad = CLOUDLET_CTX_OPTIONS_INIT;
+	bad.version = 77;
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &bad), CLOUDLET_E_VERSION);
+	/* ... another fails with another, a third succeeds ... */
+	pthread_t t1, t2;
+	struct thread_result r1, r2;
+	assert_int_equal(pthread_create(&t1, NULL, failing_thread, &r1), 0);
+	assert_int_equal(pthread_create(&t2, NULL, succeeding_thread, &r2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	assert_int_equal(r1.status, CLOUDLET_E_INVALID_ARG);
+	assert_non_null(strstr(r1.message, "out is NULL"));
+	assert_int_equal(r2.status, CLOUDLET_OK);
+	assert_string_equal(r2.message, "");
+	/* ... and this thread still has its own. */
+	assert_int_equal(cloudlet_last_error_status(), CLOUDLET_E_VERSION);
+	assert_message_contains("version 77");
+}
+
+/* --- cancellation and progress ------------------------------------------- */
+
+static void test_cancel_handle(void **state) {
+	(void)state;
+	cloudlet_cancel *c = NULL;
+	assert_int_equal(cloudlet_cancel_new(&c), CLOUDLET_OK);
+	assert_int_equal(cloudlet_cancel_is_triggered(c), 0);
+	assert_int_equal(cloudlet_cancel_trigger(c), CLOUDLET_OK);
+	assert_int_equal(cloudlet_cancel_is_triggered(c), 1);
+
+	/* A triggered handle stops a long operation at its first check point,
+	 * before it touches libvirt. */
+	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
+	o.libvirt_uri = "nosuchdriver:///nowhere";
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
+	d.cancel = c;
+	cloudlet_host_report *r = NULL;
+	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_E_CANCELLED);
+	assert_null(r);
+	assert_message_contains("cancelled");
+	cloudlet_ctx_free(ctx);
+	cloudlet_cancel_free(c);
+}
+
+static int progress_calls;
+static char first_phase[64];
+
+static int stop_at_once(const char *phase, uint64_t done, uint64_t total, void *userdata) {
+	(void)done;
+	(void)total;
+	assert_ptr_equal(userdata, &progress_calls);
+	if (progress_calls++ == 0)
+		snprintf(first_phase, sizeof first_phase, "%s", phase);
+	return 1;
+}
+
+static void test_progress_can_cancel(void **state) {
+	(void)state;
+	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
+	o.libvirt_uri = "nosuchdriver:///nowhere";
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
+	d.progress = stop_at_once;
+	d.progress_userdata = &progress_calls;
+	cloudlet_host_report *r = NULL;
+	progress_calls = 0;
+	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_E_CANCELLED);
+	assert_int_equal(progress_calls, 1);
+	assert_string_equal(first_phase, "capabilities");
+	cloudlet_ctx_free(ctx);
+
+	d.boot_probe = 5;
+	assert_int_equal(cloudlet_ctx_new(&ctx, NULL), CLOUDLET_OK);
+	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("boot_probe");
+	cloudlet_ctx_free(ctx);
+}
+
+int main(void) {
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_version),
+	    cmocka_unit_test(test_strerror),
+	    cmocka_unit_test(test_null_arguments),
+	    cmocka_unit_test(test_success_clears_message),
+	    cmocka_unit_test(test_options_versioning),
+	    cmocka_unit_test(test_settings),
+	    cmocka_unit_test(test_invalid_settings),
+	    cmocka_unit_test(test_bad_uri_fails_on_use),
+	    cmocka_unit_test(test_error_is_thread_local),
+	    cmocka_unit_test(test_cancel_handle),
+	    cmocka_unit_test(test_progress_can_cancel),
+	};
+	return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
+}
