@@ -155,7 +155,7 @@ BootProbeResult boot_probe(const Connection &conn, const std::string &virt_type,
 			r.detail = "a Linux kernel did not finish booting under " + virt_type + " within " +
 			           std::to_string(timeout.count() / 1000) + " s (" +
 			           (any_kernel ? "it started, then stalled"
-			                       : "no kernel output after the firmware handed over") +
+			                       : "no kernel output at all") +
 			           ")";
 			return r;
 		}

@@ -81,4 +81,8 @@ cp initrd.img "$out.tmp/initrd.img"
 printf 'kernel=%s %s\nmodules=%s\n' "$kpkg" "$kver" "${order[*]}" > "$out.tmp/VERSION"
 chmod -R a+rX "$out.tmp"
 mv "$out.tmp" "$out"
+# Older builds (other kernel or script versions) are dead weight: drop them.
+for old in "$cache"/guest-*; do
+    [ "$old" = "$out" ] || rm -rf "$old"
+done
 echo "$out"

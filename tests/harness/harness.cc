@@ -25,7 +25,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -291,11 +290,30 @@ bool send_all(int fd, const std::string &s) {
 	return true;
 }
 
-// Reads until `re` matches the buffer or the deadline passes.
-bool read_until(th_guest *g, const std::regex &re, std::chrono::steady_clock::time_point deadline,
-                std::smatch *m) {
+// A marker line the shell printed: "<prefix><digits>@@\n" (prefix like
+// "@@E12:"); waiting for the newline keeps it out of the next command's output.
+// Returns true with [begin, end) of the marker and its number.
+bool find_marker(const std::string &buf, const std::string &prefix, size_t *begin, size_t *end,
+                 unsigned long *number) {
+	for (size_t p = buf.find(prefix); p != std::string::npos; p = buf.find(prefix, p + 1)) {
+		size_t q = p + prefix.size(), d = q;
+		while (d < buf.size() && isdigit(static_cast<unsigned char>(buf[d])))
+			d++;
+		if (d > q && buf.compare(d, 3, "@@\n") == 0) {
+			*begin = p;
+			*end = d + 3;
+			*number = strtoul(buf.c_str() + q, nullptr, 10);
+			return true;
+		}
+	}
+	return false;
+}
+
+// Reads until the marker appears or the deadline passes.
+bool read_until(th_guest *g, const std::string &prefix, std::chrono::steady_clock::time_point deadline,
+                size_t *begin, size_t *end, unsigned long *number) {
 	for (;;) {
-		if (std::regex_search(g->pending, *m, re))
+		if (find_marker(g->pending, prefix, begin, end, number))
 			return true;
 		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
 		if (left.count() <= 0)
@@ -375,13 +393,13 @@ int th_guest_start(th_guest **out, const char *label, const th_guest_options *op
 			return give_up("cannot connect to " + raw->sock_path + ": " + strerror(errno));
 		std::this_thread::sleep_for(50ms);
 	}
-	std::regex ready("@@R([0-9]+)@@");
-	std::smatch m;
+	size_t b = 0, e = 0;
+	unsigned long num = 0;
 	bool up = false;
 	for (unsigned i = 0; !up && std::chrono::steady_clock::now() < deadline; i++) {
 		if (!send_all(raw->fd, "echo @@R$((" + std::to_string(i) + "+0))@@\n"))
 			return give_up("the guest's command channel closed");
-		up = read_until(raw, ready, std::min(deadline, std::chrono::steady_clock::now() + 1s), &m);
+		up = read_until(raw, "@@R", std::min(deadline, std::chrono::steady_clock::now() + 1s), &b, &e, &num);
 	}
 	if (!up)
 		return give_up("the test guest's shell did not answer within 180 s");
@@ -401,18 +419,18 @@ int th_guest_run(th_guest *g, const char *command, int timeout_ms, char **output
 	                      std::to_string(n) + "+0)):$?@@\"\n";
 	if (!send_all(g->fd, wrapped))
 		return fail("the guest's command channel closed");
-	std::regex done("@@E" + std::to_string(n) + ":([0-9]+)@@\n");
-	std::smatch m;
-	if (!read_until(g, done, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &m))
+	size_t b = 0, e = 0;
+	unsigned long status = 0;
+	if (!read_until(g, "@@E" + std::to_string(n) + ":",
+	                std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), &b, &e, &status))
 		return fail("guest " + g->name + " did not finish '" + command + "' within " +
 		            std::to_string(timeout_ms) + " ms; output so far: " + g->pending);
-	std::string out = m.prefix().str();
-	int status = std::stoi(m[1].str());
-	g->pending = m.suffix().str();
+	std::string out = g->pending.substr(0, b);
+	g->pending.erase(0, e);
 	if (output)
 		*output = strdup(out.c_str());
 	if (exit_status)
-		*exit_status = status;
+		*exit_status = static_cast<int>(status);
 	return 0;
 }
 
