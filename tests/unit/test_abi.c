@@ -172,13 +172,19 @@ static void test_invalid_settings(void **state) {
 	assert_null(ctx);
 }
 
-static void test_bad_uri_fails_on_use(void **state) {
-	(void)state;
+/* A context whose libvirt URI names no driver: any use of libvirt fails. */
+static cloudlet_ctx *unreachable_ctx(void) {
 	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
 	o.libvirt_uri = "nosuchdriver:///nowhere";
 	cloudlet_ctx *ctx = NULL;
-	/* Creating is lazy: nothing connects yet. */
 	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	return ctx;
+}
+
+static void test_bad_uri_fails_on_use(void **state) {
+	(void)state;
+	/* Creating is lazy: nothing connects yet. */
+	cloudlet_ctx *ctx = unreachable_ctx();
 	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
 	d.boot_probe = 0;
 	cloudlet_host_report *r = NULL;
@@ -246,10 +252,7 @@ static void test_cancel_handle(void **state) {
 
 	/* A triggered handle stops a long operation at its first check point,
 	 * before it touches libvirt. */
-	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
-	o.libvirt_uri = "nosuchdriver:///nowhere";
-	cloudlet_ctx *ctx = NULL;
-	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	cloudlet_ctx *ctx = unreachable_ctx();
 	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
 	d.cancel = c;
 	cloudlet_host_report *r = NULL;
@@ -274,10 +277,7 @@ static int stop_at_once(const char *phase, uint64_t done, uint64_t total, void *
 
 static void test_progress_can_cancel(void **state) {
 	(void)state;
-	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
-	o.libvirt_uri = "nosuchdriver:///nowhere";
-	cloudlet_ctx *ctx = NULL;
-	assert_int_equal(cloudlet_ctx_new(&ctx, &o), CLOUDLET_OK);
+	cloudlet_ctx *ctx = unreachable_ctx();
 	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
 	d.progress = stop_at_once;
 	d.progress_userdata = &progress_calls;
