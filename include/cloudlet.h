@@ -113,8 +113,8 @@ typedef enum cloudlet_tristate {
 /**
  * Progress of a long operation. `phase` names the current step ("probe-kvm",
  * "capture-memory" ...); `done` and `total` count its units (bytes, pages,
- * steps; total 0 = unknown). Called on the thread that runs the operation.
- * Return 0 to continue, non-zero to cancel the operation (it then fails with
+ * steps; total 0 = unknown). May be called from a worker thread of the
+ * operation, but never from two threads at once. Return 0 to continue, non-zero to cancel the operation (it then fails with
  * CLOUDLET_E_CANCELLED after undoing what it did).
  */
 typedef int (*cloudlet_progress_cb)(const char *phase, uint64_t done,
