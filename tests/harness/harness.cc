@@ -335,6 +335,44 @@ bool read_until(th_guest *g, const std::string &prefix, std::chrono::steady_cloc
 
 } // namespace
 
+namespace {
+
+// Connects to the guest's command channel and waits until its shell
+// answers. The marker is computed by the shell, so an echo of our own input
+// or a late answer to an earlier probe is never taken for this one.
+int attach(th_guest *g) {
+	auto give_up = [&](const std::string &why) {
+		return fail(why + "\n--- console tail ---\n" + th_guest_console_tail(g, 3000));
+	};
+	g->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa {};
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", g->sock_path.c_str());
+	auto deadline = std::chrono::steady_clock::now() + 180s;
+	while (connect(g->fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0) {
+		if (std::chrono::steady_clock::now() > deadline)
+			return give_up("cannot connect to " + g->sock_path + ": " + strerror(errno));
+		std::this_thread::sleep_for(50ms);
+	}
+	size_t b = 0, e = 0;
+	unsigned long num = 0;
+	bool up = false;
+	for (unsigned i = 0; !up && std::chrono::steady_clock::now() < deadline; i++) {
+		if (!send_all(g->fd, "echo @@R$((" + std::to_string(i) + "+0))@@\n"))
+			return give_up("the guest's command channel closed");
+		up = read_until(g, "@@R", std::min(deadline, std::chrono::steady_clock::now() + 1s), &b, &e, &num);
+	}
+	if (!up)
+		return give_up("the test guest's shell did not answer within 180 s");
+	// Earlier probes may still be answered: synchronise on a unique marker.
+	g->pending.clear();
+	if (th_guest_run(g, "true", 60000, nullptr, nullptr) != 0)
+		return give_up("the test guest's shell did not synchronise: " + t_error);
+	return 0;
+}
+
+} // namespace
+
 int th_guest_start(th_guest **out, const char *label, const th_guest_options *opts) {
 	static std::atomic<unsigned> counter{0};
 	*out = nullptr;
@@ -375,40 +413,39 @@ int th_guest_start(th_guest **out, const char *label, const th_guest_options *op
 		return fail(e);
 	}
 	th_guest *raw = g.release();
-	auto give_up = [&](const std::string &why) {
-		std::string msg = why + "\n--- console tail ---\n" + th_guest_console_tail(raw, 3000);
+	if (attach(raw) != 0) {
+		std::string msg = t_error;
 		th_guest_destroy(raw);
 		return fail(msg);
-	};
-	// libvirt binds the socket before QEMU starts; connect, then probe the
-	// shell until it answers. The marker is computed by the shell, so an
-	// echo of our own input can never be mistaken for an answer.
-	raw->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_un sa {};
-	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", raw->sock_path.c_str());
-	auto deadline = std::chrono::steady_clock::now() + 180s;
-	while (connect(raw->fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0) {
-		if (std::chrono::steady_clock::now() > deadline)
-			return give_up("cannot connect to " + raw->sock_path + ": " + strerror(errno));
-		std::this_thread::sleep_for(50ms);
 	}
-	size_t b = 0, e = 0;
-	unsigned long num = 0;
-	bool up = false;
-	for (unsigned i = 0; !up && std::chrono::steady_clock::now() < deadline; i++) {
-		if (!send_all(raw->fd, "echo @@R$((" + std::to_string(i) + "+0))@@\n"))
-			return give_up("the guest's command channel closed");
-		up = read_until(raw, "@@R", std::min(deadline, std::chrono::steady_clock::now() + 1s), &b, &e, &num);
-	}
-	if (!up)
-		return give_up("the test guest's shell did not answer within 180 s");
-	// Earlier probes may still be answered: synchronise on a unique marker.
-	raw->pending.clear();
-	if (th_guest_run(raw, "true", 60000, nullptr, nullptr) != 0)
-		return give_up("the test guest's shell did not synchronise: " + t_error);
 	*out = raw;
 	return 0;
+}
+
+int th_guest_save(th_guest *g, const char *path) {
+	if (g->fd >= 0) {
+		close(g->fd);
+		g->fd = -1;
+	}
+	g->pending.clear();
+	if (virDomainSave(g->dom, path) != 0)
+		return fail("cannot save " + g->name + " to " + path + ": " + libvirt_error());
+	virDomainFree(g->dom);
+	g->dom = nullptr;
+	return 0;
+}
+
+int th_guest_restore(th_guest *g, const char *path) {
+	virConnectPtr c = connection();
+	if (g->dom)
+		return fail("guest " + g->name + " is still running");
+	if (virDomainRestore(c, path) != 0)
+		return fail(std::string("cannot restore ") + path + ": " + libvirt_error());
+	g->dom = virDomainLookupByName(c, g->name.c_str());
+	if (!g->dom)
+		return fail("restored " + std::string(path) + ", but domain " + g->name + " is not there: " +
+		            libvirt_error());
+	return attach(g);
 }
 
 int th_guest_run(th_guest *g, const char *command, int timeout_ms, char **output, int *exit_status) {

@@ -54,6 +54,13 @@ int th_guest_run(th_guest *g, const char *command, int timeout_ms, char **output
  *  (trailing newline removed) is returned in a malloc'd string or NULL. */
 char *th_guest_check(th_guest *g, const char *command, int timeout_ms);
 
+/** Saves the guest with virDomainSave (the domain stops) to `path`. */
+int th_guest_save(th_guest *g, const char *path);
+
+/** Restores a saved image of this guest (virDomainRestore) and reconnects
+ *  to its shell. The image may be one we rewrote. */
+int th_guest_restore(th_guest *g, const char *path);
+
 const char *th_guest_domain_name(const th_guest *g);
 const char *th_guest_workdir(const th_guest *g);
 /** The last `max_bytes` of the guest's kernel console (static per guest). */

@@ -1,0 +1,135 @@
+#include "stream_writer.h"
+
+#include "migration_stream.h"
+#include "util/error.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace cloudlet::qemu {
+
+FdSink::~FdSink() {
+	try {
+		flush();
+	} catch (...) {
+		// Destructors do not throw; callers flush() explicitly to see errors.
+	}
+}
+
+void FdSink::write(const uint8_t *data, size_t n) {
+	if (buf_.size() + n > buf_.capacity())
+		flush();
+	if (n >= buf_.capacity()) {
+		for (size_t off = 0; off < n;) {
+			ssize_t w = ::write(fd_, data + off, n - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				fail_errno("cannot write " + name_, errno);
+			off += static_cast<size_t>(w);
+		}
+		written_ += n;
+		return;
+	}
+	buf_.insert(buf_.end(), data, data + n);
+}
+
+void FdSink::flush() {
+	for (size_t off = 0; off < buf_.size();) {
+		ssize_t w = ::write(fd_, buf_.data() + off, buf_.size() - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			fail_errno("cannot write " + name_, errno);
+		off += static_cast<size_t>(w);
+	}
+	written_ += buf_.size();
+	buf_.clear();
+}
+
+namespace {
+
+class Emitter {
+public:
+	explicit Emitter(ByteSink &out) : out_(out) {}
+	void u8(uint8_t v) { out_.write(&v, 1); }
+	void be32(uint32_t v) {
+		uint8_t b[4] = {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)};
+		out_.write(b, 4);
+	}
+	void be64(uint64_t v) {
+		uint8_t b[8];
+		for (int i = 0; i < 8; i++)
+			b[i] = uint8_t(v >> (56 - 8 * i));
+		out_.write(b, 8);
+	}
+	void str8(const std::string &s) {
+		u8(static_cast<uint8_t>(s.size()));
+		out_.write(reinterpret_cast<const uint8_t *>(s.data()), s.size());
+	}
+	void bytes(const uint8_t *p, size_t n) { out_.write(p, n); }
+	void footer(uint32_t id) {
+		u8(kSectionFooter);
+		be32(id);
+	}
+
+private:
+	ByteSink &out_;
+};
+
+} // namespace
+
+void write_stream(ByteSink &out, const MemoryImage &img) {
+	const StreamInfo &info = img.info;
+	if (info.blocks.empty() || img.device_state.empty())
+		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks or no device state");
+	Emitter e(out);
+	e.be32(kStreamMagic);
+	e.be32(kStreamVersion);
+	e.bytes(info.config_section.data(), info.config_section.size());
+
+	uint64_t total = 0;
+	for (const auto &b : info.blocks)
+		total += b.length;
+	e.u8(kSectionStart);
+	e.be32(info.ram_section_id);
+	e.str8("ram");
+	e.be32(info.ram_instance_id);
+	e.be32(info.ram_version);
+	e.be64(total | kRamMemSize);
+	for (const auto &b : info.blocks) {
+		e.str8(b.name);
+		e.be64(b.length);
+	}
+	e.be64(kRamEos);
+	e.footer(info.ram_section_id);
+
+	e.u8(kSectionPart);
+	e.be32(info.ram_section_id);
+	for (const auto &b : info.blocks) {
+		for (uint64_t i = 0; i < b.pages(); i++) {
+			uint64_t linear = b.first_page + i;
+			const uint8_t *d = img.data(linear);
+			uint64_t flags = uint64_t(d ? kRamPage : kRamZero) | (i ? uint64_t(kRamContinue) : 0);
+			e.be64(i * kTargetPageSize | flags);
+			if (i == 0)
+				e.str8(b.name);
+			if (d)
+				e.bytes(d, kTargetPageSize);
+			else
+				e.u8(0);
+		}
+	}
+	e.be64(kRamEos);
+	e.footer(info.ram_section_id);
+
+	e.u8(kSectionEnd);
+	e.be32(info.ram_section_id);
+	e.be64(kRamEos);
+	e.footer(info.ram_section_id);
+
+	e.bytes(img.device_state.data(), img.device_state.size());
+}
+
+} // namespace cloudlet::qemu
