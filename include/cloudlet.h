@@ -272,6 +272,74 @@ CLOUDLET_API cloudlet_status cloudlet_doctor(cloudlet_host_report **out,
 /** Free a report from cloudlet_doctor(). NULL is ignored. */
 CLOUDLET_API void cloudlet_host_report_free(cloudlet_host_report *report);
 
+/* ------------------------------------------------------------------------ */
+/* Snapshots: libvirt save images and QEMU migration streams                */
+/* ------------------------------------------------------------------------ */
+
+/** Options for reading a snapshot (progress counts bytes read). */
+typedef struct cloudlet_snapshot_options {
+	unsigned int version;       /**< CLOUDLET_SNAPSHOT_OPTIONS_VERSION */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;    /**< may be NULL */
+} cloudlet_snapshot_options;
+
+#define CLOUDLET_SNAPSHOT_OPTIONS_VERSION 1
+#define CLOUDLET_SNAPSHOT_OPTIONS_INIT { CLOUDLET_SNAPSHOT_OPTIONS_VERSION, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_snapshot_options_init(cloudlet_snapshot_options *opts,
+                                                            unsigned int version);
+
+/** One RAM block of a snapshot ("pc.ram", "vga.vram", ROMs ...). */
+typedef struct cloudlet_ram_block_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *name;
+	uint64_t length;            /**< bytes */
+	uint64_t pages;             /**< 4 KiB pages */
+	uint64_t zero_pages;        /**< latest version is all zero */
+	uint64_t data_pages;        /**< latest version carries data */
+} cloudlet_ram_block_info;
+
+/** What a snapshot file holds. Free with cloudlet_snapshot_info_free(). */
+typedef struct cloudlet_snapshot_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *path;
+	const char *format;         /**< "libvirt-save" or "qemu-stream" */
+	unsigned int image_version; /**< libvirt save image version; 0 for a bare stream */
+	int complete;               /**< 0 if libvirt was still writing it ("Part" magic) */
+	int was_running;            /**< the domain was running when saved */
+	unsigned int stream_version;/**< QEMU stream version (3) */
+	const char *machine_type;   /**< "pc-i440fx-7.2" */
+	const char *domain_name;    /**< "" for a bare stream */
+	const char *domain_uuid;
+	size_t block_count;
+	const cloudlet_ram_block_info *blocks;
+	uint64_t total_pages, zero_pages, data_pages;
+	uint64_t page_records;      /**< page records read, repeats of live passes included */
+	uint64_t ram_sections;
+	uint64_t file_bytes;
+	uint64_t device_state_bytes;/**< non-RAM state, kept opaque */
+	size_t device_count;        /**< device sections, when they could be located */
+	const char *const *devices; /**< "name/instance", stream order */
+	int devices_split;          /**< 1 if every device section was located exactly */
+} cloudlet_snapshot_info;
+
+#define CLOUDLET_SNAPSHOT_INFO_VERSION 1
+
+/**
+ * Reads a libvirt save image (`virsh save`) or a bare QEMU migration stream
+ * in one streaming pass and describes it. Malformed input gives
+ * CLOUDLET_E_CORRUPT with the offset and the problem in the message;
+ * valid features we do not handle (compressed images, XBZRLE, postcopy ...)
+ * give CLOUDLET_E_UNSUPPORTED. May run concurrently on one context.
+ */
+CLOUDLET_API cloudlet_status cloudlet_snapshot_inspect(cloudlet_snapshot_info **out,
+                                                       cloudlet_ctx *ctx, const char *path,
+                                                       const cloudlet_snapshot_options *opts);
+
+/** Free a cloudlet_snapshot_info. NULL is ignored. */
+CLOUDLET_API void cloudlet_snapshot_info_free(cloudlet_snapshot_info *info);
+
 #ifdef __cplusplus
 }
 #endif

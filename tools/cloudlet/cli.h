@@ -65,5 +65,7 @@ private:
 
 int cmd_doctor(const Global &g, Args args);
 extern const char *doctor_help;
+int cmd_snapshot_info(const Global &g, Args args);
+extern const char *snapshot_info_help;
 
 } // namespace cli

@@ -21,6 +21,7 @@ const char *usage =
     "\n"
     "Commands:\n"
     "  doctor            what this host can do (libvirt, QEMU, KVM/TCG, CPU model, ACPI, store)\n"
+    "  snapshot info     what a libvirt save image or QEMU migration stream holds\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --connect URI     libvirt URI (default qemu:///system as root, else qemu:///session)\n"
@@ -42,6 +43,7 @@ struct Command {
 const std::map<std::string, Command> &commands() {
 	static const std::map<std::string, Command> c = {
 	    {"doctor", {cli::cmd_doctor, cli::doctor_help}},
+	    {"snapshot info", {cli::cmd_snapshot_info, cli::snapshot_info_help}},
 	};
 	return c;
 }

@@ -1,0 +1,93 @@
+// cloudlet_snapshot_inspect(): runs ops::snapshot_info and hands out a
+// report living in one allocation.
+#include "abi/guard.h"
+#include "abi/handles.h"
+#include "ops/snapshot_info.h"
+
+#include <cloudlet.h>
+
+#include <deque>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct SnapshotInfoHolder : cloudlet_snapshot_info {
+	std::deque<std::string> strings;
+	std::vector<cloudlet_ram_block_info> block_items;
+	std::vector<const char *> device_ptrs;
+	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
+};
+
+SnapshotInfoHolder *to_c(const cloudlet::ops::SnapshotInfo &i) {
+	auto *h = new SnapshotInfoHolder();
+	cloudlet_snapshot_info &p = *h;
+	p = cloudlet_snapshot_info{};
+	p.version = CLOUDLET_SNAPSHOT_INFO_VERSION;
+	p.path = h->keep(i.path);
+	p.format = h->keep(i.format);
+	p.image_version = i.image_version;
+	p.complete = i.complete ? 1 : 0;
+	p.was_running = i.was_running ? 1 : 0;
+	p.stream_version = i.stream_version;
+	p.machine_type = h->keep(i.machine_type);
+	p.domain_name = h->keep(i.domain_name);
+	p.domain_uuid = h->keep(i.domain_uuid);
+	for (const auto &b : i.blocks)
+		h->block_items.push_back({1, h->keep(b.name), b.length, b.pages, b.zero_pages, b.data_pages});
+	p.block_count = h->block_items.size();
+	p.blocks = h->block_items.data();
+	p.total_pages = i.total_pages;
+	p.zero_pages = i.zero_pages;
+	p.data_pages = i.data_pages;
+	p.page_records = i.page_records;
+	p.ram_sections = i.ram_sections;
+	p.file_bytes = i.file_bytes;
+	p.device_state_bytes = i.device_state_bytes;
+	for (const auto &d : i.devices)
+		h->device_ptrs.push_back(h->keep(d));
+	p.device_count = h->device_ptrs.size();
+	p.devices = h->device_ptrs.data();
+	p.devices_split = i.devices_split ? 1 : 0;
+	return h;
+}
+
+} // namespace
+
+using cloudlet::abi::guard;
+using cloudlet::abi::require;
+using cloudlet::abi::require_version;
+
+extern "C" {
+
+CLOUDLET_API cloudlet_status cloudlet_snapshot_options_init(cloudlet_snapshot_options *opts, unsigned int version) {
+	return guard(__func__, [&] {
+		require(opts != nullptr, "opts is NULL");
+		require_version(version, CLOUDLET_SNAPSHOT_OPTIONS_VERSION, "cloudlet_snapshot_options");
+		*opts = cloudlet_snapshot_options CLOUDLET_SNAPSHOT_OPTIONS_INIT;
+		opts->version = version;
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_snapshot_inspect(cloudlet_snapshot_info **out, cloudlet_ctx *ctx,
+                                                       const char *path, const cloudlet_snapshot_options *opts) {
+	return guard(__func__, [&] {
+		require(out != nullptr, "out is NULL");
+		*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(path != nullptr && *path, "path is NULL or empty");
+		cloudlet_snapshot_options o = CLOUDLET_SNAPSHOT_OPTIONS_INIT;
+		if (opts) {
+			require_version(opts->version, CLOUDLET_SNAPSHOT_OPTIONS_VERSION, "cloudlet_snapshot_options");
+			o = *opts;
+		}
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		*out = to_c(cloudlet::ops::snapshot_info(path, progress));
+	});
+}
+
+CLOUDLET_API void cloudlet_snapshot_info_free(cloudlet_snapshot_info *info) {
+	delete static_cast<SnapshotInfoHolder *>(info);
+}
+
+} // extern "C"
