@@ -190,6 +190,27 @@ private:
 	long current_ = -1;
 };
 
+// Where the JSON description starts: the tail ends with EOF (0x00),
+// VMDESCRIPTION (0x06), a be32 length and exactly that many bytes of JSON.
+size_t find_description(const std::vector<uint8_t> &t) {
+	for (size_t i = t.size() >= 6 ? t.size() - 5 : 0; i >= 1 && t.size() - i <= (64u << 20); i--) {
+		if (t[i] == kVmDescription && t[i - 1] == kVmEof && i + 5 <= t.size()) {
+			uint32_t len = (uint32_t(t[i + 1]) << 24) | (uint32_t(t[i + 2]) << 16) | (uint32_t(t[i + 3]) << 8) | t[i + 4];
+			if (len == t.size() - i - 5 && len > 0 && t[i + 5] == '{' && t.back() == '}')
+				return i + 5;
+		}
+	}
+	return std::string::npos;
+}
+
+// QEMU ends the device state with the EOF marker, then (unless the machine
+// suppresses it) the description. Without one, the EOF must follow a footer.
+bool device_state_complete(const std::vector<uint8_t> &t) {
+	if (find_description(t) != std::string::npos)
+		return true;
+	return t.size() >= 6 && t.back() == kVmEof && t[t.size() - 6] == kSectionFooter;
+}
+
 } // namespace
 
 StreamInfo parse_stream(Reader &r, StreamSink &sink, const ParseLimits &limits) {
@@ -251,14 +272,19 @@ StreamInfo parse_stream(Reader &r, StreamSink &sink, const ParseLimits &limits) 
 			put_be32(head, instance);
 			put_be32(head, version);
 			sink.on_device_state(head.data(), head.size());
-			uint64_t total = head.size();
+			// Kept (bounded) to check, at the end, that it really ends:
+			// a truncated stream must not pass for a complete one.
+			std::vector<uint8_t> tail = head;
 			const uint8_t *p;
 			while (size_t n = r.take_available(&p)) {
-				total += n;
-				if (total > limits.max_device_state)
+				if (tail.size() + n > limits.max_device_state)
 					r.fail("device state is larger than " + std::to_string(limits.max_device_state) + " bytes");
+				tail.insert(tail.end(), p, p + n);
 				sink.on_device_state(p, n);
 			}
+			if (!device_state_complete(tail))
+				r.fail("the device state does not end with QEMU's EOF marker and description "
+				       "(the stream is truncated or corrupt)");
 			return info;
 		}
 		case kSectionPart:
@@ -302,16 +328,7 @@ size_t header_at(const std::vector<uint8_t> &t, size_t at, const std::string &na
 
 DeviceStateLayout split_device_state(const std::vector<uint8_t> &tail) {
 	DeviceStateLayout out;
-	// The description: ... EOF(0x00) VMDESCRIPTION(0x06) be32 len JSON, at the very end.
-	size_t json_at = std::string::npos;
-	for (size_t i = tail.size() >= 6 ? tail.size() - 6 : 0; i + 6 <= tail.size() && i > 0; i--) {
-		if (tail[i] == kVmDescription && tail[i - 1] == kVmEof && get_be32(tail, i + 1) == tail.size() - i - 5) {
-			json_at = i + 5;
-			break;
-		}
-		if (tail.size() - i > (64u << 20))
-			break;
-	}
+	size_t json_at = find_description(tail);
 	if (json_at == std::string::npos) {
 		out.problem = "no JSON description at the end of the device state";
 		return out;
