@@ -33,6 +33,15 @@ expect "bad libvirt URI fails cleanly" 1 "$cloudlet" --connect nosuch:///x docto
 grep -q "^cloudlet: error: .*nosuch:///x" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ] \
 	&& ok "libvirt error names the URI" || bad "libvirt error: $(cat "$tmp/err")"
 
+# snapshot info on bad input: one-line error naming the offset.
+head -c 1000 /dev/urandom > "$tmp/garbage"
+expect "snapshot info of garbage" 1 "$cloudlet" snapshot info "$tmp/garbage"
+grep -q "^cloudlet: error: .*offset 0: " "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ] \
+	&& ok "garbage error names the offset" || bad "garbage error: $(cat "$tmp/err")"
+expect "snapshot info of a missing file" 1 "$cloudlet" snapshot info "$tmp/none"
+expect "snapshot info needs a file" 2 "$cloudlet" snapshot info
+expect "snapshot info --help" 0 "$cloudlet" snapshot info --help
+
 # Global options after the command words.
 expect "options after words" 0 "$cloudlet" doctor --no-boot-probe --json --store /srv/elsewhere
 /usr/bin/python3 - "$tmp/out" <<'PY' && ok "store option honoured" || bad "store option honoured"
