@@ -77,7 +77,7 @@ void make_stream(const std::string &path) {
 		exit(1);
 	}
 	FdSink out(fd, tmp);
-	write_stream(out, img);
+	write_stream(out, MemoryImageProvider(img));
 	out.flush();
 	close(fd);
 	rename(tmp.c_str(), path.c_str());

@@ -80,9 +80,10 @@ private:
 
 } // namespace
 
-void write_stream(ByteSink &out, const MemoryImage &img) {
-	const StreamInfo &info = img.info;
-	if (info.blocks.empty() || img.device_state.empty())
+void write_stream(ByteSink &out, const PageProvider &img) {
+	const StreamInfo &info = img.stream_info();
+	const std::vector<uint8_t> &device = img.device_state_bytes();
+	if (info.blocks.empty() || device.empty())
 		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks or no device state");
 	Emitter e(out);
 	e.be32(kStreamMagic);
@@ -110,7 +111,7 @@ void write_stream(ByteSink &out, const MemoryImage &img) {
 	for (const auto &b : info.blocks) {
 		for (uint64_t i = 0; i < b.pages(); i++) {
 			uint64_t linear = b.first_page + i;
-			const uint8_t *d = img.data(linear);
+			const uint8_t *d = img.page(linear);
 			uint64_t flags = uint64_t(d ? kRamPage : kRamZero) | (i ? uint64_t(kRamContinue) : 0);
 			e.be64(i * kTargetPageSize | flags);
 			if (i == 0)
@@ -129,7 +130,7 @@ void write_stream(ByteSink &out, const MemoryImage &img) {
 	e.be64(kRamEos);
 	e.footer(info.ram_section_id);
 
-	e.bytes(img.device_state.data(), img.device_state.size());
+	e.bytes(device.data(), device.size());
 }
 
 } // namespace cloudlet::qemu

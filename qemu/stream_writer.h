@@ -5,7 +5,7 @@
 // Stock QEMU restores it (virDomainRestoreFlags).
 #pragma once
 
-#include "memory_image.h"
+#include "image_file.h"
 
 #include <cstdint>
 #include <string>
@@ -36,6 +36,6 @@ private:
 	uint64_t written_ = 0;
 };
 
-void write_stream(ByteSink &out, const MemoryImage &img);
+void write_stream(ByteSink &out, const PageProvider &img);
 
 } // namespace cloudlet::qemu

@@ -1,0 +1,197 @@
+// qemu/ without QEMU: a synthetic stream written by our writer, parsed by our
+// parser into the on-disk memory image, read back through mmap; and hostile
+// variants of that image file. (Real QEMU streams are exercised in
+// tests/integration/test_stream_roundtrip.cc.)
+#include "byte_reader.h"
+#include "image_file.h"
+#include "memory_image.h"
+#include "stream_parser.h"
+#include "stream_writer.h"
+#include "util/error.h"
+
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstddef>
+#include <csetjmp>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <cmocka.h>
+}
+
+using namespace cloudlet;
+using namespace cloudlet::qemu;
+
+namespace {
+
+struct VectorSink : ByteSink {
+	std::vector<uint8_t> bytes;
+	void write(const uint8_t *d, size_t n) override { bytes.insert(bytes.end(), d, d + n); }
+};
+
+// Two blocks, some data pages, some zero pages, a one-device tail.
+MemoryImage synthetic() {
+	MemoryImage img;
+	StreamInfo &si = img.info;
+	si.version = 3;
+	const std::string cfg = std::string("\x07\0\0\0\x0d", 5) + "pc-i440fx-7.2";
+	si.config_section.assign(cfg.begin(), cfg.end());
+	si.ram_section_id = 3;
+	si.ram_version = 4;
+	si.blocks.push_back({"pc.ram", 64 * 4096, 0});
+	si.blocks.push_back({"pc.bios", 4 * 4096, 64});
+	si.total_pages = 68;
+	img.reset_pages(68);
+	std::vector<uint8_t> page(4096);
+	for (uint64_t p = 0; p < 68; p++) {
+		if (p % 3 == 0) {
+			img.set_page(p, nullptr, 0);
+			continue;
+		}
+		memset(page.data(), static_cast<int>(p), page.size());
+		page[17] = 0xa5;
+		img.set_page(p, page.data(), 0);
+	}
+	std::vector<uint8_t> &t = img.device_state;
+	t = {0x04, 0, 0, 0, 4, 5, 't', 'i', 'm', 'e', 'r', 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3, 0x7e, 0, 0, 0, 4, 0x00, 0x06};
+	std::string json = "{\"devices\": [{\"name\": \"timer\", \"instance_id\": 0}]}";
+	t.insert(t.end(), {0, 0, 0, static_cast<uint8_t>(json.size())});
+	t.insert(t.end(), json.begin(), json.end());
+	return img;
+}
+
+std::string temp_path(const char *name) {
+	return std::string("/tmp/cloudlet-unit-") + std::to_string(getpid()) + "-" + name;
+}
+
+} // namespace
+
+static void test_stream_and_image_file(void **) {
+	MemoryImage img = synthetic();
+	VectorSink stream;
+	write_stream(stream, MemoryImageProvider(img));
+
+	// Parse the stream straight into an image file, then read it back.
+	std::string path = temp_path("image");
+	{
+		MemorySource src(stream.bytes.data(), stream.bytes.size());
+		Reader r(src, "synthetic stream", 4096 * 3);
+		ImageFileWriter w(path);
+		StreamInfo si = parse_stream(r, w);
+		assert_int_equal(si.total_pages, 68);
+		assert_int_equal(si.blocks.size(), 2);
+		w.finish(si);
+	}
+	ImageFile f(path);
+	assert_string_equal(f.stream_info().machine_type.c_str(), "pc-i440fx-7.2");
+	assert_int_equal(f.data_pages(), 45);
+	assert_true(f.device_state_bytes() == img.device_state);
+	for (uint64_t p = 0; p < 68; p++) {
+		const uint8_t *a = img.data(p), *b = f.page(p);
+		assert_int_equal(a == nullptr, b == nullptr);
+		if (a)
+			assert_memory_equal(a, b, 4096);
+	}
+	// Written again from the file, the stream is byte-identical.
+	VectorSink again;
+	write_stream(again, f);
+	assert_true(again.bytes == stream.bytes);
+	unlink(path.c_str());
+}
+
+static void test_live_stream_supersedes(void **) {
+	// Pages sent twice (as a live migration does): the later version wins,
+	// also when a data page later becomes zero.
+	MemoryImage img = synthetic();
+	VectorSink stream;
+	write_stream(stream, MemoryImageProvider(img));
+	MemoryImage twice;
+	ImageBuilder b(twice);
+	for (int pass = 0; pass < 2; pass++) {
+		MemorySource src(stream.bytes.data(), stream.bytes.size());
+		Reader r(src, "stream");
+		twice.device_state.clear();
+		twice.info = parse_stream(r, b);
+	}
+	assert_int_equal(twice.count(MemoryImage::kData), img.count(MemoryImage::kData));
+	twice.set_page(1, nullptr, 0);
+	assert_int_equal(twice.state(1), MemoryImage::kZero);
+	assert_null(twice.data(1));
+}
+
+static void test_hostile_image_files(void **) {
+	MemoryImage img = synthetic();
+	std::string good = temp_path("good"), bad = temp_path("bad");
+	{
+		VectorSink stream;
+		write_stream(stream, MemoryImageProvider(img));
+		MemorySource src(stream.bytes.data(), stream.bytes.size());
+		Reader r(src, "stream");
+		ImageFileWriter w(good);
+		w.finish(parse_stream(r, w));
+	}
+	std::vector<uint8_t> bytes;
+	{
+		FILE *f = fopen(good.c_str(), "rb");
+		uint8_t buf[65536];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+			bytes.insert(bytes.end(), buf, buf + n);
+		fclose(f);
+	}
+	auto attempt = [&](const std::vector<uint8_t> &b) {
+		FILE *f = fopen(bad.c_str(), "wb");
+		fwrite(b.data(), 1, b.size(), f);
+		fclose(f);
+		try {
+			ImageFile file(bad);
+			for (uint64_t p = 0; p < file.stream_info().total_pages; p++)
+				file.page(p);
+			return 0;
+		} catch (const Error &e) {
+			if (e.status() != CLOUDLET_E_CORRUPT && e.status() != CLOUDLET_E_UNSUPPORTED)
+				fail_msg("status %d: %s", e.status(), e.what());
+			return 1;
+		}
+	};
+	int refused = 0;
+	for (size_t len : {size_t(0), size_t(100), size_t(4096), bytes.size() / 2, bytes.size() - 1})
+		refused += attempt(std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<long>(len)));
+	assert_int_equal(refused, 5);
+	// Every header byte flipped in turn, and each 64-bit header field set huge.
+	for (size_t at = 0; at < 80; at++) {
+		auto b = bytes;
+		b[at] ^= 0xff;
+		attempt(b);
+	}
+	for (size_t at = 16; at < 64; at += 8) {
+		auto b = bytes;
+		memset(&b[at], 0xff, 8);
+		refused += attempt(b);
+	}
+	assert_true(refused >= 5 + 5);
+	// An index entry pointing past the data region.
+	auto b = bytes;
+	uint64_t meta = 0;
+	memcpy(&meta, &b[48], 8);
+	uint64_t meta_bytes = 0;
+	memcpy(&meta_bytes, &b[56], 8);
+	memset(&b[meta + meta_bytes - 8], 0x7f, 8);
+	assert_int_equal(attempt(b), 1);
+	unlink(good.c_str());
+	unlink(bad.c_str());
+}
+
+int main() {
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_stream_and_image_file),
+	    cmocka_unit_test(test_live_stream_supersedes),
+	    cmocka_unit_test(test_hostile_image_files),
+	};
+	return cmocka_run_group_tests_name("qemu_formats", tests, nullptr, nullptr);
+}
