@@ -5,17 +5,16 @@
 #include <cloudlet.h>
 
 using cloudlet::abi::guard;
+using cloudlet::abi::init_options;
+using cloudlet::abi::options_or_default;
 using cloudlet::abi::require;
-using cloudlet::abi::require_version;
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_ctx_options_init(cloudlet_ctx_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		require(opts != nullptr, "opts is NULL");
-		require_version(version, CLOUDLET_CTX_OPTIONS_VERSION, "cloudlet_ctx_options");
-		*opts = cloudlet_ctx_options CLOUDLET_CTX_OPTIONS_INIT;
-		opts->version = version;
+		init_options(opts, version, CLOUDLET_CTX_OPTIONS_VERSION, cloudlet_ctx_options CLOUDLET_CTX_OPTIONS_INIT,
+		             "cloudlet_ctx_options");
 	});
 }
 
@@ -23,11 +22,9 @@ CLOUDLET_API cloudlet_status cloudlet_ctx_new(cloudlet_ctx **out, const cloudlet
 	return guard(__func__, [&] {
 		require(out != nullptr, "out is NULL");
 		*out = nullptr;
-		cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
-		if (opts) {
-			require_version(opts->version, CLOUDLET_CTX_OPTIONS_VERSION, "cloudlet_ctx_options");
-			o = *opts; // version 1 is the whole struct
-		}
+		cloudlet_ctx_options o = options_or_default(opts, CLOUDLET_CTX_OPTIONS_VERSION,
+		                                            cloudlet_ctx_options CLOUDLET_CTX_OPTIONS_INIT,
+		                                            "cloudlet_ctx_options");
 		require(o.log_level >= CLOUDLET_LOG_ERROR && o.log_level <= CLOUDLET_LOG_DEBUG,
 		        "log_level is out of range");
 		cloudlet::ops::Settings s;

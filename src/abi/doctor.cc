@@ -7,18 +7,14 @@
 
 #include <cloudlet.h>
 
-#include <deque>
 #include <string>
 #include <vector>
 
 namespace {
 
 // The public struct is the base; the storage it points into follows it.
-struct HostReportHolder : cloudlet_host_report {
-	std::deque<std::string> strings; // deque: c_str() pointers stay valid
+struct HostReportHolder : cloudlet_host_report, cloudlet::abi::StringKeeper {
 	std::vector<cloudlet_virt_report> virt_items;
-
-	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
 };
 
 HostReportHolder *to_c(const cloudlet::ops::HostReport &r) {
@@ -63,17 +59,16 @@ HostReportHolder *to_c(const cloudlet::ops::HostReport &r) {
 } // namespace
 
 using cloudlet::abi::guard;
+using cloudlet::abi::init_options;
+using cloudlet::abi::options_or_default;
 using cloudlet::abi::require;
-using cloudlet::abi::require_version;
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_doctor_options_init(cloudlet_doctor_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		require(opts != nullptr, "opts is NULL");
-		require_version(version, CLOUDLET_DOCTOR_OPTIONS_VERSION, "cloudlet_doctor_options");
-		*opts = cloudlet_doctor_options CLOUDLET_DOCTOR_OPTIONS_INIT;
-		opts->version = version;
+		init_options(opts, version, CLOUDLET_DOCTOR_OPTIONS_VERSION,
+		             cloudlet_doctor_options CLOUDLET_DOCTOR_OPTIONS_INIT, "cloudlet_doctor_options");
 	});
 }
 
@@ -83,11 +78,9 @@ CLOUDLET_API cloudlet_status cloudlet_doctor(cloudlet_host_report **out, cloudle
 		require(out != nullptr, "out is NULL");
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
-		cloudlet_doctor_options o = CLOUDLET_DOCTOR_OPTIONS_INIT;
-		if (opts) {
-			require_version(opts->version, CLOUDLET_DOCTOR_OPTIONS_VERSION, "cloudlet_doctor_options");
-			o = *opts;
-		}
+		cloudlet_doctor_options o = options_or_default(opts, CLOUDLET_DOCTOR_OPTIONS_VERSION,
+		                                               cloudlet_doctor_options CLOUDLET_DOCTOR_OPTIONS_INIT,
+		                                               "cloudlet_doctor_options");
 		require(o.boot_probe == 0 || o.boot_probe == 1, "boot_probe must be 0 or 1");
 		cloudlet::ops::DoctorOptions d;
 		d.boot_probe = o.boot_probe == 1;

@@ -8,6 +8,7 @@
 
 #include <cloudlet.h>
 
+#include <deque>
 #include <new>
 #include <string>
 
@@ -50,5 +51,32 @@ inline void require_version(unsigned int version, unsigned int current, const ch
 		                                    " is not supported (this library knows 1.." +
 		                                    std::to_string(current) + "; initialise it with the _INIT macro)");
 }
+
+// The body of every *_options_init(): checks, then the _INIT defaults with
+// the requested version.
+template <class T>
+void init_options(T *opts, unsigned int version, unsigned int current, const T &defaults, const char *what) {
+	require(opts != nullptr, "opts is NULL");
+	require_version(version, current, what);
+	*opts = defaults;
+	opts->version = version;
+}
+
+// The caller's options (version-checked), or the defaults for NULL. Every
+// version so far is the whole struct; a version 2 would copy only what its
+// caller's version has.
+template <class T>
+T options_or_default(const T *opts, unsigned int current, const T &defaults, const char *what) {
+	if (!opts)
+		return defaults;
+	require_version(opts->version, current, what);
+	return *opts;
+}
+
+// Strings handed out inside a report: stable addresses for the report's life.
+struct StringKeeper {
+	std::deque<std::string> strings;
+	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
+};
 
 } // namespace cloudlet::abi

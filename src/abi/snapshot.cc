@@ -6,17 +6,14 @@
 
 #include <cloudlet.h>
 
-#include <deque>
 #include <string>
 #include <vector>
 
 namespace {
 
-struct SnapshotInfoHolder : cloudlet_snapshot_info {
-	std::deque<std::string> strings;
+struct SnapshotInfoHolder : cloudlet_snapshot_info, cloudlet::abi::StringKeeper {
 	std::vector<cloudlet_ram_block_info> block_items;
 	std::vector<const char *> device_ptrs;
-	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
 };
 
 SnapshotInfoHolder *to_c(const cloudlet::ops::SnapshotInfo &i) {
@@ -55,17 +52,16 @@ SnapshotInfoHolder *to_c(const cloudlet::ops::SnapshotInfo &i) {
 } // namespace
 
 using cloudlet::abi::guard;
+using cloudlet::abi::init_options;
+using cloudlet::abi::options_or_default;
 using cloudlet::abi::require;
-using cloudlet::abi::require_version;
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_snapshot_options_init(cloudlet_snapshot_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		require(opts != nullptr, "opts is NULL");
-		require_version(version, CLOUDLET_SNAPSHOT_OPTIONS_VERSION, "cloudlet_snapshot_options");
-		*opts = cloudlet_snapshot_options CLOUDLET_SNAPSHOT_OPTIONS_INIT;
-		opts->version = version;
+		init_options(opts, version, CLOUDLET_SNAPSHOT_OPTIONS_VERSION,
+		             cloudlet_snapshot_options CLOUDLET_SNAPSHOT_OPTIONS_INIT, "cloudlet_snapshot_options");
 	});
 }
 
@@ -76,11 +72,9 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_inspect(cloudlet_snapshot_info **
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_snapshot_options o = CLOUDLET_SNAPSHOT_OPTIONS_INIT;
-		if (opts) {
-			require_version(opts->version, CLOUDLET_SNAPSHOT_OPTIONS_VERSION, "cloudlet_snapshot_options");
-			o = *opts;
-		}
+		cloudlet_snapshot_options o = options_or_default(opts, CLOUDLET_SNAPSHOT_OPTIONS_VERSION,
+		                                                 cloudlet_snapshot_options CLOUDLET_SNAPSHOT_OPTIONS_INIT,
+		                                                 "cloudlet_snapshot_options");
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		*out = to_c(cloudlet::ops::snapshot_info(path, progress));
 	});
