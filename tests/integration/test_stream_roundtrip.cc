@@ -5,6 +5,8 @@
 #include "harness.h"
 
 #include "byte_reader.h"
+#include "qmp_message.h"
+#include "virt/qmp_client.h"
 #include "image_file.h"
 #include "memory_image.h"
 #include "save_image.h"
@@ -15,6 +17,7 @@
 #include <cloudlet.h>
 
 #include <fcntl.h>
+#include <libvirt/libvirt.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -80,10 +83,56 @@ static void load(const std::string &path, SaveImageHeader *h, MemoryImage *img) 
 	close(fd);
 }
 
-static void test_save_parse_write_restore(void **) {
+static void start_guest() {
+	if (guest)
+		return;
 	assert_int_equal(th_setup(), 0);
 	if (th_guest_start(&guest, "roundtrip", nullptr) != 0)
 		fail_msg("%s", th_error());
+}
+
+// The QMP client through libvirt's monitor passthrough, on the live guest.
+static void test_qmp_on_live_guest(void **) {
+	start_guest();
+	virConnectPtr conn = virConnectOpen("qemu:///system");
+	assert_non_null(conn);
+	virDomainPtr dom = virDomainLookupByName(conn, th_guest_domain_name(guest));
+	assert_non_null(dom);
+	cloudlet::virt::QmpClient qmp(dom);
+	JsonPtr st = qmp.execute("query-status");
+	json_object *status = nullptr;
+	assert_true(json_object_object_get_ex(st.get(), "status", &status));
+	assert_string_equal(json_object_get_string(status), "running");
+	JsonPtr caps = qmp.execute("query-migrate-capabilities");
+	bool xbzrle = false;
+	for (size_t i = 0; i < json_object_array_length(caps.get()); i++) {
+		json_object *c = json_object_array_get_idx(caps.get(), i), *name = nullptr;
+		if (json_object_object_get_ex(c, "capability", &name))
+			xbzrle |= strcmp(json_object_get_string(name), "xbzrle") == 0;
+	}
+	assert_true(xbzrle);
+	try {
+		qmp.execute("no-such-command");
+		fail_msg("an unknown QMP command succeeded");
+	} catch (const cloudlet::Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_LIBVIRT);
+		assert_non_null(strstr(e.what(), "CommandNotFound"));
+	}
+	// A pipe's write end handed to QEMU by name, then released again.
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	JsonPtr args(json_object_new_object());
+	json_object_object_add(args.get(), "fdname", json_object_new_string("cloudlet-test"));
+	qmp.execute_with_fds("getfd", args.get(), {p[1]});
+	qmp.execute("closefd", args.get());
+	close(p[0]);
+	close(p[1]);
+	virDomainFree(dom);
+	virConnectClose(conn);
+}
+
+static void test_save_parse_write_restore(void **) {
+	start_guest();
 	// State to carry across: random files in the RAM disk and a live counter.
 	std::string before = check(
 	    "dd if=/dev/urandom of=/ram/a bs=1024 count=3000 2>/dev/null && "
@@ -270,6 +319,7 @@ static void test_hostile_images(void **) {
 
 int main() {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_qmp_on_live_guest),
 	    cmocka_unit_test(test_save_parse_write_restore),
 	    cmocka_unit_test(test_hostile_images),
 	};

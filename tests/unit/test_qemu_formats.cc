@@ -5,6 +5,7 @@
 #include "byte_reader.h"
 #include "image_file.h"
 #include "memory_image.h"
+#include "qmp_message.h"
 #include "stream_parser.h"
 #include "stream_writer.h"
 #include "util/error.h"
@@ -187,11 +188,39 @@ static void test_hostile_image_files(void **) {
 	unlink(bad.c_str());
 }
 
+static void test_qmp_messages(void **) {
+	assert_string_equal(qmp_command("query-status").c_str(), "{\"execute\":\"query-status\"}");
+	JsonPtr args(json_object_new_object());
+	json_object_object_add(args.get(), "uri", json_object_new_string("fd:m\"x"));
+	assert_string_equal(qmp_command("migrate", args.get()).c_str(),
+	                    "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"fd:m\\\"x\"}}");
+	JsonPtr r = qmp_parse_reply("{\"return\": {\"status\": \"running\"}}", "query-status");
+	json_object *st = nullptr;
+	assert_true(json_object_object_get_ex(r.get(), "status", &st));
+	assert_string_equal(json_object_get_string(st), "running");
+	try {
+		qmp_parse_reply("{\"error\": {\"class\": \"GenericError\", \"desc\": \"nope\"}}", "migrate");
+		fail_msg("error reply accepted");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_LIBVIRT);
+		assert_string_equal(e.what(), "QEMU refused 'migrate': nope (GenericError)");
+	}
+	for (const char *bad : {"", "[1]", "{\"return\": ", "{}", "nonsense"}) {
+		try {
+			qmp_parse_reply(bad, "x");
+			fail_msg("'%s' accepted", bad);
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+		}
+	}
+}
+
 int main() {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_stream_and_image_file),
 	    cmocka_unit_test(test_live_stream_supersedes),
 	    cmocka_unit_test(test_hostile_image_files),
+	    cmocka_unit_test(test_qmp_messages),
 	};
 	return cmocka_run_group_tests_name("qemu_formats", tests, nullptr, nullptr);
 }
