@@ -62,7 +62,7 @@ void make_stream(const std::string &path) {
 		img.set_page(p, page.data(), 0);
 	}
 	// A one-device tail as QEMU ends it: FULL section, footer, EOF, description.
-	std::vector<uint8_t> &t = img.device_state;
+	std::vector<uint8_t> &t = img.info.device_state;
 	t = {0x04, 0, 0, 0, 4, 5, 't', 'i', 'm', 'e', 'r', 0, 0, 0, 0, 0, 0, 0, 2};
 	t.insert(t.end(), 8, 0x11);
 	t.insert(t.end(), {0x7e, 0, 0, 0, 4, 0x00, 0x06});

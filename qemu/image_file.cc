@@ -75,10 +75,6 @@ void ImageFileWriter::on_page(uint32_t, uint64_t linear, const uint8_t *data, ui
 	pwrite_all(fd_, data, kTargetPageSize, data_offset_ + (index_[linear] - 1) * kTargetPageSize, path_);
 }
 
-void ImageFileWriter::on_device_state(const uint8_t *data, size_t n) {
-	device_.insert(device_.end(), data, data + n);
-}
-
 void ImageFileWriter::finish(const StreamInfo &info) {
 	uint64_t meta_offset = data_offset_ + slots_ * kTargetPageSize;
 	std::vector<uint8_t> meta;
@@ -90,8 +86,8 @@ void ImageFileWriter::finish(const StreamInfo &info) {
 	}
 	put_le(meta, info.config_section.size(), 4);
 	meta.insert(meta.end(), info.config_section.begin(), info.config_section.end());
-	put_le(meta, device_.size(), 8);
-	meta.insert(meta.end(), device_.begin(), device_.end());
+	put_le(meta, info.device_state.size(), 8);
+	meta.insert(meta.end(), info.device_state.begin(), info.device_state.end());
 	while (meta.size() % 8)
 		meta.push_back(0);
 	uint64_t data_pages = 0;
@@ -207,7 +203,7 @@ ImageFile::ImageFile(const std::string &path) : path_(path) {
 		uint64_t dl = get_le(p, 8);
 		p += 8;
 		need(dl, "the device state");
-		device_.assign(p, p + dl);
+		info_.device_state.assign(p, p + dl);
 		p += dl;
 		while ((p - (map_ + meta_offset)) % 8)
 			p++;

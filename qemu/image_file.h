@@ -17,8 +17,7 @@ namespace cloudlet::qemu {
 class PageProvider {
 public:
 	virtual ~PageProvider() = default;
-	virtual const StreamInfo &stream_info() const = 0;
-	virtual const std::vector<uint8_t> &device_state_bytes() const = 0;
+	virtual const StreamInfo &stream_info() const = 0; // incl. the device state
 	// The page's 4096 bytes, or null when it is all zero.
 	virtual const uint8_t *page(uint64_t linear) const = 0;
 };
@@ -33,9 +32,8 @@ public:
 	~ImageFileWriter() override;
 	void on_ram_blocks(const StreamInfo &info) override;
 	void on_page(uint32_t block, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t section) override;
-	void on_device_state(const uint8_t *data, size_t n) override;
-	// Writes device state, index and header, fsyncs. `info` is what
-	// parse_stream returned.
+	// Writes the metadata (blocks, configuration, device state, index) and
+	// the header, then fsyncs. `info` is what parse_stream returned.
 	void finish(const StreamInfo &info);
 
 private:
@@ -43,7 +41,6 @@ private:
 	int fd_ = -1;
 	std::vector<uint64_t> index_; // 0 = zero/unsent, else slot + 1
 	uint64_t slots_ = 0, data_offset_ = 0;
-	std::vector<uint8_t> device_;
 };
 
 // A read-only, mmap'ed image file. Validates every offset and size in the
@@ -56,7 +53,6 @@ public:
 	ImageFile &operator=(const ImageFile &) = delete;
 
 	const StreamInfo &stream_info() const override { return info_; }
-	const std::vector<uint8_t> &device_state_bytes() const override { return device_; }
 	const uint8_t *page(uint64_t linear) const override;
 	uint64_t data_pages() const { return data_pages_; }
 
@@ -65,7 +61,6 @@ private:
 	const uint8_t *map_ = nullptr;
 	size_t size_ = 0;
 	StreamInfo info_;
-	std::vector<uint8_t> device_;
 	const uint8_t *index_ = nullptr; // little-endian u64 per page
 	uint64_t data_offset_ = 0, data_slots_ = 0, data_pages_ = 0;
 };
@@ -75,7 +70,6 @@ class MemoryImageProvider : public PageProvider {
 public:
 	explicit MemoryImageProvider(const MemoryImage &img) : img_(img) {}
 	const StreamInfo &stream_info() const override { return img_.info; }
-	const std::vector<uint8_t> &device_state_bytes() const override { return img_.device_state; }
 	const uint8_t *page(uint64_t linear) const override { return img_.data(linear); }
 
 private:

@@ -60,8 +60,4 @@ void ImageBuilder::on_page(uint32_t, uint64_t linear, const uint8_t *data, uint8
 	img_.set_page(linear, data, fill);
 }
 
-void ImageBuilder::on_device_state(const uint8_t *data, size_t n) {
-	img_.device_state.insert(img_.device_state.end(), data, data + n);
-}
-
 } // namespace cloudlet::qemu

@@ -18,8 +18,7 @@ class MemoryImage {
 public:
 	enum PageState : uint8_t { kUnset = 0, kZero = 1, kData = 2 };
 
-	StreamInfo info;                   // blocks, configuration, RAM section ids
-	std::vector<uint8_t> device_state; // everything after RAM, byte-exact
+	StreamInfo info; // blocks, configuration, RAM section ids, device state
 
 	void reset_pages(uint64_t total_pages);
 	// A new version of a page: data (4096 bytes) or null for all-`fill`.
@@ -43,7 +42,6 @@ public:
 	explicit ImageBuilder(MemoryImage &img) : img_(img) {}
 	void on_ram_blocks(const StreamInfo &info) override;
 	void on_page(uint32_t block, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t section) override;
-	void on_device_state(const uint8_t *data, size_t n) override;
 
 private:
 	MemoryImage &img_;

@@ -231,7 +231,7 @@ StreamInfo parse_stream(Reader &r, StreamSink &sink, const ParseLimits &limits) 
 		r.u8("a section type");
 		switch (t) {
 		case kVmConfiguration:
-			if (at != r.offset() - 1 || ram_started || !info.config_section.empty())
+			if (ram_started || !info.config_section.empty())
 				r.fail_at(at, "configuration section out of place");
 			read_configuration(r, info);
 			continue;
@@ -271,16 +271,15 @@ StreamInfo parse_stream(Reader &r, StreamSink &sink, const ParseLimits &limits) 
 			head.insert(head.end(), idstr.begin(), idstr.end());
 			put_be32(head, instance);
 			put_be32(head, version);
-			sink.on_device_state(head.data(), head.size());
-			// Kept (bounded) to check, at the end, that it really ends:
-			// a truncated stream must not pass for a complete one.
-			std::vector<uint8_t> tail = head;
+			// Kept (bounded) in the result, and checked at the end: a
+			// truncated stream must not pass for a complete one.
+			std::vector<uint8_t> &tail = info.device_state;
+			tail = head;
 			const uint8_t *p;
 			while (size_t n = r.take_available(&p)) {
 				if (tail.size() + n > limits.max_device_state)
 					r.fail("device state is larger than " + std::to_string(limits.max_device_state) + " bytes");
 				tail.insert(tail.end(), p, p + n);
-				sink.on_device_state(p, n);
 			}
 			if (!device_state_complete(tail))
 				r.fail("the device state does not end with QEMU's EOF marker and description "

@@ -32,6 +32,9 @@ struct StreamInfo {
 	std::vector<RamBlock> blocks;       // in stream order; linear pages follow it
 	uint64_t total_pages = 0;
 	uint64_t ram_sections = 0;          // START + PART + END sections seen
+	// Everything after RAM (device sections, EOF marker, JSON description),
+	// byte-exact. The parser must hold it anyway to check that it ends.
+	std::vector<uint8_t> device_state;
 };
 
 class StreamSink {
@@ -44,8 +47,6 @@ public:
 	// `section` counts RAM sections from 0 (START); a later one supersedes.
 	virtual void on_page(uint32_t block, uint64_t linear_page, const uint8_t *data, uint8_t fill,
 	                     uint64_t section) = 0;
-	// Opaque device state, in order, in pieces; byte-exact when concatenated.
-	virtual void on_device_state(const uint8_t *, size_t) {}
 };
 
 struct ParseLimits {

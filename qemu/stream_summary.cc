@@ -11,10 +11,6 @@ void StreamSummary::on_page(uint32_t, uint64_t linear, const uint8_t *data, uint
 	page_records++;
 }
 
-void StreamSummary::on_device_state(const uint8_t *data, size_t n) {
-	device_state.insert(device_state.end(), data, data + n);
-}
-
 std::vector<StreamSummary::BlockCounts> StreamSummary::counts(const StreamInfo &info) const {
 	std::vector<BlockCounts> out(info.blocks.size());
 	for (size_t b = 0; b < info.blocks.size(); b++) {

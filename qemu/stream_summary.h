@@ -1,5 +1,5 @@
 // A sink that keeps only what describes a stream: the latest state of every
-// page (zero or data; one byte per page), counts, and the device state.
+// page (zero or data; one byte per page) and counts.
 // What `snapshot info` and the parser benchmark use: no page is copied.
 #pragma once
 
@@ -14,7 +14,6 @@ class StreamSummary : public StreamSink {
 public:
 	void on_ram_blocks(const StreamInfo &info) override;
 	void on_page(uint32_t block, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t section) override;
-	void on_device_state(const uint8_t *data, size_t n) override;
 
 	struct BlockCounts {
 		uint64_t zero = 0, data = 0, unset = 0;
@@ -22,7 +21,6 @@ public:
 	// Counts per block (latest version of each page), after parsing.
 	std::vector<BlockCounts> counts(const StreamInfo &info) const;
 	uint64_t page_records = 0; // every page record, repeats included
-	std::vector<uint8_t> device_state;
 
 private:
 	std::vector<uint8_t> state_; // 0 unset, 1 zero, 2 data

@@ -82,7 +82,7 @@ private:
 
 void write_stream(ByteSink &out, const PageProvider &img) {
 	const StreamInfo &info = img.stream_info();
-	const std::vector<uint8_t> &device = img.device_state_bytes();
+	const std::vector<uint8_t> &device = info.device_state;
 	if (info.blocks.empty() || device.empty())
 		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks or no device state");
 	Emitter e(out);

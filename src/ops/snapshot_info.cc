@@ -88,8 +88,8 @@ SnapshotInfo snapshot_info(const std::string &path, Progress &progress) {
 		info.data_pages += blk.data_pages;
 		info.blocks.push_back(blk);
 	}
-	info.device_state_bytes = sum.device_state.size();
-	qemu::DeviceStateLayout layout = qemu::split_device_state(sum.device_state);
+	info.device_state_bytes = si.device_state.size();
+	qemu::DeviceStateLayout layout = qemu::split_device_state(si.device_state);
 	info.devices_split = layout.split;
 	info.devices_problem = layout.problem;
 	for (const auto &d : layout.sections)

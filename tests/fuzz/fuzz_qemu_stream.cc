@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 			read_save_header(r);
 		StreamSummary sum;
 		StreamInfo info = parse_stream(r, sum, limits);
-		split_device_state(sum.device_state);
+		split_device_state(info.device_state);
 		(void)sum.counts(info);
 	} catch (const cloudlet::Error &e) {
 		if (e.status() != CLOUDLET_E_CORRUPT && e.status() != CLOUDLET_E_UNSUPPORTED)

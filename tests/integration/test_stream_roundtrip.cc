@@ -160,7 +160,7 @@ static void test_save_parse_write_restore(void **) {
 	assert_int_equal(img.count(MemoryImage::kUnset), 0);   // every page was sent
 	assert_true(img.count(MemoryImage::kData) > 1000);
 	assert_true(img.count(MemoryImage::kZero) > 1000);
-	DeviceStateLayout layout = split_device_state(img.device_state);
+	DeviceStateLayout layout = split_device_state(img.info.device_state);
 	assert_true(layout.split);
 	bool has_cpu = false;
 	for (const auto &s : layout.sections)
@@ -184,7 +184,7 @@ static void test_save_parse_write_restore(void **) {
 	assert_int_equal(file.stream_info().total_pages, img.total_pages());
 	assert_int_equal(file.data_pages(), img.count(MemoryImage::kData));
 	assert_string_equal(file.stream_info().machine_type.c_str(), img.info.machine_type.c_str());
-	assert_true(file.device_state_bytes() == img.device_state);
+	assert_true(file.stream_info().device_state == img.info.device_state);
 	for (uint64_t p = 0; p < img.total_pages(); p++) {
 		const uint8_t *a = img.data(p), *b = file.page(p);
 		if ((a == nullptr) != (b == nullptr) || (a && memcmp(a, b, 4096) != 0))
@@ -212,7 +212,7 @@ static void test_save_parse_write_restore(void **) {
 		if ((a == nullptr) != (b == nullptr) || (a && memcmp(a, b, 4096) != 0))
 			fail_msg("page %llu differs after the rewrite", static_cast<unsigned long long>(p));
 	}
-	assert_true(img2.device_state == img.device_state);
+	assert_true(img2.info.device_state == img.info.device_state);
 	unlink(saved.c_str()); // only our rewrite can bring the guest back now
 	// Keep a copy of a real image for the hostile-input test below.
 	sample_image = std::string(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") + "/cloudlet-test-image-" +

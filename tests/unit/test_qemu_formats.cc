@@ -58,7 +58,7 @@ MemoryImage synthetic() {
 		page[17] = 0xa5;
 		img.set_page(p, page.data(), 0);
 	}
-	std::vector<uint8_t> &t = img.device_state;
+	std::vector<uint8_t> &t = img.info.device_state;
 	t = {0x04, 0, 0, 0, 4, 5, 't', 'i', 'm', 'e', 'r', 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 3, 0x7e, 0, 0, 0, 4, 0x00, 0x06};
 	std::string json = "{\"devices\": [{\"name\": \"timer\", \"instance_id\": 0}]}";
 	t.insert(t.end(), {0, 0, 0, static_cast<uint8_t>(json.size())});
@@ -91,7 +91,7 @@ static void test_stream_and_image_file(void **) {
 	ImageFile f(path);
 	assert_string_equal(f.stream_info().machine_type.c_str(), "pc-i440fx-7.2");
 	assert_int_equal(f.data_pages(), 45);
-	assert_true(f.device_state_bytes() == img.device_state);
+	assert_true(f.stream_info().device_state == img.info.device_state);
 	for (uint64_t p = 0; p < 68; p++) {
 		const uint8_t *a = img.data(p), *b = f.page(p);
 		assert_int_equal(a == nullptr, b == nullptr);
@@ -116,7 +116,6 @@ static void test_live_stream_supersedes(void **) {
 	for (int pass = 0; pass < 2; pass++) {
 		MemorySource src(stream.bytes.data(), stream.bytes.size());
 		Reader r(src, "stream");
-		twice.device_state.clear();
 		twice.info = parse_stream(r, b);
 	}
 	assert_int_equal(twice.count(MemoryImage::kData), img.count(MemoryImage::kData));
