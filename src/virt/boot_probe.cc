@@ -63,7 +63,12 @@ std::string line_containing(const std::string &log, size_t pos) {
 
 } // namespace
 
-std::string classify_console(const std::string &log, std::string *evidence) {
+std::string classify_console(const std::string &full, std::string *evidence) {
+	// Judge complete lines only: the console file is read while QEMU is
+	// still writing it, and "Kernel panic - not syncing: VFS: Unable to
+	// mount" cut mid-line must not read as an early panic.
+	size_t nl = full.rfind('\n');
+	const std::string log = nl == std::string::npos ? std::string() : full.substr(0, nl + 1);
 	// Any of these means the kernel got through its whole initialisation.
 	for (const char *m : {"VFS: Unable to mount root fs", "Run /init as init process",
 	                      "Freeing unused kernel image"}) {

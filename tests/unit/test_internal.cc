@@ -79,6 +79,10 @@ static void test_classify_console(void **) {
 	assert_string_equal(ev.c_str(), "[    0.5] Kernel panic - not syncing: Attempted to kill the idle task!");
 	assert_string_equal(virt::classify_console("x\r\n[ 3.0] Run /init as init process\r\n", &ev).c_str(), "ok");
 	assert_string_equal(ev.c_str(), "[ 3.0] Run /init as init process");
+	// Read while QEMU is mid-line: an unfinished line decides nothing yet.
+	std::string partial = "[    0.0] Linux version 6.1\n[    3.3] Kernel panic - not syncing: VFS: Unable to mount";
+	assert_string_equal(virt::classify_console(partial, &ev).c_str(), "");
+	assert_string_equal(virt::classify_console(partial + " root fs on unknown-block(0,0)\n", &ev).c_str(), "ok");
 }
 
 static void test_settings_resolution(void **) {
