@@ -66,6 +66,7 @@ typedef enum cloudlet_status {
 	CLOUDLET_E_CANCELLED = -11,   /**< cancelled by the caller */
 	CLOUDLET_E_TIMEOUT = -12,     /**< a deadline passed */
 	CLOUDLET_E_PERMISSION = -13,  /**< not allowed (file mode, token ...) */
+	CLOUDLET_E_BUSY = -14,        /**< the object is busy with another operation (e.g. a migration) */
 	CLOUDLET_E_INTERNAL = -99     /**< a bug in libcloudlet; please report it */
 } cloudlet_status;
 
@@ -339,6 +340,76 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_inspect(cloudlet_snapshot_info **
 
 /** Free a cloudlet_snapshot_info. NULL is ignored. */
 CLOUDLET_API void cloudlet_snapshot_info_free(cloudlet_snapshot_info *info);
+
+/** What snapshot capture writes. */
+typedef enum cloudlet_capture_format {
+	CLOUDLET_CAPTURE_SAVE_IMAGE = 0,   /**< a libvirt save image (virsh restore resumes it) */
+	CLOUDLET_CAPTURE_MEMORY_IMAGE = 1  /**< libcloudlet's memory image (docs/formats/memory-image.md) */
+} cloudlet_capture_format;
+
+/** Options for cloudlet_snapshot_capture(). */
+typedef struct cloudlet_capture_options {
+	unsigned int version;       /**< CLOUDLET_CAPTURE_OPTIONS_VERSION */
+	int live;                   /**< 1: the VM runs until QEMU's final pass; 0: paused throughout */
+	int stop;                   /**< 1: shut the domain off after a successful capture */
+	cloudlet_capture_format format;
+	cloudlet_progress_cb progress; /**< phases "capture" (RAM bytes sent by QEMU), "write" (bytes) */
+	void *progress_userdata;
+	cloudlet_cancel *cancel;    /**< may be NULL */
+} cloudlet_capture_options;
+
+#define CLOUDLET_CAPTURE_OPTIONS_VERSION 1
+#define CLOUDLET_CAPTURE_OPTIONS_INIT \
+	{ CLOUDLET_CAPTURE_OPTIONS_VERSION, 0, 0, CLOUDLET_CAPTURE_SAVE_IMAGE, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_capture_options_init(cloudlet_capture_options *opts,
+                                                           unsigned int version);
+
+/** What a capture did. Free with cloudlet_capture_result_free(). */
+typedef struct cloudlet_capture_result {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *path;
+	const char *domain_name;
+	const char *domain_uuid;
+	int was_running;            /**< the run state before the capture */
+	const char *final_state;    /**< "running", "paused" or "shut off" */
+	uint64_t stream_bytes;      /**< bytes of migration stream QEMU sent */
+	uint64_t page_records;      /**< page versions received, repeats of live passes included */
+	uint64_t ram_sections;
+	uint64_t passes;            /**< QEMU's passes over RAM (dirty syncs) */
+	uint64_t total_pages;
+	uint64_t data_pages;        /**< pages holding data in the output (the rest are zero) */
+	uint64_t file_bytes;        /**< size of the output file */
+	double seconds;             /**< the whole operation */
+	double downtime_ms;         /**< how long QEMU kept the VM paused for the final pass */
+} cloudlet_capture_result;
+
+#define CLOUDLET_CAPTURE_RESULT_VERSION 1
+
+/**
+ * Captures the memory and device state of a running or paused domain (by
+ * name or UUID) into `path`, by migrating it into a socket the library owns
+ * and parsing the stream as it arrives. Nothing on the host is loosened:
+ * QEMU gets the socket through libvirt. With `live`, the VM keeps running
+ * through QEMU's iterative passes and is paused only for the final one;
+ * pages sent more than once are kept in their final version. Disks are not
+ * copied: the image refers to the domain's disks as they are.
+ *
+ * Afterwards the domain is in its prior run state, or shut off with `stop`.
+ * On failure or cancel, it is back in its prior run state and `path` is
+ * untouched (the output appears by rename only when complete).
+ * `out` may be NULL. Errors: CLOUDLET_E_NOT_FOUND, CLOUDLET_E_INVALID_ARG
+ * (domain not running or paused), CLOUDLET_E_BUSY (already migrating),
+ * CLOUDLET_E_LIBVIRT, CLOUDLET_E_CORRUPT/UNSUPPORTED (a stream we cannot
+ * read), CLOUDLET_E_IO, CLOUDLET_E_CANCELLED.
+ */
+CLOUDLET_API cloudlet_status cloudlet_snapshot_capture(cloudlet_capture_result **out,
+                                                       cloudlet_ctx *ctx, const char *domain,
+                                                       const char *path,
+                                                       const cloudlet_capture_options *opts);
+
+/** Free a cloudlet_capture_result. NULL is ignored. */
+CLOUDLET_API void cloudlet_capture_result_free(cloudlet_capture_result *result);
 
 #ifdef __cplusplus
 }

@@ -47,6 +47,7 @@ CLOUDLET_API const char *cloudlet_strerror(cloudlet_status status) {
 	case CLOUDLET_E_CANCELLED: return "cancelled";
 	case CLOUDLET_E_TIMEOUT: return "timed out";
 	case CLOUDLET_E_PERMISSION: return "permission denied";
+	case CLOUDLET_E_BUSY: return "busy with another operation";
 	case CLOUDLET_E_INTERNAL: return "internal error";
 	}
 	return "unknown status";

@@ -2,6 +2,7 @@
 // report living in one allocation.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "ops/snapshot_capture.h"
 #include "ops/snapshot_info.h"
 
 #include <cloudlet.h>
@@ -82,6 +83,78 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_inspect(cloudlet_snapshot_info **
 
 CLOUDLET_API void cloudlet_snapshot_info_free(cloudlet_snapshot_info *info) {
 	delete static_cast<SnapshotInfoHolder *>(info);
+}
+
+} // extern "C"
+
+// ---------------------------------------------------------------------------
+// cloudlet_snapshot_capture()
+
+namespace {
+
+struct CaptureResultHolder : cloudlet_capture_result, cloudlet::abi::StringKeeper {};
+
+CaptureResultHolder *to_c(const cloudlet::ops::CaptureResult &r) {
+	auto *h = new CaptureResultHolder();
+	cloudlet_capture_result &p = *h;
+	p = cloudlet_capture_result{};
+	p.version = CLOUDLET_CAPTURE_RESULT_VERSION;
+	p.path = h->keep(r.path);
+	p.domain_name = h->keep(r.domain_name);
+	p.domain_uuid = h->keep(r.domain_uuid);
+	p.was_running = r.was_running ? 1 : 0;
+	p.final_state = h->keep(r.final_state);
+	p.stream_bytes = r.stream_bytes;
+	p.page_records = r.page_records;
+	p.ram_sections = r.ram_sections;
+	p.passes = r.passes;
+	p.total_pages = r.total_pages;
+	p.data_pages = r.data_pages;
+	p.file_bytes = r.file_bytes;
+	p.seconds = r.seconds;
+	p.downtime_ms = r.downtime_ms;
+	return h;
+}
+
+} // namespace
+
+extern "C" {
+
+CLOUDLET_API cloudlet_status cloudlet_capture_options_init(cloudlet_capture_options *opts, unsigned int version) {
+	return guard(__func__, [&] {
+		init_options(opts, version, CLOUDLET_CAPTURE_OPTIONS_VERSION,
+		             cloudlet_capture_options CLOUDLET_CAPTURE_OPTIONS_INIT, "cloudlet_capture_options");
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_snapshot_capture(cloudlet_capture_result **out, cloudlet_ctx *ctx,
+                                                       const char *domain, const char *path,
+                                                       const cloudlet_capture_options *opts) {
+	return guard(__func__, [&] {
+		if (out)
+			*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(domain != nullptr && *domain, "domain is NULL or empty");
+		require(path != nullptr && *path, "path is NULL or empty");
+		cloudlet_capture_options o = options_or_default(opts, CLOUDLET_CAPTURE_OPTIONS_VERSION,
+		                                                cloudlet_capture_options CLOUDLET_CAPTURE_OPTIONS_INIT,
+		                                                "cloudlet_capture_options");
+		require(o.format == CLOUDLET_CAPTURE_SAVE_IMAGE || o.format == CLOUDLET_CAPTURE_MEMORY_IMAGE,
+		        "unknown capture format");
+		cloudlet::ops::CaptureOptions co;
+		co.live = o.live != 0;
+		co.stop = o.stop != 0;
+		co.format = o.format == CLOUDLET_CAPTURE_MEMORY_IMAGE ? cloudlet::ops::CaptureFormat::MemoryImage
+		                                                      : cloudlet::ops::CaptureFormat::SaveImage;
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		cloudlet::ops::CaptureResult r = cloudlet::ops::snapshot_capture(ctx->ctx, domain, path, co, progress);
+		if (out)
+			*out = to_c(r);
+	});
+}
+
+CLOUDLET_API void cloudlet_capture_result_free(cloudlet_capture_result *result) {
+	delete static_cast<CaptureResultHolder *>(result);
 }
 
 } // extern "C"

@@ -435,6 +435,25 @@ int th_guest_save(th_guest *g, const char *path) {
 	return 0;
 }
 
+int th_guest_poweroff(th_guest *g) {
+	if (g->fd >= 0) {
+		close(g->fd);
+		g->fd = -1;
+	}
+	g->pending.clear();
+	if (g->dom) {
+		int state = 0, reason = 0;
+		// Already gone (shut off by the code under test) is fine.
+		if (virDomainGetState(g->dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_SHUTOFF &&
+		    virDomainDestroy(g->dom) != 0)
+			return fail("cannot power off " + g->name + ": " + libvirt_error());
+		virResetLastError();
+		virDomainFree(g->dom);
+		g->dom = nullptr;
+	}
+	return 0;
+}
+
 int th_guest_restore(th_guest *g, const char *path) {
 	virConnectPtr c = connection();
 	if (g->dom)
@@ -445,6 +464,15 @@ int th_guest_restore(th_guest *g, const char *path) {
 	if (!g->dom)
 		return fail("restored " + std::string(path) + ", but domain " + g->name + " is not there: " +
 		            libvirt_error());
+	return attach(g);
+}
+
+int th_guest_adopt(th_guest *g) {
+	if (g->dom)
+		return fail("guest " + g->name + " is still attached");
+	g->dom = virDomainLookupByName(connection(), g->name.c_str());
+	if (!g->dom)
+		return fail("domain " + g->name + " is not there: " + libvirt_error());
 	return attach(g);
 }
 

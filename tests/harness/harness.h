@@ -57,9 +57,18 @@ char *th_guest_check(th_guest *g, const char *command, int timeout_ms);
 /** Saves the guest with virDomainSave (the domain stops) to `path`. */
 int th_guest_save(th_guest *g, const char *path);
 
+/** Powers the domain off (if it still runs) and forgets it, keeping the
+ *  work folder, so an image of it can be restored with th_guest_restore. */
+int th_guest_poweroff(th_guest *g);
+
 /** Restores a saved image of this guest (virDomainRestore) and reconnects
  *  to its shell. The image may be one we rewrote. */
 int th_guest_restore(th_guest *g, const char *path);
+
+/** After th_guest_poweroff, the domain was started again by other means
+ *  (e.g. a restore done by the test itself): find it and reconnect to its
+ *  shell, which must be running. */
+int th_guest_adopt(th_guest *g);
 
 const char *th_guest_domain_name(const th_guest *g);
 const char *th_guest_workdir(const th_guest *g);

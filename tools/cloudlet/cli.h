@@ -67,5 +67,7 @@ int cmd_doctor(const Global &g, Args args);
 extern const char *doctor_help;
 int cmd_snapshot_info(const Global &g, Args args);
 extern const char *snapshot_info_help;
+int cmd_snapshot_capture(const Global &g, Args args);
+extern const char *snapshot_capture_help;
 
 } // namespace cli

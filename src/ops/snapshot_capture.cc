@@ -1,0 +1,358 @@
+#include "ops/snapshot_capture.h"
+
+#include "byte_reader.h"
+#include "migration_stream.h"
+#include "image_file.h"
+#include "save_image.h"
+#include "stream_parser.h"
+#include "stream_writer.h"
+#include "util/error.h"
+#include "virt/domain.h"
+#include "virt/qemu_migration.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace cloudlet::ops {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+	return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Counts bytes as the reader thread pulls them, for progress and the result.
+class CountingSource : public qemu::Source {
+public:
+	CountingSource(qemu::Source &inner, std::atomic<uint64_t> &count) : inner_(inner), count_(count) {}
+	size_t read(uint8_t *buf, size_t n) override {
+		size_t r = inner_.read(buf, n);
+		count_.fetch_add(r, std::memory_order_relaxed);
+		return r;
+	}
+
+private:
+	qemu::Source &inner_;
+	std::atomic<uint64_t> &count_;
+};
+
+// Passes pages to the image writer and counts page versions.
+class CountingSink : public qemu::StreamSink {
+public:
+	explicit CountingSink(qemu::StreamSink &inner) : inner_(inner) {}
+	void on_ram_blocks(const qemu::StreamInfo &i) override { inner_.on_ram_blocks(i); }
+	void on_page(uint32_t block, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t section) override {
+		records++;
+		inner_.on_page(block, linear, data, fill, section);
+	}
+	uint64_t records = 0;
+
+private:
+	qemu::StreamSink &inner_;
+};
+
+// Removes a file on scope exit unless released.
+struct FileGuard {
+	std::string path;
+	~FileGuard() {
+		if (!path.empty())
+			unlink(path.c_str());
+	}
+};
+
+struct Fd {
+	int fd = -1;
+	~Fd() {
+		if (fd >= 0)
+			close(fd);
+	}
+};
+
+// Parses the stream on its own thread, straight into the memory image file,
+// while the calling thread watches QEMU. On a parse error it shuts the
+// socket so QEMU's writes fail and the migration ends.
+class StreamReceiver {
+public:
+	StreamReceiver(int fd, std::string what, std::unique_ptr<qemu::ImageFileWriter> writer)
+	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)) {
+		thread_ = std::thread([this] { run(); });
+	}
+	~StreamReceiver() { abort_and_join(); }
+
+	// Waits up to `limit` for the thread to finish; true if it did.
+	bool wait(std::chrono::milliseconds limit) {
+		std::unique_lock lk(mu_);
+		return cv_.wait_for(lk, limit, [this] { return done_; });
+	}
+	bool done() {
+		std::lock_guard lk(mu_);
+		return done_;
+	}
+	bool failed() {
+		std::lock_guard lk(mu_);
+		return done_ && error_;
+	}
+	void abort_and_join() {
+		if (thread_.joinable()) {
+			shutdown(fd_, SHUT_RDWR); // wakes a blocked read with end of input
+			thread_.join();
+		}
+	}
+	void join() {
+		if (thread_.joinable())
+			thread_.join();
+	}
+	std::exception_ptr error() const { return error_; }
+	const qemu::StreamInfo &info() const { return info_; }
+	uint64_t bytes() const { return bytes_.load(); }
+	uint64_t records() const { return records_; }
+
+private:
+	void run() {
+		try {
+			qemu::FdSource fs(fd_, what_);
+			CountingSource cs(fs, bytes_);
+			qemu::Reader r(cs, what_);
+			CountingSink sink(*writer_);
+			info_ = qemu::parse_stream(r, sink);
+			writer_->finish(info_);
+			records_ = sink.records;
+		} catch (...) {
+			error_ = std::current_exception();
+			shutdown(fd_, SHUT_RDWR);
+		}
+		std::lock_guard lk(mu_);
+		done_ = true;
+		cv_.notify_all();
+	}
+
+	int fd_;
+	std::string what_;
+	std::unique_ptr<qemu::ImageFileWriter> writer_;
+	std::thread thread_;
+	std::mutex mu_;
+	std::condition_variable cv_;
+	bool done_ = false;
+	std::exception_ptr error_;
+	qemu::StreamInfo info_;
+	std::atomic<uint64_t> bytes_{0};
+	uint64_t records_ = 0;
+};
+
+// Progress over a byte sink (the save image being written).
+class ProgressByteSink : public qemu::ByteSink {
+public:
+	ProgressByteSink(qemu::ByteSink &inner, Progress &p, uint64_t total) : inner_(inner), p_(p), total_(total) {}
+	void write(const uint8_t *data, size_t n) override {
+		inner_.write(data, n);
+		done_ += n;
+		if (done_ - reported_ >= (64u << 20)) {
+			reported_ = done_;
+			p_.report("write", done_, total_);
+		}
+	}
+	uint64_t done() const { return done_; }
+
+private:
+	qemu::ByteSink &inner_;
+	Progress &p_;
+	uint64_t total_, done_ = 0, reported_ = 0;
+};
+
+uint64_t write_save_image(const std::string &image_path, const std::string &out_path, const std::string &xml,
+                          bool was_running, Progress &progress) {
+	qemu::ImageFile img(image_path);
+	Fd out{open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)};
+	if (out.fd < 0)
+		fail_errno("cannot create " + out_path, errno);
+	qemu::FdSink fd_sink(out.fd, out_path);
+	uint64_t estimate = img.data_pages() * (qemu::kTargetPageSize + 16) + img.stream_info().device_state.size();
+	ProgressByteSink sink(fd_sink, progress, estimate);
+	std::vector<uint8_t> header = qemu::encode_save_header(xml, "", was_running);
+	sink.write(header.data(), header.size());
+	qemu::write_stream(sink, img);
+	fd_sink.flush();
+	if (fsync(out.fd) != 0)
+		fail_errno("cannot sync " + out_path, errno);
+	progress.report("write", sink.done(), sink.done());
+	return sink.done();
+}
+
+} // namespace
+
+CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const std::string &path,
+                               const CaptureOptions &opts, Progress &progress) {
+	auto t0 = Clock::now();
+	CaptureResult res;
+	res.path = path;
+	auto conn = ctx.connection();
+	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
+	res.domain_name = virDomainGetName(dom.get());
+	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	virDomainGetUUIDString(dom.get(), uuid);
+	res.domain_uuid = uuid;
+
+	int state = virt::domain_state(dom.get());
+	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
+		fail(CLOUDLET_E_INVALID_ARG, "domain " + res.domain_name + " is " + virt::state_name(state) +
+		                                 "; only a running or paused domain can be captured");
+	res.was_running = state == VIR_DOMAIN_RUNNING;
+	std::string xml = virt::save_xml(dom.get());
+
+	// Output appears only when complete: written beside it, then renamed.
+	FileGuard image{path + ".cltmem.part"};
+	FileGuard part{opts.format == CaptureFormat::SaveImage ? path + ".part" : ""};
+	const Logger &log = ctx.log();
+
+	try {
+		if (!opts.live && res.was_running) {
+			if (virDomainSuspend(dom.get()) < 0)
+				virt::fail_libvirt("cannot pause domain " + res.domain_name + " for the capture");
+		}
+		progress.report("capture", 0, 0);
+		// Created before QEMU starts sending: a bad output path fails here.
+		auto writer = std::make_unique<qemu::ImageFileWriter>(image.path);
+		virt::OutgoingMigration mig(dom.get());
+		mig.prepare(opts.live);
+
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+			fail_errno("socketpair", errno);
+		Fd ours{sv[0]}, theirs{sv[1]};
+		mig.start(theirs.fd);
+		close(theirs.fd); // QEMU holds its own copy; ours must go for EOF to arrive
+		theirs.fd = -1;
+		log.info("capture of " + res.domain_name + ": QEMU is migrating into our socket");
+
+		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer));
+		bool cancel_sent = false, cancelled = false;
+		Clock::time_point cancel_at{};
+		virt::MigrationStatus st;
+		bool rx_failed_first = false; // the receiver failed before QEMU ended
+		for (;;) {
+			rx_failed_first = rx.failed();
+			st = mig.status();
+			if (st.terminal())
+				break;
+			if (!cancel_sent) {
+				try {
+					uint64_t total = std::max(st.total, st.transferred + st.remaining);
+					progress.report("capture", st.transferred, total);
+				} catch (const Error &e) {
+					if (e.status() != CLOUDLET_E_CANCELLED)
+						throw;
+					cancelled = true;
+				}
+				if (cancelled || rx.failed()) {
+					mig.cancel();
+					cancel_sent = true;
+					cancel_at = Clock::now();
+				}
+			} else if (seconds_since(cancel_at) > 30) {
+				// QEMU did not wind down; cut the socket so it must.
+				rx.abort_and_join();
+				fail(CLOUDLET_E_LIBVIRT, "QEMU did not stop the migration of " + res.domain_name +
+				                             " within 30 s of being asked (status '" + st.status + "')");
+			}
+			rx.wait(std::chrono::milliseconds(50));
+		}
+		res.passes = st.dirty_sync_count;
+		res.downtime_ms = static_cast<double>(st.downtime_ms);
+
+		if (st.status == "completed") {
+			// QEMU has closed its end; the receiver sees the end of input.
+			if (!rx.wait(std::chrono::seconds(60)))
+				rx.abort_and_join();
+		}
+		rx.abort_and_join();
+		// Which failure caused the other: a cancel ends the stream early
+		// (the receiver then sees a truncated stream); a receiver error
+		// makes QEMU's writes fail; a QEMU failure truncates the stream.
+		if (cancelled)
+			fail(CLOUDLET_E_CANCELLED, "capture of " + res.domain_name + " cancelled");
+		if (rx.error() && (rx_failed_first || st.status == "completed"))
+			std::rethrow_exception(rx.error());
+		if (st.status != "completed")
+			fail(CLOUDLET_E_LIBVIRT, "QEMU's migration of " + res.domain_name + " ended '" + st.status + "'" +
+			                             (st.error.empty() ? "" : ": " + st.error));
+		if (rx.error())
+			std::rethrow_exception(rx.error());
+		res.stream_bytes = rx.bytes();
+		res.page_records = rx.records();
+		res.ram_sections = rx.info().ram_sections;
+		res.total_pages = rx.info().total_pages;
+		progress.report("capture", res.stream_bytes, res.stream_bytes);
+	} catch (...) {
+		// Back to the prior run state; QEMU itself restarts a VM it paused
+		// for a final pass that then failed, so this is usually a no-op.
+		try {
+			if (res.was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
+				virt::resume(dom.get());
+		} catch (const Error &e) {
+			log.error("after the failed capture, domain " + res.domain_name + " could not be resumed: " + e.what());
+		}
+		throw;
+	}
+
+	// The VM's memory is safe in the image file. From here on a failure
+	// still leaves the domain as it was (paused by QEMU until we decide).
+	try {
+		if (opts.format == CaptureFormat::SaveImage) {
+			res.file_bytes = write_save_image(image.path, part.path, xml, res.was_running, progress);
+			if (rename(part.path.c_str(), path.c_str()) != 0)
+				fail_errno("cannot rename " + part.path + " to " + path, errno);
+			part.path.clear();
+		} else {
+			if (rename(image.path.c_str(), path.c_str()) != 0)
+				fail_errno("cannot rename " + image.path + " to " + path, errno);
+			image.path.clear();
+			struct stat st {};
+			if (stat(path.c_str(), &st) == 0)
+				res.file_bytes = static_cast<uint64_t>(st.st_size);
+		}
+		{
+			qemu::ImageFile check(opts.format == CaptureFormat::MemoryImage ? path : image.path);
+			res.data_pages = check.data_pages();
+		}
+	} catch (...) {
+		try {
+			if (res.was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
+				virt::resume(dom.get());
+		} catch (const Error &e) {
+			log.error("after the failed capture, domain " + res.domain_name + " could not be resumed: " + e.what());
+		}
+		throw;
+	}
+
+	if (opts.stop) {
+		if (virDomainDestroy(dom.get()) < 0)
+			virt::fail_libvirt("the capture is complete (" + path + "), but domain " + res.domain_name +
+			                   " could not be shut off");
+		res.final_state = "shut off";
+	} else if (res.was_running) {
+		virt::resume(dom.get());
+		res.final_state = "running";
+	} else {
+		res.final_state = "paused";
+	}
+	res.seconds = seconds_since(t0);
+	log.info("captured " + res.domain_name + " into " + path);
+	return res;
+}
+
+} // namespace cloudlet::ops
