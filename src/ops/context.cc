@@ -1,5 +1,7 @@
 #include "ops/context.h"
 
+#include "virt/event_loop.h"
+
 #include "util/error.h"
 
 #include <unistd.h>
@@ -58,6 +60,10 @@ Context::Context(Settings settings, Logger logger)
 std::shared_ptr<virt::Connection> Context::connection() {
 	std::lock_guard<std::mutex> lock(mu_);
 	if (!conn_) {
+		// Events (QMP MIGRATION, STOP ...) reach only connections opened
+		// after an event loop exists.
+		if (!virt::ensure_event_loop())
+			log_.warn("no libvirt event loop could be set up; QMP events will not arrive");
 		log_.debug("connecting to " + settings_.libvirt_uri);
 		conn_ = std::make_shared<virt::Connection>(settings_.libvirt_uri);
 	}

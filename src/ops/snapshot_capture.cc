@@ -83,13 +83,34 @@ struct Fd {
 	}
 };
 
+// Wakes the watching thread early: the receiver finished, or QEMU reported
+// a migration state change.
+class Wakeup {
+public:
+	void notify() {
+		std::lock_guard lk(mu_);
+		flag_ = true;
+		cv_.notify_all();
+	}
+	void wait(std::chrono::milliseconds limit) {
+		std::unique_lock lk(mu_);
+		cv_.wait_for(lk, limit, [this] { return flag_; });
+		flag_ = false;
+	}
+
+private:
+	std::mutex mu_;
+	std::condition_variable cv_;
+	bool flag_ = false;
+};
+
 // Parses the stream on its own thread, straight into the memory image file,
 // while the calling thread watches QEMU. On a parse error it shuts the
 // socket so QEMU's writes fail and the migration ends.
 class StreamReceiver {
 public:
-	StreamReceiver(int fd, std::string what, std::unique_ptr<qemu::ImageFileWriter> writer)
-	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)) {
+	StreamReceiver(int fd, std::string what, std::unique_ptr<qemu::ImageFileWriter> writer, Wakeup &wake)
+	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)), wake_(wake) {
 		thread_ = std::thread([this] { run(); });
 	}
 	~StreamReceiver() { abort_and_join(); }
@@ -136,14 +157,18 @@ private:
 			error_ = std::current_exception();
 			shutdown(fd_, SHUT_RDWR);
 		}
-		std::lock_guard lk(mu_);
-		done_ = true;
-		cv_.notify_all();
+		{
+			std::lock_guard lk(mu_);
+			done_ = true;
+			cv_.notify_all();
+		}
+		wake_.notify();
 	}
 
 	int fd_;
 	std::string what_;
 	std::unique_ptr<qemu::ImageFileWriter> writer_;
+	Wakeup &wake_;
 	std::thread thread_;
 	std::mutex mu_;
 	std::condition_variable cv_;
@@ -239,7 +264,19 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		theirs.fd = -1;
 		log.info("capture of " + res.domain_name + ": QEMU is migrating into our socket");
 
-		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer));
+		Wakeup wake;
+		// QEMU's MIGRATION events end the 50 ms wait at once; polling stays
+		// the source of truth (events need the caller's or our event loop).
+		std::unique_ptr<virt::QmpEventSubscription> events;
+		try {
+			events = virt::QmpClient(dom.get()).subscribe("MIGRATION", [&wake, &log](const qemu::QmpEvent &e) {
+				log.debug("QEMU migration event: " + e.member("status"));
+				wake.notify();
+			});
+		} catch (const Error &e) {
+			log.debug(std::string("polling only: ") + e.what());
+		}
+		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), wake);
 		bool cancel_sent = false, cancelled = false;
 		Clock::time_point cancel_at{};
 		virt::MigrationStatus st;
@@ -269,7 +306,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 				fail(CLOUDLET_E_LIBVIRT, "QEMU did not stop the migration of " + res.domain_name +
 				                             " within 30 s of being asked (status '" + st.status + "')");
 			}
-			rx.wait(std::chrono::milliseconds(50));
+			wake.wait(std::chrono::milliseconds(50));
 		}
 		res.passes = st.dirty_sync_count;
 		res.downtime_ms = static_cast<double>(st.downtime_ms);

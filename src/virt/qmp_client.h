@@ -10,10 +10,19 @@
 
 #include <libvirt/libvirt.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace cloudlet::virt {
+
+// An event subscription; deregisters on destruction. After the destructor
+// returns, the callback is not running and will not run again.
+class QmpEventSubscription {
+public:
+	virtual ~QmpEventSubscription() = default;
+};
 
 class QmpClient {
 public:
@@ -27,6 +36,13 @@ public:
 	// Runs a command with file descriptors passed to QEMU alongside it.
 	qemu::JsonPtr execute_with_fds(const std::string &command, json_object *arguments,
 	                               const std::vector<int> &fds);
+
+	// Calls `callback` (on libvirt's event-loop thread) for each QMP event
+	// named `event` ("" for all) that this domain's QEMU emits. Events need
+	// an event loop registered before the connection was opened
+	// (ensure_event_loop); without one, subscribing fails.
+	using EventCallback = std::function<void(const qemu::QmpEvent &)>;
+	std::unique_ptr<QmpEventSubscription> subscribe(const std::string &event, EventCallback callback);
 
 private:
 	virDomainPtr dom_;

@@ -6,6 +6,7 @@
 
 #include "byte_reader.h"
 #include "qmp_message.h"
+#include "virt/event_loop.h"
 #include "virt/qmp_client.h"
 #include "image_file.h"
 #include "memory_image.h"
@@ -26,6 +27,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -94,6 +98,7 @@ static void start_guest() {
 // The QMP client through libvirt's monitor passthrough, on the live guest.
 static void test_qmp_on_live_guest(void **) {
 	start_guest();
+	assert_true(cloudlet::virt::ensure_event_loop()); // before the connection: events need it
 	virConnectPtr conn = virConnectOpen("qemu:///system");
 	assert_non_null(conn);
 	virDomainPtr dom = virDomainLookupByName(conn, th_guest_domain_name(guest));
@@ -117,6 +122,24 @@ static void test_qmp_on_live_guest(void **) {
 	} catch (const cloudlet::Error &e) {
 		assert_int_equal(e.status(), CLOUDLET_E_LIBVIRT);
 		assert_non_null(strstr(e.what(), "CommandNotFound"));
+	}
+	// Asynchronous events: STOP and RESUME as libvirt pauses and resumes.
+	{
+		std::mutex mu;
+		std::condition_variable cv;
+		std::vector<std::string> seen;
+		auto sub = qmp.subscribe("", [&](const QmpEvent &e) {
+			std::lock_guard lk(mu);
+			if (e.name == "STOP" || e.name == "RESUME")
+				seen.push_back(e.name);
+			cv.notify_all();
+		});
+		assert_int_equal(virDomainSuspend(dom), 0);
+		assert_int_equal(virDomainResume(dom), 0);
+		std::unique_lock lk(mu);
+		assert_true(cv.wait_for(lk, std::chrono::seconds(10), [&] { return seen.size() >= 2; }));
+		assert_string_equal(seen[0].c_str(), "STOP");
+		assert_string_equal(seen[1].c_str(), "RESUME");
 	}
 	// A pipe's write end handed to QEMU by name, then released again.
 	int p[2];

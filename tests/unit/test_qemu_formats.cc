@@ -212,6 +212,36 @@ static void test_qmp_messages(void **) {
 			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
 		}
 	}
+	// Events, as QEMU sends them and as libvirt's passthrough hands them over.
+	QmpEvent e = qmp_parse_event("{\"timestamp\": {\"seconds\": 1700000000, \"microseconds\": 123456}, "
+	                             "\"event\": \"MIGRATION\", \"data\": {\"status\": \"completed\"}}");
+	assert_string_equal(e.name.c_str(), "MIGRATION");
+	assert_string_equal(e.member("status").c_str(), "completed");
+	assert_int_equal(e.seconds, 1700000000);
+	assert_int_equal(e.micros, 123456);
+	QmpEvent stop = qmp_parse_event("{\"event\": \"STOP\"}");
+	assert_string_equal(stop.name.c_str(), "STOP");
+	assert_string_equal(stop.member("status").c_str(), "");
+	assert_int_equal(stop.seconds, -1);
+	QmpEvent parts = qmp_event_from_parts("MIGRATION_PASS", 5, 7, "{\"pass\": 2}");
+	json_object *pass = nullptr;
+	assert_true(json_object_object_get_ex(parts.data.get(), "pass", &pass));
+	assert_int_equal(json_object_get_int(pass), 2);
+	assert_int_equal(qmp_event_from_parts("RESUME", 1, 2000000, nullptr).micros, 0);
+	for (const char *bad : {"{\"return\": {}}", "{\"event\": 3}", "[]", "{"}) {
+		try {
+			qmp_parse_event(bad);
+			fail_msg("'%s' accepted as an event", bad);
+		} catch (const Error &err) {
+			assert_int_equal(err.status(), CLOUDLET_E_CORRUPT);
+		}
+	}
+	try {
+		qmp_event_from_parts("X", 0, 0, "{not json");
+		fail_msg("malformed event data accepted");
+	} catch (const Error &err) {
+		assert_int_equal(err.status(), CLOUDLET_E_CORRUPT);
+	}
 }
 
 int main() {
