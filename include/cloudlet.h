@@ -411,6 +411,144 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_capture(cloudlet_capture_result *
 /** Free a cloudlet_capture_result. NULL is ignored. */
 CLOUDLET_API void cloudlet_capture_result_free(cloudlet_capture_result *result);
 
+/* ------------------------------------------------------------------------ */
+/* Base VMs: create, store, verify, export/import, resume                   */
+/* ------------------------------------------------------------------------ */
+
+/** One stored file of a base. */
+typedef struct cloudlet_base_part {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *file;           /**< name in the base folder */
+	const char *role;           /**< "memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd" */
+	const char *target;         /**< disks and their indexes: guest device ("vda"); else "" */
+	uint64_t size;
+	const char *sha256;
+} cloudlet_base_part;
+
+/** A base VM. Free with cloudlet_base_info_free(). */
+typedef struct cloudlet_base_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *id;             /**< SHA-256 of its manifest, which lists every part's SHA-256 */
+	const char *name;
+	const char *created;        /**< ISO 8601, UTC */
+	const char *source_domain;
+	const char *dir;            /**< its folder in the store */
+	const char *virt_type;      /**< created under "qemu" or "kvm" */
+	const char *machine;
+	const char *cpu_model;
+	uint64_t memory_bytes;
+	uint64_t total_bytes;       /**< all parts */
+	size_t part_count;
+	const cloudlet_base_part *parts;
+	const char *status;         /**< "ok", "corrupt" or "unverified" (list does not verify) */
+	const char *problem;        /**< what is corrupt; "" otherwise */
+	double capture_seconds, disk_seconds, hash_seconds, total_seconds; /**< of its creation; 0 if imported */
+} cloudlet_base_info;
+
+#define CLOUDLET_BASE_INFO_VERSION 1
+
+/** Options for the base calls (each uses the fields that apply). */
+typedef struct cloudlet_base_options {
+	unsigned int version;       /**< CLOUDLET_BASE_OPTIONS_VERSION */
+	const char *name;           /**< create/import: the base's name (NULL: source domain's / package's) */
+	int stop;                   /**< create: shut the source domain off afterwards */
+	int full_verify;            /**< show: re-hash every part, not only those whose stamp changed */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;
+} cloudlet_base_options;
+
+#define CLOUDLET_BASE_OPTIONS_VERSION 1
+#define CLOUDLET_BASE_OPTIONS_INIT { CLOUDLET_BASE_OPTIONS_VERSION, NULL, 0, 0, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_base_options_init(cloudlet_base_options *opts, unsigned int version);
+
+/**
+ * Makes a base VM from a running or paused domain: pauses it, captures its
+ * memory, copies its disks (raw) while it is paused, indexes and hashes
+ * everything, and adds the base to the context's store. The domain must run
+ * the enforced CPU model with ACPI on (CLOUDLET_E_INVALID_ARG says what to
+ * change). Afterwards the domain is back in its prior state, or shut off
+ * with `stop`. CLOUDLET_E_EXISTS if the name is taken.
+ */
+CLOUDLET_API cloudlet_status cloudlet_base_create(cloudlet_base_info **out, cloudlet_ctx *ctx,
+                                                  const char *domain, const cloudlet_base_options *opts);
+
+/**
+ * Verifies a base (by ID, name or ID prefix of >= 8 digits) and describes
+ * it. Corruption is not an error status: `status` is "corrupt" and
+ * `problem` names the file. Parts whose size/mtime/inode stamp is unchanged
+ * since the last check are trusted unless `full_verify`.
+ */
+CLOUDLET_API cloudlet_status cloudlet_base_show(cloudlet_base_info **out, cloudlet_ctx *ctx,
+                                                const char *base, const cloudlet_base_options *opts);
+
+/** The bases in the store (not verified). */
+typedef struct cloudlet_base_list {
+	unsigned int version;       /**< fields below exist from version 1 */
+	size_t count;
+	const cloudlet_base_info *const *bases;
+} cloudlet_base_list;
+
+CLOUDLET_API cloudlet_status cloudlet_base_list_get(cloudlet_base_list **out, cloudlet_ctx *ctx);
+CLOUDLET_API void cloudlet_base_list_free(cloudlet_base_list *list);
+
+/** Removes a base from the store. Instances resumed from it must be gone. */
+CLOUDLET_API cloudlet_status cloudlet_base_remove(cloudlet_ctx *ctx, const char *base);
+
+/** Writes a verified base as one package file (docs/formats/base-package.md). */
+CLOUDLET_API cloudlet_status cloudlet_base_export(cloudlet_ctx *ctx, const char *base, const char *path,
+                                                  const cloudlet_base_options *opts);
+
+/** Reads a package into the store, verifying every part; on any mismatch
+ *  nothing is left behind (CLOUDLET_E_CORRUPT). */
+CLOUDLET_API cloudlet_status cloudlet_base_import(cloudlet_base_info **out, cloudlet_ctx *ctx,
+                                                  const char *path, const cloudlet_base_options *opts);
+
+CLOUDLET_API void cloudlet_base_info_free(cloudlet_base_info *info);
+
+/** Options for cloudlet_base_resume(). */
+typedef struct cloudlet_resume_options {
+	unsigned int version;       /**< CLOUDLET_RESUME_OPTIONS_VERSION */
+	const char *name;           /**< NULL: "<base name>-<8 hex digits>" */
+	const char *virt_type;      /**< NULL: the virt type the base was created under */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;
+} cloudlet_resume_options;
+
+#define CLOUDLET_RESUME_OPTIONS_VERSION 1
+#define CLOUDLET_RESUME_OPTIONS_INIT { CLOUDLET_RESUME_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_resume_options_init(cloudlet_resume_options *opts, unsigned int version);
+
+/** A running instance of a base. Free with cloudlet_instance_info_free(). */
+typedef struct cloudlet_instance_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *name;
+	const char *uuid;
+	const char *base_id;
+	const char *dir;            /**< its private files (disk overlays, sockets, logs) */
+	const char *virt_type;
+	size_t nic_count;           /**< NICs replaced after the resume */
+	const char *const *macs;    /**< their new MAC addresses */
+	const char *const *old_macs;/**< the base's MAC addresses they replaced */
+	double seconds, restore_seconds, nic_seconds;
+} cloudlet_instance_info;
+
+/**
+ * Starts a new, independent instance of a base: verifies the base, checks
+ * that the base's CPU model is usable under the virt type (CLOUDLET_E_HOST
+ * naming the missing features, before anything is created), gives it
+ * copy-on-write disks over the base (whose files are never written), a
+ * fresh name and UUID, its own host-side device paths, restores the base's
+ * memory and replaces every NIC by a new one with a new MAC.
+ */
+CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, cloudlet_ctx *ctx,
+                                                  const char *base, const cloudlet_resume_options *opts);
+
+CLOUDLET_API void cloudlet_instance_info_free(cloudlet_instance_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -381,7 +381,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 			virt::fail_libvirt("the capture is complete (" + path + "), but domain " + res.domain_name +
 			                   " could not be shut off");
 		res.final_state = "shut off";
-	} else if (res.was_running) {
+	} else if (res.was_running && !opts.keep_paused) {
 		virt::resume(dom.get());
 		res.final_state = "running";
 	} else {

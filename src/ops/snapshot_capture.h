@@ -19,6 +19,9 @@ struct CaptureOptions {
 	bool live = false;      // false: pause the VM for the whole capture
 	bool stop = false;      // shut the domain off after a successful capture
 	CaptureFormat format = CaptureFormat::SaveImage;
+	// Internal (base creation copies disks next): a domain that was running
+	// stays paused after success; the caller restores its state.
+	bool keep_paused = false;
 };
 
 struct CaptureResult {

@@ -240,7 +240,7 @@ const char *th_guest_console_tail(th_guest *g, unsigned max_bytes) {
 namespace {
 
 std::string guest_xml(const th_guest &g, const std::string &virt_type, const std::string &gdir,
-                      const std::string &disk, unsigned memory_mib) {
+                      const std::string &disk, unsigned memory_mib, bool nic) {
 	using namespace cloudlet::xml;
 	auto doc = new_doc("domain");
 	xmlNode *d = xmlDocGetRootElement(doc.get());
@@ -273,6 +273,11 @@ std::string guest_xml(const th_guest &g, const std::string &virt_type, const std
 	xmlNode *chan = add(dev, "channel", {}, {{"type", "unix"}});
 	add(chan, "source", {}, {{"mode", "bind"}, {"path", g.sock_path}});
 	add(chan, "target", {}, {{"type", "virtio"}, {"name", "org.libcloudlet.test.shell"}});
+	if (nic) {
+		// User-mode networking: a real virtio NIC that needs no host setup.
+		xmlNode *n = add(dev, "interface", {}, {{"type", "user"}});
+		add(n, "model", {}, {{"type", "virtio"}});
+	}
 	add(dev, "memballoon", {}, {{"model", "none"}});
 	return to_string(doc.get());
 }
@@ -376,7 +381,7 @@ int attach(th_guest *g) {
 int th_guest_start(th_guest **out, const char *label, const th_guest_options *opts) {
 	static std::atomic<unsigned> counter{0};
 	*out = nullptr;
-	th_guest_options o = opts ? *opts : th_guest_options{0, 0};
+	th_guest_options o = opts ? *opts : th_guest_options{0, 0, 0};
 	unsigned mem = o.memory_mib ? o.memory_mib : 256;
 	unsigned disk_mib = o.disk_mib ? o.disk_mib : 64;
 	const char *gdir = th_guest_dir();
@@ -405,7 +410,7 @@ int th_guest_start(th_guest **out, const char *label, const th_guest_options *op
 	if (truncate(disk.c_str(), static_cast<off_t>(disk_mib) << 20) != 0)
 		return fail("cannot create " + disk + ": " + strerror(errno));
 
-	std::string xml = guest_xml(*g, th_virt_type(), gdir, disk, mem);
+	std::string xml = guest_xml(*g, th_virt_type(), gdir, disk, mem, o.nic != 0);
 	g->dom = virDomainCreateXML(c, xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
 	if (!g->dom) {
 		std::string e = "cannot start test guest " + g->name + ": " + libvirt_error();
@@ -524,8 +529,31 @@ void th_guest_destroy(th_guest *g) {
 		virDomainFree(g->dom);
 	}
 	std::error_code ec;
-	fs::remove_all(g->workdir, ec);
+	if (!g->workdir.empty())
+		fs::remove_all(g->workdir, ec);
 	delete g;
+}
+
+int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path) {
+	*out = nullptr;
+	virConnectPtr c = connection();
+	if (!c)
+		return fail("cannot connect to qemu:///system: " + libvirt_error());
+	auto g = std::make_unique<th_guest>();
+	g->name = domain;
+	g->sock_path = sock_path;
+	g->console_path = console_path ? console_path : "";
+	g->dom = virDomainLookupByName(c, domain);
+	if (!g->dom)
+		return fail(std::string("no domain ") + domain + ": " + libvirt_error());
+	th_guest *raw = g.release();
+	if (attach(raw) != 0) {
+		std::string msg = t_error;
+		th_guest_destroy(raw);
+		return fail(msg);
+	}
+	*out = raw;
+	return 0;
 }
 
 } // extern "C"

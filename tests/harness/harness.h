@@ -35,6 +35,7 @@ const char *th_virt_type(void);
 typedef struct th_guest_options {
 	unsigned memory_mib; /**< 0: 256 */
 	unsigned disk_mib;   /**< size of the raw data disk /dev/vda; 0: 64 */
+	int nic;             /**< 1: a virtio NIC (user-mode networking) */
 } th_guest_options;
 
 typedef struct th_guest th_guest;
@@ -74,6 +75,11 @@ const char *th_guest_domain_name(const th_guest *g);
 const char *th_guest_workdir(const th_guest *g);
 /** The last `max_bytes` of the guest's kernel console (static per guest). */
 const char *th_guest_console_tail(th_guest *g, unsigned max_bytes);
+
+/** Attaches to a domain started by the code under test, whose test shell
+ *  channel is the unix socket `sock_path`. Destroying it destroys the
+ *  domain but removes no folder. */
+int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path);
 
 /** Destroys the domain and removes its work folder. NULL is ignored. */
 void th_guest_destroy(th_guest *g);

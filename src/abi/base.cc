@@ -1,0 +1,221 @@
+// The base-VM calls: argument checks and translation to ops/base.h.
+#include "abi/guard.h"
+#include "abi/handles.h"
+#include "ops/base.h"
+
+#include <cloudlet.h>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+using cloudlet::abi::guard;
+using cloudlet::abi::init_options;
+using cloudlet::abi::options_or_default;
+using cloudlet::abi::require;
+
+struct BaseInfoHolder : cloudlet_base_info, cloudlet::abi::StringKeeper {
+	std::vector<cloudlet_base_part> part_items;
+};
+
+BaseInfoHolder *to_c(const cloudlet::ops::BaseInfo &b) {
+	auto *h = new BaseInfoHolder();
+	cloudlet_base_info &p = *h;
+	p = cloudlet_base_info{};
+	p.version = CLOUDLET_BASE_INFO_VERSION;
+	p.id = h->keep(b.entry.id);
+	p.name = h->keep(b.entry.name);
+	p.created = h->keep(b.entry.created);
+	p.source_domain = h->keep(b.entry.source_domain);
+	p.dir = h->keep(b.dir);
+	p.virt_type = h->keep(b.manifest.virt_type);
+	p.machine = h->keep(b.manifest.machine);
+	p.cpu_model = h->keep(b.manifest.cpu_model);
+	p.memory_bytes = b.manifest.memory_bytes;
+	p.total_bytes = b.manifest.total_bytes();
+	for (const auto &part : b.manifest.parts)
+		h->part_items.push_back({1, h->keep(part.file), h->keep(part.role), h->keep(part.target), part.size,
+		                         h->keep(part.sha256)});
+	p.part_count = h->part_items.size();
+	p.parts = h->part_items.data();
+	p.status = h->keep(b.status);
+	p.problem = h->keep(b.problem);
+	p.capture_seconds = b.entry.capture_seconds;
+	p.disk_seconds = b.entry.disk_seconds;
+	p.hash_seconds = b.entry.hash_seconds;
+	p.total_seconds = b.entry.total_seconds;
+	return h;
+}
+
+struct BaseListHolder : cloudlet_base_list {
+	std::vector<BaseInfoHolder *> items;
+	std::vector<const cloudlet_base_info *> ptrs;
+	~BaseListHolder() {
+		for (auto *i : items)
+			delete i;
+	}
+};
+
+struct InstanceHolder : cloudlet_instance_info, cloudlet::abi::StringKeeper {
+	std::vector<const char *> mac_ptrs, old_ptrs;
+};
+
+cloudlet_base_options base_opts(const cloudlet_base_options *opts) {
+	return options_or_default(opts, CLOUDLET_BASE_OPTIONS_VERSION,
+	                          cloudlet_base_options CLOUDLET_BASE_OPTIONS_INIT, "cloudlet_base_options");
+}
+
+} // namespace
+
+extern "C" {
+
+CLOUDLET_API cloudlet_status cloudlet_base_options_init(cloudlet_base_options *opts, unsigned int version) {
+	return guard(__func__, [&] {
+		init_options(opts, version, CLOUDLET_BASE_OPTIONS_VERSION, cloudlet_base_options CLOUDLET_BASE_OPTIONS_INIT,
+		             "cloudlet_base_options");
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_resume_options_init(cloudlet_resume_options *opts, unsigned int version) {
+	return guard(__func__, [&] {
+		init_options(opts, version, CLOUDLET_RESUME_OPTIONS_VERSION,
+		             cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT, "cloudlet_resume_options");
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_base_create(cloudlet_base_info **out, cloudlet_ctx *ctx, const char *domain,
+                                                  const cloudlet_base_options *opts) {
+	return guard(__func__, [&] {
+		require(out != nullptr, "out is NULL");
+		*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(domain != nullptr && *domain, "domain is NULL or empty");
+		cloudlet_base_options o = base_opts(opts);
+		cloudlet::ops::BaseCreateOptions co;
+		co.name = o.name ? o.name : "";
+		co.stop = o.stop != 0;
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		*out = to_c(cloudlet::ops::base_create(ctx->ctx, domain, co, progress));
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_base_show(cloudlet_base_info **out, cloudlet_ctx *ctx, const char *base,
+                                                const cloudlet_base_options *opts) {
+	return guard(__func__, [&] {
+		require(out != nullptr, "out is NULL");
+		*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(base != nullptr && *base, "base is NULL or empty");
+		cloudlet_base_options o = base_opts(opts);
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		*out = to_c(cloudlet::ops::base_show(ctx->ctx, base, o.full_verify != 0, progress));
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_base_list_get(cloudlet_base_list **out, cloudlet_ctx *ctx) {
+	return guard(__func__, [&] {
+		require(out != nullptr, "out is NULL");
+		*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		auto *l = new BaseListHolder();
+		for (const auto &b : cloudlet::ops::base_list(ctx->ctx)) {
+			l->items.push_back(to_c(b));
+			l->ptrs.push_back(l->items.back());
+		}
+		l->version = 1;
+		l->count = l->ptrs.size();
+		l->bases = l->ptrs.data();
+		*out = l;
+	});
+}
+
+CLOUDLET_API void cloudlet_base_list_free(cloudlet_base_list *list) { delete static_cast<BaseListHolder *>(list); }
+
+CLOUDLET_API cloudlet_status cloudlet_base_remove(cloudlet_ctx *ctx, const char *base) {
+	return guard(__func__, [&] {
+		require(ctx != nullptr, "ctx is NULL");
+		require(base != nullptr && *base, "base is NULL or empty");
+		cloudlet::ops::base_remove(ctx->ctx, base);
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_base_export(cloudlet_ctx *ctx, const char *base, const char *path,
+                                                  const cloudlet_base_options *opts) {
+	return guard(__func__, [&] {
+		require(ctx != nullptr, "ctx is NULL");
+		require(base != nullptr && *base, "base is NULL or empty");
+		require(path != nullptr && *path, "path is NULL or empty");
+		cloudlet_base_options o = base_opts(opts);
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		cloudlet::ops::base_export(ctx->ctx, base, path, progress);
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_base_import(cloudlet_base_info **out, cloudlet_ctx *ctx, const char *path,
+                                                  const cloudlet_base_options *opts) {
+	return guard(__func__, [&] {
+		if (out)
+			*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(path != nullptr && *path, "path is NULL or empty");
+		cloudlet_base_options o = base_opts(opts);
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		auto info = cloudlet::ops::base_import(ctx->ctx, path, o.name ? o.name : "", progress);
+		if (out)
+			*out = to_c(info);
+	});
+}
+
+CLOUDLET_API void cloudlet_base_info_free(cloudlet_base_info *info) { delete static_cast<BaseInfoHolder *>(info); }
+
+CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, cloudlet_ctx *ctx, const char *base,
+                                                  const cloudlet_resume_options *opts) {
+	return guard(__func__, [&] {
+		if (out)
+			*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(base != nullptr && *base, "base is NULL or empty");
+		cloudlet_resume_options o = options_or_default(opts, CLOUDLET_RESUME_OPTIONS_VERSION,
+		                                               cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT,
+		                                               "cloudlet_resume_options");
+		cloudlet::ops::ResumeOptions ro;
+		ro.name = o.name ? o.name : "";
+		ro.virt_type = o.virt_type ? o.virt_type : "";
+		require(ro.virt_type.empty() || ro.virt_type == "qemu" || ro.virt_type == "kvm",
+		        "virt_type must be NULL, \"qemu\" or \"kvm\"");
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		cloudlet::ops::InstanceInfo r = cloudlet::ops::base_resume(ctx->ctx, base, ro, progress);
+		if (!out)
+			return;
+		auto *h = new InstanceHolder();
+		cloudlet_instance_info &p = *h;
+		p = cloudlet_instance_info{};
+		p.version = 1;
+		p.name = h->keep(r.name);
+		p.uuid = h->keep(r.uuid);
+		p.base_id = h->keep(r.base_id);
+		p.dir = h->keep(r.dir);
+		p.virt_type = h->keep(r.virt_type);
+		for (const auto &m : r.macs)
+			h->mac_ptrs.push_back(h->keep(m));
+		for (const auto &m : r.old_macs)
+			h->old_ptrs.push_back(h->keep(m));
+		while (h->old_ptrs.size() < h->mac_ptrs.size())
+			h->old_ptrs.push_back(h->keep(""));
+		h->mac_ptrs.resize(std::min(h->mac_ptrs.size(), h->old_ptrs.size()));
+		p.nic_count = h->mac_ptrs.size();
+		p.macs = h->mac_ptrs.data();
+		p.old_macs = h->old_ptrs.data();
+		p.seconds = r.seconds;
+		p.restore_seconds = r.restore_seconds;
+		p.nic_seconds = r.nic_seconds;
+		*out = h;
+	});
+}
+
+CLOUDLET_API void cloudlet_instance_info_free(cloudlet_instance_info *info) {
+	delete static_cast<InstanceHolder *>(info);
+}
+
+} // extern "C"

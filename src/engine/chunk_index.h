@@ -1,0 +1,60 @@
+// Chunk indexes: one 128-bit XXH3 hash per 4 KiB chunk of a memory image
+// or disk, for fast lookup when overlays are computed against a base
+// (docs/formats/base.md). XXH3 is for finding candidates; identity and
+// tamper detection are SHA-256's job (engine/sha256.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace cloudlet::engine {
+
+constexpr size_t kChunkSize = 4096;
+
+struct Hash128 {
+	uint64_t lo = 0, hi = 0;
+	bool operator==(const Hash128 &o) const { return lo == o.lo && hi == o.hi; }
+	bool operator!=(const Hash128 &o) const { return !(*this == o); }
+};
+
+Hash128 chunk_hash(const uint8_t *data, size_t n = kChunkSize);
+const Hash128 &zero_chunk_hash();
+
+enum class IndexKind : uint32_t { Memory = 1, Disk = 2 };
+
+// Hashes `count` chunks, chunk i given by `chunk(i)` (null = all zero), on
+// `threads` threads (contiguous ranges). `chunk` must be thread-safe.
+std::vector<Hash128> hash_chunks(uint64_t count, const std::function<const uint8_t *(uint64_t)> &chunk,
+                                 unsigned threads);
+
+// Hashes a memory range split into 4 KiB chunks (the last one zero-padded).
+std::vector<Hash128> hash_range(const uint8_t *data, uint64_t size, unsigned threads);
+
+// Writes an index file (header + hashes); returns the file's SHA-256.
+std::string write_index(const std::string &path, IndexKind kind, uint64_t source_bytes,
+                        const std::vector<Hash128> &hashes);
+
+// A read-only, mmap'ed index file, validated on open.
+class IndexFile {
+public:
+	explicit IndexFile(const std::string &path);
+	~IndexFile();
+	IndexFile(const IndexFile &) = delete;
+	IndexFile &operator=(const IndexFile &) = delete;
+	IndexKind kind() const { return kind_; }
+	uint64_t count() const { return count_; }
+	uint64_t source_bytes() const { return source_bytes_; }
+	Hash128 at(uint64_t i) const; // bounds-checked
+
+private:
+	std::string path_;
+	const uint8_t *map_ = nullptr;
+	size_t size_ = 0;
+	IndexKind kind_ = IndexKind::Memory;
+	uint64_t count_ = 0, source_bytes_ = 0;
+};
+
+} // namespace cloudlet::engine

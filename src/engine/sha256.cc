@@ -1,0 +1,74 @@
+#include "engine/sha256.h"
+
+#include "util/error.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace cloudlet::engine {
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+	if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX *>(ctx_), EVP_sha256(), nullptr) != 1)
+		fail(CLOUDLET_E_INTERNAL, "OpenSSL cannot initialise SHA-256");
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX *>(ctx_)); }
+
+void Sha256::update(const void *data, size_t n) {
+	if (n && EVP_DigestUpdate(static_cast<EVP_MD_CTX *>(ctx_), data, n) != 1)
+		fail(CLOUDLET_E_INTERNAL, "SHA-256 update failed");
+}
+
+std::string Sha256::hex() {
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX *>(ctx_), md, &len) != 1)
+		fail(CLOUDLET_E_INTERNAL, "SHA-256 final failed");
+	static const char digits[] = "0123456789abcdef";
+	std::string s;
+	for (unsigned i = 0; i < len; i++) {
+		s += digits[md[i] >> 4];
+		s += digits[md[i] & 15];
+	}
+	return s;
+}
+
+std::string sha256_hex(const void *data, size_t n) {
+	Sha256 h;
+	h.update(data, n);
+	return h.hex();
+}
+
+std::string sha256_file(const std::string &path, uint64_t *size) {
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_errno("cannot open " + path, errno);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	Sha256 h;
+	std::vector<uint8_t> buf(1 << 20);
+	uint64_t total = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf.data(), buf.size());
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			fail_errno("cannot read " + path, e);
+		}
+		if (n == 0)
+			break;
+		h.update(buf.data(), static_cast<size_t>(n));
+		total += static_cast<uint64_t>(n);
+	}
+	close(fd);
+	if (size)
+		*size = total;
+	return h.hex();
+}
+
+} // namespace cloudlet::engine

@@ -1,0 +1,29 @@
+// Streaming SHA-256 (OpenSSL EVP: SHA-NI where the CPU has it). Used for
+// content identity (base IDs, package manifests), never for lookup.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace cloudlet::engine {
+
+class Sha256 {
+public:
+	Sha256();
+	~Sha256();
+	Sha256(const Sha256 &) = delete;
+	Sha256 &operator=(const Sha256 &) = delete;
+	void update(const void *data, size_t n);
+	std::string hex(); // finishes; lower-case, 64 characters
+
+private:
+	void *ctx_; // EVP_MD_CTX
+};
+
+std::string sha256_hex(const void *data, size_t n);
+
+// Hashes a whole file, reading it in 1 MiB blocks. Throws on I/O errors.
+std::string sha256_file(const std::string &path, uint64_t *size = nullptr);
+
+} // namespace cloudlet::engine

@@ -1,0 +1,221 @@
+#include "format/base_package.h"
+
+#include "engine/sha256.h"
+#include "util/error.h"
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+namespace cloudlet::format {
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'L', 'T', 'B', 'P', 'K', 'G', '1'};
+constexpr char kEnd[8] = {'C', 'L', 'T', 'B', 'E', 'N', 'D', '1'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kBlock = 1 << 20;
+constexpr uint32_t kMaxHeader = 4u << 20;
+
+struct JsonFree {
+	void operator()(json_object *o) const { json_object_put(o); }
+};
+using Json = std::unique_ptr<json_object, JsonFree>;
+
+// Writes to the fd and hashes what it wrote.
+class Out {
+public:
+	Out(int fd, std::string name) : fd_(fd), name_(std::move(name)) {}
+	void write(const void *p, size_t n, bool hash = true) {
+		if (hash)
+			sha_.update(p, n);
+		const uint8_t *b = static_cast<const uint8_t *>(p);
+		for (size_t off = 0; off < n;) {
+			ssize_t w = ::write(fd_, b + off, n - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				fail_errno("cannot write " + name_, errno);
+			off += static_cast<size_t>(w);
+		}
+	}
+	void le32(uint32_t v) {
+		uint8_t b[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
+		write(b, 4);
+	}
+	engine::Sha256 &sha() { return sha_; }
+
+private:
+	int fd_;
+	std::string name_;
+	engine::Sha256 sha_;
+};
+
+bool all_zero(const uint8_t *p, size_t n) {
+	static const uint8_t zeros[4096] = {};
+	for (size_t off = 0; off < n; off += 4096) {
+		size_t k = std::min<size_t>(4096, n - off);
+		if (memcmp(p + off, zeros, k) != 0)
+			return false;
+	}
+	return true;
+}
+
+
+} // namespace
+
+void write_base_package(int fd, const std::string &out_name, const PackageHeader &h, const store::Manifest &m,
+                        const std::string &dir, Progress &progress) {
+	Out out(fd, out_name);
+	Json hdr(json_object_new_object());
+	json_object_object_add(hdr.get(), "id", json_object_new_string(h.id.c_str()));
+	json_object_object_add(hdr.get(), "name", json_object_new_string(h.name.c_str()));
+	json_object_object_add(hdr.get(), "manifest", json_object_new_string_len(h.manifest.data(), static_cast<int>(h.manifest.size())));
+	std::string text = json_object_to_json_string_ext(hdr.get(), JSON_C_TO_STRING_PLAIN);
+	out.write(kMagic, 8);
+	out.le32(kVersion);
+	out.le32(static_cast<uint32_t>(text.size()));
+	out.write(text.data(), text.size());
+	std::vector<uint8_t> buf(kBlock);
+	uint64_t done = 0, total = m.total_bytes();
+	for (const auto &p : m.parts) {
+		std::string path = dir + "/" + p.file;
+		int in = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+		if (in < 0)
+			fail_errno("cannot open " + path, errno);
+		posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
+		engine::Sha256 part_sha;
+		for (uint64_t off = 0; off < p.size;) {
+			size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, p.size - off)), got = 0;
+			while (got < want) {
+				ssize_t n = pread(in, buf.data() + got, want - got, static_cast<off_t>(off + got));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0) {
+					int e = n < 0 ? errno : EIO;
+					close(in);
+					fail_errno("cannot read " + path + " (shorter than its manifest entry?)", e);
+				}
+				got += static_cast<size_t>(n);
+			}
+			part_sha.update(buf.data(), want);
+			uint8_t kind = all_zero(buf.data(), want) ? 0 : 1;
+			out.write(&kind, 1);
+			if (kind)
+				out.write(buf.data(), want);
+			off += want;
+			done += want;
+			progress.report("export", done, total);
+		}
+		close(in);
+		// The package must carry what the manifest promises.
+		if (part_sha.hex() != p.sha256)
+			fail(CLOUDLET_E_CORRUPT, path + " no longer matches the base's manifest; not exported");
+	}
+	std::string digest = out.sha().hex();
+	out.write(kEnd, 8, false);
+	out.write(digest.data(), digest.size(), false);
+}
+
+PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progress &progress) {
+	const uint8_t *magic = r.bytes(8, "package magic");
+	engine::Sha256 all;
+	all.update(magic, 8);
+	if (memcmp(magic, kMagic, 8) != 0)
+		r.fail_at(0, "not a libcloudlet base package (bad magic)");
+	auto le32 = [&](const char *what) {
+		const uint8_t *b = r.bytes(4, what);
+		all.update(b, 4);
+		return uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
+	};
+	uint32_t version = le32("package version");
+	if (version != kVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, "base package version " + std::to_string(version) + " (this library reads 1)");
+	uint32_t hlen = le32("header length");
+	if (hlen == 0 || hlen > kMaxHeader)
+		r.fail("header length " + std::to_string(hlen) + " is out of range");
+	std::string text;
+	while (text.size() < hlen) {
+		size_t n = std::min<size_t>(hlen - text.size(), kBlock);
+		const uint8_t *b = r.bytes(n, "package header");
+		all.update(b, n);
+		text.append(reinterpret_cast<const char *>(b), n);
+	}
+	Json hdr(json_tokener_parse(text.c_str()));
+	json_object *id = nullptr, *name = nullptr, *man = nullptr;
+	if (!hdr || !json_object_object_get_ex(hdr.get(), "id", &id) || !json_object_object_get_ex(hdr.get(), "name", &name) ||
+	    !json_object_object_get_ex(hdr.get(), "manifest", &man) || !json_object_is_type(man, json_type_string))
+		r.fail("package header is not the expected JSON object");
+	PackageHeader h;
+	h.id = json_object_get_string(id);
+	h.name = json_object_get_string(name);
+	h.manifest.assign(json_object_get_string(man), static_cast<size_t>(json_object_get_string_len(man)));
+	if (engine::sha256_hex(h.manifest.data(), h.manifest.size()) != h.id)
+		fail(CLOUDLET_E_CORRUPT, "the package's manifest does not hash to its base ID " + h.id);
+	store::Manifest m = store::Manifest::parse(h.manifest, "package manifest");
+	uint64_t done = 0, total = m.total_bytes();
+	for (const auto &p : m.parts) {
+		std::string path = dir + "/" + p.file;
+		int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0)
+			fail_errno("cannot create " + path, errno);
+		engine::Sha256 part_sha;
+		static const uint8_t zeros[kBlock] = {};
+		try {
+			for (uint64_t off = 0; off < p.size;) {
+				size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, p.size - off));
+				const uint8_t *k = r.bytes(1, "block kind");
+				all.update(k, 1);
+				if (*k == 0) {
+					part_sha.update(zeros, want); // a hole, not written
+				} else if (*k == 1) {
+					const uint8_t *b = r.bytes(want, "block data");
+					all.update(b, want);
+					part_sha.update(b, want);
+					for (size_t w = 0; w < want;) {
+						ssize_t n = pwrite(fd, b + w, want - w, static_cast<off_t>(off + w));
+						if (n < 0 && errno == EINTR)
+							continue;
+						if (n < 0)
+							fail_errno("cannot write " + path, errno);
+						w += static_cast<size_t>(n);
+					}
+				} else {
+					r.fail("block kind " + std::to_string(*k) + " in part " + p.file + " is neither 0 nor 1");
+				}
+				off += want;
+				done += want;
+				progress.report("import", done, total);
+			}
+			if (ftruncate(fd, static_cast<off_t>(p.size)) != 0)
+				fail_errno("cannot size " + path, errno);
+			if (fsync(fd) != 0)
+				fail_errno("cannot sync " + path, errno);
+		} catch (...) {
+			close(fd);
+			throw;
+		}
+		close(fd);
+		std::string got = part_sha.hex();
+		if (got != p.sha256)
+			fail(CLOUDLET_E_CORRUPT, "part " + p.file + " in the package hashes to " + got + ", its manifest says " +
+			                             p.sha256);
+	}
+	std::string digest = all.hex();
+	const uint8_t *end = r.bytes(8, "package trailer");
+	if (memcmp(end, kEnd, 8) != 0)
+		r.fail("package trailer missing");
+	const uint8_t *d = r.bytes(64, "package digest");
+	if (memcmp(d, digest.data(), 64) != 0)
+		r.fail("package digest does not match its contents");
+	if (!r.at_end())
+		r.fail("data after the package trailer");
+	return h;
+}
+
+} // namespace cloudlet::format

@@ -1,0 +1,192 @@
+// base create: pause the domain, capture its memory into our memory image,
+// copy its disks while it is paused (so disks and memory are one instant),
+// index and hash everything, and move the result into the store.
+#include "ops/base.h"
+
+#include "engine/chunk_index.h"
+#include "engine/sha256.h"
+#include "host/process.h"
+#include "host/tempdir.h"
+#include "image_file.h"
+#include "ops/base_common.h"
+#include "ops/snapshot_capture.h"
+#include "util/error.h"
+#include "virt/base_xml.h"
+#include "virt/domain.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <future>
+#include <thread>
+
+namespace cloudlet::ops {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::vector<engine::Hash128> index_file(const std::string &path, uint64_t *bytes, unsigned threads) {
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_errno("cannot open " + path, errno);
+	off_t size = lseek(fd, 0, SEEK_END);
+	*bytes = static_cast<uint64_t>(size);
+	if (size <= 0) {
+		close(fd);
+		return {};
+	}
+	void *m = mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		fail_errno("cannot map " + path, errno);
+	madvise(m, static_cast<size_t>(size), MADV_SEQUENTIAL);
+	auto h = engine::hash_range(static_cast<const uint8_t *>(m), static_cast<uint64_t>(size), threads);
+	munmap(m, static_cast<size_t>(size));
+	return h;
+}
+
+} // namespace
+
+BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOptions &o, Progress &progress) {
+	auto t0 = Clock::now();
+	store::BaseStore st(ctx.settings().store_dir);
+	auto conn = ctx.connection();
+	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
+	std::string dom_name = virDomainGetName(dom.get());
+	int state = virt::domain_state(dom.get());
+	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
+		fail(CLOUDLET_E_INVALID_ARG, "domain " + dom_name + " is " + virt::state_name(state) +
+		                                 "; a base is made from a running or paused domain");
+	bool was_running = state == VIR_DOMAIN_RUNNING;
+	// Refuse before touching the VM if it cannot be a base.
+	virt::BaseSource src = virt::inspect_base_source(virt::save_xml(dom.get()), ctx.settings().cpu_model);
+	std::string name = o.name.empty() ? dom_name : o.name;
+	for (const auto &e : st.list())
+		if (e.name == name)
+			fail(CLOUDLET_E_EXISTS, "a base named '" + name + "' is already in the store (" + e.id + ")");
+
+	std::string work = st.make_work_dir("create-");
+	struct Cleanup {
+		std::string dir;
+		~Cleanup() { store::remove_tree(dir); }
+	} cleanup{work};
+	store::CatalogEntry entry;
+	store::Manifest m;
+	m.virt_type = src.virt_type;
+	m.machine = src.machine;
+	m.cpu_model = src.cpu_model;
+	m.memory_bytes = src.memory_bytes;
+	unsigned threads = ctx.settings().worker_threads ? ctx.settings().worker_threads : 2;
+
+	try {
+		// 1. Memory, the VM left paused for the disk copies.
+		auto tc = Clock::now();
+		CaptureOptions co;
+		co.format = CaptureFormat::MemoryImage;
+		co.keep_paused = true;
+		snapshot_capture(ctx, dom_name, work + "/memory.cltmem", co, progress);
+		entry.capture_seconds = since(tc);
+
+		// 2. Disks and boot files, copied while the VM is paused: one instant.
+		auto td = Clock::now();
+		size_t i = 0;
+		for (const auto &d : src.disks) {
+			progress.report("disks", i++, src.disks.size());
+			// -U: QEMU holds its image lock; the VM is paused and its
+			// images flushed and inactive after the migration.
+			host::run_program({"qemu-img", "convert", "-U", "-f", d.format, "-O", "raw", d.source, work + "/" + d.file});
+		}
+		if (!src.kernel.empty())
+			host::copy_file(src.kernel, work + "/kernel");
+		if (!src.initrd.empty())
+			host::copy_file(src.initrd, work + "/initrd");
+		entry.disk_seconds = since(td);
+	} catch (...) {
+		try {
+			if (was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
+				virt::resume(dom.get());
+		} catch (const Error &e) {
+			ctx.log().error("domain " + dom_name + " could not be resumed: " + e.what());
+		}
+		throw;
+	}
+	// The base's data is complete: give the source domain back.
+	if (o.stop) {
+		if (virDomainDestroy(dom.get()) < 0)
+			virt::fail_libvirt("the base is captured but domain " + dom_name + " could not be shut off");
+	} else if (was_running) {
+		virt::resume(dom.get());
+	}
+
+	// 3. Indexes and hashes (both cores: indexes split by range, files
+	// hashed side by side).
+	auto th = Clock::now();
+	progress.report("index", 0, 0);
+	{
+		qemu::ImageFile img(work + "/memory.cltmem");
+		auto h = engine::hash_chunks(
+		    img.stream_info().total_pages, [&](uint64_t p) { return img.page(p); }, threads);
+		engine::write_index(work + "/memory.idx", engine::IndexKind::Memory,
+		                    img.stream_info().total_pages * engine::kChunkSize, h);
+	}
+	for (const auto &d : src.disks) {
+		uint64_t bytes = 0;
+		auto h = index_file(work + "/" + d.file, &bytes, threads);
+		engine::write_index(work + "/disk-" + d.target + ".idx", engine::IndexKind::Disk, bytes, h);
+	}
+	{
+		FILE *f = fopen((work + "/domain.xml").c_str(), "wb");
+		if (!f || fwrite(src.canonical_xml.data(), 1, src.canonical_xml.size(), f) != src.canonical_xml.size() ||
+		    fclose(f) != 0)
+			fail_errno("cannot write " + work + "/domain.xml", errno);
+	}
+	m.parts.push_back({"domain.xml", "domain-xml", "", 0, ""});
+	m.parts.push_back({"memory.cltmem", "memory", "", 0, ""});
+	m.parts.push_back({"memory.idx", "memory-index", "", 0, ""});
+	for (const auto &d : src.disks) {
+		m.parts.push_back({d.file, "disk", d.target, 0, ""});
+		m.parts.push_back({"disk-" + d.target + ".idx", "disk-index", d.target, 0, ""});
+	}
+	if (!src.kernel.empty())
+		m.parts.push_back({"kernel", "kernel", "", 0, ""});
+	if (!src.initrd.empty())
+		m.parts.push_back({"initrd", "initrd", "", 0, ""});
+	progress.report("hash", 0, m.parts.size());
+	std::vector<std::future<void>> jobs;
+	std::atomic<size_t> next{0};
+	for (unsigned t = 0; t < threads; t++)
+		jobs.push_back(std::async(std::launch::async, [&] {
+			for (size_t k; (k = next++) < m.parts.size();)
+				m.parts[k].sha256 = engine::sha256_file(work + "/" + m.parts[k].file, &m.parts[k].size);
+		}));
+	for (auto &j : jobs)
+		j.get();
+	std::string manifest = m.to_json();
+	write_text_file(work + "/manifest.json", manifest);
+	entry.id = engine::sha256_hex(manifest.data(), manifest.size());
+	entry.hash_seconds = since(th);
+
+	entry.name = name;
+	entry.created = now_iso8601();
+	entry.source_domain = dom_name;
+	entry.bytes = m.total_bytes();
+	for (const auto &p : m.parts)
+		entry.stamps[p.file] = store::stamp_of(work + "/" + p.file);
+	entry.total_seconds = since(t0);
+	make_readable(work, m);
+	st.add(entry, work);
+	cleanup.dir.clear();
+	BaseInfo info;
+	info.entry = entry;
+	info.manifest = m;
+	info.dir = st.base_dir(entry.id);
+	info.status = "ok";
+	return info;
+}
+
+} // namespace cloudlet::ops

@@ -1,0 +1,82 @@
+// base export / import: one-file packages (format/base_package.*).
+#include "ops/base.h"
+
+#include "format/base_package.h"
+#include "ops/base_common.h"
+#include "ops/base_verify.h"
+#include "util/error.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+namespace cloudlet::ops {
+
+void base_export(Context &ctx, const std::string &id, const std::string &path, Progress &progress) {
+	store::BaseStore st(ctx.settings().store_dir);
+	store::CatalogEntry e = st.find(id);
+	BaseInfo b = verify_base(st, e, false, progress);
+	if (b.status != "ok")
+		fail(CLOUDLET_E_CORRUPT, "base " + e.id + " is corrupt, refusing to export it: " + b.problem);
+	std::string part = path + ".part";
+	int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail_errno("cannot create " + part, errno);
+	try {
+		format::PackageHeader h{e.id, e.name, read_text_file(b.dir + "/manifest.json", 1u << 20)};
+		format::write_base_package(fd, part, h, b.manifest, b.dir, progress);
+		if (fsync(fd) != 0)
+			fail_errno("cannot sync " + part, errno);
+		close(fd);
+		fd = -1;
+		if (rename(part.c_str(), path.c_str()) != 0)
+			fail_errno("cannot rename " + part + " to " + path, errno);
+	} catch (...) {
+		if (fd >= 0)
+			close(fd);
+		unlink(part.c_str());
+		throw;
+	}
+}
+
+BaseInfo base_import(Context &ctx, const std::string &path, const std::string &name, Progress &progress) {
+	store::BaseStore st(ctx.settings().store_dir);
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_errno("cannot open " + path, errno);
+	std::string work = st.make_work_dir("import-");
+	struct Cleanup {
+		std::string dir;
+		int fd;
+		~Cleanup() {
+			store::remove_tree(dir);
+			close(fd);
+		}
+	} cleanup{work, fd};
+	qemu::FdSource src(fd, path);
+	qemu::Reader r(src, path);
+	format::PackageHeader h = format::read_base_package(r, work, progress);
+	write_text_file(work + "/manifest.json", h.manifest);
+	store::Manifest m = store::Manifest::parse(h.manifest, path);
+	store::CatalogEntry e;
+	e.id = h.id;
+	e.name = name.empty() ? h.name : name;
+	e.created = now_iso8601();
+	e.source_domain = "imported from " + path;
+	e.bytes = m.total_bytes();
+	for (const auto &p : m.parts)
+		e.stamps[p.file] = store::stamp_of(work + "/" + p.file);
+	make_readable(work, m);
+	st.add(e, work);
+	cleanup.dir.clear();
+	BaseInfo info;
+	info.entry = e;
+	info.manifest = m;
+	info.dir = st.base_dir(e.id);
+	info.status = "ok";
+	return info;
+}
+
+} // namespace cloudlet::ops

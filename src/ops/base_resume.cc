@@ -1,0 +1,202 @@
+// base resume: a new, independent instance of a base. The base is verified
+// and the CPU model checked before anything is created; the instance gets
+// copy-on-write disks over the base's (never written), a fresh name and
+// UUID, its own host-side paths, the base's memory (each page checked
+// against the base's index as it is written), and fresh NICs.
+#include "ops/base.h"
+
+#include "engine/chunk_index.h"
+#include "host/process.h"
+#include "image_file.h"
+#include "ops/base_common.h"
+#include "ops/base_verify.h"
+#include "save_image.h"
+#include "stream_writer.h"
+#include "util/error.h"
+#include "virt/base_xml.h"
+#include "virt/domain.h"
+#include "virt/host_caps.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+#include <libvirt/virterror.h>
+
+#include <cerrno>
+#include <chrono>
+#include <set>
+#include <thread>
+
+namespace cloudlet::ops {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// The base's memory, every page checked against the base's index as it is
+// read: a page that changed on disk since the last full check cannot slip
+// into an instance.
+class VerifiedPages : public qemu::PageProvider {
+public:
+	VerifiedPages(const std::string &image, const std::string &index) : img_(image), idx_(index) {
+		if (idx_.count() != img_.stream_info().total_pages)
+			fail(CLOUDLET_E_CORRUPT, index + " covers " + std::to_string(idx_.count()) + " pages, the memory image " +
+			                             std::to_string(img_.stream_info().total_pages));
+	}
+	const qemu::StreamInfo &stream_info() const override { return img_.stream_info(); }
+	const uint8_t *page(uint64_t p) const override {
+		const uint8_t *d = img_.page(p);
+		engine::Hash128 h = d ? engine::chunk_hash(d) : engine::zero_chunk_hash();
+		if (h != idx_.at(p))
+			fail(CLOUDLET_E_CORRUPT, "page " + std::to_string(p) + " of the base memory image does not match its index");
+		return d;
+	}
+
+private:
+	qemu::ImageFile img_;
+	engine::IndexFile idx_;
+};
+
+std::string new_uuid() {
+	uuid_t u;
+	char s[37];
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, s);
+	return s;
+}
+
+std::string live_xml(virDomainPtr d) {
+	char *x = virDomainGetXMLDesc(d, 0);
+	if (!x)
+		virt::fail_libvirt("cannot read the XML of the new instance");
+	std::string s = x;
+	free(x);
+	return s;
+}
+
+} // namespace
+
+InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOptions &o, Progress &progress) {
+	auto t0 = Clock::now();
+	store::BaseStore st(ctx.settings().store_dir);
+	store::CatalogEntry e = st.find(id);
+	BaseInfo base = verify_base(st, e, false, progress);
+	if (base.status != "ok")
+		fail(CLOUDLET_E_CORRUPT, "base " + e.id + " is corrupt, refusing to resume it: " + base.problem);
+	const store::Manifest &m = base.manifest;
+
+	InstanceInfo out;
+	out.base_id = e.id;
+	out.virt_type = o.virt_type.empty() ? m.virt_type : o.virt_type;
+	auto conn = ctx.connection();
+	// Portability: the memory state holds the base's CPU model; a host or
+	// virt type that cannot provide it is refused before anything exists.
+	virt::VirtTypeCaps caps = virt::query_virt_type(*conn, out.virt_type, m.cpu_model);
+	if (caps.offered != CLOUDLET_YES)
+		fail(CLOUDLET_E_HOST, "this host does not offer virt type '" + out.virt_type + "': " + caps.offered_detail);
+	if (caps.cpu_model_usable != CLOUDLET_YES)
+		fail(CLOUDLET_E_HOST, "CPU model " + m.cpu_model + " is not usable under " + out.virt_type +
+		                          " on this host: " + caps.cpu_model_detail);
+
+	std::string suffix = new_uuid().substr(0, 8);
+	out.name = o.name.empty() ? e.name + "-" + suffix : o.name;
+	if (!store::safe_file_name(out.name))
+		fail(CLOUDLET_E_INVALID_ARG, "instance name '" + out.name + "' must be letters, digits, '.', '-', '_'");
+	if (virt::DomainPtr(virDomainLookupByName(conn->get(), out.name.c_str()))) {
+		fail(CLOUDLET_E_EXISTS, "a domain named '" + out.name + "' already exists");
+	}
+	virResetLastError();
+	out.uuid = new_uuid();
+	out.dir = st.instances_dir() + "/" + out.name;
+	if (mkdir(out.dir.c_str(), 0755) != 0)
+		fail_errno("cannot create instance folder " + out.dir, errno);
+	chmod(out.dir.c_str(), 0755);
+	struct Cleanup {
+		std::string dir;
+		~Cleanup() { store::remove_tree(dir); }
+	} cleanup{out.dir};
+
+	virt::InstancePlan plan;
+	plan.name = out.name;
+	plan.uuid = out.uuid;
+	plan.virt_type = out.virt_type;
+	plan.base_dir = base.dir;
+	plan.instance_dir = out.dir;
+	for (const auto &p : m.parts) {
+		if (p.role != "disk")
+			continue;
+		virt::InstanceDisk d{p.target, out.dir + "/disk-" + p.target + ".qcow2", base.dir + "/" + p.file};
+		host::run_program({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", d.backing, d.overlay});
+		plan.disks.push_back(d);
+	}
+	std::string xml = virt::instance_xml(read_text_file(base.dir + "/domain.xml", 16u << 20), plan);
+
+	// The save image libvirt restores from, written from the base memory.
+	auto tr = Clock::now();
+	std::string image = out.dir + "/restore.img";
+	{
+		VerifiedPages pages(base.dir + "/memory.cltmem", base.dir + "/memory.idx");
+		int fd = open(image.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			fail_errno("cannot create " + image, errno);
+		qemu::FdSink sink(fd, image);
+		std::vector<uint8_t> head = qemu::encode_save_header(xml, "", true);
+		sink.write(head.data(), head.size());
+		qemu::write_stream(sink, pages);
+		sink.flush();
+		close(fd);
+	}
+	progress.report("restore", 0, 0);
+	if (virDomainRestoreFlags(conn->get(), image.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING) != 0) {
+		unlink(image.c_str());
+		virt::fail_libvirt("cannot restore instance " + out.name + " of base " + e.id);
+	}
+	unlink(image.c_str());
+	out.restore_seconds = since(tr);
+	virt::DomainPtr dom(virDomainLookupByName(conn->get(), out.name.c_str()));
+	if (!dom)
+		virt::fail_libvirt("instance " + out.name + " vanished after restore");
+
+	try {
+		// Fresh NICs: the restored device still has the base's MAC; unplug
+		// it (the guest sees an ACPI eject) and plug a new one.
+		auto tn = Clock::now();
+		for (const auto &nic : virt::domain_nics(live_xml(dom.get()))) {
+			progress.report("nic", out.macs.size(), 0);
+			if (virDomainDetachDeviceFlags(dom.get(), nic.current.c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0)
+				virt::fail_libvirt("cannot unplug NIC " + nic.mac + " of instance " + out.name);
+			auto deadline = Clock::now() + std::chrono::seconds(20);
+			for (;;) {
+				bool present = false;
+				for (const auto &n : virt::domain_nics(live_xml(dom.get())))
+					present |= n.mac == nic.mac;
+				if (!present)
+					break;
+				if (Clock::now() > deadline)
+					fail(CLOUDLET_E_TIMEOUT, "the guest of instance " + out.name + " did not release NIC " + nic.mac +
+					                             " within 20 s (does its kernel handle ACPI hot-plug?)");
+				std::this_thread::sleep_for(std::chrono::milliseconds(50));
+			}
+			std::set<std::string> before;
+			for (const auto &n : virt::domain_nics(live_xml(dom.get())))
+				before.insert(n.mac);
+			if (virDomainAttachDeviceFlags(dom.get(), nic.fresh.c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0)
+				virt::fail_libvirt("cannot plug a new NIC into instance " + out.name);
+			for (const auto &n : virt::domain_nics(live_xml(dom.get())))
+				if (!before.count(n.mac))
+					out.macs.push_back(n.mac);
+			out.old_macs.push_back(nic.mac);
+		}
+		out.nic_seconds = since(tn);
+	} catch (...) {
+		virDomainDestroy(dom.get());
+		throw;
+	}
+	cleanup.dir.clear();
+	out.seconds = since(t0);
+	return out;
+}
+
+} // namespace cloudlet::ops

@@ -1,0 +1,95 @@
+// base list / show / remove, and the verification every use of a base
+// goes through: the manifest must hash to the ID and every part must match
+// the manifest (re-hashed whenever its stamp changed, or always if asked).
+#include "ops/base.h"
+#include "ops/base_verify.h"
+
+#include "engine/sha256.h"
+#include "ops/base_common.h"
+#include "util/error.h"
+
+namespace cloudlet::ops {
+
+BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress) {
+	BaseInfo info;
+	info.entry = e;
+	info.dir = st.base_dir(e.id);
+	auto corrupt = [&](const std::string &why) {
+		info.status = "corrupt";
+		info.problem = why;
+		return info;
+	};
+	std::string text;
+	try {
+		text = read_text_file(info.dir + "/manifest.json", 1u << 20);
+	} catch (const Error &err) {
+		return corrupt(std::string("manifest.json unreadable: ") + err.what());
+	}
+	std::string h = engine::sha256_hex(text.data(), text.size());
+	if (h != e.id)
+		return corrupt("manifest.json hashes to " + h + ", not to the base ID");
+	try {
+		info.manifest = store::Manifest::parse(text, info.dir + "/manifest.json");
+	} catch (const Error &err) {
+		return corrupt(err.what());
+	}
+	std::map<std::string, store::Stamp> stamps;
+	bool rehashed = false;
+	uint64_t done = 0, total = info.manifest.total_bytes();
+	for (const auto &p : info.manifest.parts) {
+		std::string path = info.dir + "/" + p.file;
+		store::Stamp s;
+		try {
+			s = store::stamp_of(path);
+		} catch (const Error &err) {
+			return corrupt(p.file + " is missing: " + err.what());
+		}
+		if (s.size != p.size)
+			return corrupt(p.file + " is " + std::to_string(s.size) + " bytes, the manifest says " +
+			               std::to_string(p.size));
+		auto it = e.stamps.find(p.file);
+		if (full || it == e.stamps.end() || !(it->second == s)) {
+			progress.report("verify", done, total);
+			std::string got = engine::sha256_file(path);
+			if (got != p.sha256)
+				return corrupt(p.file + " changed: its SHA-256 is " + got + ", the manifest says " + p.sha256);
+			rehashed = true;
+		}
+		done += p.size;
+		stamps[p.file] = s;
+	}
+	if (rehashed)
+		st.update_stamps(e.id, stamps);
+	info.status = "ok";
+	return info;
+}
+
+std::vector<BaseInfo> base_list(Context &ctx) {
+	store::BaseStore st(ctx.settings().store_dir);
+	std::vector<BaseInfo> out;
+	for (const auto &e : st.list()) {
+		BaseInfo i;
+		i.entry = e;
+		i.dir = st.base_dir(e.id);
+		try {
+			i.manifest = store::Manifest::parse(read_text_file(i.dir + "/manifest.json", 1u << 20), i.dir);
+		} catch (const Error &err) {
+			i.status = "corrupt";
+			i.problem = err.what();
+		}
+		out.push_back(i);
+	}
+	return out;
+}
+
+BaseInfo base_show(Context &ctx, const std::string &id, bool full, Progress &progress) {
+	store::BaseStore st(ctx.settings().store_dir);
+	return verify_base(st, st.find(id), full, progress);
+}
+
+void base_remove(Context &ctx, const std::string &id) {
+	store::BaseStore st(ctx.settings().store_dir);
+	st.remove(st.find(id).id);
+}
+
+} // namespace cloudlet::ops

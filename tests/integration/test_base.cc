@@ -1,0 +1,333 @@
+// Base VMs against the real test guest (with a virtio NIC and a data disk):
+//  - create from the running guest (memory + disk + boot files, indexed and
+//    hashed), the source shut off;
+//  - two instances at once, each on its own shell channel, each with its
+//    own UUID and a new MAC, both with the source's RAM files, counter and
+//    disk content; a write in one is invisible in the other; the base files
+//    hash as before afterwards;
+//  - a virt type that cannot run the CPU model is refused before anything
+//    exists;
+//  - export -> remove -> import gives the same ID; a damaged package is
+//    refused with nothing left behind;
+//  - one flipped byte in any stored file: show reports it, resume refuses.
+#include "harness.h"
+
+#include <cloudlet.h>
+
+#include <dirent.h>
+#include <libvirt/libvirt.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstddef>
+#include <csetjmp>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <cmocka.h>
+}
+
+static th_guest *guest;
+static cloudlet_ctx *ctx;
+static std::string store_dir, base_id, sums, disk_sum;
+static int counter_at_create;
+
+static std::string check(th_guest *g, const char *cmd, int timeout_ms = 60000) {
+	char *out = th_guest_check(g, cmd, timeout_ms);
+	if (!out)
+		fail_msg("%s", th_error());
+	std::string s = out;
+	free(out);
+	return s;
+}
+
+static bool exists(const std::string &p) {
+	struct stat st;
+	return stat(p.c_str(), &st) == 0;
+}
+
+static size_t entries(const std::string &dir) {
+	size_t n = 0;
+	if (DIR *d = opendir(dir.c_str())) {
+		while (struct dirent *e = readdir(d))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				n++;
+		closedir(d);
+	}
+	return n;
+}
+
+static int setup(void **) {
+	assert_int_equal(th_setup(), 0);
+	th_guest_options o = {0, 0, 1};
+	if (th_guest_start(&guest, "base", &o) != 0)
+		fail_msg("%s", th_error());
+	store_dir = std::string("/var/lib/cloudlet-test/store-") + std::to_string(getpid());
+	cloudlet_ctx_options co = CLOUDLET_CTX_OPTIONS_INIT;
+	co.store_dir = store_dir.c_str();
+	assert_int_equal(cloudlet_ctx_new(&ctx, &co), CLOUDLET_OK);
+	sums = check(guest, "dd if=/dev/urandom of=/ram/a bs=1024 count=2000 2>/dev/null && md5sum /ram/a");
+	disk_sum = check(guest, "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 2>/dev/null && sync && "
+	                        "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum");
+	check(guest, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
+	return 0;
+}
+
+static int teardown(void **) {
+	cloudlet_ctx_free(ctx);
+	th_guest_destroy(guest);
+	std::string cmd = "rm -rf '" + store_dir + "'";
+	if (system(cmd.c_str()) != 0)
+		fprintf(stderr, "# could not remove %s\n", store_dir.c_str());
+	return 0;
+}
+
+static void test_create(void **) {
+	counter_at_create = atoi(check(guest, "cat /ram/counter").c_str());
+	cloudlet_base_options o = CLOUDLET_BASE_OPTIONS_INIT;
+	o.name = "testbase";
+	o.stop = 1;
+	cloudlet_base_info *b = nullptr;
+	if (cloudlet_base_create(&b, ctx, th_guest_domain_name(guest), &o) != CLOUDLET_OK)
+		fail_msg("%s", cloudlet_last_error_message());
+	print_message("# base %s: %llu bytes in %zu parts; capture %.2f s, disks %.2f s, hashing %.2f s, total %.2f s\n",
+	              b->id, (unsigned long long)b->total_bytes, b->part_count, b->capture_seconds, b->disk_seconds,
+	              b->hash_seconds, b->total_seconds);
+	assert_int_equal(strlen(b->id), 64);
+	assert_string_equal(b->status, "ok");
+	assert_string_equal(b->cpu_model, "core2duo");
+	std::set<std::string> roles;
+	for (size_t i = 0; i < b->part_count; i++)
+		roles.insert(b->parts[i].role);
+	for (const char *r : {"memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd"})
+		assert_true(roles.count(r));
+	assert_true(b->capture_seconds > 0 && b->hash_seconds > 0 && b->total_seconds >= b->capture_seconds);
+	base_id = b->id;
+	cloudlet_base_info_free(b);
+	assert_int_equal(th_guest_poweroff(guest), 0); // `stop` shut it off
+
+	// The same name again is refused; the store lists one base.
+	cloudlet_base_list *l = nullptr;
+	assert_int_equal(cloudlet_base_list_get(&l, ctx), CLOUDLET_OK);
+	assert_int_equal(l->count, 1);
+	assert_string_equal(l->bases[0]->name, "testbase");
+	cloudlet_base_list_free(l);
+}
+
+static std::string channel_path(const char *domain) {
+	virConnectPtr c = virConnectOpen("qemu:///system");
+	virDomainPtr d = virDomainLookupByName(c, domain);
+	assert_non_null(d);
+	char *x = virDomainGetXMLDesc(d, 0);
+	std::string xml = x;
+	free(x);
+	virDomainFree(d);
+	virConnectClose(c);
+	size_t p = xml.find("shell.sock");
+	assert_true(p != std::string::npos);
+	size_t q = xml.rfind('\'', p), r = xml.rfind('"', p);
+	size_t start = (q == std::string::npos ? r : r == std::string::npos ? q : std::max(q, r)) + 1;
+	return xml.substr(start, p + strlen("shell.sock") - start);
+}
+
+static void test_two_instances(void **) {
+	cloudlet_base_info *before = nullptr;
+	cloudlet_base_options full = CLOUDLET_BASE_OPTIONS_INIT;
+	full.full_verify = 1;
+	assert_int_equal(cloudlet_base_show(&before, ctx, base_id.c_str(), &full), CLOUDLET_OK);
+	assert_string_equal(before->status, "ok");
+
+	cloudlet_instance_info *inst[2] = {};
+	th_guest *g[2] = {};
+	for (int i = 0; i < 2; i++) {
+		if (cloudlet_base_resume(&inst[i], ctx, "testbase", nullptr) != CLOUDLET_OK)
+			fail_msg("%s", cloudlet_last_error_message());
+		print_message("# instance %s: %.2f s (restore %.2f s, NIC %.2f s), MAC %s -> %s\n", inst[i]->name,
+		              inst[i]->seconds, inst[i]->restore_seconds, inst[i]->nic_seconds,
+		              inst[i]->nic_count ? inst[i]->old_macs[0] : "-", inst[i]->nic_count ? inst[i]->macs[0] : "-");
+		assert_int_equal(inst[i]->nic_count, 1);
+		assert_string_not_equal(inst[i]->macs[0], inst[i]->old_macs[0]);
+		std::string sock = channel_path(inst[i]->name);
+		assert_true(sock.rfind(inst[i]->dir, 0) == 0); // its own path
+		if (th_guest_attach_domain(&g[i], inst[i]->name, sock.c_str(), nullptr) != 0)
+			fail_msg("%s", th_error());
+	}
+	assert_string_not_equal(inst[0]->uuid, inst[1]->uuid);
+	assert_string_not_equal(inst[0]->macs[0], inst[1]->macs[0]);
+	for (int i = 0; i < 2; i++) {
+		// Each answers on its own channel, with the source's state.
+		assert_string_equal(check(g[i], "md5sum /ram/a").c_str(), sums.c_str());
+		assert_string_equal(check(g[i], "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum").c_str(),
+		                    disk_sum.c_str());
+		int c1 = atoi(check(g[i], "cat /ram/counter").c_str());
+		assert_true(c1 >= counter_at_create);
+		check(g[i], "sleep 1");
+		assert_true(atoi(check(g[i], "cat /ram/counter").c_str()) > c1);
+		// The guest sees the new MAC.
+		std::string macs = check(g[i], "cat /sys/class/net/*/address");
+		if (macs.find(inst[i]->macs[0]) == std::string::npos)
+			fail_msg("guest reports MACs '%s', expected %s", macs.c_str(), inst[i]->macs[0]);
+	}
+	// Copy-on-write: a write in one instance stays there.
+	check(g[0], "dd if=/dev/urandom of=/dev/vda bs=65536 count=4 2>/dev/null && sync");
+	assert_string_equal(check(g[1], "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum").c_str(),
+	                    disk_sum.c_str());
+	for (int i = 0; i < 2; i++) {
+		th_guest_destroy(g[i]);
+		cloudlet_instance_info_free(inst[i]);
+	}
+	// The base's files are what they were.
+	cloudlet_base_info *after = nullptr;
+	assert_int_equal(cloudlet_base_show(&after, ctx, base_id.c_str(), &full), CLOUDLET_OK);
+	assert_string_equal(after->status, "ok");
+	assert_int_equal(after->part_count, before->part_count);
+	for (size_t i = 0; i < after->part_count; i++)
+		assert_string_equal(after->parts[i].sha256, before->parts[i].sha256);
+	cloudlet_base_info_free(before);
+	cloudlet_base_info_free(after);
+}
+
+static int domain_exists(const char *name) {
+	virConnectPtr c = virConnectOpen("qemu:///system");
+	virDomainPtr d = virDomainLookupByName(c, name);
+	int r = d != nullptr;
+	if (d)
+		virDomainFree(d);
+	virConnectClose(c);
+	return r;
+}
+
+static void test_unusable_cpu_refused_up_front(void **) {
+	// Find a virt type this host offers but where core2duo is unusable.
+	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
+	d.boot_probe = 0;
+	cloudlet_host_report *r = nullptr;
+	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_OK);
+	std::string vt;
+	for (size_t i = 0; i < r->virt_count; i++)
+		if (r->virt[i].offered == CLOUDLET_YES && r->virt[i].cpu_model_usable == CLOUDLET_NO)
+			vt = r->virt[i].virt_type;
+	cloudlet_host_report_free(r);
+	if (vt.empty()) {
+		print_message("# skipped: every virt type here can run core2duo\n");
+		skip();
+	}
+	size_t before = entries(store_dir + "/instances");
+	cloudlet_resume_options o = CLOUDLET_RESUME_OPTIONS_INIT;
+	o.name = "cltest-cpu-refused";
+	o.virt_type = vt.c_str();
+	assert_int_equal(cloudlet_base_resume(nullptr, ctx, base_id.c_str(), &o), CLOUDLET_E_HOST);
+	std::string msg = cloudlet_last_error_message();
+	print_message("# %s\n", msg.c_str());
+	assert_non_null(strstr(msg.c_str(), "core2duo"));
+	assert_non_null(strstr(msg.c_str(), "features")); // libvirt names the missing ones
+	assert_false(domain_exists("cltest-cpu-refused"));
+	assert_int_equal(entries(store_dir + "/instances"), before);
+}
+
+static void test_export_remove_import(void **) {
+	std::string pkg = store_dir + "/../base-" + std::to_string(getpid()) + ".pkg";
+	assert_int_equal(cloudlet_base_export(ctx, base_id.c_str(), pkg.c_str(), nullptr), CLOUDLET_OK);
+	struct stat st;
+	assert_int_equal(stat(pkg.c_str(), &st), 0);
+	print_message("# package: %lld bytes\n", (long long)st.st_size);
+	assert_int_equal(cloudlet_base_remove(ctx, base_id.c_str()), CLOUDLET_OK);
+	assert_false(exists(store_dir + "/bases/" + base_id));
+	cloudlet_base_info *b = nullptr;
+	assert_int_equal(cloudlet_base_show(&b, ctx, base_id.c_str(), nullptr), CLOUDLET_E_NOT_FOUND);
+	assert_int_equal(cloudlet_base_import(&b, ctx, pkg.c_str(), nullptr), CLOUDLET_OK);
+	assert_string_equal(b->id, base_id.c_str());
+	assert_string_equal(b->name, "testbase");
+	cloudlet_base_info_free(b);
+	cloudlet_base_options full = CLOUDLET_BASE_OPTIONS_INIT;
+	full.full_verify = 1;
+	assert_int_equal(cloudlet_base_show(&b, ctx, "testbase", &full), CLOUDLET_OK);
+	assert_string_equal(b->status, "ok");
+	cloudlet_base_info_free(b);
+
+	// A damaged package (one byte, in the middle) is refused; nothing stays.
+	std::string bad = pkg + ".bad";
+	std::string cmd = "cp '" + pkg + "' '" + bad + "'";
+	assert_int_equal(system(cmd.c_str()), 0);
+	FILE *f = fopen(bad.c_str(), "r+b");
+	assert_non_null(f);
+	fseek(f, st.st_size / 2, SEEK_SET);
+	int c = fgetc(f);
+	fseek(f, st.st_size / 2, SEEK_SET);
+	fputc(c ^ 0x5a, f);
+	fclose(f);
+	size_t tmp_before = entries(store_dir + "/tmp");
+	cloudlet_base_options o = CLOUDLET_BASE_OPTIONS_INIT;
+	o.name = "other-name";
+	assert_int_equal(cloudlet_base_import(nullptr, ctx, bad.c_str(), &o), CLOUDLET_E_CORRUPT);
+	print_message("# damaged package: %s\n", cloudlet_last_error_message());
+	assert_int_equal(entries(store_dir + "/tmp"), tmp_before);
+	// And a truncated one.
+	assert_int_equal(truncate(bad.c_str(), st.st_size - 100), 0);
+	assert_int_equal(cloudlet_base_import(nullptr, ctx, bad.c_str(), &o), CLOUDLET_E_CORRUPT);
+	assert_int_equal(entries(store_dir + "/tmp"), tmp_before);
+	unlink(bad.c_str());
+	unlink(pkg.c_str());
+}
+
+static void test_any_flipped_byte_is_caught(void **) {
+	std::string dir = store_dir + "/bases/" + base_id;
+	std::vector<std::string> files;
+	DIR *d = opendir(dir.c_str());
+	assert_non_null(d);
+	while (struct dirent *e = readdir(d))
+		if (e->d_name[0] != '.')
+			files.push_back(e->d_name);
+	closedir(d);
+	assert_true(files.size() >= 8);
+	for (const auto &file : files) {
+		std::string path = dir + "/" + file;
+		struct stat st;
+		assert_int_equal(stat(path.c_str(), &st), 0);
+		long off = st.st_size / 3;
+		FILE *f = fopen(path.c_str(), "r+b");
+		assert_non_null(f);
+		fseek(f, off, SEEK_SET);
+		int c = fgetc(f);
+		fseek(f, off, SEEK_SET);
+		fputc(c ^ 0x01, f);
+		fclose(f);
+
+		cloudlet_base_info *b = nullptr;
+		assert_int_equal(cloudlet_base_show(&b, ctx, base_id.c_str(), nullptr), CLOUDLET_OK);
+		if (strcmp(b->status, "corrupt") != 0)
+			fail_msg("a flipped byte in %s went unnoticed", file.c_str());
+		assert_non_null(strstr(b->problem, file.c_str()));
+		cloudlet_base_info_free(b);
+		cloudlet_resume_options o = CLOUDLET_RESUME_OPTIONS_INIT;
+		o.name = "cltest-corrupt-refused";
+		assert_int_equal(cloudlet_base_resume(nullptr, ctx, base_id.c_str(), &o), CLOUDLET_E_CORRUPT);
+		assert_false(domain_exists("cltest-corrupt-refused"));
+
+		f = fopen(path.c_str(), "r+b");
+		fseek(f, off, SEEK_SET);
+		fputc(c, f);
+		fclose(f);
+		assert_int_equal(cloudlet_base_show(&b, ctx, base_id.c_str(), nullptr), CLOUDLET_OK);
+		assert_string_equal(b->status, "ok");
+		cloudlet_base_info_free(b);
+	}
+}
+
+int main(void) {
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_create),
+	    cmocka_unit_test(test_two_instances),
+	    cmocka_unit_test(test_unusable_cpu_refused_up_front),
+	    cmocka_unit_test(test_export_remove_import),
+	    cmocka_unit_test(test_any_flipped_byte_is_caught),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
