@@ -15,8 +15,10 @@
 #include <cloudlet.h>
 
 #include <dirent.h>
+#include <json-c/json.h>
 #include <libvirt/libvirt.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -321,13 +323,68 @@ static void test_any_flipped_byte_is_caught(void **) {
 	}
 }
 
-int main(void) {
+static const char *cli_path;
+
+static std::string run_cli(const std::string &args, int *status) {
+	std::string cmd = std::string(cli_path) + " --store '" + store_dir + "' " + args + " 2>&1";
+	FILE *p = popen(cmd.c_str(), "r");
+	assert_non_null(p);
+	std::string out;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+		out.append(buf, n);
+	int st = pclose(p);
+	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	return out;
+}
+
+static std::string json_field(const std::string &doc, const char *key) {
+	json_object *j = json_tokener_parse(doc.c_str()), *v = nullptr;
+	if (!j)
+		fail_msg("not JSON: %s", doc.c_str());
+	std::string s = json_object_object_get_ex(j, key, &v) ? json_object_get_string(v) : "";
+	json_object_put(j);
+	return s;
+}
+
+// The CLI over the same calls: JSON documents, exit 1 for a corrupt base.
+static void test_cli(void **) {
+	int status = 0;
+	std::string out = run_cli("base list --json", &status);
+	assert_int_equal(status, 0);
+	assert_non_null(strstr(out.c_str(), base_id.c_str()));
+	out = run_cli("base show testbase --verify --json", &status);
+	assert_int_equal(status, 0);
+	assert_string_equal(json_field(out, "status").c_str(), "ok");
+	out = run_cli("base resume testbase --name cltest-cli-instance --json", &status);
+	if (status != 0)
+		fail_msg("base resume: %s", out.c_str());
+	assert_string_equal(json_field(out, "name").c_str(), "cltest-cli-instance");
+	virConnectPtr c = virConnectOpen("qemu:///system");
+	virDomainPtr d = virDomainLookupByName(c, "cltest-cli-instance");
+	assert_non_null(d);
+	virDomainDestroy(d);
+	virDomainFree(d);
+	virConnectClose(c);
+	std::string xml = store_dir + "/bases/" + base_id + "/domain.xml";
+	FILE *f = fopen(xml.c_str(), "ab");
+	fputc(' ', f);
+	fclose(f);
+	out = run_cli("base show " + base_id.substr(0, 12), &status);
+	assert_int_equal(status, 1);
+	assert_non_null(strstr(out.c_str(), "corrupt"));
+}
+
+int main(int argc, char **argv) {
+	cli_path = argc > 1 ? argv[1] : "cloudlet";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_create),
 	    cmocka_unit_test(test_two_instances),
 	    cmocka_unit_test(test_unusable_cpu_refused_up_front),
 	    cmocka_unit_test(test_export_remove_import),
 	    cmocka_unit_test(test_any_flipped_byte_is_caught),
+	    cmocka_unit_test(test_cli),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,6 +23,7 @@ const char *usage =
     "  doctor            what this host can do (libvirt, QEMU, KVM/TCG, CPU model, ACPI, store)\n"
     "  snapshot info     what a libvirt save image or QEMU migration stream holds\n"
     "  snapshot capture  a running domain's memory into a save image, optionally live\n"
+    "  base ...          base VMs: create, list, show, remove, export, import, resume\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --connect URI     libvirt URI (default qemu:///system as root, else qemu:///session)\n"
@@ -46,6 +47,7 @@ const std::map<std::string, Command> &commands() {
 	    {"doctor", {cli::cmd_doctor, cli::doctor_help}},
 	    {"snapshot info", {cli::cmd_snapshot_info, cli::snapshot_info_help}},
 	    {"snapshot capture", {cli::cmd_snapshot_capture, cli::snapshot_capture_help}},
+	    {"base", {cli::cmd_base, cli::base_help}},
 	};
 	return c;
 }
