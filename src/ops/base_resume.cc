@@ -117,6 +117,7 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		std::string dir;
 		~Cleanup() { store::remove_tree(dir); }
 	} cleanup{out.dir};
+	write_text_file(out.dir + "/base.id", e.id + "\n"); // base remove checks it
 
 	virt::InstancePlan plan;
 	plan.name = out.name;

@@ -7,6 +7,10 @@
 #include "engine/sha256.h"
 #include "ops/base_common.h"
 #include "util/error.h"
+#include "virt/connection.h"
+
+#include <dirent.h>
+#include <libvirt/virterror.h>
 
 namespace cloudlet::ops {
 
@@ -87,9 +91,37 @@ BaseInfo base_show(Context &ctx, const std::string &id, bool full, Progress &pro
 	return verify_base(st, st.find(id), full, progress);
 }
 
-void base_remove(Context &ctx, const std::string &id) {
+void base_remove(Context &ctx, const std::string &key) {
 	store::BaseStore st(ctx.settings().store_dir);
-	st.remove(st.find(id).id);
+	std::string id = st.find(key).id;
+	// A running instance reads the base's disk and boot files.
+	if (DIR *d = opendir(st.instances_dir().c_str())) {
+		std::vector<std::string> users;
+		while (struct dirent *ent = readdir(d)) {
+			std::string name = ent->d_name;
+			if (name == "." || name == "..")
+				continue;
+			std::string marker;
+			try {
+				marker = read_text_file(st.instances_dir() + "/" + name + "/base.id", 256);
+			} catch (const Error &) {
+				continue;
+			}
+			if (marker.rfind(id, 0) == 0)
+				users.push_back(name);
+		}
+		closedir(d);
+		if (!users.empty()) {
+			auto conn = ctx.connection();
+			for (const auto &u : users) {
+				virt::DomainPtr dom(virDomainLookupByName(conn->get(), u.c_str()));
+				if (dom && virDomainIsActive(dom.get()) == 1)
+					fail(CLOUDLET_E_BUSY, "instance " + u + " of base " + id + " is running; stop it first");
+			}
+			virResetLastError();
+		}
+	}
+	st.remove(id);
 }
 
 } // namespace cloudlet::ops

@@ -240,7 +240,7 @@ const char *th_guest_console_tail(th_guest *g, unsigned max_bytes) {
 namespace {
 
 std::string guest_xml(const th_guest &g, const std::string &virt_type, const std::string &gdir,
-                      const std::string &disk, unsigned memory_mib, bool nic) {
+                      const std::string &disk, unsigned memory_mib, bool nic, const std::string &qcow2) {
 	using namespace cloudlet::xml;
 	auto doc = new_doc("domain");
 	xmlNode *d = xmlDocGetRootElement(doc.get());
@@ -267,6 +267,12 @@ std::string guest_xml(const th_guest &g, const std::string &virt_type, const std
 	add(disk_n, "driver", {}, {{"name", "qemu"}, {"type", "raw"}});
 	add(disk_n, "source", {}, {{"file", disk}});
 	add(disk_n, "target", {}, {{"dev", "vda"}, {"bus", "virtio"}});
+	if (!qcow2.empty()) {
+		xmlNode *q = add(dev, "disk", {}, {{"type", "file"}, {"device", "disk"}});
+		add(q, "driver", {}, {{"name", "qemu"}, {"type", "qcow2"}});
+		add(q, "source", {}, {{"file", qcow2}});
+		add(q, "target", {}, {{"dev", "vdb"}, {"bus", "virtio"}});
+	}
 	xmlNode *serial = add(dev, "serial", {}, {{"type", "file"}});
 	add(serial, "source", {}, {{"path", g.console_path}});
 	add(serial, "target", {}, {{"port", "0"}});
@@ -381,7 +387,7 @@ int attach(th_guest *g) {
 int th_guest_start(th_guest **out, const char *label, const th_guest_options *opts) {
 	static std::atomic<unsigned> counter{0};
 	*out = nullptr;
-	th_guest_options o = opts ? *opts : th_guest_options{0, 0, 0};
+	th_guest_options o = opts ? *opts : th_guest_options{0, 0, 0, 0};
 	unsigned mem = o.memory_mib ? o.memory_mib : 256;
 	unsigned disk_mib = o.disk_mib ? o.disk_mib : 64;
 	const char *gdir = th_guest_dir();
@@ -410,7 +416,14 @@ int th_guest_start(th_guest **out, const char *label, const th_guest_options *op
 	if (truncate(disk.c_str(), static_cast<off_t>(disk_mib) << 20) != 0)
 		return fail("cannot create " + disk + ": " + strerror(errno));
 
-	std::string xml = guest_xml(*g, th_virt_type(), gdir, disk, mem, o.nic != 0);
+	std::string qcow2;
+	if (o.qcow2_mib) {
+		qcow2 = g->workdir + "/disk2.qcow2";
+		std::string cmd = "qemu-img create -q -f qcow2 '" + qcow2 + "' " + std::to_string(o.qcow2_mib) + "M";
+		if (system(cmd.c_str()) != 0)
+			return fail("cannot create " + qcow2 + " with qemu-img");
+	}
+	std::string xml = guest_xml(*g, th_virt_type(), gdir, disk, mem, o.nic != 0, qcow2);
 	g->dom = virDomainCreateXML(c, xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
 	if (!g->dom) {
 		std::string e = "cannot start test guest " + g->name + ": " + libvirt_error();

@@ -36,6 +36,7 @@ typedef struct th_guest_options {
 	unsigned memory_mib; /**< 0: 256 */
 	unsigned disk_mib;   /**< size of the raw data disk /dev/vda; 0: 64 */
 	int nic;             /**< 1: a virtio NIC (user-mode networking) */
+	unsigned qcow2_mib;  /**< >0: a second data disk /dev/vdb, qcow2, this size */
 } th_guest_options;
 
 typedef struct th_guest th_guest;

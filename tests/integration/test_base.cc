@@ -38,7 +38,7 @@ extern "C" {
 
 static th_guest *guest;
 static cloudlet_ctx *ctx;
-static std::string store_dir, base_id, sums, disk_sum;
+static std::string store_dir, base_id, sums, disk_sum, qcow2_sum;
 static int counter_at_create;
 
 static std::string check(th_guest *g, const char *cmd, int timeout_ms = 60000) {
@@ -68,7 +68,7 @@ static size_t entries(const std::string &dir) {
 
 static int setup(void **) {
 	assert_int_equal(th_setup(), 0);
-	th_guest_options o = {0, 0, 1};
+	th_guest_options o = {0, 0, 1, 32}; // NIC, and a qcow2 disk beside the raw one
 	if (th_guest_start(&guest, "base", &o) != 0)
 		fail_msg("%s", th_error());
 	store_dir = std::string("/var/lib/cloudlet-test/store-") + std::to_string(getpid());
@@ -78,6 +78,8 @@ static int setup(void **) {
 	sums = check(guest, "dd if=/dev/urandom of=/ram/a bs=1024 count=2000 2>/dev/null && md5sum /ram/a");
 	disk_sum = check(guest, "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 2>/dev/null && sync && "
 	                        "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum");
+	qcow2_sum = check(guest, "dd if=/dev/urandom of=/dev/vdb bs=65536 count=8 seek=100 2>/dev/null && sync && "
+	                         "dd if=/dev/vdb bs=1048576 2>/dev/null | md5sum");
 	check(guest, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
 	return 0;
 }
@@ -110,6 +112,10 @@ static void test_create(void **) {
 		roles.insert(b->parts[i].role);
 	for (const char *r : {"memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd"})
 		assert_true(roles.count(r));
+	size_t disks = 0;
+	for (size_t i = 0; i < b->part_count; i++)
+		disks += strcmp(b->parts[i].role, "disk") == 0;
+	assert_int_equal(disks, 2); // the raw and the qcow2 disk, both stored raw
 	assert_true(b->capture_seconds > 0 && b->hash_seconds > 0 && b->total_seconds >= b->capture_seconds);
 	base_id = b->id;
 	cloudlet_base_info_free(b);
@@ -168,6 +174,7 @@ static void test_two_instances(void **) {
 		assert_string_equal(check(g[i], "md5sum /ram/a").c_str(), sums.c_str());
 		assert_string_equal(check(g[i], "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum").c_str(),
 		                    disk_sum.c_str());
+		assert_string_equal(check(g[i], "dd if=/dev/vdb bs=1048576 2>/dev/null | md5sum").c_str(), qcow2_sum.c_str());
 		int c1 = atoi(check(g[i], "cat /ram/counter").c_str());
 		assert_true(c1 >= counter_at_create);
 		check(g[i], "sleep 1");
@@ -181,6 +188,9 @@ static void test_two_instances(void **) {
 	check(g[0], "dd if=/dev/urandom of=/dev/vda bs=65536 count=4 2>/dev/null && sync");
 	assert_string_equal(check(g[1], "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum").c_str(),
 	                    disk_sum.c_str());
+	// The base cannot be removed while its instances run.
+	assert_int_equal(cloudlet_base_remove(ctx, "testbase"), CLOUDLET_E_BUSY);
+	assert_non_null(strstr(cloudlet_last_error_message(), "is running"));
 	for (int i = 0; i < 2; i++) {
 		th_guest_destroy(g[i]);
 		cloudlet_instance_info_free(inst[i]);
@@ -288,7 +298,7 @@ static void test_any_flipped_byte_is_caught(void **) {
 		if (e->d_name[0] != '.')
 			files.push_back(e->d_name);
 	closedir(d);
-	assert_true(files.size() >= 8);
+	assert_true(files.size() >= 10);
 	for (const auto &file : files) {
 		std::string path = dir + "/" + file;
 		struct stat st;
