@@ -155,7 +155,11 @@ static void test_two_instances(void **) {
 	cloudlet_instance_info *inst[2] = {};
 	th_guest *g[2] = {};
 	for (int i = 0; i < 2; i++) {
-		if (cloudlet_base_resume(&inst[i], ctx, "testbase", nullptr) != CLOUDLET_OK)
+		// Named like harness domains, so a crashed run's leftovers are swept.
+		std::string iname = "cltest-" + std::to_string(getpid()) + "-inst-" + std::to_string(i);
+		cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;
+		ro.name = iname.c_str();
+		if (cloudlet_base_resume(&inst[i], ctx, "testbase", &ro) != CLOUDLET_OK)
 			fail_msg("%s", cloudlet_last_error_message());
 		print_message("# instance %s: %.2f s (restore %.2f s, NIC %.2f s), MAC %s -> %s\n", inst[i]->name,
 		              inst[i]->seconds, inst[i]->restore_seconds, inst[i]->nic_seconds,
@@ -206,6 +210,9 @@ static void test_two_instances(void **) {
 	cloudlet_base_info_free(after);
 }
 
+static std::string refused_name() { return "cltest-" + std::to_string(getpid()) + "-refused"; }
+static std::string cli_name() { return "cltest-" + std::to_string(getpid()) + "-cli"; }
+
 static int domain_exists(const char *name) {
 	virConnectPtr c = virConnectOpen("qemu:///system");
 	virDomainPtr d = virDomainLookupByName(c, name);
@@ -233,14 +240,15 @@ static void test_unusable_cpu_refused_up_front(void **) {
 	}
 	size_t before = entries(store_dir + "/instances");
 	cloudlet_resume_options o = CLOUDLET_RESUME_OPTIONS_INIT;
-	o.name = "cltest-cpu-refused";
+	std::string refused = refused_name();
+	o.name = refused.c_str();
 	o.virt_type = vt.c_str();
 	assert_int_equal(cloudlet_base_resume(nullptr, ctx, base_id.c_str(), &o), CLOUDLET_E_HOST);
 	std::string msg = cloudlet_last_error_message();
 	print_message("# %s\n", msg.c_str());
 	assert_non_null(strstr(msg.c_str(), "core2duo"));
 	assert_non_null(strstr(msg.c_str(), "features")); // libvirt names the missing ones
-	assert_false(domain_exists("cltest-cpu-refused"));
+	assert_false(domain_exists(refused_name().c_str()));
 	assert_int_equal(entries(store_dir + "/instances"), before);
 }
 
@@ -319,9 +327,10 @@ static void test_any_flipped_byte_is_caught(void **) {
 		assert_non_null(strstr(b->problem, file.c_str()));
 		cloudlet_base_info_free(b);
 		cloudlet_resume_options o = CLOUDLET_RESUME_OPTIONS_INIT;
-		o.name = "cltest-corrupt-refused";
+		std::string refused = refused_name();
+	o.name = refused.c_str();
 		assert_int_equal(cloudlet_base_resume(nullptr, ctx, base_id.c_str(), &o), CLOUDLET_E_CORRUPT);
-		assert_false(domain_exists("cltest-corrupt-refused"));
+		assert_false(domain_exists(refused_name().c_str()));
 
 		f = fopen(path.c_str(), "r+b");
 		fseek(f, off, SEEK_SET);
@@ -367,12 +376,12 @@ static void test_cli(void **) {
 	out = run_cli("base show testbase --verify --json", &status);
 	assert_int_equal(status, 0);
 	assert_string_equal(json_field(out, "status").c_str(), "ok");
-	out = run_cli("base resume testbase --name cltest-cli-instance --json", &status);
+	out = run_cli("base resume testbase --name " + cli_name() + " --json", &status);
 	if (status != 0)
 		fail_msg("base resume: %s", out.c_str());
-	assert_string_equal(json_field(out, "name").c_str(), "cltest-cli-instance");
+	assert_string_equal(json_field(out, "name").c_str(), cli_name().c_str());
 	virConnectPtr c = virConnectOpen("qemu:///system");
-	virDomainPtr d = virDomainLookupByName(c, "cltest-cli-instance");
+	virDomainPtr d = virDomainLookupByName(c, cli_name().c_str());
 	assert_non_null(d);
 	virDomainDestroy(d);
 	virDomainFree(d);
