@@ -93,6 +93,17 @@ std::vector<Hash128> hash_range(const uint8_t *data, uint64_t size, unsigned thr
 	return out;
 }
 
+uint64_t index_entries(IndexKind kind, uint64_t bytes) {
+	if (kind == IndexKind::DiskSectors)
+		return bytes < kChunkSize ? 0 : (bytes - kChunkSize) / kSectorStep + 1;
+	return (bytes + kChunkSize - 1) / kChunkSize;
+}
+
+std::vector<Hash128> hash_sector_windows(const uint8_t *data, uint64_t size, unsigned threads) {
+	return hash_chunks(
+	    index_entries(IndexKind::DiskSectors, size), [&](uint64_t i) { return data + i * kSectorStep; }, threads);
+}
+
 std::string write_index(const std::string &path, IndexKind kind, uint64_t source_bytes,
                         const std::vector<Hash128> &hashes) {
 	std::vector<uint8_t> buf(kHeaderSize + hashes.size() * 16);
@@ -103,6 +114,9 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 	put_le32(&buf[20], 1);                        // hash: XXH3-128
 	put_le64(&buf[24], hashes.size());
 	put_le64(&buf[32], source_bytes);
+	if (index_entries(kind, source_bytes) != hashes.size())
+		fail(CLOUDLET_E_INTERNAL, path + ": " + std::to_string(hashes.size()) + " hashes for an index of " +
+		                              std::to_string(index_entries(kind, source_bytes)));
 	for (size_t i = 0; i < hashes.size(); i++) {
 		put_le64(&buf[kHeaderSize + 16 * i], hashes[i].lo);
 		put_le64(&buf[kHeaderSize + 16 * i + 8], hashes[i].hi);
@@ -156,7 +170,7 @@ IndexFile::IndexFile(const std::string &path) : path_(path) {
 	if (le32(map_ + 8) != 1)
 		bad("index format version " + std::to_string(le32(map_ + 8)) + " is not 1");
 	uint32_t kind = le32(map_ + 12);
-	if (kind != 1 && kind != 2)
+	if (kind < 1 || kind > 3)
 		bad("unknown index kind " + std::to_string(kind) + " at offset 12");
 	kind_ = static_cast<IndexKind>(kind);
 	if (le32(map_ + 16) != kChunkSize || le32(map_ + 20) != 1)
@@ -166,7 +180,7 @@ IndexFile::IndexFile(const std::string &path) : path_(path) {
 	if (count_ > (size_ - kHeaderSize) / 16 || kHeaderSize + count_ * 16 != size_)
 		bad("index says " + std::to_string(count_) + " chunks but the file holds " +
 		    std::to_string((size_ - kHeaderSize) / 16));
-	if ((source_bytes_ + kChunkSize - 1) / kChunkSize != count_)
+	if (index_entries(kind_, source_bytes_) != count_)
 		bad("index covers " + std::to_string(source_bytes_) + " bytes but has " + std::to_string(count_) + " chunks");
 }
 

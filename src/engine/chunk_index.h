@@ -23,7 +23,18 @@ struct Hash128 {
 Hash128 chunk_hash(const uint8_t *data, size_t n = kChunkSize);
 const Hash128 &zero_chunk_hash();
 
-enum class IndexKind : uint32_t { Memory = 1, Disk = 2 };
+// Memory and Disk: one entry per 4 KiB chunk (the last zero-padded).
+// DiskSectors: one entry per 4 KiB window starting at every 512-byte offset
+// that fits (file data of file systems with sub-4 KiB blocks sits on disk at
+// such offsets; measured in docs/base-vms.md).
+enum class IndexKind : uint32_t { Memory = 1, Disk = 2, DiskSectors = 3 };
+constexpr size_t kSectorStep = 512;
+
+// Number of entries an index of `kind` over `bytes` has.
+uint64_t index_entries(IndexKind kind, uint64_t bytes);
+
+// The DiskSectors index of a memory range, on `threads` threads.
+std::vector<Hash128> hash_sector_windows(const uint8_t *data, uint64_t size, unsigned threads);
 
 // Hashes `count` chunks, chunk i given by `chunk(i)` (null = all zero), on
 // `threads` threads (contiguous ranges). `chunk` must be thread-safe.
@@ -45,6 +56,7 @@ public:
 	IndexFile(const IndexFile &) = delete;
 	IndexFile &operator=(const IndexFile &) = delete;
 	IndexKind kind() const { return kind_; }
+	uint32_t step() const { return kind_ == IndexKind::DiskSectors ? kSectorStep : kChunkSize; }
 	uint64_t count() const { return count_; }
 	uint64_t source_bytes() const { return source_bytes_; }
 	Hash128 at(uint64_t i) const; // bounds-checked

@@ -30,24 +30,29 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::vector<engine::Hash128> index_file(const std::string &path, uint64_t *bytes, unsigned threads) {
+// Both disk indexes from one mapping: 4 KiB chunks and 512-byte-step windows.
+void index_disk(const std::string &path, const std::string &idx4k, const std::string &idx512, unsigned threads) {
 	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		fail_errno("cannot open " + path, errno);
 	off_t size = lseek(fd, 0, SEEK_END);
-	*bytes = static_cast<uint64_t>(size);
+	uint64_t bytes = size > 0 ? static_cast<uint64_t>(size) : 0;
 	if (size <= 0) {
 		close(fd);
-		return {};
+		engine::write_index(idx4k, engine::IndexKind::Disk, 0, {});
+		engine::write_index(idx512, engine::IndexKind::DiskSectors, 0, {});
+		return;
 	}
 	void *m = mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED)
 		fail_errno("cannot map " + path, errno);
 	madvise(m, static_cast<size_t>(size), MADV_SEQUENTIAL);
-	auto h = engine::hash_range(static_cast<const uint8_t *>(m), static_cast<uint64_t>(size), threads);
+	const uint8_t *data = static_cast<const uint8_t *>(m);
+	engine::write_index(idx4k, engine::IndexKind::Disk, bytes, engine::hash_range(data, bytes, threads));
+	engine::write_index(idx512, engine::IndexKind::DiskSectors, bytes,
+	                    engine::hash_sector_windows(data, bytes, threads));
 	munmap(m, static_cast<size_t>(size));
-	return h;
 }
 
 } // namespace
@@ -134,11 +139,9 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 		engine::write_index(work + "/memory.idx", engine::IndexKind::Memory,
 		                    img.stream_info().total_pages * engine::kChunkSize, h);
 	}
-	for (const auto &d : src.disks) {
-		uint64_t bytes = 0;
-		auto h = index_file(work + "/" + d.file, &bytes, threads);
-		engine::write_index(work + "/disk-" + d.target + ".idx", engine::IndexKind::Disk, bytes, h);
-	}
+	for (const auto &d : src.disks)
+		index_disk(work + "/" + d.file, work + "/disk-" + d.target + ".idx", work + "/disk-" + d.target + ".idx512",
+		           threads);
 	{
 		FILE *f = fopen((work + "/domain.xml").c_str(), "wb");
 		if (!f || fwrite(src.canonical_xml.data(), 1, src.canonical_xml.size(), f) != src.canonical_xml.size() ||
@@ -151,6 +154,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	for (const auto &d : src.disks) {
 		m.parts.push_back({d.file, "disk", d.target, 0, ""});
 		m.parts.push_back({"disk-" + d.target + ".idx", "disk-index", d.target, 0, ""});
+		m.parts.push_back({"disk-" + d.target + ".idx512", "disk-sector-index", d.target, 0, ""});
 	}
 	if (!src.kernel.empty())
 		m.parts.push_back({"kernel", "kernel", "", 0, ""});

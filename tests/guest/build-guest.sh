@@ -50,7 +50,9 @@ kdir=$(ls -d deb/lib/modules/*)
 uname_r=$(basename "$kdir")
 
 # Modules the guest needs, ordered so each comes after what it depends on.
-wanted="virtio_blk virtio_net virtio_pci virtio_console"
+# ext4 (which also mounts ext2): bench/measure_disk_alignment puts a real file
+# system on the data disk. crc32c_generic: ext4 asks the crypto API for it.
+wanted="virtio_blk virtio_net virtio_pci virtio_console crc32c_generic ext4"
 declare -A path seen
 while read -r f; do path[$(basename "$f" .ko)]=$f; done < <(find "$kdir" -name '*.ko')
 order=()

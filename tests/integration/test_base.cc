@@ -110,7 +110,7 @@ static void test_create(void **) {
 	std::set<std::string> roles;
 	for (size_t i = 0; i < b->part_count; i++)
 		roles.insert(b->parts[i].role);
-	for (const char *r : {"memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd"})
+	for (const char *r : {"memory", "memory-index", "disk", "disk-index", "disk-sector-index", "domain-xml", "kernel", "initrd"})
 		assert_true(roles.count(r));
 	size_t disks = 0;
 	for (size_t i = 0; i < b->part_count; i++)
@@ -306,7 +306,7 @@ static void test_any_flipped_byte_is_caught(void **) {
 		if (e->d_name[0] != '.')
 			files.push_back(e->d_name);
 	closedir(d);
-	assert_true(files.size() >= 10);
+	assert_true(files.size() >= 12);
 	for (const auto &file : files) {
 		std::string path = dir + "/" + file;
 		struct stat st;

@@ -167,6 +167,27 @@ static void test_index_files(void **) {
 		} catch (const Error &) {
 		}
 	}
+	// The 512-byte-step index: aligned windows are the 4 KiB chunks; the
+	// others find data that starts mid-chunk.
+	uint64_t n = data.size() - 100;
+	auto s = engine::hash_sector_windows(data.data(), n, 2);
+	assert_int_equal(s.size(), (n - 4096) / 512 + 1);
+	for (size_t k = 0; k * 8 < s.size() && k + 1 < h1.size(); k++)
+		assert_true(s[k * 8] == h1[k]);
+	assert_true(s[3] == engine::chunk_hash(data.data() + 3 * 512));
+	std::string spath = dir + "/x.idx512";
+	engine::write_index(spath, engine::IndexKind::DiskSectors, n, s);
+	{
+		engine::IndexFile f(spath);
+		assert_true(f.kind() == engine::IndexKind::DiskSectors);
+		assert_int_equal(f.step(), 512);
+		assert_true(f.at(s.size() - 1) == s.back());
+	}
+	try {
+		engine::write_index(spath, engine::IndexKind::DiskSectors, n, h1); // wrong count
+		fail_msg("an index with the wrong entry count was written");
+	} catch (const Error &) {
+	}
 	auto good = read_file(path);
 	auto refused = [&](std::vector<uint8_t> bytes) {
 		write_file(path, bytes);
