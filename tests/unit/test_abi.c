@@ -71,7 +71,39 @@ static void test_null_arguments(void **state) {
 	assert_int_equal(cloudlet_cancel_trigger(NULL), CLOUDLET_E_INVALID_ARG);
 	assert_int_equal(cloudlet_cancel_is_triggered(NULL), 0);
 
+	/* Capture and base calls check their arguments before any work. */
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, NULL), CLOUDLET_OK);
+	cloudlet_capture_result *cr = (cloudlet_capture_result *)0x1;
+	assert_int_equal(cloudlet_snapshot_capture(&cr, ctx, NULL, "/tmp/x", NULL), CLOUDLET_E_INVALID_ARG);
+	assert_null(cr);
+	assert_message_contains("domain is NULL");
+	assert_int_equal(cloudlet_snapshot_capture(NULL, ctx, "d", "", NULL), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("path is NULL or empty");
+	cloudlet_capture_options co = CLOUDLET_CAPTURE_OPTIONS_INIT;
+	co.format = (cloudlet_capture_format)7;
+	assert_int_equal(cloudlet_snapshot_capture(NULL, ctx, "d", "/tmp/x", &co), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("capture format");
+	cloudlet_base_info *bi = (cloudlet_base_info *)0x1;
+	assert_int_equal(cloudlet_base_create(&bi, ctx, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_null(bi);
+	assert_int_equal(cloudlet_base_create(NULL, ctx, "d", NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_show(&bi, NULL, "b", NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_list_get(NULL, ctx), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_remove(ctx, ""), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_export(ctx, "b", NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_import(NULL, ctx, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;
+	ro.virt_type = "xen";
+	assert_int_equal(cloudlet_base_resume(NULL, ctx, "b", &ro), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("virt_type");
+	cloudlet_ctx_free(ctx);
+
 	/* Free functions accept NULL. */
+	cloudlet_capture_result_free(NULL);
+	cloudlet_base_info_free(NULL);
+	cloudlet_base_list_free(NULL);
+	cloudlet_instance_info_free(NULL);
 	cloudlet_ctx_free(NULL);
 	cloudlet_host_report_free(NULL);
 	cloudlet_cancel_free(NULL);
@@ -121,6 +153,31 @@ static void test_options_versioning(void **state) {
 	assert_int_equal(d.boot_probe, 1);
 	assert_null(d.probe_kernel);
 	assert_int_equal(cloudlet_doctor_options_init(&d, 7), CLOUDLET_E_VERSION);
+
+	/* Every options struct: macro and function agree; the future is refused. */
+	cloudlet_capture_options c, cm = CLOUDLET_CAPTURE_OPTIONS_INIT;
+	assert_int_equal(cloudlet_capture_options_init(&c, CLOUDLET_CAPTURE_OPTIONS_VERSION), CLOUDLET_OK);
+	assert_int_equal(c.version, cm.version);
+	assert_int_equal(c.live, 0);
+	assert_int_equal(c.format, CLOUDLET_CAPTURE_SAVE_IMAGE);
+	assert_int_equal(cloudlet_capture_options_init(&c, 2), CLOUDLET_E_VERSION);
+	cloudlet_base_options b, bm = CLOUDLET_BASE_OPTIONS_INIT;
+	assert_int_equal(cloudlet_base_options_init(&b, CLOUDLET_BASE_OPTIONS_VERSION), CLOUDLET_OK);
+	assert_int_equal(b.version, bm.version);
+	assert_null(b.name);
+	assert_int_equal(cloudlet_base_options_init(&b, 2), CLOUDLET_E_VERSION);
+	cloudlet_resume_options r, rm = CLOUDLET_RESUME_OPTIONS_INIT;
+	assert_int_equal(cloudlet_resume_options_init(&r, CLOUDLET_RESUME_OPTIONS_VERSION), CLOUDLET_OK);
+	assert_int_equal(r.version, rm.version);
+	assert_null(r.virt_type);
+	assert_int_equal(cloudlet_resume_options_init(&r, 0), CLOUDLET_E_VERSION);
+	cloudlet_ctx *ctx2 = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx2, NULL), CLOUDLET_OK);
+	b.version = 9;
+	assert_int_equal(cloudlet_base_show(NULL, ctx2, "x", &b), CLOUDLET_E_INVALID_ARG); /* out first */
+	cloudlet_base_info *info = NULL;
+	assert_int_equal(cloudlet_base_show(&info, ctx2, "x", &b), CLOUDLET_E_VERSION);
+	cloudlet_ctx_free(ctx2);
 }
 
 static void test_settings(void **state) {
