@@ -25,8 +25,8 @@ CLOUDLET_API cloudlet_status cloudlet_ctx_new(cloudlet_ctx **out, const cloudlet
 		cloudlet_ctx_options o = options_or_default(opts, CLOUDLET_CTX_OPTIONS_VERSION,
 		                                            cloudlet_ctx_options CLOUDLET_CTX_OPTIONS_INIT,
 		                                            "cloudlet_ctx_options");
-		require(o.log_level >= CLOUDLET_LOG_ERROR && o.log_level <= CLOUDLET_LOG_DEBUG,
-		        "log_level is out of range");
+		int level = cloudlet::abi::enum_value(o.log_level);
+		require(level >= CLOUDLET_LOG_ERROR && level <= CLOUDLET_LOG_DEBUG, "log_level is out of range");
 		cloudlet::ops::Settings s;
 		s.libvirt_uri = o.libvirt_uri ? o.libvirt_uri : "";
 		s.store_dir = o.store_dir ? o.store_dir : "";

@@ -10,6 +10,7 @@
 
 #include <deque>
 #include <new>
+#include <cstring>
 #include <string>
 
 namespace cloudlet::abi {
@@ -36,6 +37,15 @@ cloudlet_status guard(const char *function, F &&body) noexcept {
 		set_error(CLOUDLET_E_INTERNAL, function, "unknown exception");
 		return CLOUDLET_E_INTERNAL;
 	}
+}
+
+// The value a C caller stored in an enum field, read without loading an
+// out-of-range enum (undefined in C++): callers may pass anything.
+template <class E> int enum_value(const E &e) {
+	static_assert(sizeof(E) == sizeof(int), "C enums are int-sized here");
+	int v;
+	std::memcpy(&v, &e, sizeof v);
+	return v;
 }
 
 // Argument checks used at the top of exported functions.

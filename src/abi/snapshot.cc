@@ -139,12 +139,13 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_capture(cloudlet_capture_result *
 		cloudlet_capture_options o = options_or_default(opts, CLOUDLET_CAPTURE_OPTIONS_VERSION,
 		                                                cloudlet_capture_options CLOUDLET_CAPTURE_OPTIONS_INIT,
 		                                                "cloudlet_capture_options");
-		require(o.format == CLOUDLET_CAPTURE_SAVE_IMAGE || o.format == CLOUDLET_CAPTURE_MEMORY_IMAGE,
+		int format = cloudlet::abi::enum_value(o.format);
+		require(format == CLOUDLET_CAPTURE_SAVE_IMAGE || format == CLOUDLET_CAPTURE_MEMORY_IMAGE,
 		        "unknown capture format");
 		cloudlet::ops::CaptureOptions co;
 		co.live = o.live != 0;
 		co.stop = o.stop != 0;
-		co.format = o.format == CLOUDLET_CAPTURE_MEMORY_IMAGE ? cloudlet::ops::CaptureFormat::MemoryImage
+		co.format = format == CLOUDLET_CAPTURE_MEMORY_IMAGE ? cloudlet::ops::CaptureFormat::MemoryImage
 		                                                      : cloudlet::ops::CaptureFormat::SaveImage;
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		cloudlet::ops::CaptureResult r = cloudlet::ops::snapshot_capture(ctx->ctx, domain, path, co, progress);

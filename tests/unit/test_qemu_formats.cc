@@ -146,7 +146,8 @@ static void test_hostile_image_files(void **) {
 	}
 	auto attempt = [&](const std::vector<uint8_t> &b) {
 		FILE *f = fopen(bad.c_str(), "wb");
-		fwrite(b.data(), 1, b.size(), f);
+		if (!b.empty())
+			fwrite(b.data(), 1, b.size(), f);
 		fclose(f);
 		try {
 			ImageFile file(bad);
