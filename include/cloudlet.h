@@ -208,7 +208,7 @@ typedef struct cloudlet_doctor_options {
 	unsigned int version;       /**< CLOUDLET_DOCTOR_OPTIONS_VERSION */
 	int boot_probe;             /**< 1 (default): prove each virt type by booting a kernel; 0: capabilities only */
 	const char *probe_kernel;   /**< kernel image for the boot probe; NULL: $CLOUDLET_PROBE_KERNEL, then /boot/vmlinuz-$(uname -r), /boot/vmlinuz */
-	unsigned int probe_timeout_ms; /**< per virt type; 0: 20000 */
+	unsigned int probe_timeout_ms; /**< per virt type: how long the console may stay silent (the whole boot may take 4x); 0: 20000 */
 	cloudlet_progress_cb progress;
 	void *progress_userdata;
 	cloudlet_cancel *cancel;    /**< may be NULL */

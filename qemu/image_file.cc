@@ -117,30 +117,15 @@ void ImageFileWriter::finish(const StreamInfo &info) {
 		fail_errno("cannot sync " + path_, errno);
 }
 
-ImageFile::ImageFile(const std::string &path) : path_(path) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	struct stat st {};
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-		close(fd);
-		fail_errno("cannot stat " + path, e);
-	}
-	size_ = static_cast<size_t>(st.st_size);
+ImageFile::ImageFile(const std::string &path) : path_(path), file_(path) {
+	map_ = file_.data();
+	size_ = file_.size();
 	auto bad = [&](uint64_t at, const std::string &why) {
 		throw Error(CLOUDLET_E_CORRUPT, path + " offset " + std::to_string(at) + ": " + why);
 	};
-	if (size_ < kHeaderSize) {
-		close(fd);
+	if (size_ < kHeaderSize)
 		bad(0, "too short for a memory image (" + std::to_string(size_) + " bytes)");
-	}
-	void *m = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
-		fail_errno("cannot map " + path, errno);
-	map_ = static_cast<const uint8_t *>(m);
-	try {
+	{
 		const uint8_t *h = map_;
 		if (memcmp(h, kMagic, 8) != 0)
 			bad(0, "not a libcloudlet memory image (bad magic)");
@@ -216,16 +201,7 @@ ImageFile::ImageFile(const std::string &path) : path_(path) {
 			if (n <= c.size() - 5)
 				info_.machine_type.assign(reinterpret_cast<const char *>(c.data() + 5), n);
 		}
-	} catch (...) {
-		munmap(const_cast<uint8_t *>(map_), size_);
-		map_ = nullptr;
-		throw;
 	}
-}
-
-ImageFile::~ImageFile() {
-	if (map_)
-		munmap(const_cast<uint8_t *>(map_), size_);
 }
 
 const uint8_t *ImageFile::page(uint64_t linear) const {

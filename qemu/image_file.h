@@ -6,6 +6,7 @@
 
 #include "memory_image.h"
 #include "stream_parser.h"
+#include "util/mapped_file.h"
 
 #include <cstdint>
 #include <string>
@@ -48,7 +49,6 @@ private:
 class ImageFile : public PageProvider {
 public:
 	explicit ImageFile(const std::string &path);
-	~ImageFile() override;
 	ImageFile(const ImageFile &) = delete;
 	ImageFile &operator=(const ImageFile &) = delete;
 
@@ -58,6 +58,7 @@ public:
 
 private:
 	std::string path_;
+	MappedFile file_;
 	const uint8_t *map_ = nullptr;
 	size_t size_ = 0;
 	StreamInfo info_;

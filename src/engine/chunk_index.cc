@@ -140,59 +140,35 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 	return sha256_hex(buf.data(), buf.size());
 }
 
-IndexFile::IndexFile(const std::string &path) : path_(path) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	struct stat st {};
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-		close(fd);
-		fail_errno("cannot stat " + path, e);
-	}
-	size_ = static_cast<size_t>(st.st_size);
-	if (size_ < kHeaderSize) {
-		close(fd);
-		fail(CLOUDLET_E_CORRUPT, path + ": index file of " + std::to_string(size_) + " bytes has no header");
-	}
-	void *m = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
-		fail_errno("cannot map " + path, errno);
-	map_ = static_cast<const uint8_t *>(m);
-	auto bad = [&](const std::string &why) {
-		munmap(const_cast<uint8_t *>(map_), size_);
-		map_ = nullptr;
-		fail(CLOUDLET_E_CORRUPT, path + ": " + why);
-	};
-	if (memcmp(map_, kMagic, 8) != 0)
+IndexFile::IndexFile(const std::string &path) : file_(path) {
+	const uint8_t *map = file_.data();
+	size_t size = file_.size();
+	auto bad = [&](const std::string &why) { fail(CLOUDLET_E_CORRUPT, path + ": " + why); };
+	if (size < kHeaderSize)
+		bad("index file of " + std::to_string(size) + " bytes has no header");
+	if (memcmp(map, kMagic, 8) != 0)
 		bad("not a libcloudlet index (bad magic at offset 0)");
-	if (le32(map_ + 8) != 1)
-		bad("index format version " + std::to_string(le32(map_ + 8)) + " is not 1");
-	uint32_t kind = le32(map_ + 12);
+	if (le32(map + 8) != 1)
+		bad("index format version " + std::to_string(le32(map + 8)) + " is not 1");
+	uint32_t kind = le32(map + 12);
 	if (kind < 1 || kind > 3)
 		bad("unknown index kind " + std::to_string(kind) + " at offset 12");
 	kind_ = static_cast<IndexKind>(kind);
-	if (le32(map_ + 16) != kChunkSize || le32(map_ + 20) != 1)
+	if (le32(map + 16) != kChunkSize || le32(map + 20) != 1)
 		bad("chunk size/hash kind at offset 16 are not 4096/XXH3-128");
-	count_ = le64(map_ + 24);
-	source_bytes_ = le64(map_ + 32);
-	if (count_ > (size_ - kHeaderSize) / 16 || kHeaderSize + count_ * 16 != size_)
+	count_ = le64(map + 24);
+	source_bytes_ = le64(map + 32);
+	if (count_ > (size - kHeaderSize) / 16 || kHeaderSize + count_ * 16 != size)
 		bad("index says " + std::to_string(count_) + " chunks but the file holds " +
-		    std::to_string((size_ - kHeaderSize) / 16));
+		    std::to_string((size - kHeaderSize) / 16));
 	if (index_entries(kind_, source_bytes_) != count_)
 		bad("index covers " + std::to_string(source_bytes_) + " bytes but has " + std::to_string(count_) + " chunks");
 }
 
-IndexFile::~IndexFile() {
-	if (map_)
-		munmap(const_cast<uint8_t *>(map_), size_);
-}
-
 Hash128 IndexFile::at(uint64_t i) const {
 	if (i >= count_)
-		fail(CLOUDLET_E_INVALID_ARG, path_ + ": chunk " + std::to_string(i) + " beyond " + std::to_string(count_));
-	const uint8_t *p = map_ + kHeaderSize + 16 * i;
+		fail(CLOUDLET_E_INVALID_ARG, file_.path() + ": chunk " + std::to_string(i) + " beyond " + std::to_string(count_));
+	const uint8_t *p = file_.data() + kHeaderSize + 16 * i;
 	return {le64(p), le64(p + 8)};
 }
 

@@ -4,6 +4,8 @@
 // tamper detection are SHA-256's job (engine/sha256.h).
 #pragma once
 
+#include "util/mapped_file.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -52,7 +54,6 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 class IndexFile {
 public:
 	explicit IndexFile(const std::string &path);
-	~IndexFile();
 	IndexFile(const IndexFile &) = delete;
 	IndexFile &operator=(const IndexFile &) = delete;
 	IndexKind kind() const { return kind_; }
@@ -62,9 +63,7 @@ public:
 	Hash128 at(uint64_t i) const; // bounds-checked
 
 private:
-	std::string path_;
-	const uint8_t *map_ = nullptr;
-	size_t size_ = 0;
+	MappedFile file_;
 	IndexKind kind_ = IndexKind::Memory;
 	uint64_t count_ = 0, source_bytes_ = 0;
 };

@@ -19,6 +19,9 @@ struct BaseInfo {
 	std::string problem;                // why corrupt
 };
 
+// A verified-by-construction description of a base just added to the store.
+BaseInfo stored_base_info(const store::BaseStore &st, const store::CatalogEntry &e, const store::Manifest &m);
+
 struct BaseCreateOptions {
 	std::string name;  // "" : the source domain's name
 	bool stop = false; // shut the source domain off afterwards

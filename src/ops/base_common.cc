@@ -1,5 +1,7 @@
 #include "ops/base_common.h"
 
+#include "ops/base.h"
+
 #include "host/tempdir.h"
 #include "util/error.h"
 
@@ -37,6 +39,15 @@ void make_readable(const std::string &dir, const store::Manifest &m) {
 	chmod((dir + "/manifest.json").c_str(), 0644);
 	for (const auto &p : m.parts)
 		chmod((dir + "/" + p.file).c_str(), 0644);
+}
+
+BaseInfo stored_base_info(const store::BaseStore &st, const store::CatalogEntry &e, const store::Manifest &m) {
+	BaseInfo info;
+	info.entry = e;
+	info.manifest = m;
+	info.dir = st.base_dir(e.id);
+	info.status = "ok";
+	return info;
 }
 
 } // namespace cloudlet::ops

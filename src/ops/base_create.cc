@@ -11,6 +11,7 @@
 #include "ops/base_common.h"
 #include "ops/snapshot_capture.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
 
@@ -32,27 +33,10 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 // Both disk indexes from one mapping: 4 KiB chunks and 512-byte-step windows.
 void index_disk(const std::string &path, const std::string &idx4k, const std::string &idx512, unsigned threads) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	off_t size = lseek(fd, 0, SEEK_END);
-	uint64_t bytes = size > 0 ? static_cast<uint64_t>(size) : 0;
-	if (size <= 0) {
-		close(fd);
-		engine::write_index(idx4k, engine::IndexKind::Disk, 0, {});
-		engine::write_index(idx512, engine::IndexKind::DiskSectors, 0, {});
-		return;
-	}
-	void *m = mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED)
-		fail_errno("cannot map " + path, errno);
-	madvise(m, static_cast<size_t>(size), MADV_SEQUENTIAL);
-	const uint8_t *data = static_cast<const uint8_t *>(m);
-	engine::write_index(idx4k, engine::IndexKind::Disk, bytes, engine::hash_range(data, bytes, threads));
-	engine::write_index(idx512, engine::IndexKind::DiskSectors, bytes,
-	                    engine::hash_sector_windows(data, bytes, threads));
-	munmap(m, static_cast<size_t>(size));
+	MappedFile disk(path, true);
+	engine::write_index(idx4k, engine::IndexKind::Disk, disk.size(), engine::hash_range(disk.data(), disk.size(), threads));
+	engine::write_index(idx512, engine::IndexKind::DiskSectors, disk.size(),
+	                    engine::hash_sector_windows(disk.data(), disk.size(), threads));
 }
 
 } // namespace
@@ -185,12 +169,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	make_readable(work, m);
 	st.add(entry, work);
 	cleanup.dir.clear();
-	BaseInfo info;
-	info.entry = entry;
-	info.manifest = m;
-	info.dir = st.base_dir(entry.id);
-	info.status = "ok";
-	return info;
+	return stored_base_info(st, entry, m);
 }
 
 } // namespace cloudlet::ops

@@ -71,12 +71,7 @@ BaseInfo base_import(Context &ctx, const std::string &path, const std::string &n
 	make_readable(work, m);
 	st.add(e, work);
 	cleanup.dir.clear();
-	BaseInfo info;
-	info.entry = e;
-	info.manifest = m;
-	info.dir = st.base_dir(e.id);
-	info.status = "ok";
-	return info;
+	return stored_base_info(st, e, m);
 }
 
 } // namespace cloudlet::ops

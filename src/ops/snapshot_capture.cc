@@ -243,6 +243,16 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	FileGuard image{path + ".cltmem.part"};
 	FileGuard part{opts.format == CaptureFormat::SaveImage ? path + ".part" : ""};
 	const Logger &log = ctx.log();
+	// Back to the prior run state after a failure; QEMU itself restarts a VM
+	// it paused for a final pass that then failed, so this is usually a no-op.
+	auto restore_prior_state = [&] {
+		try {
+			if (res.was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
+				virt::resume(dom.get());
+		} catch (const Error &e) {
+			log.error("after the failed capture, domain " + res.domain_name + " could not be resumed: " + e.what());
+		}
+	};
 
 	try {
 		if (!opts.live && res.was_running) {
@@ -335,14 +345,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		res.total_pages = rx.info().total_pages;
 		progress.report("capture", res.stream_bytes, res.stream_bytes);
 	} catch (...) {
-		// Back to the prior run state; QEMU itself restarts a VM it paused
-		// for a final pass that then failed, so this is usually a no-op.
-		try {
-			if (res.was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
-				virt::resume(dom.get());
-		} catch (const Error &e) {
-			log.error("after the failed capture, domain " + res.domain_name + " could not be resumed: " + e.what());
-		}
+		restore_prior_state();
 		throw;
 	}
 
@@ -367,12 +370,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 			res.data_pages = check.data_pages();
 		}
 	} catch (...) {
-		try {
-			if (res.was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
-				virt::resume(dom.get());
-		} catch (const Error &e) {
-			log.error("after the failed capture, domain " + res.domain_name + " could not be resumed: " + e.what());
-		}
+		restore_prior_state();
 		throw;
 	}
 

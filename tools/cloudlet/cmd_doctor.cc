@@ -16,7 +16,8 @@ const char *doctor_help =
     "  --probe-kernel FILE   kernel for the boot probe (default: $CLOUDLET_PROBE_KERNEL,\n"
     "                        /boot/vmlinuz-$(uname -r), /boot/vmlinuz)\n"
     "  --no-boot-probe       capabilities only; usability is then 'unknown'\n"
-    "  --probe-timeout SEC   how long a probe kernel may take to boot (default 20)\n"
+    "  --probe-timeout SEC   how long a probe kernel may print nothing (default 20;\n"
+    "                        a boot that keeps printing may take 4x)\n"
     "\n"
     "Exit status 0 when the report was made (whatever it says).\n";
 

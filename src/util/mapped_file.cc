@@ -1,0 +1,44 @@
+#include "util/mapped_file.h"
+
+#include "util/error.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace cloudlet {
+
+MappedFile::MappedFile(const std::string &path, bool sequential) : path_(path) {
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_errno("cannot open " + path, errno);
+	struct stat st {};
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		fail_errno("cannot stat " + path, e);
+	}
+	size_ = static_cast<size_t>(st.st_size);
+	if (size_ > 0) {
+		void *m = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+		if (m == MAP_FAILED) {
+			int e = errno;
+			close(fd);
+			fail_errno("cannot map " + path, e);
+		}
+		data_ = static_cast<const uint8_t *>(m);
+		if (sequential)
+			madvise(m, size_, MADV_SEQUENTIAL);
+	}
+	close(fd);
+}
+
+MappedFile::~MappedFile() {
+	if (data_)
+		munmap(const_cast<uint8_t *>(data_), size_);
+}
+
+} // namespace cloudlet
