@@ -1,0 +1,30 @@
+// Whole-block compression for overlays and packages: zstd (fast) and LZMA
+// (xz; smallest), each block independent so blocks decompress in parallel
+// and one can be fetched alone. Decompression is bounded: the caller states
+// the exact output size and the input is refused if it does not produce
+// exactly that.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cloudlet::engine {
+
+enum class Codec : uint32_t { None = 0, Zstd = 1, Lzma = 2 };
+
+const char *codec_name(Codec c);
+// "none", "zstd", "lzma"; throws CLOUDLET_E_INVALID_ARG otherwise.
+Codec codec_from_name(const std::string &name);
+
+// Compresses `n` bytes at `level` (zstd 1..19, lzma 0..9; -1: the codec's
+// default). Appends to `out`.
+void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vector<uint8_t> &out);
+
+// Decompresses into exactly `out_size` bytes at `out`. Throws
+// CLOUDLET_E_CORRUPT (naming `what`) if the input is malformed or yields
+// another size.
+void decompress_block(Codec c, const uint8_t *data, size_t n, uint8_t *out, size_t out_size, const std::string &what);
+
+} // namespace cloudlet::engine

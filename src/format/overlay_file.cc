@@ -1,0 +1,435 @@
+#include "format/overlay_file.h"
+
+#include "util/base64.h"
+#include "util/error.h"
+
+#include <json-c/json.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+namespace cloudlet::format {
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'L', 'T', 'O', 'V', 'L', 'v', '1'};
+constexpr char kSegMagic[8] = {'C', 'L', 'T', 'S', 'E', 'G', 'v', '1'};
+constexpr char kEndMagic[8] = {'C', 'L', 'T', 'O', 'E', 'N', 'D', '1'};
+constexpr char kEofMagic[8] = {'C', 'L', 'T', 'O', 'E', 'O', 'F', '1'};
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kMaxHeader = 64u << 20;
+constexpr size_t kSegHeader = 40, kRecord = 24;
+
+struct JsonFree {
+	void operator()(json_object *o) const { json_object_put(o); }
+};
+using Json = std::unique_ptr<json_object, JsonFree>;
+
+// resize + memcpy: GCC 12 misreads vector::insert of small ranges under -O2
+// as out-of-bounds (-Warray-bounds false positives).
+void append(std::vector<uint8_t> &b, const void *p, size_t n) {
+	size_t at = b.size();
+	b.resize(at + n);
+	if (n)
+		memcpy(b.data() + at, p, n);
+}
+
+void put32(std::vector<uint8_t> &b, uint32_t v) {
+	for (int i = 0; i < 4; i++)
+		b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void put64(std::vector<uint8_t> &b, uint64_t v) {
+	for (int i = 0; i < 8; i++)
+		b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint32_t get32(const uint8_t *p) {
+	return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+uint64_t get64(const uint8_t *p) { return uint64_t(get32(p)) | uint64_t(get32(p + 4)) << 32; }
+
+json_object *sizes_json(const std::vector<NamedSize> &v, const char *name_key) {
+	json_object *a = json_object_new_array();
+	for (const auto &s : v) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, name_key, json_object_new_string(s.name.c_str()));
+		json_object_object_add(o, name_key[0] == 'n' ? "length" : "bytes",
+		                       json_object_new_int64(static_cast<int64_t>(s.bytes)));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+std::string header_json(const OverlayHeader &h) {
+	Json o(json_object_new_object());
+	json_object_object_add(o.get(), "base_id", json_object_new_string(h.base_id.c_str()));
+	json_object *m = json_object_new_object();
+	json_object_object_add(m, "total_pages", json_object_new_int64(static_cast<int64_t>(h.total_pages)));
+	json_object_object_add(m, "blocks", sizes_json(h.ram_blocks, "name"));
+	json_object_object_add(m, "stream_version", json_object_new_int64(h.stream_version));
+	json_object_object_add(m, "ram_section_id", json_object_new_int64(h.ram_section_id));
+	json_object_object_add(m, "ram_instance_id", json_object_new_int64(h.ram_instance_id));
+	json_object_object_add(m, "ram_version", json_object_new_int64(h.ram_version));
+	json_object_object_add(m, "config_section", json_object_new_string(base64_encode(h.config_section).c_str()));
+	json_object_object_add(m, "device_state", json_object_new_string(base64_encode(h.device_state).c_str()));
+	json_object_object_add(o.get(), "memory", m);
+	json_object_object_add(o.get(), "disks", sizes_json(h.disks, "target"));
+	json_object_object_add(o.get(), "domain_xml", json_object_new_string(h.domain_xml.c_str()));
+	json_object *opt = json_object_new_object();
+	json_object_object_add(opt, "codec", json_object_new_string(h.codec.c_str()));
+	json_object_object_add(opt, "level", json_object_new_int(h.level));
+	json_object_object_add(opt, "block_bytes", json_object_new_int64(h.block_bytes));
+	json_object_object_add(o.get(), "options", opt);
+	json_object_object_add(o.get(), "created", json_object_new_string(h.created.c_str()));
+	json_object_object_add(o.get(), "creator", json_object_new_string(h.creator.c_str()));
+	return json_object_to_json_string_ext(o.get(), JSON_C_TO_STRING_PLAIN);
+}
+
+// Field access that refuses what is missing or of the wrong type.
+class Fields {
+public:
+	explicit Fields(std::string what) : what_(std::move(what)) {}
+	json_object *get(json_object *o, const char *k, json_type t) const {
+		json_object *v = nullptr;
+		if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, t))
+			fail(CLOUDLET_E_CORRUPT, what_ + ": header field '" + k + "' is missing or of the wrong type");
+		return v;
+	}
+	std::string str(json_object *o, const char *k) const { return json_object_get_string(get(o, k, json_type_string)); }
+	uint64_t num(json_object *o, const char *k, uint64_t max) const {
+		int64_t v = json_object_get_int64(get(o, k, json_type_int));
+		if (v < 0 || static_cast<uint64_t>(v) > max)
+			fail(CLOUDLET_E_CORRUPT, what_ + ": header field '" + k + "' = " + std::to_string(v) + " is out of range");
+		return static_cast<uint64_t>(v);
+	}
+
+private:
+	std::string what_;
+};
+
+OverlayHeader parse_header(const std::string &text, const std::string &what) {
+	json_tokener *tok = json_tokener_new();
+	Json doc(json_tokener_parse_ex(tok, text.c_str(), static_cast<int>(text.size())));
+	json_tokener_error jerr = json_tokener_get_error(tok);
+	json_tokener_free(tok);
+	if (!doc || jerr != json_tokener_success || !json_object_is_type(doc.get(), json_type_object))
+		fail(CLOUDLET_E_CORRUPT, what + ": the overlay header is not a JSON object");
+	Fields f(what);
+	OverlayHeader h;
+	h.base_id = f.str(doc.get(), "base_id");
+	if (h.base_id.size() != 64 || h.base_id.find_first_not_of("0123456789abcdef") != std::string::npos)
+		fail(CLOUDLET_E_CORRUPT, what + ": base_id is not a SHA-256");
+	json_object *m = f.get(doc.get(), "memory", json_type_object);
+	h.total_pages = f.num(m, "total_pages", 1ull << 28); // 1 TiB of RAM
+	json_object *blocks = f.get(m, "blocks", json_type_array);
+	uint64_t pages = 0;
+	for (size_t i = 0; i < json_object_array_length(blocks) && i < 512; i++) {
+		json_object *b = json_object_array_get_idx(blocks, i);
+		NamedSize s{f.str(b, "name"), f.num(b, "length", 1ull << 40)};
+		if (s.bytes == 0 || s.bytes % kOverlayChunk)
+			fail(CLOUDLET_E_CORRUPT, what + ": RAM block '" + s.name + "' length is not a positive multiple of 4096");
+		pages += s.bytes / kOverlayChunk;
+		h.ram_blocks.push_back(s);
+	}
+	if (pages != h.total_pages || json_object_array_length(blocks) > 512)
+		fail(CLOUDLET_E_CORRUPT, what + ": RAM blocks do not add up to total_pages");
+	h.stream_version = static_cast<uint32_t>(f.num(m, "stream_version", 0xffffffff));
+	h.ram_section_id = static_cast<uint32_t>(f.num(m, "ram_section_id", 0xffffffff));
+	h.ram_instance_id = static_cast<uint32_t>(f.num(m, "ram_instance_id", 0xffffffff));
+	h.ram_version = static_cast<uint32_t>(f.num(m, "ram_version", 0xffffffff));
+	h.config_section = base64_decode(f.str(m, "config_section"), what + ": config_section");
+	h.device_state = base64_decode(f.str(m, "device_state"), what + ": device_state");
+	json_object *disks = f.get(doc.get(), "disks", json_type_array);
+	if (json_object_array_length(disks) > 254)
+		fail(CLOUDLET_E_CORRUPT, what + ": more than 254 disks");
+	for (size_t i = 0; i < json_object_array_length(disks); i++) {
+		json_object *d = json_object_array_get_idx(disks, i);
+		h.disks.push_back({f.str(d, "target"), f.num(d, "bytes", 1ull << 46)});
+	}
+	h.domain_xml = f.str(doc.get(), "domain_xml");
+	json_object *opt = f.get(doc.get(), "options", json_type_object);
+	h.codec = f.str(opt, "codec");
+	h.level = static_cast<int>(f.num(opt, "level", 22));
+	h.block_bytes = static_cast<uint32_t>(f.num(opt, "block_bytes", kMaxSegmentPayload));
+	h.created = f.str(doc.get(), "created");
+	h.creator = f.str(doc.get(), "creator");
+	return h;
+}
+
+uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
+
+} // namespace
+
+const char *chunk_kind_name(ChunkKind k) {
+	switch (k) {
+	case ChunkKind::Zero: return "zero";
+	case ChunkKind::BaseMemory: return "base-memory";
+	case ChunkKind::BaseDisk: return "base-disk";
+	case ChunkKind::Self: return "self";
+	case ChunkKind::Data: return "data";
+	}
+	return "unknown";
+}
+
+uint64_t OverlayHeader::chunks_in(uint8_t space) const {
+	if (space == kMemorySpace)
+		return total_pages;
+	size_t d = space - 1u;
+	return d < disks.size() ? (disks[d].bytes + kOverlayChunk - 1) / kOverlayChunk : 0;
+}
+
+// ---------------------------------------------------------------------------
+
+OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level,
+                             size_t segment_bytes)
+    : out_(out), codec_(codec), level_(level),
+      segment_bytes_(std::clamp<size_t>(segment_bytes, kOverlayChunk, kMaxSegmentPayload)) {
+	std::string json = header_json(h);
+	if (json.size() > kMaxHeader)
+		fail(CLOUDLET_E_INVALID_ARG, "overlay header larger than 64 MiB");
+	std::vector<uint8_t> b;
+	append(b, kMagic, 8);
+	put32(b, kVersion);
+	put32(b, static_cast<uint32_t>(json.size()));
+	append(b, json.data(), json.size());
+	header_hash_ = XXH64(b.data(), b.size(), 0);
+	out_.write(b.data(), b.size());
+	offset_ = b.size();
+}
+
+void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref) {
+	if (kind == ChunkKind::Data)
+		fail(CLOUDLET_E_INTERNAL, "add_ref with a Data record");
+	records_.push_back({space, kind, chunk, ref});
+	if (records_.size() >= kMaxSegmentRecords)
+		flush_segment();
+}
+
+void OverlayWriter::add_data(uint8_t space, uint64_t chunk, const uint8_t *data) {
+	records_.push_back({space, ChunkKind::Data, chunk, 0});
+	append(payload_, data, kOverlayChunk);
+	if (payload_.size() >= segment_bytes_ || records_.size() >= kMaxSegmentRecords)
+		flush_segment();
+}
+
+void OverlayWriter::flush_segment() {
+	if (records_.empty())
+		return;
+	engine::Codec codec = codec_;
+	stored_.clear();
+	if (!payload_.empty() && codec != engine::Codec::None) {
+		engine::compress_block(codec, level_, payload_.data(), payload_.size(), stored_);
+		if (stored_.size() >= payload_.size()) { // incompressible: keep it plain
+			codec = engine::Codec::None;
+			stored_.clear();
+		}
+	} else {
+		codec = engine::Codec::None;
+	}
+	if (codec == engine::Codec::None)
+		stored_ = payload_;
+	seg_.clear();
+	append(seg_, kSegMagic, 8);
+	put32(seg_, static_cast<uint32_t>(codec));
+	put32(seg_, static_cast<uint32_t>(records_.size()));
+	put32(seg_, static_cast<uint32_t>(payload_.size()));
+	put32(seg_, static_cast<uint32_t>(stored_.size()));
+	size_t hash_at = seg_.size();
+	put64(seg_, 0); // records + stored, filled below
+	put64(seg_, XXH64(payload_.data(), payload_.size(), 0));
+	put64(seg_, 0);
+	size_t body = seg_.size();
+	for (const auto &r : records_) {
+		seg_.push_back(r.space);
+		seg_.push_back(static_cast<uint8_t>(r.kind));
+		static const uint8_t zeros[6] = {};
+		append(seg_, zeros, 6);
+		put64(seg_, r.chunk);
+		put64(seg_, r.ref);
+	}
+	append(seg_, stored_.data(), stored_.size());
+	uint64_t h = XXH64(seg_.data() + body, seg_.size() - body, 0);
+	for (int i = 0; i < 8; i++)
+		seg_[hash_at + i] = static_cast<uint8_t>(h >> (8 * i));
+	out_.write(seg_.data(), seg_.size());
+	table_.push_back({offset_, seg_.size(), h});
+	offset_ += seg_.size();
+	records_.clear();
+	payload_.clear();
+}
+
+uint64_t OverlayWriter::finish() {
+	flush_segment();
+	std::vector<uint8_t> f;
+	append(f, kEndMagic, 8);
+	put32(f, static_cast<uint32_t>(table_.size()));
+	for (const auto &t : table_) {
+		put64(f, t.offset);
+		put64(f, t.bytes);
+		put64(f, t.hash);
+	}
+	put64(f, header_hash_);
+	put64(f, offset_);
+	append(f, kEofMagic, 8);
+	out_.write(f.data(), f.size());
+	offset_ += f.size();
+	return offset_;
+}
+
+// ---------------------------------------------------------------------------
+
+OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds) {
+	OverlayCounts c;
+	auto read_into = [&](std::vector<uint8_t> &dst, size_t n, const char *field) {
+		dst.resize(n);
+		for (size_t got = 0; got < n;) {
+			size_t k = std::min<size_t>(n - got, 1u << 19);
+			memcpy(dst.data() + got, r.bytes(k, field), k);
+			got += k;
+		}
+	};
+	XXH64_state_t *hs = XXH64_createState();
+	std::unique_ptr<XXH64_state_t, decltype(&XXH64_freeState)> hs_owner(hs, XXH64_freeState);
+
+	const uint8_t *m = r.bytes(8, "overlay magic");
+	if (memcmp(m, kMagic, 8) != 0)
+		r.fail_at(0, "not a libcloudlet overlay (bad magic)");
+	std::vector<uint8_t> head;
+	append(head, m, 8);
+	const uint8_t *vl = r.bytes(8, "overlay version and header length");
+	append(head, vl, 8);
+	uint32_t version = get32(vl), hlen = get32(vl + 4);
+	if (version != kVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, "overlay format version " + std::to_string(version) + " (this library reads 1)");
+	if (hlen == 0 || hlen > kMaxHeader)
+		r.fail("overlay header length " + std::to_string(hlen) + " is out of range");
+	std::vector<uint8_t> json;
+	read_into(json, hlen, "overlay header");
+	append(head, json.data(), json.size());
+	uint64_t header_hash = XXH64(head.data(), head.size(), 0);
+	OverlayHeader h = parse_header(std::string(json.begin(), json.end()), "overlay header");
+	if (bounds.known && bounds.disk_bytes.size() != h.disks.size())
+		fail(CLOUDLET_E_CORRUPT, "the overlay has " + std::to_string(h.disks.size()) + " disks, its base " +
+		                             std::to_string(bounds.disk_bytes.size()));
+	sink.on_header(h);
+
+	std::unordered_set<uint64_t> named, data_seen;
+	struct Seen {
+		uint64_t offset, bytes, hash;
+	};
+	std::vector<Seen> segs;
+	std::vector<uint8_t> recs, stored, payload;
+	for (;;) {
+		uint64_t seg_off = r.offset();
+		const uint8_t *mm = r.bytes(8, "segment or footer magic");
+		if (memcmp(mm, kEndMagic, 8) == 0)
+			break;
+		if (memcmp(mm, kSegMagic, 8) != 0)
+			r.fail_at(seg_off, "expected a segment or the footer");
+		const uint8_t *sh = r.bytes(kSegHeader, "segment header");
+		uint32_t codec = get32(sh), n = get32(sh + 4), raw = get32(sh + 8), st = get32(sh + 12);
+		uint64_t hash = get64(sh + 16), payload_hash = get64(sh + 24);
+		if (codec > 2)
+			r.fail_at(seg_off + 8, "unknown codec " + std::to_string(codec));
+		if (n == 0 || n > kMaxSegmentRecords || raw > kMaxSegmentPayload || raw % kOverlayChunk ||
+		    st > kMaxSegmentPayload + (1u << 20) || get64(sh + 32) != 0)
+			r.fail_at(seg_off + 8, "segment header out of range (" + std::to_string(n) + " records, " +
+			                           std::to_string(raw) + " payload bytes, " + std::to_string(st) + " stored)");
+		read_into(recs, size_t(n) * kRecord, "segment records");
+		read_into(stored, st, "segment payload");
+		XXH64_reset(hs, 0);
+		XXH64_update(hs, recs.data(), recs.size());
+		XXH64_update(hs, stored.data(), stored.size());
+		if (XXH64_digest(hs) != hash)
+			r.fail_at(seg_off, "segment checksum mismatch");
+		payload.resize(raw);
+		engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), payload.data(), raw,
+		                         "overlay segment at offset " + std::to_string(seg_off));
+		if (XXH64(payload.data(), payload.size(), 0) != payload_hash)
+			r.fail_at(seg_off, "segment payload checksum mismatch after decompression");
+		// Validate every record before handing any on.
+		size_t slots = 0;
+		std::vector<ChunkRecord> list(n);
+		for (uint32_t i = 0; i < n; i++) {
+			const uint8_t *p = recs.data() + size_t(i) * kRecord;
+			ChunkRecord rec{p[0], static_cast<ChunkKind>(p[1]), get64(p + 8), get64(p + 16)};
+			auto bad = [&](const std::string &why) {
+				r.fail_at(seg_off + 8 + kSegHeader + uint64_t(i) * kRecord, "record " + std::to_string(i) + ": " + why);
+			};
+			if (p[2] | p[3] | p[4] | p[5] | p[6] | p[7])
+				bad("reserved bytes are not zero");
+			if (rec.space > h.disks.size())
+				bad("space " + std::to_string(rec.space) + " does not exist");
+			if (p[1] < 1 || p[1] > 5)
+				bad("unknown kind " + std::to_string(p[1]));
+			if (rec.chunk >= h.chunks_in(rec.space))
+				bad("chunk " + std::to_string(rec.chunk) + " is beyond its space");
+			if (!named.insert(key(rec.space, rec.chunk)).second)
+				bad("chunk " + std::to_string(rec.chunk) + " is named twice");
+			switch (rec.kind) {
+			case ChunkKind::Zero:
+				if (rec.ref)
+					bad("zero record with a reference");
+				break;
+			case ChunkKind::BaseMemory:
+				if (bounds.known && rec.ref >= bounds.memory_pages)
+					bad("base memory page " + std::to_string(rec.ref) + " does not exist");
+				break;
+			case ChunkKind::BaseDisk: {
+				uint64_t d = rec.ref >> 56, off = rec.ref & ((1ull << 56) - 1);
+				if (off % 512 || d >= h.disks.size() ||
+				    (bounds.known && (d >= bounds.disk_bytes.size() || off + kOverlayChunk > bounds.disk_bytes[d])))
+					bad("base disk reference " + std::to_string(d) + ":" + std::to_string(off) + " is out of range");
+				break;
+			}
+			case ChunkKind::Self:
+				if (!data_seen.count(rec.ref))
+					bad("refers to a chunk not stored earlier in the overlay");
+				break;
+			case ChunkKind::Data:
+				slots++;
+				data_seen.insert(key(rec.space, rec.chunk));
+				break;
+			}
+			list[i] = rec;
+		}
+		if (slots * kOverlayChunk != raw)
+			r.fail_at(seg_off + 8, std::to_string(slots) + " data records for " + std::to_string(raw) + " payload bytes");
+		size_t slot = 0;
+		for (const auto &rec : list) {
+			c.records[static_cast<int>(rec.kind)]++;
+			(rec.space == kMemorySpace ? c.memory_records : c.disk_records)++;
+			sink.on_chunk(rec, rec.kind == ChunkKind::Data ? payload.data() + kOverlayChunk * slot++ : nullptr);
+		}
+		c.segments++;
+		c.payload_bytes += raw;
+		c.stored_bytes += st;
+		segs.push_back({seg_off, r.offset() - seg_off, hash});
+	}
+	uint64_t footer_off = r.offset() - 8;
+	uint32_t count = get32(r.bytes(4, "segment count"));
+	if (count != segs.size())
+		r.fail("the footer lists " + std::to_string(count) + " segments, the file has " + std::to_string(segs.size()));
+	for (uint32_t i = 0; i < count; i++) {
+		const uint8_t *e = r.bytes(24, "segment table entry");
+		if (get64(e) != segs[i].offset || get64(e + 8) != segs[i].bytes || get64(e + 16) != segs[i].hash)
+			r.fail("segment table entry " + std::to_string(i) + " does not match segment at " +
+			       std::to_string(segs[i].offset));
+	}
+	const uint8_t *t = r.bytes(24, "footer trailer");
+	if (get64(t) != header_hash)
+		r.fail("header checksum mismatch");
+	if (get64(t + 8) != footer_off)
+		r.fail("footer offset mismatch");
+	if (memcmp(t + 16, kEofMagic, 8) != 0)
+		r.fail("end magic missing");
+	if (!r.at_end())
+		r.fail("data after the end of the overlay");
+	c.file_bytes = r.offset();
+	return c;
+}
+
+} // namespace cloudlet::format

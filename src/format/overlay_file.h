@@ -1,0 +1,106 @@
+// The VM overlay container (docs/formats/overlay.md): a header, self-
+// describing segments of chunk records with their compressed payload, and a
+// footer for random access. The writer streams to any ByteSink; the reader
+// streams from any Reader and verifies everything before handing a chunk on.
+#pragma once
+
+#include "byte_reader.h"
+#include "engine/block_codec.h"
+#include "stream_writer.h"
+
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace cloudlet::format {
+
+enum class ChunkKind : uint8_t { Zero = 1, BaseMemory = 2, BaseDisk = 3, Self = 4, Data = 5 };
+const char *chunk_kind_name(ChunkKind k);
+
+constexpr uint8_t kMemorySpace = 0; // disks: 1 + index in OverlayHeader::disks
+constexpr size_t kOverlayChunk = 4096;
+constexpr uint32_t kMaxSegmentRecords = 65536;
+constexpr uint32_t kMaxSegmentPayload = 16u << 20;
+
+struct ChunkRecord {
+	uint8_t space = 0;
+	ChunkKind kind = ChunkKind::Zero;
+	uint64_t chunk = 0;
+	uint64_t ref = 0;
+};
+
+struct NamedSize {
+	std::string name;
+	uint64_t bytes = 0;
+};
+
+struct OverlayHeader {
+	std::string base_id;
+	uint64_t total_pages = 0;
+	std::vector<NamedSize> ram_blocks;
+	uint32_t stream_version = 3, ram_section_id = 0, ram_instance_id = 0, ram_version = 0;
+	std::vector<uint8_t> config_section, device_state;
+	std::vector<NamedSize> disks; // target, launch size
+	std::string domain_xml;
+	std::string codec = "zstd";
+	int level = 3;
+	uint32_t block_bytes = 4u << 20;
+	std::string created, creator;
+
+	uint64_t chunks_in(uint8_t space) const; // memory pages or disk chunks
+};
+
+class OverlayWriter {
+public:
+	// Writes the header at once. `segment_bytes`: payload per segment
+	// before compression (1..16 MiB).
+	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level, size_t segment_bytes);
+	// A reference record (every kind but Data).
+	void add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref);
+	// A chunk stored in the overlay (4096 bytes, copied).
+	void add_data(uint8_t space, uint64_t chunk, const uint8_t *data);
+	// Flushes the last segment and writes the footer. Returns bytes written.
+	uint64_t finish();
+
+private:
+	void flush_segment();
+	qemu::ByteSink &out_;
+	engine::Codec codec_;
+	int level_;
+	size_t segment_bytes_;
+	std::vector<ChunkRecord> records_;
+	std::vector<uint8_t> payload_, stored_, seg_;
+	uint64_t offset_ = 0, header_hash_ = 0;
+	struct TableEntry {
+		uint64_t offset, bytes, hash;
+	};
+	std::vector<TableEntry> table_;
+};
+
+// What a reader hands on, chunk by chunk, in file order.
+class OverlaySink {
+public:
+	virtual ~OverlaySink() = default;
+	virtual void on_header(const OverlayHeader &) {}
+	// `data` is the chunk's 4096 bytes for Data records, else null.
+	virtual void on_chunk(const ChunkRecord &r, const uint8_t *data) = 0;
+};
+
+// Limits the reader checks references against when the base is known.
+struct BaseBounds {
+	bool known = false;
+	uint64_t memory_pages = 0;
+	std::vector<uint64_t> disk_bytes; // per base disk, same order as the overlay's disks
+};
+
+struct OverlayCounts {
+	uint64_t records[6] = {}; // by kind, [0] unused
+	uint64_t memory_records = 0, disk_records = 0;
+	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0;
+};
+
+// Reads and verifies a whole overlay from the reader's position.
+OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds = {});
+
+} // namespace cloudlet::format
