@@ -21,7 +21,8 @@ size_t FdSource::read(uint8_t *buf, size_t n) {
 
 size_t MemorySource::read(uint8_t *buf, size_t n) {
 	size_t k = std::min(n, size_ - pos_);
-	memcpy(buf, data_ + pos_, k);
+	if (k) // an empty source may have no data pointer at all
+		memcpy(buf, data_ + pos_, k);
 	pos_ += k;
 	return k;
 }

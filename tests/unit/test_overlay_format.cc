@@ -4,6 +4,9 @@
 // trailing data with CLOUDLET_E_CORRUPT (never a crash: also under ASan).
 #include "byte_reader.h"
 #include "engine/block_codec.h"
+#include "engine/chunk_table.h"
+#include "engine/dedup.h"
+#include "memory_image.h"
 #include "format/overlay_file.h"
 #include "stream_writer.h"
 #include "util/base64.h"
@@ -14,6 +17,7 @@
 #include <csetjmp>
 #include <cstdint>
 #include <cstring>
+#include <unistd.h>
 #include <random>
 #include <string>
 #include <vector>
@@ -253,6 +257,88 @@ static void test_damage(void **) {
 	print_message("# %d damaged overlays refused\n", cases);
 }
 
+static void test_chunk_table(void **) {
+	engine::ChunkTable t;
+	for (uint64_t i = 0; i < 100000; i++)
+		t.insert(i * 0x9e3779b97f4a7c15ull, i);
+	t.insert(0x9e3779b97f4a7c15ull, 999); // first insertion wins
+	assert_int_equal(t.size(), 100000);
+	for (uint64_t i = 0; i < 100000; i += 997)
+		assert_int_equal(*t.find(i * 0x9e3779b97f4a7c15ull), i);
+	assert_false(t.find(12345).has_value());
+}
+
+// Every dedup category on a synthetic base, and a lying index: a candidate
+// whose bytes differ is never used.
+static void test_dedup_categories(void **) {
+	char tmpl[] = "/tmp/cloudlet-dedup-XXXXXX";
+	std::string dir = mkdtemp(tmpl);
+	const uint64_t pages = 64;
+	qemu::MemoryImage mem;
+	mem.info.total_pages = pages;
+	mem.reset_pages(pages);
+	for (uint64_t p = 0; p < pages; p++) {
+		auto d = page(static_cast<uint32_t>(1000 + p), false);
+		if (p % 9 == 8)
+			mem.set_page(p, nullptr, 0);
+		else
+			mem.set_page(p, d.data(), 0);
+	}
+	qemu::MemoryImageProvider memp(mem);
+	std::vector<uint8_t> disk(256 << 10);
+	for (size_t i = 0; i < disk.size(); i++)
+		disk[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
+	// The memory index lies about page 7: it claims the hash of `planted`.
+	auto planted = page(4242, false);
+	std::vector<engine::Hash128> mh;
+	for (uint64_t p = 0; p < pages; p++)
+		mh.push_back(p == 7 ? engine::chunk_hash(planted.data())
+		                    : mem.data(p) ? engine::chunk_hash(mem.data(p)) : engine::zero_chunk_hash());
+	engine::write_index(dir + "/m.idx", engine::IndexKind::Memory, pages * 4096, mh);
+	engine::write_index(dir + "/d.idx", engine::IndexKind::Disk, disk.size(), engine::hash_range(disk.data(), disk.size(), 1));
+	engine::write_index(dir + "/d.idx512", engine::IndexKind::DiskSectors, disk.size(),
+	                    engine::hash_sector_windows(disk.data(), disk.size(), 1));
+	engine::IndexFile mi(dir + "/m.idx"), di(dir + "/d.idx"), ds(dir + "/d.idx512");
+	engine::DedupBase base;
+	base.memory = &memp;
+	base.memory_index = &mi;
+	base.disks.push_back({disk.data(), disk.size(), &di, &ds});
+	engine::Deduper dd(base, dir);
+	using K = ChunkKind;
+	auto expect = [&](uint8_t space, uint64_t chunk, const uint8_t *data, bool unchanged, K kind, uint64_t ref) {
+		engine::DedupDecision r = dd.classify(space, chunk, data);
+		assert_int_equal(r.unchanged, unchanged);
+		if (!unchanged) {
+			assert_int_equal(static_cast<int>(r.kind), static_cast<int>(kind));
+			assert_int_equal(r.ref, ref);
+		}
+	};
+	std::vector<uint8_t> zero(4096, 0);
+	expect(0, 0, mem.data(0), true, K::Data, 0);                    // same as base page 0
+	expect(0, 8, zero.data(), true, K::Data, 0);                     // base page 8 is zero too
+	expect(0, 1, zero.data(), false, K::Zero, 0);
+	expect(0, 2, mem.data(5), false, K::BaseMemory, 5);
+	expect(0, 3, disk.data() + 3 * 4096, false, K::BaseDisk, 3 * 4096);
+	expect(0, 4, disk.data() + 1024, false, K::BaseDisk, 1024);     // only the 512-step index finds it
+	auto fresh = page(77, false);
+	expect(0, 5, fresh.data(), false, K::Data, 0);
+	expect(0, 6, fresh.data(), false, K::Self, 5);                   // memory chunk 5
+	expect(0, 9, planted.data(), false, K::Data, 0);                 // index lied about page 7
+	expect(1, 0, disk.data(), true, K::Data, 0);
+	expect(1, 1, fresh.data(), false, K::Self, 5);
+	auto other = page(78, false);
+	expect(1, 2, other.data(), false, K::Data, 0);
+	expect(0, 10, other.data(), false, K::Self, uint64_t(1) << 56 | 2);
+	const auto &c = dd.counts();
+	assert_int_equal(c.total(0), 10);
+	assert_int_equal(c.total(1), 3);
+	assert_int_equal(c.n[0][0], 2);
+	assert_int_equal(c.n[0][static_cast<int>(K::BaseDisk)], 2);
+	assert_int_equal(c.n[0][static_cast<int>(K::Self)], 2);
+	std::string rm = "rm -rf '" + dir + "'";
+	assert_int_equal(system(rm.c_str()), 0);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_codecs),
@@ -260,6 +346,8 @@ int main(void) {
 	    cmocka_unit_test(test_references_checked_against_base),
 	    cmocka_unit_test(test_writer_misuse_is_refused_by_reader),
 	    cmocka_unit_test(test_damage),
+	    cmocka_unit_test(test_chunk_table),
+	    cmocka_unit_test(test_dedup_categories),
 	};
 	return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -1,0 +1,88 @@
+// Dedup of a launch VM's 4 KiB chunks against its base and against itself,
+// in cost order (docs/formats/overlay.md kinds): unchanged at the same
+// position, zero, a base memory page, a base disk window (4 KiB-aligned
+// first, then 512-byte steps), an earlier chunk of this overlay, else data.
+// Candidates come from XXH3 tables; every candidate is confirmed by
+// comparing bytes before it is used.
+#pragma once
+
+#include "engine/chunk_index.h"
+#include "engine/chunk_table.h"
+#include "format/overlay_file.h"
+#include "image_file.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cloudlet::engine {
+
+// The base as dedup sees it. Pointers are borrowed and must outlive the Deduper.
+struct DedupBase {
+	const qemu::PageProvider *memory = nullptr; // base memory pages
+	const IndexFile *memory_index = nullptr;
+	struct Disk {
+		const uint8_t *data = nullptr; // the raw disk, mapped
+		uint64_t bytes = 0;
+		const IndexFile *index = nullptr;         // 4 KiB chunks
+		const IndexFile *sector_index = nullptr;  // 512-byte steps (may be null)
+	};
+	std::vector<Disk> disks;
+	bool same_memory_layout = true; // launch pages line up with base pages
+};
+
+// Chunks kept for confirming self-references: an unlinked temp file, so
+// memory does not grow with the overlay (reads come from the page cache).
+class ChunkSpill {
+public:
+	explicit ChunkSpill(const std::string &dir);
+	~ChunkSpill();
+	ChunkSpill(const ChunkSpill &) = delete;
+	ChunkSpill &operator=(const ChunkSpill &) = delete;
+	uint64_t append(const uint8_t *chunk); // returns its slot
+	void read(uint64_t slot, uint8_t *out) const;
+
+private:
+	int fd_ = -1;
+	std::string dir_;
+	uint64_t slots_ = 0;
+};
+
+struct DedupDecision {
+	bool unchanged = false;                 // no record needed
+	format::ChunkKind kind = format::ChunkKind::Data;
+	uint64_t ref = 0;
+};
+
+struct DedupCounts {
+	// [space kind: 0 memory, 1 disk][category: 0 unchanged, 1..5 ChunkKind]
+	uint64_t n[2][6] = {};
+	uint64_t total(int space) const {
+		uint64_t t = 0;
+		for (uint64_t v : n[space])
+			t += v;
+		return t;
+	}
+};
+
+class Deduper {
+public:
+	Deduper(const DedupBase &base, const std::string &spill_dir);
+	// Classifies one chunk (4096 bytes; a disk's last chunk zero-padded).
+	// Not thread-safe: one thread feeds a Deduper.
+	DedupDecision classify(uint8_t space, uint64_t chunk, const uint8_t *data);
+	const DedupCounts &counts() const { return counts_; }
+
+private:
+	bool confirm_base_disk(uint64_t ref, const uint8_t *data) const;
+	const DedupBase &base_;
+	ChunkTable memory_table_, disk_table_, self_table_;
+	ChunkSpill spill_;
+	std::vector<uint64_t> self_refs_; // spill slot -> (space << 56 | chunk)
+	DedupCounts counts_;
+	std::vector<uint8_t> scratch_;
+};
+
+bool is_zero_chunk(const uint8_t *data);
+
+} // namespace cloudlet::engine
