@@ -23,6 +23,7 @@ constexpr char kEofMagic[8] = {'C', 'L', 'T', 'O', 'E', 'O', 'F', '1'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kMaxHeader = 64u << 20;
 constexpr size_t kSegHeader = 40, kRecord = 24;
+constexpr uint64_t kMaxDeviceState = 256ull << 20;
 
 struct JsonFree {
 	void operator()(json_object *o) const { json_object_put(o); }
@@ -74,7 +75,6 @@ std::string header_json(const OverlayHeader &h) {
 	json_object_object_add(m, "ram_instance_id", json_object_new_int64(h.ram_instance_id));
 	json_object_object_add(m, "ram_version", json_object_new_int64(h.ram_version));
 	json_object_object_add(m, "config_section", json_object_new_string(base64_encode(h.config_section).c_str()));
-	json_object_object_add(m, "device_state", json_object_new_string(base64_encode(h.device_state).c_str()));
 	json_object_object_add(o.get(), "memory", m);
 	json_object_object_add(o.get(), "disks", sizes_json(h.disks, "target"));
 	json_object_object_add(o.get(), "domain_xml", json_object_new_string(h.domain_xml.c_str()));
@@ -141,7 +141,6 @@ OverlayHeader parse_header(const std::string &text, const std::string &what) {
 	h.ram_instance_id = static_cast<uint32_t>(f.num(m, "ram_instance_id", 0xffffffff));
 	h.ram_version = static_cast<uint32_t>(f.num(m, "ram_version", 0xffffffff));
 	h.config_section = base64_decode(f.str(m, "config_section"), what + ": config_section");
-	h.device_state = base64_decode(f.str(m, "device_state"), what + ": device_state");
 	json_object *disks = f.get(doc.get(), "disks", json_type_array);
 	if (json_object_array_length(disks) > 254)
 		fail(CLOUDLET_E_CORRUPT, what + ": more than 254 disks");
@@ -261,8 +260,10 @@ void OverlayWriter::flush_segment() {
 	payload_.clear();
 }
 
-uint64_t OverlayWriter::finish() {
+uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 	flush_segment();
+	if (device_state.size() > kMaxDeviceState)
+		fail(CLOUDLET_E_INVALID_ARG, "device state larger than 256 MiB");
 	std::vector<uint8_t> f;
 	append(f, kEndMagic, 8);
 	put32(f, static_cast<uint32_t>(table_.size()));
@@ -271,6 +272,9 @@ uint64_t OverlayWriter::finish() {
 		put64(f, t.bytes);
 		put64(f, t.hash);
 	}
+	put64(f, device_state.size());
+	append(f, device_state.data(), device_state.size());
+	put64(f, XXH64(device_state.data(), device_state.size(), 0));
 	put64(f, header_hash_);
 	put64(f, offset_);
 	append(f, kEofMagic, 8);
@@ -419,6 +423,13 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			r.fail("segment table entry " + std::to_string(i) + " does not match segment at " +
 			       std::to_string(segs[i].offset));
 	}
+	uint64_t ds_len = get64(r.bytes(8, "device state length"));
+	if (ds_len > kMaxDeviceState)
+		r.fail("device state length " + std::to_string(ds_len) + " is out of range");
+	std::vector<uint8_t> device_state;
+	read_into(device_state, ds_len, "device state");
+	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
+		r.fail("device state checksum mismatch");
 	const uint8_t *t = r.bytes(24, "footer trailer");
 	if (get64(t) != header_hash)
 		r.fail("header checksum mismatch");
@@ -429,6 +440,8 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	if (!r.at_end())
 		r.fail("data after the end of the overlay");
 	c.file_bytes = r.offset();
+	c.device_state_bytes = device_state.size();
+	sink.on_device_state(device_state);
 	return c;
 }
 

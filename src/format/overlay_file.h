@@ -40,7 +40,7 @@ struct OverlayHeader {
 	uint64_t total_pages = 0;
 	std::vector<NamedSize> ram_blocks;
 	uint32_t stream_version = 3, ram_section_id = 0, ram_instance_id = 0, ram_version = 0;
-	std::vector<uint8_t> config_section, device_state;
+	std::vector<uint8_t> config_section;
 	std::vector<NamedSize> disks; // target, launch size
 	std::string domain_xml;
 	std::string codec = "zstd";
@@ -60,8 +60,10 @@ public:
 	void add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref);
 	// A chunk stored in the overlay (4096 bytes, copied).
 	void add_data(uint8_t space, uint64_t chunk, const uint8_t *data);
-	// Flushes the last segment and writes the footer. Returns bytes written.
-	uint64_t finish();
+	// Flushes the last segment and writes the footer with the launch VM's
+	// device state (known only once the migration stream has ended).
+	// Returns the bytes written in all.
+	uint64_t finish(const std::vector<uint8_t> &device_state);
 
 private:
 	void flush_segment();
@@ -85,6 +87,8 @@ public:
 	virtual void on_header(const OverlayHeader &) {}
 	// `data` is the chunk's 4096 bytes for Data records, else null.
 	virtual void on_chunk(const ChunkRecord &r, const uint8_t *data) = 0;
+	// The launch VM's device state, from the footer, after every chunk.
+	virtual void on_device_state(const std::vector<uint8_t> &) {}
 };
 
 // Limits the reader checks references against when the base is known.
@@ -97,7 +101,7 @@ struct BaseBounds {
 struct OverlayCounts {
 	uint64_t records[6] = {}; // by kind, [0] unused
 	uint64_t memory_records = 0, disk_records = 0;
-	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0;
+	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0, device_state_bytes = 0;
 };
 
 // Reads and verifies a whole overlay from the reader's position.
