@@ -549,6 +549,74 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 
 CLOUDLET_API void cloudlet_instance_info_free(cloudlet_instance_info *info);
 
+/* ------------------------------------------------------------------------ */
+/* VM overlays                                                              */
+/* ------------------------------------------------------------------------ */
+
+/** Where a chunk of the launch VM comes from (index into the count arrays). */
+enum {
+	CLOUDLET_CHUNK_UNCHANGED = 0,   /**< same as the base at the same position: not in the overlay */
+	CLOUDLET_CHUNK_ZERO = 1,
+	CLOUDLET_CHUNK_BASE_MEMORY = 2, /**< equal to a base memory page elsewhere */
+	CLOUDLET_CHUNK_BASE_DISK = 3,   /**< equal to 4 KiB of a base disk (512-byte aligned) */
+	CLOUDLET_CHUNK_SELF = 4,        /**< equal to an earlier chunk of the overlay */
+	CLOUDLET_CHUNK_DATA = 5,        /**< stored (compressed) in the overlay */
+	CLOUDLET_CHUNK_KINDS = 6
+};
+
+/** Options for overlay calls. */
+typedef struct cloudlet_overlay_options {
+	unsigned int version;       /**< CLOUDLET_OVERLAY_OPTIONS_VERSION */
+	const char *codec;          /**< create: "zstd" (NULL), "lzma" or "none" */
+	int level;                  /**< create: codec level; -1: the codec's default */
+	int stop;                   /**< create: shut the domain off afterwards */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;
+} cloudlet_overlay_options;
+
+#define CLOUDLET_OVERLAY_OPTIONS_VERSION 1
+#define CLOUDLET_OVERLAY_OPTIONS_INIT { CLOUDLET_OVERLAY_OPTIONS_VERSION, NULL, -1, 0, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_overlay_options_init(cloudlet_overlay_options *opts, unsigned int version);
+
+/** What an overlay holds. Free with cloudlet_overlay_info_free(). */
+typedef struct cloudlet_overlay_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *path;
+	const char *base_id;        /**< the base it needs */
+	const char *codec;
+	const char *domain;         /**< create: the source domain; "" when read from a file */
+	uint64_t memory_chunks;     /**< 4 KiB pages of the launch VM */
+	uint64_t disk_chunks;       /**< 4 KiB chunks of its disks */
+	uint64_t memory[CLOUDLET_CHUNK_KINDS]; /**< memory chunks per CLOUDLET_CHUNK_*; they add up to memory_chunks */
+	uint64_t disk[CLOUDLET_CHUNK_KINDS];   /**< disk chunks per CLOUDLET_CHUNK_*; they add up to disk_chunks */
+	uint64_t segments;
+	uint64_t payload_bytes;     /**< stored chunks before compression */
+	uint64_t stored_bytes;      /**< after compression */
+	uint64_t file_bytes;
+	uint64_t device_state_bytes;
+	double capture_seconds, disk_seconds, total_seconds; /**< create only */
+} cloudlet_overlay_info;
+
+/**
+ * Makes an overlay of a domain resumed from a base of the context's store
+ * (cloudlet_base_resume) and customised: pauses it, deduplicates its memory
+ * page by page while QEMU migrates it into the library, then the clusters
+ * its disks' copy-on-write layers hold, and writes `path`
+ * (docs/formats/overlay.md). The domain is then back in its prior state, or
+ * shut off with `stop`. `path` appears only when complete.
+ */
+CLOUDLET_API cloudlet_status cloudlet_overlay_create(cloudlet_overlay_info **out, cloudlet_ctx *ctx,
+                                                     const char *domain, const char *path,
+                                                     const cloudlet_overlay_options *opts);
+
+/** Reads and verifies a whole overlay file and counts what it holds. */
+CLOUDLET_API cloudlet_status cloudlet_overlay_inspect(cloudlet_overlay_info **out, cloudlet_ctx *ctx,
+                                                      const char *path, const cloudlet_overlay_options *opts);
+
+CLOUDLET_API void cloudlet_overlay_info_free(cloudlet_overlay_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -255,6 +255,8 @@ void OverlayWriter::flush_segment() {
 		seg_[hash_at + i] = static_cast<uint8_t>(h >> (8 * i));
 	out_.write(seg_.data(), seg_.size());
 	table_.push_back({offset_, seg_.size(), h});
+	payload_total_ += payload_.size();
+	stored_total_ += stored_.size();
 	offset_ += seg_.size();
 	records_.clear();
 	payload_.clear();

@@ -64,6 +64,9 @@ public:
 	// device state (known only once the migration stream has ended).
 	// Returns the bytes written in all.
 	uint64_t finish(const std::vector<uint8_t> &device_state);
+	uint64_t payload_bytes() const { return payload_total_; }
+	uint64_t stored_bytes() const { return stored_total_; }
+	uint64_t segments() const { return table_.size(); }
 
 private:
 	void flush_segment();
@@ -73,7 +76,7 @@ private:
 	size_t segment_bytes_;
 	std::vector<ChunkRecord> records_;
 	std::vector<uint8_t> payload_, stored_, seg_;
-	uint64_t offset_ = 0, header_hash_ = 0;
+	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
 	struct TableEntry {
 		uint64_t offset, bytes, hash;
 	};

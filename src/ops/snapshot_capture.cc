@@ -109,8 +109,10 @@ private:
 // socket so QEMU's writes fail and the migration ends.
 class StreamReceiver {
 public:
-	StreamReceiver(int fd, std::string what, std::unique_ptr<qemu::ImageFileWriter> writer, Wakeup &wake)
-	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)), wake_(wake) {
+	// Pages go to `writer` (the memory image) or, without one, to `sink`.
+	StreamReceiver(int fd, std::string what, std::unique_ptr<qemu::ImageFileWriter> writer, qemu::StreamSink *sink,
+	               Wakeup &wake)
+	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)), sink_(sink), wake_(wake) {
 		thread_ = std::thread([this] { run(); });
 	}
 	~StreamReceiver() { abort_and_join(); }
@@ -149,9 +151,10 @@ private:
 			qemu::FdSource fs(fd_, what_);
 			CountingSource cs(fs, bytes_);
 			qemu::Reader r(cs, what_);
-			CountingSink sink(*writer_);
+			CountingSink sink(writer_ ? *writer_ : *sink_);
 			info_ = qemu::parse_stream(r, sink);
-			writer_->finish(info_);
+			if (writer_)
+				writer_->finish(info_);
 			records_ = sink.records;
 		} catch (...) {
 			error_ = std::current_exception();
@@ -168,6 +171,7 @@ private:
 	int fd_;
 	std::string what_;
 	std::unique_ptr<qemu::ImageFileWriter> writer_;
+	qemu::StreamSink *sink_;
 	Wakeup &wake_;
 	std::thread thread_;
 	std::mutex mu_;
@@ -240,7 +244,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	std::string xml = virt::save_xml(dom.get());
 
 	// Output appears only when complete: written beside it, then renamed.
-	FileGuard image{path + ".cltmem.part"};
+	FileGuard image{opts.format == CaptureFormat::Sink ? std::string() : path + ".cltmem.part"};
 	FileGuard part{opts.format == CaptureFormat::SaveImage ? path + ".part" : ""};
 	const Logger &log = ctx.log();
 	// Back to the prior run state after a failure; QEMU itself restarts a VM
@@ -261,7 +265,11 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		}
 		progress.report("capture", 0, 0);
 		// Created before QEMU starts sending: a bad output path fails here.
-		auto writer = std::make_unique<qemu::ImageFileWriter>(image.path);
+		std::unique_ptr<qemu::ImageFileWriter> writer;
+		if (opts.format != CaptureFormat::Sink)
+			writer = std::make_unique<qemu::ImageFileWriter>(image.path);
+		else if (!opts.sink)
+			fail(CLOUDLET_E_INTERNAL, "capture into a sink without a sink");
 		virt::OutgoingMigration mig(dom.get());
 		mig.prepare(opts.live);
 
@@ -286,7 +294,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		} catch (const Error &e) {
 			log.debug(std::string("polling only: ") + e.what());
 		}
-		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), wake);
+		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), opts.sink, wake);
 		bool cancel_sent = false, cancelled = false;
 		Clock::time_point cancel_at{};
 		virt::MigrationStatus st;
@@ -343,6 +351,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		res.page_records = rx.records();
 		res.ram_sections = rx.info().ram_sections;
 		res.total_pages = rx.info().total_pages;
+		res.stream = rx.info();
 		progress.report("capture", res.stream_bytes, res.stream_bytes);
 	} catch (...) {
 		restore_prior_state();
@@ -352,7 +361,9 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	// The VM's memory is safe in the image file. From here on a failure
 	// still leaves the domain as it was (paused by QEMU until we decide).
 	try {
-		if (opts.format == CaptureFormat::SaveImage) {
+		if (opts.format == CaptureFormat::Sink) {
+			// Nothing was written here; the sink has had every page.
+		} else if (opts.format == CaptureFormat::SaveImage) {
 			res.file_bytes = write_save_image(image.path, part.path, xml, res.was_running, progress);
 			if (rename(part.path.c_str(), path.c_str()) != 0)
 				fail_errno("cannot rename " + part.path + " to " + path, errno);
@@ -365,7 +376,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 			if (stat(path.c_str(), &st) == 0)
 				res.file_bytes = static_cast<uint64_t>(st.st_size);
 		}
-		{
+		if (opts.format != CaptureFormat::Sink) {
 			qemu::ImageFile check(opts.format == CaptureFormat::MemoryImage ? path : image.path);
 			res.data_pages = check.data_pages();
 		}

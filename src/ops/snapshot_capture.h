@@ -6,6 +6,7 @@
 #pragma once
 
 #include "ops/context.h"
+#include "stream_parser.h"
 #include "util/progress.h"
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace cloudlet::ops {
 
-enum class CaptureFormat { SaveImage, MemoryImage };
+enum class CaptureFormat { SaveImage, MemoryImage, Sink };
 
 struct CaptureOptions {
 	bool live = false;      // false: pause the VM for the whole capture
@@ -22,6 +23,9 @@ struct CaptureOptions {
 	// Internal (base creation copies disks next): a domain that was running
 	// stays paused after success; the caller restores its state.
 	bool keep_paused = false;
+	// Internal, with CaptureFormat::Sink: pages go to this sink as they
+	// arrive (called on the receiver thread) and no file is written.
+	qemu::StreamSink *sink = nullptr;
 };
 
 struct CaptureResult {
@@ -36,6 +40,7 @@ struct CaptureResult {
 	uint64_t file_bytes = 0;      // size of what was written
 	double seconds = 0;           // whole operation
 	double downtime_ms = 0;       // how long QEMU kept the VM paused (live)
+	qemu::StreamInfo stream;      // what the stream said (device state included)
 };
 
 // Throws CLOUDLET_E_NOT_FOUND (no such domain), E_INVALID_ARG (not running

@@ -97,9 +97,22 @@ static void test_null_arguments(void **state) {
 	ro.virt_type = "xen";
 	assert_int_equal(cloudlet_base_resume(NULL, ctx, "b", &ro), CLOUDLET_E_INVALID_ARG);
 	assert_message_contains("virt_type");
+	cloudlet_overlay_info *oi = (cloudlet_overlay_info *)0x1;
+	assert_int_equal(cloudlet_overlay_inspect(&oi, ctx, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_null(oi);
+	assert_int_equal(cloudlet_overlay_inspect(NULL, ctx, "x", NULL), CLOUDLET_E_INVALID_ARG);
+	cloudlet_overlay_options oo = CLOUDLET_OVERLAY_OPTIONS_INIT;
+	oo.codec = "gzip";
+	assert_int_equal(cloudlet_overlay_create(NULL, ctx, "d", "/tmp/x", &oo), CLOUDLET_E_INVALID_ARG);
+	assert_message_contains("codec");
+	oo.codec = NULL;
+	oo.level = 99;
+	assert_int_equal(cloudlet_overlay_create(NULL, ctx, "d", "/tmp/x", &oo), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_overlay_create(NULL, ctx, NULL, "/tmp/x", NULL), CLOUDLET_E_INVALID_ARG);
 	cloudlet_ctx_free(ctx);
 
 	/* Free functions accept NULL. */
+	cloudlet_overlay_info_free(NULL);
 	cloudlet_capture_result_free(NULL);
 	cloudlet_base_info_free(NULL);
 	cloudlet_base_list_free(NULL);

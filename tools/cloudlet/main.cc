@@ -24,6 +24,7 @@ const char *usage =
     "  snapshot info     what a libvirt save image or QEMU migration stream holds\n"
     "  snapshot capture  a running domain's memory into a save image, optionally live\n"
     "  base ...          base VMs: create, list, show, remove, export, import, resume\n"
+    "  overlay ...       VM overlays: create, info\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --connect URI     libvirt URI (default qemu:///system as root, else qemu:///session)\n"
@@ -48,6 +49,7 @@ const std::map<std::string, Command> &commands() {
 	    {"snapshot info", {cli::cmd_snapshot_info, cli::snapshot_info_help}},
 	    {"snapshot capture", {cli::cmd_snapshot_capture, cli::snapshot_capture_help}},
 	    {"base", {cli::cmd_base, cli::base_help}},
+	    {"overlay", {cli::cmd_overlay, cli::overlay_help}},
 	};
 	return c;
 }
