@@ -561,7 +561,8 @@ enum {
 	CLOUDLET_CHUNK_BASE_DISK = 3,   /**< equal to 4 KiB of a base disk (512-byte aligned) */
 	CLOUDLET_CHUNK_SELF = 4,        /**< equal to an earlier chunk of the overlay */
 	CLOUDLET_CHUNK_DATA = 5,        /**< stored (compressed) in the overlay */
-	CLOUDLET_CHUNK_KINDS = 6
+	CLOUDLET_CHUNK_DELTA = 6,       /**< stored as XOR against the base chunk at the same position */
+	CLOUDLET_CHUNK_KINDS = 7
 };
 
 /** Options for overlay calls. */

@@ -59,7 +59,7 @@ void ChunkSpill::read(uint64_t slot, uint8_t *out) const {
 
 Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)
     : base_(base), memory_table_(base.memory_index ? base.memory_index->count() : 0), spill_(spill_dir),
-      scratch_(kChunkSize) {
+      scratch_(kChunkSize), xor_(kChunkSize) {
 	const Hash128 zero = zero_chunk_hash();
 	if (base.memory_index)
 		for (uint64_t p = 0; p < base.memory_index->count(); p++) {
@@ -100,10 +100,11 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 		return r;
 	};
 	// 1. Unchanged at the same position (cheapest: one compare, no hash).
+	const uint8_t *same = nullptr; // the base chunk at this position, if it has data
 	if (space == format::kMemorySpace) {
 		if (base_.memory && base_.same_memory_layout && chunk < base_.memory->stream_info().total_pages) {
-			const uint8_t *b = base_.memory->page(chunk);
-			if (b ? memcmp(b, data, kChunkSize) == 0 : is_zero_chunk(data)) {
+			same = base_.memory->page(chunk);
+			if (same ? memcmp(same, data, kChunkSize) == 0 : is_zero_chunk(data)) {
 				r.unchanged = true;
 				return done(0);
 			}
@@ -111,9 +112,12 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 	} else if (size_t d = space - 1u; d < base_.disks.size()) {
 		const auto &disk = base_.disks[d];
 		uint64_t off = chunk * kChunkSize;
-		if (off + kChunkSize <= disk.bytes && memcmp(disk.data + off, data, kChunkSize) == 0) {
-			r.unchanged = true;
-			return done(0);
+		if (off + kChunkSize <= disk.bytes) {
+			same = disk.data + off;
+			if (memcmp(same, data, kChunkSize) == 0) {
+				r.unchanged = true;
+				return done(0);
+			}
 		}
 	}
 	// 2. Zero.
@@ -146,12 +150,28 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 			return done(static_cast<int>(ChunkKind::Self));
 		}
 	}
-	// 6. Data: remembered for later chunks.
+	// 6. Data: remembered for later chunks (by content, not as stored).
 	uint64_t slot = spill_.append(data);
 	self_refs_.push_back(uint64_t(space) << 56 | chunk);
 	self_table_.insert(h.lo, slot);
 	r.kind = ChunkKind::Data;
-	return done(static_cast<int>(ChunkKind::Data));
+	r.payload = data;
+	if (same) {
+		int differ = 0;
+		for (size_t i = 0; i < kChunkSize; i += 8) {
+			uint64_t a, b;
+			memcpy(&a, data + i, 8);
+			memcpy(&b, same + i, 8);
+			uint64_t x = a ^ b;
+			memcpy(xor_.data() + i, &x, 8);
+			differ += x != 0;
+		}
+		if (differ <= kXorMaxDifferentWords) {
+			r.kind = ChunkKind::DataXor;
+			r.payload = xor_.data();
+		}
+	}
+	return done(static_cast<int>(r.kind));
 }
 
 } // namespace cloudlet::engine

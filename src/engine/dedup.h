@@ -52,11 +52,12 @@ struct DedupDecision {
 	bool unchanged = false;                 // no record needed
 	format::ChunkKind kind = format::ChunkKind::Data;
 	uint64_t ref = 0;
+	const uint8_t *payload = nullptr;       // Data/DataXor: the bytes to store (valid until the next call)
 };
 
 struct DedupCounts {
-	// [space kind: 0 memory, 1 disk][category: 0 unchanged, 1..5 ChunkKind]
-	uint64_t n[2][6] = {};
+	// [space kind: 0 memory, 1 disk][category: 0 unchanged, 1..6 ChunkKind]
+	uint64_t n[2][format::kChunkKinds] = {};
 	uint64_t total(int space) const {
 		uint64_t t = 0;
 		for (uint64_t v : n[space])
@@ -80,8 +81,13 @@ private:
 	ChunkSpill spill_;
 	std::vector<uint64_t> self_refs_; // spill slot -> (space << 56 | chunk)
 	DedupCounts counts_;
-	std::vector<uint8_t> scratch_;
+	std::vector<uint8_t> scratch_, xor_;
 };
+
+// Chunks that still share more than half their 8-byte words with the base
+// chunk at the same position are stored as XOR against it (measured:
+// docs/overlays.md).
+constexpr int kXorMaxDifferentWords = 256;
 
 bool is_zero_chunk(const uint8_t *data);
 

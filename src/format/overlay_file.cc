@@ -169,6 +169,7 @@ const char *chunk_kind_name(ChunkKind k) {
 	case ChunkKind::BaseDisk: return "base-disk";
 	case ChunkKind::Self: return "self";
 	case ChunkKind::Data: return "data";
+	case ChunkKind::DataXor: return "data-xor";
 	}
 	return "unknown";
 }
@@ -200,15 +201,17 @@ OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine
 }
 
 void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref) {
-	if (kind == ChunkKind::Data)
-		fail(CLOUDLET_E_INTERNAL, "add_ref with a Data record");
+	if (stores_payload(kind))
+		fail(CLOUDLET_E_INTERNAL, "add_ref with a record that stores data");
 	records_.push_back({space, kind, chunk, ref});
 	if (records_.size() >= kMaxSegmentRecords)
 		flush_segment();
 }
 
-void OverlayWriter::add_data(uint8_t space, uint64_t chunk, const uint8_t *data) {
-	records_.push_back({space, ChunkKind::Data, chunk, 0});
+void OverlayWriter::add_data(uint8_t space, uint64_t chunk, const uint8_t *data, ChunkKind kind) {
+	if (!stores_payload(kind))
+		fail(CLOUDLET_E_INTERNAL, "add_data with a reference record");
+	records_.push_back({space, kind, chunk, 0});
 	append(payload_, data, kOverlayChunk);
 	if (payload_.size() >= segment_bytes_ || records_.size() >= kMaxSegmentRecords)
 		flush_segment();
@@ -217,47 +220,44 @@ void OverlayWriter::add_data(uint8_t space, uint64_t chunk, const uint8_t *data)
 void OverlayWriter::flush_segment() {
 	if (records_.empty())
 		return;
+	// Records and payload are compressed together: records are regular
+	// (runs of chunk numbers) and compress well.
+	raw_.clear();
+	for (const auto &r : records_) {
+		uint8_t rec[kRecord] = {r.space, static_cast<uint8_t>(r.kind)};
+		for (int i = 0; i < 8; i++) {
+			rec[8 + i] = static_cast<uint8_t>(r.chunk >> (8 * i));
+			rec[16 + i] = static_cast<uint8_t>(r.ref >> (8 * i));
+		}
+		append(raw_, rec, kRecord);
+	}
+	append(raw_, payload_.data(), payload_.size());
 	engine::Codec codec = codec_;
 	stored_.clear();
-	if (!payload_.empty() && codec != engine::Codec::None) {
-		engine::compress_block(codec, level_, payload_.data(), payload_.size(), stored_);
-		if (stored_.size() >= payload_.size()) { // incompressible: keep it plain
+	if (codec != engine::Codec::None) {
+		engine::compress_block(codec, level_, raw_.data(), raw_.size(), stored_);
+		if (stored_.size() >= raw_.size()) { // incompressible: keep it plain
 			codec = engine::Codec::None;
 			stored_.clear();
 		}
-	} else {
-		codec = engine::Codec::None;
 	}
-	if (codec == engine::Codec::None)
-		stored_ = payload_;
+	const std::vector<uint8_t> &body = codec == engine::Codec::None ? raw_ : stored_;
 	seg_.clear();
 	append(seg_, kSegMagic, 8);
 	put32(seg_, static_cast<uint32_t>(codec));
 	put32(seg_, static_cast<uint32_t>(records_.size()));
-	put32(seg_, static_cast<uint32_t>(payload_.size()));
-	put32(seg_, static_cast<uint32_t>(stored_.size()));
-	size_t hash_at = seg_.size();
-	put64(seg_, 0); // records + stored, filled below
-	put64(seg_, XXH64(payload_.data(), payload_.size(), 0));
+	put32(seg_, static_cast<uint32_t>(raw_.size()));
+	put32(seg_, static_cast<uint32_t>(body.size()));
+	uint64_t h = XXH64(body.data(), body.size(), 0);
+	put64(seg_, h);
+	put64(seg_, XXH64(raw_.data(), raw_.size(), 0));
 	put64(seg_, 0);
-	size_t body = seg_.size();
-	for (const auto &r : records_) {
-		seg_.push_back(r.space);
-		seg_.push_back(static_cast<uint8_t>(r.kind));
-		static const uint8_t zeros[6] = {};
-		append(seg_, zeros, 6);
-		put64(seg_, r.chunk);
-		put64(seg_, r.ref);
-	}
-	append(seg_, stored_.data(), stored_.size());
-	uint64_t h = XXH64(seg_.data() + body, seg_.size() - body, 0);
-	for (int i = 0; i < 8; i++)
-		seg_[hash_at + i] = static_cast<uint8_t>(h >> (8 * i));
+	append(seg_, body.data(), body.size());
 	out_.write(seg_.data(), seg_.size());
 	table_.push_back({offset_, seg_.size(), h});
-	payload_total_ += payload_.size();
-	stored_total_ += stored_.size();
 	offset_ += seg_.size();
+	payload_total_ += payload_.size();
+	stored_total_ += body.size();
 	records_.clear();
 	payload_.clear();
 }
@@ -274,8 +274,21 @@ uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 		put64(f, t.bytes);
 		put64(f, t.hash);
 	}
+	std::vector<uint8_t> ds;
+	engine::Codec dcodec = codec_;
+	if (dcodec != engine::Codec::None && !device_state.empty()) {
+		engine::compress_block(dcodec, level_, device_state.data(), device_state.size(), ds);
+		if (ds.size() >= device_state.size())
+			dcodec = engine::Codec::None;
+	} else {
+		dcodec = engine::Codec::None;
+	}
+	if (dcodec == engine::Codec::None)
+		ds = device_state;
+	put32(f, static_cast<uint32_t>(dcodec));
 	put64(f, device_state.size());
-	append(f, device_state.data(), device_state.size());
+	put64(f, ds.size());
+	append(f, ds.data(), ds.size());
 	put64(f, XXH64(device_state.data(), device_state.size(), 0));
 	put64(f, header_hash_);
 	put64(f, offset_);
@@ -327,7 +340,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		uint64_t offset, bytes, hash;
 	};
 	std::vector<Seen> segs;
-	std::vector<uint8_t> recs, stored, payload;
+	std::vector<uint8_t> stored, raw;
 	for (;;) {
 		uint64_t seg_off = r.offset();
 		const uint8_t *mm = r.bytes(8, "segment or footer magic");
@@ -336,31 +349,31 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		if (memcmp(mm, kSegMagic, 8) != 0)
 			r.fail_at(seg_off, "expected a segment or the footer");
 		const uint8_t *sh = r.bytes(kSegHeader, "segment header");
-		uint32_t codec = get32(sh), n = get32(sh + 4), raw = get32(sh + 8), st = get32(sh + 12);
-		uint64_t hash = get64(sh + 16), payload_hash = get64(sh + 24);
+		uint32_t codec = get32(sh), n = get32(sh + 4), rawlen = get32(sh + 8), st = get32(sh + 12);
+		uint64_t hash = get64(sh + 16), raw_hash = get64(sh + 24);
 		if (codec > 2)
 			r.fail_at(seg_off + 8, "unknown codec " + std::to_string(codec));
-		if (n == 0 || n > kMaxSegmentRecords || raw > kMaxSegmentPayload || raw % kOverlayChunk ||
-		    st > kMaxSegmentPayload + (1u << 20) || get64(sh + 32) != 0)
+		uint64_t rec_bytes = uint64_t(n) * kRecord;
+		if (n == 0 || n > kMaxSegmentRecords || rawlen < rec_bytes || rawlen - rec_bytes > kMaxSegmentPayload ||
+		    (rawlen - rec_bytes) % kOverlayChunk || st > rawlen + (1u << 20) || get64(sh + 32) != 0)
 			r.fail_at(seg_off + 8, "segment header out of range (" + std::to_string(n) + " records, " +
-			                           std::to_string(raw) + " payload bytes, " + std::to_string(st) + " stored)");
-		read_into(recs, size_t(n) * kRecord, "segment records");
-		read_into(stored, st, "segment payload");
-		XXH64_reset(hs, 0);
-		XXH64_update(hs, recs.data(), recs.size());
-		XXH64_update(hs, stored.data(), stored.size());
-		if (XXH64_digest(hs) != hash)
+			                           std::to_string(rawlen) + " bytes, " + std::to_string(st) + " stored)");
+		read_into(stored, st, "segment body");
+		if (XXH64(stored.data(), stored.size(), 0) != hash)
 			r.fail_at(seg_off, "segment checksum mismatch");
-		payload.resize(raw);
-		engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), payload.data(), raw,
+		raw.resize(rawlen);
+		engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), raw.data(), rawlen,
 		                         "overlay segment at offset " + std::to_string(seg_off));
-		if (XXH64(payload.data(), payload.size(), 0) != payload_hash)
-			r.fail_at(seg_off, "segment payload checksum mismatch after decompression");
+		if (XXH64(raw.data(), raw.size(), 0) != raw_hash)
+			r.fail_at(seg_off, "segment checksum mismatch after decompression");
+		const uint8_t *recs = raw.data();
+		const uint8_t *payload = raw.data() + rec_bytes;
+		uint64_t raw_payload = rawlen - rec_bytes;
 		// Validate every record before handing any on.
 		size_t slots = 0;
 		std::vector<ChunkRecord> list(n);
 		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *p = recs.data() + size_t(i) * kRecord;
+			const uint8_t *p = recs + size_t(i) * kRecord;
 			ChunkRecord rec{p[0], static_cast<ChunkKind>(p[1]), get64(p + 8), get64(p + 16)};
 			auto bad = [&](const std::string &why) {
 				r.fail_at(seg_off + 8 + kSegHeader + uint64_t(i) * kRecord, "record " + std::to_string(i) + ": " + why);
@@ -369,7 +382,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 				bad("reserved bytes are not zero");
 			if (rec.space > h.disks.size())
 				bad("space " + std::to_string(rec.space) + " does not exist");
-			if (p[1] < 1 || p[1] > 5)
+			if (p[1] < 1 || p[1] >= kChunkKinds)
 				bad("unknown kind " + std::to_string(p[1]));
 			if (rec.chunk >= h.chunks_in(rec.space))
 				bad("chunk " + std::to_string(rec.chunk) + " is beyond its space");
@@ -395,23 +408,36 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 				if (!data_seen.count(rec.ref))
 					bad("refers to a chunk not stored earlier in the overlay");
 				break;
+			case ChunkKind::DataXor:
+				if (rec.ref)
+					bad("data record with a reference");
+				if (bounds.known &&
+				    (rec.space == kMemorySpace ? rec.chunk >= bounds.memory_pages
+				                               : (rec.chunk + 1) * kOverlayChunk > bounds.disk_bytes[rec.space - 1u]))
+					bad("a delta against a base chunk that does not exist");
+				slots++;
+				data_seen.insert(key(rec.space, rec.chunk));
+				break;
 			case ChunkKind::Data:
+				if (rec.ref)
+					bad("data record with a reference");
 				slots++;
 				data_seen.insert(key(rec.space, rec.chunk));
 				break;
 			}
 			list[i] = rec;
 		}
-		if (slots * kOverlayChunk != raw)
-			r.fail_at(seg_off + 8, std::to_string(slots) + " data records for " + std::to_string(raw) + " payload bytes");
+		if (slots * kOverlayChunk != raw_payload)
+			r.fail_at(seg_off + 8,
+			          std::to_string(slots) + " data records for " + std::to_string(raw_payload) + " payload bytes");
 		size_t slot = 0;
 		for (const auto &rec : list) {
 			c.records[static_cast<int>(rec.kind)]++;
 			(rec.space == kMemorySpace ? c.memory_records : c.disk_records)++;
-			sink.on_chunk(rec, rec.kind == ChunkKind::Data ? payload.data() + kOverlayChunk * slot++ : nullptr);
+			sink.on_chunk(rec, stores_payload(rec.kind) ? payload + kOverlayChunk * slot++ : nullptr);
 		}
 		c.segments++;
-		c.payload_bytes += raw;
+		c.payload_bytes += raw_payload;
 		c.stored_bytes += st;
 		segs.push_back({seg_off, r.offset() - seg_off, hash});
 	}
@@ -425,11 +451,16 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			r.fail("segment table entry " + std::to_string(i) + " does not match segment at " +
 			       std::to_string(segs[i].offset));
 	}
-	uint64_t ds_len = get64(r.bytes(8, "device state length"));
-	if (ds_len > kMaxDeviceState)
-		r.fail("device state length " + std::to_string(ds_len) + " is out of range");
-	std::vector<uint8_t> device_state;
-	read_into(device_state, ds_len, "device state");
+	const uint8_t *dh = r.bytes(20, "device state header");
+	uint32_t dcodec = get32(dh);
+	uint64_t ds_len = get64(dh + 4), ds_stored = get64(dh + 12);
+	if (dcodec > 2 || ds_len > kMaxDeviceState || ds_stored > ds_len + (1u << 20))
+		r.fail("device state header out of range (codec " + std::to_string(dcodec) + ", " + std::to_string(ds_len) +
+		       " bytes, " + std::to_string(ds_stored) + " stored)");
+	std::vector<uint8_t> ds_body, device_state(ds_len);
+	read_into(ds_body, ds_stored, "device state");
+	engine::decompress_block(static_cast<engine::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
+	                         device_state.size(), "overlay device state");
 	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
 		r.fail("device state checksum mismatch");
 	const uint8_t *t = r.bytes(24, "footer trailer");

@@ -15,7 +15,11 @@
 
 namespace cloudlet::format {
 
-enum class ChunkKind : uint8_t { Zero = 1, BaseMemory = 2, BaseDisk = 3, Self = 4, Data = 5 };
+// DataXor: the payload slot holds the chunk XOR the base chunk at the same
+// position (pages that changed a little compress to almost nothing).
+enum class ChunkKind : uint8_t { Zero = 1, BaseMemory = 2, BaseDisk = 3, Self = 4, Data = 5, DataXor = 6 };
+constexpr int kChunkKinds = 7; // 0 (unchanged) .. 6
+inline bool stores_payload(ChunkKind k) { return k == ChunkKind::Data || k == ChunkKind::DataXor; }
 const char *chunk_kind_name(ChunkKind k);
 
 constexpr uint8_t kMemorySpace = 0; // disks: 1 + index in OverlayHeader::disks
@@ -58,8 +62,9 @@ public:
 	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level, size_t segment_bytes);
 	// A reference record (every kind but Data).
 	void add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref);
-	// A chunk stored in the overlay (4096 bytes, copied).
-	void add_data(uint8_t space, uint64_t chunk, const uint8_t *data);
+	// A chunk stored in the overlay (4096 bytes, copied): Data, or DataXor
+	// with `data` already XORed with the base chunk at the same position.
+	void add_data(uint8_t space, uint64_t chunk, const uint8_t *data, ChunkKind kind = ChunkKind::Data);
 	// Flushes the last segment and writes the footer with the launch VM's
 	// device state (known only once the migration stream has ended).
 	// Returns the bytes written in all.
@@ -75,7 +80,7 @@ private:
 	int level_;
 	size_t segment_bytes_;
 	std::vector<ChunkRecord> records_;
-	std::vector<uint8_t> payload_, stored_, seg_;
+	std::vector<uint8_t> payload_, raw_, stored_, seg_;
 	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
 	struct TableEntry {
 		uint64_t offset, bytes, hash;
@@ -88,7 +93,7 @@ class OverlaySink {
 public:
 	virtual ~OverlaySink() = default;
 	virtual void on_header(const OverlayHeader &) {}
-	// `data` is the chunk's 4096 bytes for Data records, else null.
+	// `data` is the stored 4096 bytes for Data and DataXor records, else null.
 	virtual void on_chunk(const ChunkRecord &r, const uint8_t *data) = 0;
 	// The launch VM's device state, from the footer, after every chunk.
 	virtual void on_device_state(const std::vector<uint8_t> &) {}
@@ -102,7 +107,7 @@ struct BaseBounds {
 };
 
 struct OverlayCounts {
-	uint64_t records[6] = {}; // by kind, [0] unused
+	uint64_t records[kChunkKinds] = {}; // by kind, [0] unused
 	uint64_t memory_records = 0, disk_records = 0;
 	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0, device_state_bytes = 0;
 };

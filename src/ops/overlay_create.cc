@@ -86,8 +86,8 @@ public:
 		engine::DedupDecision d = dd_.classify(format::kMemorySpace, linear, data);
 		if (d.unchanged)
 			return;
-		if (d.kind == format::ChunkKind::Data)
-			writer->add_data(format::kMemorySpace, linear, data);
+		if (format::stores_payload(d.kind))
+			writer->add_data(format::kMemorySpace, linear, d.payload, d.kind);
 		else
 			writer->add_ref(format::kMemorySpace, linear, d.kind, d.ref);
 	}
@@ -289,8 +289,8 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 					engine::DedupDecision d = dd.classify(space, at / engine::kChunkSize, data);
 					if (d.unchanged)
 						continue;
-					if (d.kind == format::ChunkKind::Data)
-						pages.writer->add_data(space, at / engine::kChunkSize, data);
+					if (format::stores_payload(d.kind))
+						pages.writer->add_data(space, at / engine::kChunkSize, d.payload, d.kind);
 					else
 						pages.writer->add_ref(space, at / engine::kChunkSize, d.kind, d.ref);
 				}

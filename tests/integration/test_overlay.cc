@@ -119,12 +119,13 @@ static void test_create_and_info(void **) {
 	print_message("# overlay: %llu bytes (payload %llu -> %llu) in %.2f s (capture+dedup %.2f s, disks %.2f s)\n",
 	              (unsigned long long)o->file_bytes, (unsigned long long)o->payload_bytes,
 	              (unsigned long long)o->stored_bytes, o->total_seconds, o->capture_seconds, o->disk_seconds);
-	print_message("# memory: unchanged %llu zero %llu base-mem %llu base-disk %llu self %llu data %llu\n",
-	              (unsigned long long)o->memory[0], (unsigned long long)o->memory[1], (unsigned long long)o->memory[2],
-	              (unsigned long long)o->memory[3], (unsigned long long)o->memory[4], (unsigned long long)o->memory[5]);
-	print_message("# disk:   unchanged %llu zero %llu base-mem %llu base-disk %llu self %llu data %llu\n",
-	              (unsigned long long)o->disk[0], (unsigned long long)o->disk[1], (unsigned long long)o->disk[2],
-	              (unsigned long long)o->disk[3], (unsigned long long)o->disk[4], (unsigned long long)o->disk[5]);
+	for (int space = 0; space < 2; space++) {
+		const uint64_t *n = space ? o->disk : o->memory;
+		print_message("# %s: unchanged %llu zero %llu base-mem %llu base-disk %llu self %llu data %llu delta %llu\n",
+		              space ? "disk" : "memory", (unsigned long long)n[0], (unsigned long long)n[1],
+		              (unsigned long long)n[2], (unsigned long long)n[3], (unsigned long long)n[4],
+		              (unsigned long long)n[5], (unsigned long long)n[6]);
+	}
 	assert_counts_add_up(o);
 	// Where the workload put them.
 	assert_true(o->memory[CLOUDLET_CHUNK_DATA] >= 2048 * 9 / 10);       // 8 MiB of random data, once

@@ -91,11 +91,13 @@ std::vector<uint8_t> build(engine::Codec codec, size_t segment_bytes, std::vecto
 	w.add_ref(2, 3, ChunkKind::Self, 7); // memory chunk 7 (space 0) was stored
 	auto p = page(999, false);
 	w.add_data(2, 4, p.data());
+	w.add_data(0, 6000, p.data(), ChunkKind::DataXor);
 	expect->insert(expect->end(), {{0, ChunkKind::Zero, 5000, 0},
 	                               {0, ChunkKind::BaseMemory, 5001, 123},
 	                               {1, ChunkKind::BaseDisk, 10, 512 * 9},
 	                               {2, ChunkKind::Self, 3, 7},
-	                               {2, ChunkKind::Data, 4, 0}});
+	                               {2, ChunkKind::Data, 4, 0},
+	                               {0, ChunkKind::DataXor, 6000, 0}});
 	w.finish(std::vector<uint8_t>(1000, 0x5a));
 	return out.bytes;
 }
@@ -171,6 +173,7 @@ static void test_round_trip(void **) {
 			for (uint32_t i = 0; i < 300; i++)
 				assert_true(c.data[i] == page(i, i % 2));
 			assert_int_equal(n.records[static_cast<int>(ChunkKind::Data)], 301);
+			assert_int_equal(n.records[static_cast<int>(ChunkKind::DataXor)], 1);
 			assert_int_equal(n.memory_records + n.disk_records, expect.size());
 			assert_int_equal(n.file_bytes, bytes.size());
 			if (codec != engine::Codec::None)
@@ -183,7 +186,7 @@ static void test_references_checked_against_base(void **) {
 	std::vector<format::ChunkRecord> expect;
 	auto bytes = build(engine::Codec::Zstd, 4 << 20, &expect);
 	Collected c;
-	format::BaseBounds ok{true, 200, {64 << 20, 8 << 20}};
+	format::BaseBounds ok{true, 6001, {64 << 20, 8 << 20}};
 	read_all(bytes, c, ok);
 	format::BaseBounds small{true, 100, {64 << 20, 8 << 20}}; // page 123 does not exist
 	try {
@@ -330,12 +333,24 @@ static void test_dedup_categories(void **) {
 	auto other = page(78, false);
 	expect(1, 2, other.data(), false, K::Data, 0);
 	expect(0, 10, other.data(), false, K::Self, uint64_t(1) << 56 | 2);
+	// A page that changed a little against the base page at its position is
+	// stored as XOR against it; mostly zeros, so it compresses to little.
+	std::vector<uint8_t> tweaked(mem.data(11), mem.data(11) + 4096);
+	tweaked[100] ^= 0x55;
+	tweaked[3000] ^= 0x01;
+	engine::DedupDecision x = dd.classify(0, 11, tweaked.data());
+	assert_int_equal(static_cast<int>(x.kind), static_cast<int>(K::DataXor));
+	for (size_t i = 0; i < 4096; i++)
+		assert_int_equal(x.payload[i] ^ mem.data(11)[i], tweaked[i]);
+	// Self-references find it by content, not by its stored form.
+	expect(0, 12, tweaked.data(), false, K::Self, 11);
 	const auto &c = dd.counts();
-	assert_int_equal(c.total(0), 10);
+	assert_int_equal(c.total(0), 12);
 	assert_int_equal(c.total(1), 3);
 	assert_int_equal(c.n[0][0], 2);
 	assert_int_equal(c.n[0][static_cast<int>(K::BaseDisk)], 2);
-	assert_int_equal(c.n[0][static_cast<int>(K::Self)], 2);
+	assert_int_equal(c.n[0][static_cast<int>(K::Self)], 3);
+	assert_int_equal(c.n[0][static_cast<int>(K::DataXor)], 1);
 	std::string rm = "rm -rf '" + dir + "'";
 	assert_int_equal(system(rm.c_str()), 0);
 }

@@ -19,7 +19,7 @@ const char *overlay_help =
 
 namespace {
 
-const char *kCat[] = {"unchanged", "zero", "base_memory", "base_disk", "self", "data"};
+const char *kCat[] = {"unchanged", "zero", "base_memory", "base_disk", "self", "data", "delta"};
 
 json_object *info_json(const cloudlet_overlay_info *i) {
 	json_object *o = json_object_new_object();
@@ -55,15 +55,16 @@ json_object *info_json(const cloudlet_overlay_info *i) {
 void print_info(const cloudlet_overlay_info *i) {
 	printf("%s: overlay for base %.16s, %s, %s in %llu segments\n", i->path, i->base_id, i->codec,
 	       human_bytes(i->file_bytes).c_str(), static_cast<unsigned long long>(i->segments));
-	printf("  %-8s %10s %10s %8s %11s %9s %7s %8s\n", "", "chunks", "unchanged", "zero", "base mem", "base disk",
-	       "self", "data");
+	printf("  %-8s %10s %10s %8s %11s %9s %7s %8s %8s\n", "", "chunks", "unchanged", "zero", "base mem", "base disk",
+	       "self", "data", "delta");
 	for (int space = 0; space < 2; space++) {
 		const uint64_t *n = space ? i->disk : i->memory;
-		printf("  %-8s %10llu %10llu %8llu %11llu %9llu %7llu %8llu\n", space ? "disk" : "memory",
+		printf("  %-8s %10llu %10llu %8llu %11llu %9llu %7llu %8llu %8llu\n", space ? "disk" : "memory",
 		       static_cast<unsigned long long>(space ? i->disk_chunks : i->memory_chunks),
 		       static_cast<unsigned long long>(n[0]), static_cast<unsigned long long>(n[1]),
 		       static_cast<unsigned long long>(n[2]), static_cast<unsigned long long>(n[3]),
-		       static_cast<unsigned long long>(n[4]), static_cast<unsigned long long>(n[5]));
+		       static_cast<unsigned long long>(n[4]), static_cast<unsigned long long>(n[5]),
+		       static_cast<unsigned long long>(n[6]));
 	}
 	uint64_t launch = (i->memory_chunks + i->disk_chunks) * 4096;
 	printf("  stored   %s of chunk data -> %s compressed; launch VM %s, %.0fx smaller\n",
