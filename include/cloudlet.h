@@ -571,13 +571,14 @@ typedef struct cloudlet_overlay_options {
 	const char *codec;          /**< create: "zstd" (NULL), "lzma" or "none" */
 	int level;                  /**< create: codec level; -1: the codec's default */
 	int stop;                   /**< create: shut the domain off afterwards */
+	unsigned int threads;       /**< create: segments compressed at once; 0: the context's worker_threads */
 	cloudlet_progress_cb progress;
 	void *progress_userdata;
 	cloudlet_cancel *cancel;
 } cloudlet_overlay_options;
 
 #define CLOUDLET_OVERLAY_OPTIONS_VERSION 1
-#define CLOUDLET_OVERLAY_OPTIONS_INIT { CLOUDLET_OVERLAY_OPTIONS_VERSION, NULL, -1, 0, NULL, NULL, NULL }
+#define CLOUDLET_OVERLAY_OPTIONS_INIT { CLOUDLET_OVERLAY_OPTIONS_VERSION, NULL, -1, 0, 0, NULL, NULL, NULL }
 
 CLOUDLET_API cloudlet_status cloudlet_overlay_options_init(cloudlet_overlay_options *opts, unsigned int version);
 

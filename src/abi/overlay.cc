@@ -71,6 +71,8 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_create(cloudlet_overlay_info **out
 		require(o.level >= -1 && o.level <= 22, "level is out of range");
 		co.level = o.level;
 		co.stop = o.stop != 0;
+		require(o.threads <= 256, "threads is out of range");
+		co.threads = o.threads;
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		auto info = cloudlet::ops::overlay_create(ctx->ctx, domain, path, co, progress);
 		if (out)

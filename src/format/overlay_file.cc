@@ -184,8 +184,8 @@ uint64_t OverlayHeader::chunks_in(uint8_t space) const {
 // ---------------------------------------------------------------------------
 
 OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level,
-                             size_t segment_bytes)
-    : out_(out), codec_(codec), level_(level),
+                             size_t segment_bytes, unsigned threads)
+    : out_(out), threads_(threads), codec_(codec), level_(level),
       segment_bytes_(std::clamp<size_t>(segment_bytes, kOverlayChunk, kMaxSegmentPayload)) {
 	std::string json = header_json(h);
 	if (json.size() > kMaxHeader)
@@ -217,53 +217,82 @@ void OverlayWriter::add_data(uint8_t space, uint64_t chunk, const uint8_t *data,
 		flush_segment();
 }
 
+OverlayWriter::~OverlayWriter() {
+	// Abandoned (an error upstream): let running compressions finish quietly.
+	for (auto &f : pending_)
+		if (f.valid())
+			f.wait();
+}
+
 void OverlayWriter::flush_segment() {
 	if (records_.empty())
 		return;
 	// Records and payload are compressed together: records are regular
 	// (runs of chunk numbers) and compress well.
-	raw_.clear();
+	std::vector<uint8_t> raw;
+	raw.reserve(records_.size() * kRecord + payload_.size());
 	for (const auto &r : records_) {
 		uint8_t rec[kRecord] = {r.space, static_cast<uint8_t>(r.kind)};
 		for (int i = 0; i < 8; i++) {
 			rec[8 + i] = static_cast<uint8_t>(r.chunk >> (8 * i));
 			rec[16 + i] = static_cast<uint8_t>(r.ref >> (8 * i));
 		}
-		append(raw_, rec, kRecord);
+		append(raw, rec, kRecord);
 	}
-	append(raw_, payload_.data(), payload_.size());
-	engine::Codec codec = codec_;
-	stored_.clear();
-	if (codec != engine::Codec::None) {
-		engine::compress_block(codec, level_, raw_.data(), raw_.size(), stored_);
-		if (stored_.size() >= raw_.size()) { // incompressible: keep it plain
-			codec = engine::Codec::None;
-			stored_.clear();
-		}
-	}
-	const std::vector<uint8_t> &body = codec == engine::Codec::None ? raw_ : stored_;
-	seg_.clear();
-	append(seg_, kSegMagic, 8);
-	put32(seg_, static_cast<uint32_t>(codec));
-	put32(seg_, static_cast<uint32_t>(records_.size()));
-	put32(seg_, static_cast<uint32_t>(raw_.size()));
-	put32(seg_, static_cast<uint32_t>(body.size()));
-	uint64_t h = XXH64(body.data(), body.size(), 0);
-	put64(seg_, h);
-	put64(seg_, XXH64(raw_.data(), raw_.size(), 0));
-	put64(seg_, 0);
-	append(seg_, body.data(), body.size());
-	out_.write(seg_.data(), seg_.size());
-	table_.push_back({offset_, seg_.size(), h});
-	offset_ += seg_.size();
-	payload_total_ += payload_.size();
-	stored_total_ += body.size();
+	append(raw, payload_.data(), payload_.size());
+	uint32_t nrec = static_cast<uint32_t>(records_.size());
+	uint64_t payload = payload_.size();
 	records_.clear();
 	payload_.clear();
+	auto job = [codec = codec_, level = level_, nrec, payload, raw = std::move(raw)]() {
+		Compressed c;
+		std::vector<uint8_t> stored;
+		engine::Codec used = codec;
+		if (used != engine::Codec::None) {
+			engine::compress_block(used, level, raw.data(), raw.size(), stored);
+			if (stored.size() >= raw.size()) // incompressible: keep it plain
+				used = engine::Codec::None;
+		}
+		const std::vector<uint8_t> &body = used == engine::Codec::None ? raw : stored;
+		append(c.bytes, kSegMagic, 8);
+		put32(c.bytes, static_cast<uint32_t>(used));
+		put32(c.bytes, nrec);
+		put32(c.bytes, static_cast<uint32_t>(raw.size()));
+		put32(c.bytes, static_cast<uint32_t>(body.size()));
+		c.hash = XXH64(body.data(), body.size(), 0);
+		put64(c.bytes, c.hash);
+		put64(c.bytes, XXH64(raw.data(), raw.size(), 0));
+		put64(c.bytes, 0);
+		append(c.bytes, body.data(), body.size());
+		c.payload = payload;
+		c.stored = body.size();
+		return c;
+	};
+	if (threads_ <= 1) {
+		std::promise<Compressed> p;
+		p.set_value(job());
+		pending_.push_back(p.get_future());
+	} else {
+		pending_.push_back(std::async(std::launch::async, std::move(job)));
+	}
+	while (pending_.size() >= std::max(1u, threads_))
+		write_oldest();
+}
+
+void OverlayWriter::write_oldest() {
+	Compressed c = pending_.front().get(); // rethrows a compression failure
+	pending_.pop_front();
+	out_.write(c.bytes.data(), c.bytes.size());
+	table_.push_back({offset_, c.bytes.size(), c.hash});
+	offset_ += c.bytes.size();
+	payload_total_ += c.payload;
+	stored_total_ += c.stored;
 }
 
 uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 	flush_segment();
+	while (!pending_.empty())
+		write_oldest();
 	if (device_state.size() > kMaxDeviceState)
 		fail(CLOUDLET_E_INVALID_ARG, "device state larger than 256 MiB");
 	std::vector<uint8_t> f;

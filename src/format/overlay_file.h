@@ -9,6 +9,8 @@
 #include "stream_writer.h"
 
 #include <cstdint>
+#include <deque>
+#include <future>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -58,8 +60,12 @@ struct OverlayHeader {
 class OverlayWriter {
 public:
 	// Writes the header at once. `segment_bytes`: payload per segment
-	// before compression (1..16 MiB).
-	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level, size_t segment_bytes);
+	// before compression (1..16 MiB). `threads`: segments compressed at once
+	// (in order of writing regardless); memory is bounded by `threads`
+	// segments in flight.
+	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level, size_t segment_bytes,
+	              unsigned threads = 1);
+	~OverlayWriter();
 	// A reference record (every kind but Data).
 	void add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref);
 	// A chunk stored in the overlay (4096 bytes, copied): Data, or DataXor
@@ -74,13 +80,20 @@ public:
 	uint64_t segments() const { return table_.size(); }
 
 private:
+	struct Compressed {
+		std::vector<uint8_t> bytes; // the whole segment, magic to end
+		uint64_t hash = 0, payload = 0, stored = 0;
+	};
 	void flush_segment();
+	void write_oldest();
 	qemu::ByteSink &out_;
+	unsigned threads_;
+	std::deque<std::future<Compressed>> pending_;
 	engine::Codec codec_;
 	int level_;
 	size_t segment_bytes_;
 	std::vector<ChunkRecord> records_;
-	std::vector<uint8_t> payload_, raw_, stored_, seg_;
+	std::vector<uint8_t> payload_;
 	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
 	struct TableEntry {
 		uint64_t offset, bytes, hash;

@@ -15,6 +15,7 @@ struct OverlayCreateOptions {
 	int level = -1;             // codec default
 	bool stop = false;          // shut the domain off afterwards
 	size_t segment_bytes = 4u << 20;
+	unsigned threads = 0;       // compression threads; 0: the context's worker threads
 };
 
 struct OverlayInfo {

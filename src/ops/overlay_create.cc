@@ -242,7 +242,8 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	} out{fd, part};
 	qemu::FdSink sink(fd, part);
 	DedupSink pages(dd, db, base_mem.stream_info(), header, [&] {
-		return std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes);
+		unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
+		return std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes, threads);
 	});
 
 	CaptureResult cap;

@@ -7,7 +7,7 @@
 namespace cli {
 
 const char *overlay_help =
-    "usage: cloudlet overlay create DOMAIN FILE [--codec zstd|lzma|none] [--level N] [--stop]\n"
+    "usage: cloudlet overlay create DOMAIN FILE [--codec zstd|lzma|none] [--level N] [--threads N] [--stop]\n"
     "       cloudlet overlay info FILE\n"
     "\n"
     "create: DOMAIN must have been resumed from a base of the store (cloudlet base\n"
@@ -78,8 +78,9 @@ void print_info(const cloudlet_overlay_info *i) {
 } // namespace
 
 int cmd_overlay(const Global &g, Args args) {
-	std::string codec, level;
+	std::string codec, level, threads;
 	bool has_codec = args.value("--codec", &codec), has_level = args.value("--level", &level);
+	bool has_threads = args.value("--threads", &threads);
 	bool stop = args.flag("--stop");
 	std::vector<std::string> pos = args.positional("overlay");
 	if (pos.empty())
@@ -100,7 +101,14 @@ int cmd_overlay(const Global &g, Args args) {
 		o.level = static_cast<int>(v);
 	}
 	o.stop = stop;
-	if ((sub == "info" && (has_codec || has_level || stop)) || (sub != "info" && sub != "create"))
+	if (has_threads) {
+		char *end = nullptr;
+		long v = strtol(threads.c_str(), &end, 10);
+		if (threads.empty() || *end || v < 1 || v > 256)
+			throw Failure{"--threads takes a number from 1 to 256", 2};
+		o.threads = static_cast<unsigned>(v);
+	}
+	if ((sub == "info" && (has_codec || has_level || stop || has_threads)) || (sub != "info" && sub != "create"))
 		throw Failure{"unknown subcommand or option for 'overlay " + sub + "' (see cloudlet overlay --help)", 2};
 	if (pos.size() != (sub == "create" ? 2u : 1u))
 		throw Failure{sub == "create" ? "overlay create takes DOMAIN and FILE" : "overlay info takes FILE", 2};
