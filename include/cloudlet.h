@@ -568,7 +568,7 @@ enum {
 /** Options for overlay calls. */
 typedef struct cloudlet_overlay_options {
 	unsigned int version;       /**< CLOUDLET_OVERLAY_OPTIONS_VERSION */
-	const char *codec;          /**< create: "zstd" (NULL), "lzma" or "none" */
+	const char *codec;          /**< create: "zstd" (NULL), "lzma", "none" or "auto" (the first segment decides) */
 	int level;                  /**< create: codec level; -1: the codec's default */
 	int stop;                   /**< create: shut the domain off afterwards */
 	unsigned int threads;       /**< create: segments compressed at once; 0: the context's worker_threads */

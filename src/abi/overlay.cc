@@ -67,7 +67,8 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_create(cloudlet_overlay_info **out
 		cloudlet_overlay_options o = opts_of(opts);
 		cloudlet::ops::OverlayCreateOptions co;
 		co.codec = o.codec ? o.codec : "zstd";
-		require(co.codec == "zstd" || co.codec == "lzma" || co.codec == "none", "codec must be zstd, lzma or none");
+		require(co.codec == "zstd" || co.codec == "lzma" || co.codec == "none" || co.codec == "auto",
+		        "codec must be zstd, lzma, none or auto");
 		require(o.level >= -1 && o.level <= 22, "level is out of range");
 		co.level = o.level;
 		co.stop = o.stop != 0;

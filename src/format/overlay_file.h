@@ -78,6 +78,11 @@ public:
 	uint64_t payload_bytes() const { return payload_total_; }
 	uint64_t stored_bytes() const { return stored_total_; }
 	uint64_t segments() const { return table_.size(); }
+	// Let the first segment choose the codec: it is compressed with zstd
+	// (level 3) and LZMA (level 6), and LZMA is kept for the whole overlay
+	// only if it is at least 10 % smaller (docs/overlays.md).
+	void choose_codec_from_first_segment() { auto_ = true; }
+	engine::Codec codec() const { return codec_; }
 
 private:
 	struct Compressed {
@@ -90,6 +95,7 @@ private:
 	unsigned threads_;
 	std::deque<std::future<Compressed>> pending_;
 	engine::Codec codec_;
+	bool auto_ = false;
 	int level_;
 	size_t segment_bytes_;
 	std::vector<ChunkRecord> records_;

@@ -146,14 +146,15 @@ uint64_t virtual_size(const std::string &image) {
 OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::string &path,
                            const OverlayCreateOptions &o, Progress &progress) {
 	auto t0 = Clock::now();
-	engine::Codec codec = engine::codec_from_name(o.codec);
+	bool auto_codec = o.codec == "auto";
+	engine::Codec codec = auto_codec ? engine::Codec::Zstd : engine::codec_from_name(o.codec);
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
 	OverlayInfo info;
 	info.path = path;
 	info.domain = virDomainGetName(dom.get());
-	info.codec = engine::codec_name(codec);
+	info.codec = auto_codec ? "auto" : engine::codec_name(codec);
 	int state = virt::domain_state(dom.get());
 	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
 		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " is " + virt::state_name(state) +
@@ -243,7 +244,10 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	qemu::FdSink sink(fd, part);
 	DedupSink pages(dd, db, base_mem.stream_info(), header, [&] {
 		unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
-		return std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes, threads);
+		auto w = std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes, threads);
+		if (auto_codec)
+			w->choose_codec_from_first_segment();
+		return w;
 	});
 
 	CaptureResult cap;
@@ -315,6 +319,8 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		virt::resume(dom.get());
 	}
 	info.file_bytes = pages.writer->finish(cap.stream.device_state);
+	if (auto_codec)
+		info.codec = std::string("auto: ") + engine::codec_name(pages.writer->codec());
 	sink.flush();
 	if (fsync(fd) != 0)
 		fail_errno("cannot sync " + part, errno);

@@ -264,6 +264,31 @@ static void test_damage(void **) {
 	print_message("# %d damaged overlays refused\n", cases);
 }
 
+// --codec auto: the first segment decides; random data keeps zstd (LZMA
+// gains nothing), and the overlay reads back either way.
+static void test_codec_auto(void **) {
+	for (bool text : {false, true}) {
+		VectorSink out;
+		format::OverlayWriter w(out, sample_header(), engine::Codec::Zstd, 3, 1 << 20, 2);
+		w.choose_codec_from_first_segment();
+		for (uint32_t i = 0; i < 600; i++) {
+			std::vector<uint8_t> p(4096);
+			std::mt19937 rng(i);
+			for (size_t k = 0; k < p.size(); k++)
+				p[k] = text ? static_cast<uint8_t>("GET /index.html 200 OK user=alice\n"[(k + rng() % 3) % 34])
+				            : static_cast<uint8_t>(rng());
+			w.add_data(0, i, p.data());
+		}
+		w.finish({});
+		print_message("# auto on %s data chose %s\n", text ? "text-like" : "random", engine::codec_name(w.codec()));
+		if (!text)
+			assert_true(w.codec() == engine::Codec::Zstd);
+		Collected c;
+		format::OverlayCounts n = read_all(out.bytes, c);
+		assert_int_equal(n.records[static_cast<int>(ChunkKind::Data)], 600);
+	}
+}
+
 static void test_chunk_table(void **) {
 	engine::ChunkTable t;
 	for (uint64_t i = 0; i < 100000; i++)
@@ -365,6 +390,7 @@ int main(void) {
 	    cmocka_unit_test(test_references_checked_against_base),
 	    cmocka_unit_test(test_writer_misuse_is_refused_by_reader),
 	    cmocka_unit_test(test_damage),
+	    cmocka_unit_test(test_codec_auto),
 	    cmocka_unit_test(test_chunk_table),
 	    cmocka_unit_test(test_dedup_categories),
 	};

@@ -7,7 +7,7 @@
 namespace cli {
 
 const char *overlay_help =
-    "usage: cloudlet overlay create DOMAIN FILE [--codec zstd|lzma|none] [--level N] [--threads N] [--stop]\n"
+    "usage: cloudlet overlay create DOMAIN FILE [--codec zstd|lzma|none|auto] [--level N] [--threads N] [--stop]\n"
     "       cloudlet overlay info FILE\n"
     "\n"
     "create: DOMAIN must have been resumed from a base of the store (cloudlet base\n"
@@ -89,8 +89,8 @@ int cmd_overlay(const Global &g, Args args) {
 	pos.erase(pos.begin());
 	cloudlet_overlay_options o = CLOUDLET_OVERLAY_OPTIONS_INIT;
 	if (has_codec) {
-		if (codec != "zstd" && codec != "lzma" && codec != "none")
-			throw Failure{"--codec must be zstd, lzma or none", 2};
+		if (codec != "zstd" && codec != "lzma" && codec != "none" && codec != "auto")
+			throw Failure{"--codec must be zstd, lzma, none or auto", 2};
 		o.codec = codec.c_str();
 	}
 	if (has_level) {
