@@ -96,21 +96,11 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 			host::copy_file(src.initrd, work + "/initrd");
 		entry.disk_seconds = since(td);
 	} catch (...) {
-		try {
-			if (was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
-				virt::resume(dom.get());
-		} catch (const Error &e) {
-			ctx.log().error("domain " + dom_name + " could not be resumed: " + e.what());
-		}
+		virt::restore_run_state(dom.get(), was_running, ctx.log());
 		throw;
 	}
 	// The base's data is complete: give the source domain back.
-	if (o.stop) {
-		if (virDomainDestroy(dom.get()) < 0)
-			virt::fail_libvirt("the base is captured but domain " + dom_name + " could not be shut off");
-	} else if (was_running) {
-		virt::resume(dom.get());
-	}
+	virt::release(dom.get(), was_running, o.stop, "the base is captured");
 
 	// 3. Indexes and hashes (both cores: indexes split by range, files
 	// hashed side by side).

@@ -303,21 +303,11 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		}
 		info.disk_seconds = since(td);
 	} catch (...) {
-		try {
-			if (was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
-				virt::resume(dom.get());
-		} catch (const Error &e) {
-			ctx.log().error("domain " + info.domain + " could not be resumed: " + e.what());
-		}
+		virt::restore_run_state(dom.get(), was_running, ctx.log());
 		throw;
 	}
 	// The launch state is read: give the domain back before writing out.
-	if (o.stop) {
-		if (virDomainDestroy(dom.get()) < 0)
-			virt::fail_libvirt("the overlay is captured but domain " + info.domain + " could not be shut off");
-	} else if (was_running) {
-		virt::resume(dom.get());
-	}
+	virt::release(dom.get(), was_running, o.stop, "the overlay is captured");
 	info.file_bytes = pages.writer->finish(cap.stream.device_state);
 	if (auto_codec)
 		info.codec = std::string("auto: ") + engine::codec_name(pages.writer->codec());

@@ -247,16 +247,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	FileGuard image{opts.format == CaptureFormat::Sink ? std::string() : path + ".cltmem.part"};
 	FileGuard part{opts.format == CaptureFormat::SaveImage ? path + ".part" : ""};
 	const Logger &log = ctx.log();
-	// Back to the prior run state after a failure; QEMU itself restarts a VM
-	// it paused for a final pass that then failed, so this is usually a no-op.
-	auto restore_prior_state = [&] {
-		try {
-			if (res.was_running && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED)
-				virt::resume(dom.get());
-		} catch (const Error &e) {
-			log.error("after the failed capture, domain " + res.domain_name + " could not be resumed: " + e.what());
-		}
-	};
+	auto restore_prior_state = [&] { virt::restore_run_state(dom.get(), res.was_running, log); };
 
 	try {
 		if (!opts.live && res.was_running) {
@@ -385,17 +376,8 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		throw;
 	}
 
-	if (opts.stop) {
-		if (virDomainDestroy(dom.get()) < 0)
-			virt::fail_libvirt("the capture is complete (" + path + "), but domain " + res.domain_name +
-			                   " could not be shut off");
-		res.final_state = "shut off";
-	} else if (res.was_running && !opts.keep_paused) {
-		virt::resume(dom.get());
-		res.final_state = "running";
-	} else {
-		res.final_state = "paused";
-	}
+	res.final_state = virt::release(dom.get(), res.was_running, opts.stop, "the capture is complete (" + path + ")",
+	                                opts.keep_paused);
 	res.seconds = seconds_since(t0);
 	log.info("captured " + res.domain_name + " into " + path);
 	return res;

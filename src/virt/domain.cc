@@ -69,4 +69,27 @@ void resume(virDomainPtr dom) {
 		fail_libvirt(std::string("cannot resume domain ") + virDomainGetName(dom));
 }
 
+void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log) {
+	try {
+		if (was_running && domain_state(dom) == VIR_DOMAIN_PAUSED)
+			resume(dom);
+	} catch (const Error &e) {
+		log.error(std::string("after the failure, domain ") + virDomainGetName(dom) + " could not be resumed: " +
+		          e.what());
+	}
+}
+
+std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done, bool keep_paused) {
+	if (stop) {
+		if (virDomainDestroy(dom) < 0)
+			fail_libvirt(done + ", but domain " + virDomainGetName(dom) + " could not be shut off");
+		return "shut off";
+	}
+	if (was_running && !keep_paused) {
+		resume(dom);
+		return "running";
+	}
+	return "paused";
+}
+
 } // namespace cloudlet::virt

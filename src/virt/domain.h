@@ -2,6 +2,7 @@
 // pause/resume that agree with what QEMU is really doing.
 #pragma once
 
+#include "util/log.h"
 #include "virt/connection.h"
 
 #include <string>
@@ -23,5 +24,18 @@ std::string save_xml(virDomainPtr dom);
 // an event a moment later, so wait for it to agree before asking it to
 // resume, and fall back to QMP `cont` if it never does.
 void resume(virDomainPtr dom);
+
+// After an operation that paused the domain failed: running again if it ran
+// before (QEMU itself restarts a VM it paused for a migration's final pass
+// that then failed, so this is often a no-op). Best effort: never throws;
+// what went wrong is logged.
+void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log);
+
+// After it succeeded: shut off with `stop`, else running again if it ran
+// before (unless `keep_paused`). Returns the state it is left in
+// ("shut off", "running", "paused"). `done` names what was achieved, for the
+// error if the domain cannot be shut off.
+std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done,
+                    bool keep_paused = false);
 
 } // namespace cloudlet::virt
