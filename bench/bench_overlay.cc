@@ -92,20 +92,8 @@ int main() {
 		die(cloudlet_last_error_message());
 	std::string inst_dir = inst->dir;
 	cloudlet_instance_info_free(inst);
-	std::string sock = inst_dir + "/";
-	{
-		// The shell channel's socket is the one file in the instance folder ending in shell.sock.
-		FILE *p = popen(("ls " + inst_dir + " | grep shell.sock").c_str(), "r");
-		char b[256] = "";
-		if (!p || !fgets(b, sizeof b, p))
-			die("no shell socket in " + inst_dir);
-		pclose(p);
-		std::string f = b;
-		f.erase(f.find_last_not_of("\n") + 1);
-		sock += f;
-	}
 	th_guest *l = nullptr;
-	if (th_guest_attach_domain(&l, name.c_str(), sock.c_str(), nullptr) != 0)
+	if (th_guest_attach_domain(&l, name.c_str(), nullptr, nullptr) != 0)
 		die(th_error());
 	run(l, "dd if=/dev/urandom of=/ram/r bs=1M count=16 2>/dev/null && cp /ram/r /ram/r2 && "
 	       "for i in 1 2 3; do cp /bin/busybox /ram/bb$i; done && "

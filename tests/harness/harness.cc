@@ -33,6 +33,11 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
+// The virtio-serial port the guest's init opens (tests/guest/init).
+constexpr const char *kShellChannel = "org.libcloudlet.test.shell";
+} // namespace
+
+namespace {
 
 thread_local std::string t_error;
 
@@ -223,6 +228,10 @@ const char *th_virt_type(void) {
 	return vt.c_str();
 }
 
+const char *th_guest_channel_path(const th_guest *g) {
+	return g->sock_path.c_str();
+}
+
 const char *th_guest_domain_name(const th_guest *g) {
 	return g->name.c_str();
 }
@@ -278,7 +287,7 @@ std::string guest_xml(const th_guest &g, const std::string &virt_type, const std
 	add(serial, "target", {}, {{"port", "0"}});
 	xmlNode *chan = add(dev, "channel", {}, {{"type", "unix"}});
 	add(chan, "source", {}, {{"mode", "bind"}, {"path", g.sock_path}});
-	add(chan, "target", {}, {{"type", "virtio"}, {"name", "org.libcloudlet.test.shell"}});
+	add(chan, "target", {}, {{"type", "virtio"}, {"name", kShellChannel}});
 	if (nic) {
 		// User-mode networking: a real virtio NIC that needs no host setup.
 		xmlNode *n = add(dev, "interface", {}, {{"type", "user"}});
@@ -554,11 +563,27 @@ int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_
 		return fail("cannot connect to qemu:///system: " + libvirt_error());
 	auto g = std::make_unique<th_guest>();
 	g->name = domain;
-	g->sock_path = sock_path;
 	g->console_path = console_path ? console_path : "";
 	g->dom = virDomainLookupByName(c, domain);
 	if (!g->dom)
 		return fail(std::string("no domain ") + domain + ": " + libvirt_error());
+	if (sock_path) {
+		g->sock_path = sock_path;
+	} else {
+		// Wherever the code under test moved it: the channel's live source.
+		char *x = virDomainGetXMLDesc(g->dom, 0);
+		if (!x)
+			return fail(std::string("cannot read the XML of ") + domain + ": " + libvirt_error());
+		auto doc = cloudlet::xml::parse(x, std::string("XML of ") + domain);
+		free(x);
+		g->sock_path = cloudlet::xml::value(doc.get(), "/domain/devices/channel[target/@name='" + std::string(kShellChannel) +
+		                                                   "']/source/@path")
+		                   .value_or("");
+		if (g->sock_path.empty()) {
+			virDomainFree(g->dom);
+			return fail(std::string("domain ") + domain + " has no test shell channel");
+		}
+	}
 	th_guest *raw = g.release();
 	if (attach(raw) != 0) {
 		std::string msg = t_error;

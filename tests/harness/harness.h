@@ -72,14 +72,18 @@ int th_guest_restore(th_guest *g, const char *path);
  *  shell, which must be running. */
 int th_guest_adopt(th_guest *g);
 
+/** The unix socket of the guest's test shell channel. */
+const char *th_guest_channel_path(const th_guest *g);
+
 const char *th_guest_domain_name(const th_guest *g);
 const char *th_guest_workdir(const th_guest *g);
 /** The last `max_bytes` of the guest's kernel console (static per guest). */
 const char *th_guest_console_tail(th_guest *g, unsigned max_bytes);
 
 /** Attaches to a domain started by the code under test, whose test shell
- *  channel is the unix socket `sock_path`. Destroying it destroys the
- *  domain but removes no folder. */
+ *  channel is the unix socket `sock_path` (NULL: the channel's socket as the
+ *  domain's live XML says). Destroying it destroys the domain but removes no
+ *  folder. */
 int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path);
 
 /** Destroys the domain and removes its work folder. NULL is ignored. */

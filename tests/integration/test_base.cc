@@ -129,22 +129,6 @@ static void test_create(void **) {
 	cloudlet_base_list_free(l);
 }
 
-static std::string channel_path(const char *domain) {
-	virConnectPtr c = virConnectOpen("qemu:///system");
-	virDomainPtr d = virDomainLookupByName(c, domain);
-	assert_non_null(d);
-	char *x = virDomainGetXMLDesc(d, 0);
-	std::string xml = x;
-	free(x);
-	virDomainFree(d);
-	virConnectClose(c);
-	size_t p = xml.find("shell.sock");
-	assert_true(p != std::string::npos);
-	size_t q = xml.rfind('\'', p), r = xml.rfind('"', p);
-	size_t start = (q == std::string::npos ? r : r == std::string::npos ? q : std::max(q, r)) + 1;
-	return xml.substr(start, p + strlen("shell.sock") - start);
-}
-
 static void test_two_instances(void **) {
 	cloudlet_base_info *before = nullptr;
 	cloudlet_base_options full = CLOUDLET_BASE_OPTIONS_INIT;
@@ -166,10 +150,10 @@ static void test_two_instances(void **) {
 		              inst[i]->nic_count ? inst[i]->old_macs[0] : "-", inst[i]->nic_count ? inst[i]->macs[0] : "-");
 		assert_int_equal(inst[i]->nic_count, 1);
 		assert_string_not_equal(inst[i]->macs[0], inst[i]->old_macs[0]);
-		std::string sock = channel_path(inst[i]->name);
-		assert_true(sock.rfind(inst[i]->dir, 0) == 0); // its own path
-		if (th_guest_attach_domain(&g[i], inst[i]->name, sock.c_str(), nullptr) != 0)
+		if (th_guest_attach_domain(&g[i], inst[i]->name, nullptr, nullptr) != 0)
 			fail_msg("%s", th_error());
+		std::string sock = th_guest_channel_path(g[i]);
+		assert_true(sock.rfind(inst[i]->dir, 0) == 0); // its own path
 	}
 	assert_string_not_equal(inst[0]->uuid, inst[1]->uuid);
 	assert_string_not_equal(inst[0]->macs[0], inst[1]->macs[0]);

@@ -70,18 +70,7 @@ static int setup(void **) {
 	if (cloudlet_base_resume(&inst, ctx, "ovlbase", &ro) != CLOUDLET_OK)
 		fail_msg("%s", cloudlet_last_error_message());
 	cloudlet_instance_info_free(inst);
-	// The shell channel's socket was moved into the instance folder.
-	virConnectPtr c = virConnectOpen("qemu:///system");
-	virDomainPtr d = virDomainLookupByName(c, launch_name.c_str());
-	char *x = virDomainGetXMLDesc(d, 0);
-	std::string xml = x;
-	free(x);
-	virDomainFree(d);
-	virConnectClose(c);
-	size_t p = xml.find("shell.sock");
-	size_t q = xml.rfind('\'', p);
-	std::string path = xml.substr(q + 1, p + 10 - q - 1);
-	if (th_guest_attach_domain(&launch, launch_name.c_str(), path.c_str(), nullptr) != 0)
+	if (th_guest_attach_domain(&launch, launch_name.c_str(), nullptr, nullptr) != 0)
 		fail_msg("%s", th_error());
 	// The customisation.
 	check(launch, "dd if=/dev/urandom of=/ram/new bs=1M count=8 2>/dev/null && cp /ram/new /ram/new2 && "
