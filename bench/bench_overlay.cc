@@ -3,104 +3,26 @@
 //
 //   bench_overlay
 //
-// The test guest (256 MiB, 64 MiB disk) becomes a base; an instance of it
-// is customised: 16 MiB of random data and a copy of it, copies of busybox
-// (in the base's page cache already), 8 MiB of compressible text, 8 MiB of
-// zeros, 2 MiB of new data on the disk and 1 MiB copied from the base's disk
-// data. Then, from the running instance:
+// On the workload of bench/workload.h, from the running instance:
 //   ours      cloudlet overlay create (zstd, and lzma)
 //   baseline  virsh save + qemu-img convert of the disk, then
 //             zstd -3 / -19 --long --patch-from=(base save image + base disk),
 //             and xz -6 of the launch state
 // Prints sizes, times and ratios; asserts nothing. Needs root and libvirt.
-#include "harness.h"
-
-#include "image_file.h"
-#include "save_image.h"
-#include "stream_writer.h"
+#include "workload.h"
 
 #include <cloudlet.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
-namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-void die(const std::string &m) {
-	fprintf(stderr, "bench_overlay: %s\n", m.c_str());
-	exit(1);
-}
-
-std::string run(th_guest *g, const std::string &cmd) {
-	char *out = th_guest_check(g, cmd.c_str(), 300000);
-	if (!out)
-		die(cmd + ": " + th_error());
-	std::string s = out;
-	free(out);
-	return s;
-}
-
-void sh(const std::string &cmd) {
-	if (system(cmd.c_str()) != 0)
-		die("failed: " + cmd);
-}
-
-uint64_t size_of(const std::string &p) {
-	struct stat st;
-	return stat(p.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-}
-
-} // namespace
+using namespace bench;
 
 int main() {
-	if (th_setup() != 0)
-		die(th_error());
-	std::string work = "/var/lib/cloudlet-test/bench-overlay-" + std::to_string(getpid());
-	sh("mkdir -p " + work);
-	cloudlet_ctx_options co = CLOUDLET_CTX_OPTIONS_INIT;
-	std::string store = work + "/store";
-	co.store_dir = store.c_str();
-	cloudlet_ctx *ctx = nullptr;
-	cloudlet_ctx_new(&ctx, &co);
-
-	th_guest *g = nullptr;
-	if (th_guest_start(&g, "benchbase", nullptr) != 0)
-		die(th_error());
-	run(g, "dd if=/dev/urandom of=/dev/vda bs=65536 count=32 2>/dev/null && sync");
-	cloudlet_base_options bo = CLOUDLET_BASE_OPTIONS_INIT;
-	bo.stop = 1;
-	bo.name = "bench";
-	cloudlet_base_info *base = nullptr;
-	if (cloudlet_base_create(&base, ctx, th_guest_domain_name(g), &bo) != CLOUDLET_OK)
-		die(cloudlet_last_error_message());
-	th_guest_poweroff(g);
-	std::string base_dir = base->dir;
-
-	std::string name = "cltest-" + std::to_string(getpid()) + "-benchlaunch";
-	cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;
-	ro.name = name.c_str();
-	cloudlet_instance_info *inst = nullptr;
-	if (cloudlet_base_resume(&inst, ctx, "bench", &ro) != CLOUDLET_OK)
-		die(cloudlet_last_error_message());
-	std::string inst_dir = inst->dir;
-	cloudlet_instance_info_free(inst);
-	th_guest *l = nullptr;
-	if (th_guest_attach_domain(&l, name.c_str(), nullptr, nullptr) != 0)
-		die(th_error());
-	run(l, "dd if=/dev/urandom of=/ram/r bs=1M count=16 2>/dev/null && cp /ram/r /ram/r2 && "
-	       "for i in 1 2 3; do cp /bin/busybox /ram/bb$i; done && "
-	       "yes 'GET /api/v1/items?id=42 HTTP/1.1 200 OK application/json' | head -c 8000000 > /ram/log && "
-	       "dd if=/dev/zero of=/ram/z bs=1M count=8 2>/dev/null");
-	run(l, "dd if=/dev/urandom of=/dev/vda bs=65536 count=32 seek=64 2>/dev/null && "
-	       "dd if=/dev/vda of=/dev/vda bs=65536 count=16 skip=0 seek=256 2>/dev/null && sync");
+	Workload w;
+	make_workload(w, "bench-overlay");
+	cloudlet_ctx *ctx = w.ctx;
+	const std::string &work = w.work, &name = w.name, &inst_dir = w.inst_dir;
 
 	// Ours, from the running instance.
 	std::string ovl = work + "/launch.ovl", ovl_xz = work + "/launch-xz.ovl";
@@ -123,17 +45,7 @@ int main() {
 	// The base's side of the baseline, prepared ahead like a base is: its
 	// save image (written from the base memory) followed by its disk.
 	std::string base_state = work + "/base.state";
-	{
-		cloudlet::qemu::ImageFile img(base_dir + "/memory.cltmem");
-		int fd = open(base_state.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		cloudlet::qemu::FdSink s(fd, base_state);
-		auto head = cloudlet::qemu::encode_save_header("<domain/>", "", true);
-		s.write(head.data(), head.size());
-		cloudlet::qemu::write_stream(s, img);
-		s.flush();
-		close(fd);
-	}
-	sh("cat '" + base_dir + "/disk-vda.raw' >> " + base_state);
+	write_base_state(w, base_state);
 
 	// The baseline, from the running instance: virsh save (the VM stops),
 	// flatten the disk, one launch-state file, then zstd --patch-from.
@@ -178,9 +90,5 @@ int main() {
 	printf("creation time, ours vs virsh save + zstd -3 --patch-from: %.2fx faster\n",
 	       (t_save + t_flat + t_z3) / t_ours);
 
-	th_guest_destroy(l);
-	cloudlet_base_info_free(base);
-	cloudlet_ctx_free(ctx);
-	sh("rm -rf " + work);
 	return 0;
 }

@@ -619,6 +619,78 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_inspect(cloudlet_overlay_info **ou
 
 CLOUDLET_API void cloudlet_overlay_info_free(cloudlet_overlay_info *info);
 
+/* ------------------------------------------------------------------------ */
+/* VM synthesis                                                             */
+/* ------------------------------------------------------------------------ */
+
+/** Options for cloudlet_synthesize(). */
+typedef struct cloudlet_synthesis_options {
+	unsigned int version;       /**< CLOUDLET_SYNTHESIS_OPTIONS_VERSION */
+	const char *base;           /**< NULL: the base the overlay names; else an ID or name that must be it */
+	const char *name;           /**< NULL: "<base name>-<8 hex digits>" */
+	const char *virt_type;      /**< NULL: the virt type the base was created under */
+	const char *mac;            /**< the first fresh NIC's MAC; NULL: a new one from libvirt */
+	const char *network;        /**< libvirt network of the fresh NICs; NULL: the base's */
+	const char *nic_xml;        /**< a whole <interface> element for the first fresh NIC; NULL: the base's */
+	unsigned int threads;       /**< segments decompressed at once; 0: the context's worker_threads */
+	const char *ca_file;        /**< https: CA bundle; NULL: the system's. Peers are always verified */
+	uint64_t max_download_bytes;/**< URL overlays: refuse larger bodies; 0: 64 GiB */
+	unsigned int stall_timeout_seconds; /**< URL overlays: give up after this long below 1 KiB/s; 0: 30 */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;
+} cloudlet_synthesis_options;
+
+#define CLOUDLET_SYNTHESIS_OPTIONS_VERSION 1
+#define CLOUDLET_SYNTHESIS_OPTIONS_INIT \
+	{ CLOUDLET_SYNTHESIS_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version);
+
+/** A synthesized VM. Free with cloudlet_synthesis_info_free(). */
+typedef struct cloudlet_synthesis_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *name;
+	const char *uuid;
+	const char *base_id;
+	const char *dir;            /**< its private files (disk layers, sockets, logs) */
+	const char *virt_type;
+	const char *source;         /**< the overlay's path or URL */
+	size_t nic_count;           /**< NICs replaced after the restore */
+	const char *const *macs;    /**< their new MAC addresses */
+	const char *const *old_macs;/**< the launch VM's MAC addresses they replaced */
+	uint64_t overlay_bytes;     /**< bytes of overlay read */
+	uint64_t memory_chunks;     /**< 4 KiB pages of the launch VM */
+	uint64_t disk_chunks;       /**< 4 KiB chunks of its disks */
+	uint64_t records[CLOUDLET_CHUNK_KINDS]; /**< overlay records per CLOUDLET_CHUNK_* ([0] unused) */
+	uint64_t disk_layer_bytes;  /**< size of the qcow2 layers written */
+	/** Wall-clock phases: time spent waiting for overlay bytes; decompressing
+	 *  (summed over threads, overlapping the fetch); placing chunks; the whole
+	 *  fetch-decompress-apply pipeline; libvirt's restore (overlapping the
+	 *  memory stream's generation); the NIC swap; everything. */
+	double fetch_seconds, decompress_seconds, apply_seconds, read_seconds;
+	double restore_seconds, nic_seconds, total_seconds;
+} cloudlet_synthesis_info;
+
+/**
+ * Synthesizes the launch VM of an overlay (a file path or an http(s) URL,
+ * streamed) on this cloudlet and leaves it running: checks the overlay's
+ * header against this cloudlet first — its base present and intact (and
+ * equal to `base` if given: CLOUDLET_E_INVALID_ARG otherwise; a missing base
+ * is CLOUDLET_E_NOT_FOUND), the base's CPU model usable (CLOUDLET_E_HOST),
+ * the name free, enough disk space — and creates nothing if any fails. Then
+ * rebuilds the disks as qcow2 layers over the base's and the memory from
+ * base pages and overlay chunks, restores the VM through libvirt, and
+ * replaces its NICs by fresh ones (docs/synthesis.md). Any later failure
+ * (a corrupt or truncated overlay: CLOUDLET_E_CORRUPT; network: CLOUDLET_E_IO
+ * or CLOUDLET_E_TIMEOUT; cancellation) removes the domain and every file it
+ * created. Several syntheses may run at once on one context. `out` may be NULL.
+ */
+CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, cloudlet_ctx *ctx, const char *overlay,
+                                                 const cloudlet_synthesis_options *opts);
+
+CLOUDLET_API void cloudlet_synthesis_info_free(cloudlet_synthesis_info *info);
+
 #ifdef __cplusplus
 }
 #endif

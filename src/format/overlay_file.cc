@@ -4,11 +4,16 @@
 #include "util/error.h"
 
 #include <json-c/json.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -338,8 +343,57 @@ uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 
 // ---------------------------------------------------------------------------
 
-OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds) {
+OverlayFootprint overlay_footprint(int fd, const std::string &name) {
+	auto bad = [&](const std::string &why) { fail(CLOUDLET_E_CORRUPT, name + ": " + why); };
+	auto at = [&](uint64_t off, uint8_t *buf, size_t n) {
+		if (pread(fd, buf, n, static_cast<off_t>(off)) != static_cast<ssize_t>(n))
+			bad("cannot read " + std::to_string(n) + " bytes at offset " + std::to_string(off) + " (truncated?)");
+	};
+	struct stat st {};
+	if (fstat(fd, &st) != 0)
+		fail_errno("cannot stat " + name, errno);
+	uint64_t size = static_cast<uint64_t>(st.st_size);
+	if (size < 64)
+		bad("too short to be an overlay");
+	uint8_t tail[16];
+	at(size - 16, tail, 16);
+	if (memcmp(tail + 8, kEofMagic, 8) != 0)
+		bad("no end magic (truncated?)");
+	uint64_t footer = get64(tail);
+	uint8_t fh[12];
+	if (footer > size - 12)
+		bad("footer offset out of range");
+	at(footer, fh, 12);
+	if (memcmp(fh, kEndMagic, 8) != 0)
+		bad("no footer magic at the footer offset");
+	OverlayFootprint f;
+	f.segments = get32(fh + 8);
+	if (f.segments > (size - footer) / 24)
+		bad("segment table longer than the file");
+	std::vector<uint8_t> table(f.segments * 24);
+	at(footer + 12, table.data(), table.size());
+	for (uint64_t i = 0; i < f.segments; i++) {
+		uint64_t off = get64(table.data() + 24 * i);
+		uint8_t sh[8 + kSegHeader];
+		if (off > footer)
+			bad("segment table entry out of range");
+		at(off, sh, sizeof sh);
+		if (memcmp(sh, kSegMagic, 8) != 0)
+			bad("segment table entry " + std::to_string(i) + " does not point at a segment");
+		uint64_t n = get32(sh + 12), rawlen = get32(sh + 16);
+		if (n == 0 || n > kMaxSegmentRecords || rawlen < n * kRecord)
+			bad("segment " + std::to_string(i) + " header out of range");
+		f.records += n;
+		f.stored_chunks += (rawlen - n * kRecord) / kOverlayChunk;
+	}
+	return f;
+}
+
+OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds, unsigned threads,
+                           ReadStats *stats_out) {
 	OverlayCounts c;
+	ReadStats local_stats;
+	ReadStats &stats = stats_out ? *stats_out : local_stats;
 	auto read_into = [&](std::vector<uint8_t> &dst, size_t n, const char *field) {
 		dst.resize(n);
 		for (size_t got = 0; got < n;) {
@@ -378,50 +432,39 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		uint64_t offset, bytes, hash;
 	};
 	std::vector<Seen> segs;
-	std::vector<uint8_t> stored, raw;
-	for (;;) {
-		uint64_t seg_off = r.offset();
-		const uint8_t *mm = r.bytes(8, "segment or footer magic");
-		if (memcmp(mm, kEndMagic, 8) == 0)
-			break;
-		if (memcmp(mm, kSegMagic, 8) != 0)
-			r.fail_at(seg_off, "expected a segment or the footer");
-		const uint8_t *sh = r.bytes(kSegHeader, "segment header");
-		uint32_t codec = get32(sh), n = get32(sh + 4), rawlen = get32(sh + 8), st = get32(sh + 12);
-		uint64_t hash = get64(sh + 16), raw_hash = get64(sh + 24);
-		if (codec > 2)
-			r.fail_at(seg_off + 8, "unknown codec " + std::to_string(codec));
+	// A segment read from the input, being checked and decompressed (on a
+	// worker thread when threads > 1), handed on strictly in file order.
+	struct Pending {
+		uint64_t offset = 0, bytes = 0, hash = 0;
+		uint32_t n = 0, stored = 0;
+		std::future<std::vector<uint8_t>> raw;
+	};
+	std::deque<Pending> pending;
+	auto deliver_oldest = [&]() {
+		Pending p = std::move(pending.front());
+		pending.pop_front();
+		std::vector<uint8_t> raw = p.raw.get(); // rethrows a checksum or codec failure
+		uint64_t seg_off = p.offset;
+		uint32_t n = p.n;
 		uint64_t rec_bytes = uint64_t(n) * kRecord;
-		if (n == 0 || n > kMaxSegmentRecords || rawlen < rec_bytes || rawlen - rec_bytes > kMaxSegmentPayload ||
-		    (rawlen - rec_bytes) % kOverlayChunk || st > rawlen + (1u << 20) || get64(sh + 32) != 0)
-			r.fail_at(seg_off + 8, "segment header out of range (" + std::to_string(n) + " records, " +
-			                           std::to_string(rawlen) + " bytes, " + std::to_string(st) + " stored)");
-		read_into(stored, st, "segment body");
-		if (XXH64(stored.data(), stored.size(), 0) != hash)
-			r.fail_at(seg_off, "segment checksum mismatch");
-		raw.resize(rawlen);
-		engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), raw.data(), rawlen,
-		                         "overlay segment at offset " + std::to_string(seg_off));
-		if (XXH64(raw.data(), raw.size(), 0) != raw_hash)
-			r.fail_at(seg_off, "segment checksum mismatch after decompression");
 		const uint8_t *recs = raw.data();
 		const uint8_t *payload = raw.data() + rec_bytes;
-		uint64_t raw_payload = rawlen - rec_bytes;
+		uint64_t raw_payload = raw.size() - rec_bytes;
 		// Validate every record before handing any on.
 		size_t slots = 0;
 		std::vector<ChunkRecord> list(n);
 		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *p = recs + size_t(i) * kRecord;
-			ChunkRecord rec{p[0], static_cast<ChunkKind>(p[1]), get64(p + 8), get64(p + 16)};
+			const uint8_t *q = recs + size_t(i) * kRecord;
+			ChunkRecord rec{q[0], static_cast<ChunkKind>(q[1]), get64(q + 8), get64(q + 16)};
 			auto bad = [&](const std::string &why) {
 				r.fail_at(seg_off + 8 + kSegHeader + uint64_t(i) * kRecord, "record " + std::to_string(i) + ": " + why);
 			};
-			if (p[2] | p[3] | p[4] | p[5] | p[6] | p[7])
+			if (q[2] | q[3] | q[4] | q[5] | q[6] | q[7])
 				bad("reserved bytes are not zero");
 			if (rec.space > h.disks.size())
 				bad("space " + std::to_string(rec.space) + " does not exist");
-			if (p[1] < 1 || p[1] >= kChunkKinds)
-				bad("unknown kind " + std::to_string(p[1]));
+			if (q[1] < 1 || q[1] >= kChunkKinds)
+				bad("unknown kind " + std::to_string(q[1]));
 			if (rec.chunk >= h.chunks_in(rec.space))
 				bad("chunk " + std::to_string(rec.chunk) + " is beyond its space");
 			if (!named.insert(key(rec.space, rec.chunk)).second)
@@ -476,9 +519,63 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		}
 		c.segments++;
 		c.payload_bytes += raw_payload;
-		c.stored_bytes += st;
-		segs.push_back({seg_off, r.offset() - seg_off, hash});
+		c.stored_bytes += p.stored;
+		segs.push_back({seg_off, p.bytes, p.hash});
+	};
+	for (;;) {
+		uint64_t seg_off = r.offset();
+		const uint8_t *mm = r.bytes(8, "segment or footer magic");
+		if (memcmp(mm, kEndMagic, 8) == 0)
+			break;
+		if (memcmp(mm, kSegMagic, 8) != 0)
+			r.fail_at(seg_off, "expected a segment or the footer");
+		const uint8_t *sh = r.bytes(kSegHeader, "segment header");
+		uint32_t codec = get32(sh), n = get32(sh + 4), rawlen = get32(sh + 8), st = get32(sh + 12);
+		uint64_t hash = get64(sh + 16), raw_hash = get64(sh + 24);
+		if (codec > 2)
+			r.fail_at(seg_off + 8, "unknown codec " + std::to_string(codec));
+		uint64_t rec_bytes = uint64_t(n) * kRecord;
+		if (n == 0 || n > kMaxSegmentRecords || rawlen < rec_bytes || rawlen - rec_bytes > kMaxSegmentPayload ||
+		    (rawlen - rec_bytes) % kOverlayChunk || st > rawlen + (1u << 20) || get64(sh + 32) != 0)
+			r.fail_at(seg_off + 8, "segment header out of range (" + std::to_string(n) + " records, " +
+			                           std::to_string(rawlen) + " bytes, " + std::to_string(st) + " stored)");
+		std::vector<uint8_t> stored;
+		read_into(stored, st, "segment body");
+		Pending p;
+		p.offset = seg_off;
+		p.bytes = r.offset() - seg_off;
+		p.hash = hash;
+		p.n = n;
+		p.stored = st;
+		auto job = [&r, seg_off, codec, rawlen, hash, raw_hash, stored = std::move(stored), &stats]() {
+			auto t0 = std::chrono::steady_clock::now();
+			if (XXH64(stored.data(), stored.size(), 0) != hash)
+				r.fail_at(seg_off, "segment checksum mismatch");
+			std::vector<uint8_t> raw(rawlen);
+			engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), raw.data(),
+			                         rawlen, "overlay segment at offset " + std::to_string(seg_off));
+			if (XXH64(raw.data(), raw.size(), 0) != raw_hash)
+				r.fail_at(seg_off, "segment checksum mismatch after decompression");
+			stats.add_decode(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+			return raw;
+		};
+		if (threads <= 1) {
+			std::promise<std::vector<uint8_t>> pr;
+			try {
+				pr.set_value(job());
+			} catch (...) {
+				pr.set_exception(std::current_exception());
+			}
+			p.raw = pr.get_future();
+		} else {
+			p.raw = std::async(std::launch::async, std::move(job));
+		}
+		pending.push_back(std::move(p));
+		while (pending.size() >= std::max(1u, threads))
+			deliver_oldest();
 	}
+	while (!pending.empty())
+		deliver_oldest();
 	uint64_t footer_off = r.offset() - 8;
 	uint32_t count = get32(r.bytes(4, "segment count"));
 	if (count != segs.size())

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -131,7 +132,38 @@ struct OverlayCounts {
 	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0, device_state_bytes = 0;
 };
 
-// Reads and verifies a whole overlay from the reader's position.
-OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds = {});
+// An upper bound of what applying an overlay writes, from its footer and
+// segment headers alone (random access; nothing is decompressed): every
+// record may become one 4 KiB chunk, and every stored chunk a second copy.
+struct OverlayFootprint {
+	uint64_t segments = 0, records = 0, stored_chunks = 0;
+	uint64_t bound_bytes() const { return (records + stored_chunks) * 4096; }
+};
+// Throws CLOUDLET_E_CORRUPT if the footer or a segment header is malformed.
+OverlayFootprint overlay_footprint(int fd, const std::string &name);
+
+// Where a reader's time went. Decoding may run on several threads at once,
+// so decode_seconds is summed over them (CPU-side work, not wall time).
+struct ReadStats {
+	void add_decode(double s) {
+		std::lock_guard<std::mutex> l(mu_);
+		decode_seconds_ += s;
+	}
+	double decode_seconds() const {
+		std::lock_guard<std::mutex> l(mu_);
+		return decode_seconds_;
+	}
+
+private:
+	mutable std::mutex mu_;
+	double decode_seconds_ = 0;
+};
+
+// Reads and verifies a whole overlay from the reader's position. With
+// `threads` > 1, up to that many segments are checked and decompressed at
+// once while the next ones are read; records are still validated and
+// handed to the sink one at a time, in file order, on the calling thread.
+OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds = {}, unsigned threads = 1,
+                           ReadStats *stats = nullptr);
 
 } // namespace cloudlet::format

@@ -16,6 +16,7 @@
 #include "virt/base_xml.h"
 #include "virt/domain.h"
 #include "virt/host_caps.h"
+#include "virt/nic_swap.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -25,8 +26,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <set>
-#include <thread>
 
 namespace cloudlet::ops {
 
@@ -35,44 +34,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// The base's memory, every page checked against the base's index as it is
-// read: a page that changed on disk since the last full check cannot slip
-// into an instance.
-class VerifiedPages : public qemu::PageProvider {
-public:
-	VerifiedPages(const std::string &image, const std::string &index) : img_(image), idx_(index) {
-		if (idx_.count() != img_.stream_info().total_pages)
-			fail(CLOUDLET_E_CORRUPT, index + " covers " + std::to_string(idx_.count()) + " pages, the memory image " +
-			                             std::to_string(img_.stream_info().total_pages));
-	}
-	const qemu::StreamInfo &stream_info() const override { return img_.stream_info(); }
-	const uint8_t *page(uint64_t p) const override {
-		const uint8_t *d = img_.page(p);
-		engine::Hash128 h = d ? engine::chunk_hash(d) : engine::zero_chunk_hash();
-		if (h != idx_.at(p))
-			fail(CLOUDLET_E_CORRUPT, "page " + std::to_string(p) + " of the base memory image does not match its index");
-		return d;
-	}
-
-private:
-	qemu::ImageFile img_;
-	engine::IndexFile idx_;
-};
-
 std::string new_uuid() {
 	uuid_t u;
 	char s[37];
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, s);
-	return s;
-}
-
-std::string live_xml(virDomainPtr d) {
-	char *x = virDomainGetXMLDesc(d, 0);
-	if (!x)
-		virt::fail_libvirt("cannot read the XML of the new instance");
-	std::string s = x;
-	free(x);
 	return s;
 }
 
@@ -164,32 +130,9 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		// Fresh NICs: the restored device still has the base's MAC; unplug
 		// it (the guest sees an ACPI eject) and plug a new one.
 		auto tn = Clock::now();
-		for (const auto &nic : virt::domain_nics(live_xml(dom.get()))) {
-			progress.report("nic", out.macs.size(), 0);
-			if (virDomainDetachDeviceFlags(dom.get(), nic.current.c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0)
-				virt::fail_libvirt("cannot unplug NIC " + nic.mac + " of instance " + out.name);
-			auto deadline = Clock::now() + std::chrono::seconds(20);
-			for (;;) {
-				bool present = false;
-				for (const auto &n : virt::domain_nics(live_xml(dom.get())))
-					present |= n.mac == nic.mac;
-				if (!present)
-					break;
-				if (Clock::now() > deadline)
-					fail(CLOUDLET_E_TIMEOUT, "the guest of instance " + out.name + " did not release NIC " + nic.mac +
-					                             " within 20 s (does its kernel handle ACPI hot-plug?)");
-				std::this_thread::sleep_for(std::chrono::milliseconds(50));
-			}
-			std::set<std::string> before;
-			for (const auto &n : virt::domain_nics(live_xml(dom.get())))
-				before.insert(n.mac);
-			if (virDomainAttachDeviceFlags(dom.get(), nic.fresh.c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0)
-				virt::fail_libvirt("cannot plug a new NIC into instance " + out.name);
-			for (const auto &n : virt::domain_nics(live_xml(dom.get())))
-				if (!before.count(n.mac))
-					out.macs.push_back(n.mac);
-			out.old_macs.push_back(nic.mac);
-		}
+		virt::NicSwap swap = virt::swap_nics(dom.get(), {}, progress);
+		out.macs = swap.macs;
+		out.old_macs = swap.old_macs;
 		out.nic_seconds = since(tn);
 	} catch (...) {
 		virDomainDestroy(dom.get());

@@ -124,4 +124,18 @@ void base_remove(Context &ctx, const std::string &key) {
 	st.remove(id);
 }
 
+VerifiedPages::VerifiedPages(const std::string &image, const std::string &index) : img_(image), idx_(index) {
+	if (idx_.count() != img_.stream_info().total_pages)
+		fail(CLOUDLET_E_CORRUPT, index + " covers " + std::to_string(idx_.count()) + " pages, the memory image " +
+		                             std::to_string(img_.stream_info().total_pages));
+}
+
+const uint8_t *VerifiedPages::page(uint64_t p) const {
+	const uint8_t *d = img_.page(p);
+	engine::Hash128 h = d ? engine::chunk_hash(d) : engine::zero_chunk_hash();
+	if (h != idx_.at(p))
+		fail(CLOUDLET_E_CORRUPT, "page " + std::to_string(p) + " of the base memory image does not match its index");
+	return d;
+}
+
 } // namespace cloudlet::ops

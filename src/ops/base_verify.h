@@ -1,10 +1,26 @@
 #pragma once
 
+#include "engine/chunk_index.h"
+#include "image_file.h"
 #include "ops/base.h"
 
 namespace cloudlet::ops {
 
 // Verifies a base; corruption is reported in the result (status "corrupt").
 BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress);
+
+// The base's memory, every page checked against the base's index as it is
+// read: a page that changed on disk since the last full check cannot slip
+// into an instance or a synthesized VM. Throws CLOUDLET_E_CORRUPT.
+class VerifiedPages : public qemu::PageProvider {
+public:
+	VerifiedPages(const std::string &image, const std::string &index);
+	const qemu::StreamInfo &stream_info() const override { return img_.stream_info(); }
+	const uint8_t *page(uint64_t p) const override;
+
+private:
+	qemu::ImageFile img_;
+	engine::IndexFile idx_;
+};
 
 } // namespace cloudlet::ops

@@ -153,6 +153,79 @@ std::string instance_xml(const std::string &canonical, const InstancePlan &p) {
 	return xml::to_string(d);
 }
 
+namespace {
+
+bool hex_attr(xmlNode *n, const char *name, size_t max_digits) {
+	auto v = xml::attr(n, name);
+	if (!v)
+		return true; // libvirt's default
+	std::string s = *v;
+	if (s.rfind("0x", 0) == 0)
+		s = s.substr(2);
+	if (s.empty() || s.size() > max_digits)
+		return false;
+	for (char c : s)
+		if (!isxdigit(static_cast<unsigned char>(c)))
+			return false;
+	return true;
+}
+
+bool unicast_mac(const std::string &m) {
+	if (m.size() != 17)
+		return false;
+	for (size_t i = 0; i < m.size(); i++)
+		if (i % 3 == 2 ? m[i] != ':' : !isxdigit(static_cast<unsigned char>(m[i])))
+			return false;
+	return (std::stoi(m.substr(0, 2), nullptr, 16) & 1) == 0;
+}
+
+} // namespace
+
+std::string synthesis_xml(const std::string &base_canonical, const std::string &launch_xml, const InstancePlan &plan) {
+	auto doc = xml::parse(instance_xml(base_canonical, plan), "instance XML");
+	xmlDoc *d = doc.get();
+	auto launch = xml::parse(launch_xml, "the overlay's launch domain XML");
+	std::vector<xmlNode *> base_nics = xml::select(d, "/domain/devices/interface");
+	std::vector<xmlNode *> launch_nics = xml::select(launch.get(), "/domain/devices/interface");
+	if (launch_nics.empty())
+		return xml::to_string(d); // nothing was plugged in; the base's NICs (if any) are restored as they are
+	if (base_nics.empty())
+		fail(CLOUDLET_E_UNSUPPORTED, "the launch VM has NICs but its base has none to model them on");
+	xmlNode *devices = base_nics[0]->parent;
+	xmlNode *templ = xmlCopyNode(base_nics[0], 1);
+	for (xmlNode *n : base_nics)
+		remove_node(n);
+	for (xmlNode *ln : launch_nics) {
+		xmlNode *nic = xmlCopyNode(templ, 1);
+		xmlAddChild(devices, nic);
+		for (const char *drop : {"mac", "address", "model", "target", "alias"})
+			while (xmlNode *c = child(nic, drop))
+				remove_node(c);
+		xmlNode *mac = child(ln, "mac");
+		std::string addr = mac ? xml::attr(mac, "address").value_or("") : "";
+		if (!unicast_mac(addr))
+			fail(CLOUDLET_E_CORRUPT, "the launch XML has a NIC with MAC '" + addr + "'");
+		xml::add(nic, "mac", {}, {{"address", addr}});
+		if (xmlNode *model = child(ln, "model")) {
+			std::string type = xml::attr(model, "type").value_or("");
+			if (type != "virtio" && type != "e1000" && type != "e1000e" && type != "rtl8139")
+				fail(CLOUDLET_E_CORRUPT, "the launch XML has a NIC of model '" + type + "'");
+			xml::add(nic, "model", {}, {{"type", type}});
+		}
+		if (xmlNode *pa = child(ln, "address")) {
+			if (xml::attr(pa, "type").value_or("") != "pci" || !hex_attr(pa, "domain", 4) || !hex_attr(pa, "bus", 2) ||
+			    !hex_attr(pa, "slot", 2) || !hex_attr(pa, "function", 1))
+				fail(CLOUDLET_E_CORRUPT, "the launch XML has a NIC with an address that is not a plain PCI address");
+			xmlNode *a = xml::add(nic, "address", {}, {{"type", "pci"}});
+			for (const char *k : {"domain", "bus", "slot", "function"})
+				if (auto v = xml::attr(pa, k))
+					xml::set_attr(a, k, *v);
+		}
+	}
+	xmlFreeNode(templ);
+	return xml::to_string(d);
+}
+
 std::vector<NicXml> domain_nics(const std::string &live_xml) {
 	auto doc = xml::parse(live_xml, "domain XML");
 	std::vector<NicXml> out;

@@ -47,6 +47,17 @@ struct InstancePlan {
 // The instance's XML from the base's canonical XML.
 std::string instance_xml(const std::string &canonical_xml, const InstancePlan &plan);
 
+// The XML a synthesized VM is restored with. Everything comes from the
+// base's canonical XML (local, trusted) through instance_xml(), except the
+// NICs: the launch VM's device state holds the NICs plugged in after its
+// resume, so they must be restored at the same PCI address with the same
+// MAC and model. Only those three facts are taken from the overlay's
+// (untrusted) launch XML, each checked; the rest of each NIC (type, network)
+// is the base's. Throws CLOUDLET_E_CORRUPT for a malformed launch XML and
+// CLOUDLET_E_UNSUPPORTED when the launch VM has NICs but the base none.
+std::string synthesis_xml(const std::string &base_canonical_xml, const std::string &launch_xml,
+                          const InstancePlan &plan);
+
 // The live <interface> elements of a domain, serialised (for detaching) and
 // as a fresh copy without MAC, target and address (for attaching).
 struct NicXml {

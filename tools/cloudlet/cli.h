@@ -71,6 +71,8 @@ int cmd_snapshot_capture(const Global &g, Args args);
 int cmd_base(const Global &g, Args args);
 int cmd_overlay(const Global &g, Args args);
 extern const char *overlay_help;
+int cmd_synthesize(const Global &g, Args args);
+extern const char *synthesize_help;
 extern const char *base_help;
 extern const char *snapshot_capture_help;
 

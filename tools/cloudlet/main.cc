@@ -25,6 +25,7 @@ const char *usage =
     "  snapshot capture  a running domain's memory into a save image, optionally live\n"
     "  base ...          base VMs: create, list, show, remove, export, import, resume\n"
     "  overlay ...       VM overlays: create, info\n"
+    "  synthesize OVERLAY  start an overlay's launch VM (file or URL) on this cloudlet\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --connect URI     libvirt URI (default qemu:///system as root, else qemu:///session)\n"
@@ -50,6 +51,7 @@ const std::map<std::string, Command> &commands() {
 	    {"snapshot capture", {cli::cmd_snapshot_capture, cli::snapshot_capture_help}},
 	    {"base", {cli::cmd_base, cli::base_help}},
 	    {"overlay", {cli::cmd_overlay, cli::overlay_help}},
+	    {"synthesize", {cli::cmd_synthesize, cli::synthesize_help}},
 	};
 	return c;
 }

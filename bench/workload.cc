@@ -1,0 +1,114 @@
+#include "workload.h"
+
+#include "image_file.h"
+#include "save_image.h"
+#include "stream_writer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+namespace bench {
+
+void die(const std::string &m) {
+	fprintf(stderr, "bench: %s\n", m.c_str());
+	exit(1);
+}
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+void sh(const std::string &cmd) {
+	if (system(cmd.c_str()) != 0)
+		die("failed: " + cmd);
+}
+
+uint64_t size_of(const std::string &p) {
+	struct stat st;
+	return stat(p.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+namespace {
+
+std::string run(th_guest *g, const std::string &cmd) {
+	char *out = th_guest_check(g, cmd.c_str(), 300000);
+	if (!out)
+		die(cmd + ": " + th_error());
+	std::string s = out;
+	free(out);
+	return s;
+}
+
+} // namespace
+
+Workload::~Workload() {
+	th_guest_destroy(launch);
+	cloudlet_ctx_free(ctx);
+	if (!work.empty())
+		sh("rm -rf " + work);
+}
+
+void make_workload(Workload &w, const std::string &label) {
+	if (th_setup() != 0)
+		die(th_error());
+	w.work = "/var/lib/cloudlet-test/" + label + "-" + std::to_string(getpid());
+	sh("mkdir -p " + w.work);
+	cloudlet_ctx_options co = CLOUDLET_CTX_OPTIONS_INIT;
+	w.store = w.work + "/store";
+	co.store_dir = w.store.c_str();
+	if (cloudlet_ctx_new(&w.ctx, &co) != CLOUDLET_OK)
+		die(cloudlet_last_error_message());
+
+	th_guest *g = nullptr;
+	th_guest_options go = {0, 0, 1, 0};
+	if (th_guest_start(&g, "benchbase", &go) != 0)
+		die(th_error());
+	run(g, "dd if=/dev/urandom of=/dev/vda bs=65536 count=32 2>/dev/null && sync");
+	cloudlet_base_options bo = CLOUDLET_BASE_OPTIONS_INIT;
+	bo.stop = 1;
+	bo.name = "bench";
+	cloudlet_base_info *base = nullptr;
+	if (cloudlet_base_create(&base, w.ctx, th_guest_domain_name(g), &bo) != CLOUDLET_OK)
+		die(cloudlet_last_error_message());
+	th_guest_poweroff(g);
+	th_guest_destroy(g);
+	w.base_dir = base->dir;
+	cloudlet_base_info_free(base);
+
+	w.name = "cltest-" + std::to_string(getpid()) + "-benchlaunch";
+	cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;
+	ro.name = w.name.c_str();
+	cloudlet_instance_info *inst = nullptr;
+	if (cloudlet_base_resume(&inst, w.ctx, "bench", &ro) != CLOUDLET_OK)
+		die(cloudlet_last_error_message());
+	w.inst_dir = inst->dir;
+	cloudlet_instance_info_free(inst);
+	if (th_guest_attach_domain(&w.launch, w.name.c_str(), nullptr, nullptr) != 0)
+		die(th_error());
+	run(w.launch, "dd if=/dev/urandom of=/ram/r bs=1M count=16 2>/dev/null && cp /ram/r /ram/r2 && "
+	              "for i in 1 2 3; do cp /bin/busybox /ram/bb$i; done && "
+	              "yes 'GET /api/v1/items?id=42 HTTP/1.1 200 OK application/json' | head -c 8000000 > /ram/log && "
+	              "dd if=/dev/zero of=/ram/z bs=1M count=8 2>/dev/null");
+	run(w.launch, "dd if=/dev/urandom of=/dev/vda bs=65536 count=32 seek=64 2>/dev/null && "
+	              "dd if=/dev/vda of=/dev/vda bs=65536 count=16 skip=0 seek=256 2>/dev/null && sync");
+}
+
+void write_base_state(const Workload &w, const std::string &path, bool with_disk) {
+	cloudlet::qemu::ImageFile img(w.base_dir + "/memory.cltmem");
+	int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		die("cannot create " + path);
+	cloudlet::qemu::FdSink s(fd, path);
+	auto head = cloudlet::qemu::encode_save_header("<domain/>", "", true);
+	s.write(head.data(), head.size());
+	cloudlet::qemu::write_stream(s, img);
+	s.flush();
+	close(fd);
+	if (with_disk)
+		sh("cat '" + w.base_dir + "/disk-vda.raw' >> " + path);
+}
+
+} // namespace bench

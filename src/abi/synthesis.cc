@@ -1,0 +1,102 @@
+// The synthesis call: argument checks and translation to ops/synthesis.h.
+#include "abi/guard.h"
+#include "abi/handles.h"
+#include "ops/synthesis.h"
+
+#include <cloudlet.h>
+
+#include <vector>
+
+namespace {
+
+using cloudlet::abi::guard;
+using cloudlet::abi::init_options;
+using cloudlet::abi::options_or_default;
+using cloudlet::abi::require;
+
+struct SynthesisHolder : cloudlet_synthesis_info, cloudlet::abi::StringKeeper {
+	std::vector<const char *> mac_ptrs, old_ptrs;
+};
+
+std::string str(const char *s) { return s ? s : ""; }
+
+} // namespace
+
+extern "C" {
+
+CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version) {
+	return guard(__func__, [&] {
+		init_options(opts, version, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
+		             cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT, "cloudlet_synthesis_options");
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, cloudlet_ctx *ctx, const char *overlay,
+                                                 const cloudlet_synthesis_options *opts) {
+	return guard(__func__, [&] {
+		if (out)
+			*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(overlay != nullptr && *overlay, "overlay is NULL or empty");
+		cloudlet_synthesis_options o = options_or_default(opts, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
+		                                                  cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT,
+		                                                  "cloudlet_synthesis_options");
+		cloudlet::ops::SynthesisOptions so;
+		so.base = str(o.base);
+		so.name = str(o.name);
+		so.virt_type = str(o.virt_type);
+		require(so.virt_type.empty() || so.virt_type == "qemu" || so.virt_type == "kvm",
+		        "virt_type must be NULL, \"qemu\" or \"kvm\"");
+		so.nic.mac = str(o.mac);
+		so.nic.network = str(o.network);
+		so.nic.nic_xml = str(o.nic_xml);
+		require(o.threads <= 256, "threads is out of range");
+		so.threads = o.threads;
+		so.http.ca_file = str(o.ca_file);
+		if (o.max_download_bytes)
+			so.http.max_bytes = o.max_download_bytes;
+		if (o.stall_timeout_seconds)
+			so.http.stall_timeout_s = o.stall_timeout_seconds;
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		cloudlet::ops::SynthesisInfo r = cloudlet::ops::synthesize(ctx->ctx, overlay, so, progress);
+		if (!out)
+			return;
+		auto *h = new SynthesisHolder();
+		cloudlet_synthesis_info &p = *h;
+		p = cloudlet_synthesis_info{};
+		p.version = 1;
+		p.name = h->keep(r.name);
+		p.uuid = h->keep(r.uuid);
+		p.base_id = h->keep(r.base_id);
+		p.dir = h->keep(r.dir);
+		p.virt_type = h->keep(r.virt_type);
+		p.source = h->keep(r.source);
+		for (size_t i = 0; i < r.macs.size(); i++) {
+			h->mac_ptrs.push_back(h->keep(r.macs[i]));
+			h->old_ptrs.push_back(h->keep(i < r.old_macs.size() ? r.old_macs[i] : ""));
+		}
+		p.nic_count = h->mac_ptrs.size();
+		p.macs = h->mac_ptrs.data();
+		p.old_macs = h->old_ptrs.data();
+		p.overlay_bytes = r.counts.file_bytes;
+		p.memory_chunks = r.memory_chunks;
+		p.disk_chunks = r.disk_chunks;
+		for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++)
+			p.records[k] = r.counts.records[k];
+		p.disk_layer_bytes = r.disk_layer_bytes;
+		p.fetch_seconds = r.fetch_seconds;
+		p.decompress_seconds = r.decompress_seconds;
+		p.apply_seconds = r.apply_seconds;
+		p.read_seconds = r.read_seconds;
+		p.restore_seconds = r.restore_seconds;
+		p.nic_seconds = r.nic_seconds;
+		p.total_seconds = r.total_seconds;
+		*out = h;
+	});
+}
+
+CLOUDLET_API void cloudlet_synthesis_info_free(cloudlet_synthesis_info *info) {
+	delete static_cast<SynthesisHolder *>(info);
+}
+
+} // extern "C"

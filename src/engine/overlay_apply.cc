@@ -1,0 +1,171 @@
+#include "engine/overlay_apply.h"
+
+#include "util/error.h"
+
+#include <cstring>
+
+namespace cloudlet::engine {
+
+namespace {
+
+using format::ChunkKind;
+
+// memory_ tags
+constexpr uint64_t kTagShift = 60, kRefMask = (1ull << kTagShift) - 1;
+enum : uint64_t { kSame = 0, kZero = 1, kBaseMemory = 2, kBaseDisk = 3, kStored = 4 };
+uint64_t tag(uint64_t kind, uint64_t ref) { return kind << kTagShift | ref; }
+uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
+
+} // namespace
+
+OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeader &h,
+                               const std::vector<std::string> &layers, const std::string &scratch_dir,
+                               Progress &progress)
+    : base_(base), progress_(progress), spill_(scratch_dir), buf_(kChunkSize), zero_(kChunkSize, 0) {
+	if (layers.size() != h.disks.size() || base.disks.size() != h.disks.size())
+		fail(CLOUDLET_E_INTERNAL, "overlay applier: disk counts disagree");
+	info_.version = h.stream_version;
+	info_.config_section = h.config_section;
+	info_.ram_section_id = h.ram_section_id;
+	info_.ram_instance_id = h.ram_instance_id;
+	info_.ram_version = h.ram_version;
+	uint64_t first = 0;
+	for (const auto &b : h.ram_blocks) {
+		qemu::RamBlock rb;
+		rb.name = b.name;
+		rb.length = b.bytes;
+		rb.first_page = first;
+		first += rb.pages();
+		info_.blocks.push_back(rb);
+	}
+	info_.total_pages = first;
+	if (first != h.total_pages)
+		fail(CLOUDLET_E_CORRUPT, "the overlay's RAM blocks add up to " + std::to_string(first) + " pages, its header says " +
+		                             std::to_string(h.total_pages));
+	// Unrecorded pages are the base's at the same position only when the
+	// layouts agree (the overlay was made that way: docs/overlays.md).
+	const auto &bb = base.memory->stream_info().blocks;
+	same_layout_ = bb.size() == info_.blocks.size();
+	for (size_t i = 0; same_layout_ && i < bb.size(); i++)
+		same_layout_ = bb[i].name == info_.blocks[i].name && bb[i].length == info_.blocks[i].length;
+	memory_.assign(info_.total_pages, same_layout_ ? tag(kSame, 0) : tag(kZero, 0));
+	for (size_t d = 0; d < layers.size(); d++)
+		layers_.push_back(std::make_unique<qemu::Qcow2LayerWriter>(layers[d], h.disks[d].bytes, base.disks[d].path, "raw"));
+}
+
+// The 4096 bytes a record stands for, for kinds that reference content.
+const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const format::ChunkRecord &r,
+                                          const uint8_t *data) {
+	switch (r.kind) {
+	case ChunkKind::BaseMemory: {
+		const uint8_t *p = base_.memory->page(r.ref);
+		return p ? p : zero_.data();
+	}
+	case ChunkKind::BaseDisk: {
+		uint64_t d = r.ref >> 56, off = r.ref & ((1ull << 56) - 1);
+		if (d >= base_.disks.size() || off + kChunkSize > base_.disks[d].bytes)
+			fail(CLOUDLET_E_CORRUPT, "overlay refers to base disk " + std::to_string(d) + " at " + std::to_string(off) +
+			                             ", beyond its end");
+		return base_.disks[d].data + off;
+	}
+	case ChunkKind::Self: {
+		auto it = stored_.find(r.ref);
+		if (it == stored_.end())
+			fail(CLOUDLET_E_CORRUPT, "overlay refers to a chunk it has not stored");
+		spill_.read(it->second, buf_.data());
+		return buf_.data();
+	}
+	case ChunkKind::Data:
+		return data;
+	case ChunkKind::DataXor: {
+		const uint8_t *b;
+		if (space == format::kMemorySpace) {
+			b = chunk < base_.memory->stream_info().total_pages ? base_.memory->page(chunk) : nullptr;
+			if (!same_layout_)
+				fail(CLOUDLET_E_CORRUPT, "overlay has a memory delta although its memory layout differs from the base");
+		} else {
+			const auto &disk = base_.disks[space - 1u];
+			if ((chunk + 1) * kChunkSize > disk.bytes)
+				fail(CLOUDLET_E_CORRUPT, "overlay has a delta against base disk data that does not exist");
+			b = disk.data + chunk * kChunkSize;
+		}
+		for (size_t i = 0; i < kChunkSize; i++)
+			buf_[i] = data[i] ^ (b ? b[i] : 0);
+		return buf_.data();
+	}
+	default:
+		return nullptr;
+	}
+}
+
+void OverlayApplier::on_chunk(const format::ChunkRecord &r, const uint8_t *data) {
+	if ((++applied_ & 4095) == 0)
+		progress_.report("apply", applied_, 0);
+	if (r.space == format::kMemorySpace) {
+		uint64_t &t = memory_.at(r.chunk);
+		switch (r.kind) {
+		case ChunkKind::Zero:
+			t = tag(kZero, 0);
+			return;
+		case ChunkKind::BaseMemory:
+			t = tag(kBaseMemory, r.ref);
+			return;
+		case ChunkKind::BaseDisk: {
+			uint64_t d = r.ref >> 56, off = r.ref & ((1ull << 56) - 1);
+			content_of(r.space, r.chunk, r, data); // bounds check
+			t = tag(kBaseDisk, d << 48 | off / 512);
+			return;
+		}
+		default:
+			break;
+		}
+	}
+	const uint8_t *content = content_of(r.space, r.chunk, r, data);
+	if (format::stores_payload(r.kind) || r.space == format::kMemorySpace) {
+		// Stored chunks may be referred to later (SELF); memory pages are
+		// read back when the stream is written.
+		uint64_t slot;
+		if (r.kind == ChunkKind::Self && r.space == format::kMemorySpace)
+			slot = stored_.at(r.ref);
+		else
+			slot = spill_.append(content);
+		if (format::stores_payload(r.kind))
+			stored_[key(r.space, r.chunk)] = slot;
+		if (r.space == format::kMemorySpace) {
+			memory_.at(r.chunk) = tag(kStored, slot);
+			return;
+		}
+	}
+	auto &layer = *layers_.at(r.space - 1u);
+	if (r.kind == ChunkKind::Zero)
+		layer.zero_chunk(r.chunk);
+	else
+		layer.write_chunk(r.chunk, content);
+}
+
+void OverlayApplier::on_device_state(const std::vector<uint8_t> &ds) { info_.device_state = ds; }
+
+void OverlayApplier::finish() {
+	for (auto &l : layers_)
+		l->finish();
+}
+
+const uint8_t *OverlayApplier::page(uint64_t linear) const {
+	uint64_t t = memory_.at(linear);
+	uint64_t ref = t & kRefMask;
+	switch (t >> kTagShift) {
+	case kSame:
+		return base_.memory->page(linear);
+	case kZero:
+		return nullptr;
+	case kBaseMemory:
+		return base_.memory->page(ref);
+	case kBaseDisk:
+		return base_.disks[ref >> 48].data + (ref & ((1ull << 48) - 1)) * 512;
+	default:
+		spill_.read(ref, buf_.data());
+		return buf_.data();
+	}
+}
+
+} // namespace cloudlet::engine

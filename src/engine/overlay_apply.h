@@ -1,0 +1,67 @@
+// Applying an overlay to its base (docs/synthesis.md): the reader hands the
+// overlay's verified records over one at a time; disk chunks go straight
+// into a qcow2 layer per disk over the base's raw disk, memory records into
+// a compact table (8 bytes per guest page) that says where each launch page
+// comes from. No copy of the launch memory is made: the launch memory is a
+// PageProvider that a stream writer reads while libvirt restores.
+#pragma once
+
+#include "engine/dedup.h"
+#include "format/overlay_file.h"
+#include "image_file.h"
+#include "qcow2_layer.h"
+#include "util/progress.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace cloudlet::engine {
+
+struct ApplyBase {
+	const qemu::PageProvider *memory = nullptr; // the base's memory
+	struct Disk {
+		const uint8_t *data = nullptr; // the base's raw disk, mapped
+		uint64_t bytes = 0;
+		std::string path;              // for the qcow2 layer's backing file
+	};
+	std::vector<Disk> disks;           // in the overlay's disk order
+};
+
+class OverlayApplier : public format::OverlaySink, public qemu::PageProvider {
+public:
+	// `layers`: the qcow2 file to create for each disk, in the overlay's
+	// disk order. `scratch_dir`: where stored chunks wait (an unlinked file).
+	OverlayApplier(const ApplyBase &base, const format::OverlayHeader &h, const std::vector<std::string> &layers,
+	               const std::string &scratch_dir, Progress &progress);
+
+	void on_chunk(const format::ChunkRecord &r, const uint8_t *data) override;
+	void on_device_state(const std::vector<uint8_t> &ds) override;
+	// Completes the disk layers. Call once the reader returned.
+	void finish();
+
+	// The launch memory (valid after finish()). page() returns a pointer
+	// valid until the next call: one reader thread at a time.
+	const qemu::StreamInfo &stream_info() const override { return info_; }
+	const uint8_t *page(uint64_t linear) const override;
+
+private:
+	const uint8_t *content_of(uint8_t space, uint64_t chunk, const format::ChunkRecord &r, const uint8_t *data);
+	const ApplyBase &base_;
+	Progress &progress_;
+	qemu::StreamInfo info_;
+	bool same_layout_ = true;
+	std::vector<std::unique_ptr<qemu::Qcow2LayerWriter>> layers_;
+	// Per launch page: 0 = the base page at the same position, else the
+	// kind in the top 4 bits and its reference below (see page()).
+	std::vector<uint64_t> memory_;
+	ChunkSpill spill_;
+	std::unordered_map<uint64_t, uint64_t> stored_; // space << 56 | chunk -> spill slot (for SELF)
+	mutable std::vector<uint8_t> buf_;
+	std::vector<uint8_t> zero_;
+	uint64_t applied_ = 0;
+};
+
+} // namespace cloudlet::engine

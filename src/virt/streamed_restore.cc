@@ -1,0 +1,122 @@
+#include "virt/streamed_restore.h"
+
+#include "util/error.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <libvirt/virterror.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+namespace cloudlet::virt {
+
+namespace {
+
+// Keeps a broken pipe an error return (EPIPE) instead of a signal that
+// would kill the caller's process, without touching its signal handlers:
+// the signal is blocked on this thread and any pending one taken away.
+class BlockSigpipe {
+public:
+	BlockSigpipe() {
+		sigset_t s;
+		sigemptyset(&s);
+		sigaddset(&s, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &s, &old_);
+	}
+	~BlockSigpipe() {
+		sigset_t s;
+		sigemptyset(&s);
+		sigaddset(&s, SIGPIPE);
+		timespec zero{0, 0};
+		while (sigtimedwait(&s, nullptr, &zero) > 0) {
+		}
+		pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+	}
+
+private:
+	sigset_t old_;
+};
+
+} // namespace
+
+void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,
+                      Progress &progress) {
+	unlink(fifo.c_str());
+	if (mkfifo(fifo.c_str(), 0600) != 0)
+		fail_errno("cannot create FIFO " + fifo, errno);
+	struct Unlink {
+		std::string p;
+		~Unlink() { unlink(p.c_str()); }
+	} unlink_fifo{fifo};
+
+	std::atomic<bool> done{false};
+	int rc = 0;
+	std::string restore_error;
+	std::thread t([&] {
+		rc = virDomainRestoreFlags(conn, fifo.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING);
+		if (rc != 0) {
+			const char *m = virGetLastErrorMessage();
+			restore_error = m ? m : "unknown libvirt error";
+		}
+		done = true;
+	});
+	struct Join {
+		std::thread &t;
+		~Join() {
+			if (t.joinable())
+				t.join();
+		}
+	} join{t};
+
+	// Wait for libvirt to open the FIFO (a non-blocking open for writing
+	// fails with ENXIO until a reader has it), or to fail before it does.
+	int fd = -1;
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+	while (fd < 0) {
+		fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			break;
+		if (errno != ENXIO)
+			fail_errno("cannot open FIFO " + fifo, errno);
+		if (done) {
+			t.join();
+			fail(CLOUDLET_E_LIBVIRT, "libvirt could not restore from " + fifo + ": " + restore_error);
+		}
+		if (std::chrono::steady_clock::now() > deadline)
+			fail(CLOUDLET_E_TIMEOUT, "libvirt did not open " + fifo + " within 120 s");
+		progress.check();
+		std::this_thread::sleep_for(std::chrono::milliseconds(2));
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	// A bigger pipe: fewer wake-ups of QEMU's reader and of us (best
+	// effort; the kernel caps it at /proc/sys/fs/pipe-max-size).
+	fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+
+	try {
+		BlockSigpipe guard;
+		qemu::FdSink sink(fd, fifo);
+		produce(sink);
+		sink.flush();
+	} catch (const Error &e) {
+		close(fd);
+		t.join();
+		if (rc != 0)
+			fail(CLOUDLET_E_LIBVIRT, "libvirt could not restore the image: " + restore_error);
+		throw;
+	} catch (...) {
+		close(fd);
+		throw;
+	}
+	close(fd);
+	t.join();
+	if (rc != 0)
+		fail(CLOUDLET_E_LIBVIRT, "libvirt could not restore the image: " + restore_error);
+}
+
+} // namespace cloudlet::virt

@@ -1,0 +1,27 @@
+// Restoring a domain from a save image that is produced while libvirt reads
+// it: the image goes through a FIFO (libvirt accepts one as the save file,
+// docs/platform.md), so QEMU starts while the memory is still being written
+// and no copy of the image ever lands on disk.
+#pragma once
+
+#include "stream_writer.h"
+#include "util/progress.h"
+
+#include <libvirt/libvirt.h>
+
+#include <functional>
+#include <string>
+
+namespace cloudlet::virt {
+
+// Creates the FIFO `fifo` (removed again before returning), asks libvirt to
+// restore from it (running) on another thread, and calls `produce` with a
+// sink that writes into it. If `produce` throws, libvirt sees the image end
+// early and fails; the restore's own error is preferred when libvirt failed
+// first (a closed FIFO then only says "broken pipe"). SIGPIPE is blocked on
+// the calling thread while writing. Throws CLOUDLET_E_LIBVIRT when libvirt
+// refuses the image.
+void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,
+                      Progress &progress);
+
+} // namespace cloudlet::virt

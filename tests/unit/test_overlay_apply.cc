@@ -1,0 +1,206 @@
+// Applying an overlay is exact: a synthetic base (memory pages and a raw
+// disk file) and a launch VM derived from it with every dedup category in
+// both memory and disk (unchanged, zero, moved base pages, base disk data
+// at 4 KiB and 512-byte offsets, repeats, new data, small edits stored as
+// XOR, a disk grown past its base) go through the real deduper, writer and
+// reader (one and two decoding threads); every launch page the applier
+// serves and every byte of the qcow2 layer it writes (read by qemu-img)
+// must equal the launch VM's.
+#include "engine/chunk_index.h"
+#include "engine/dedup.h"
+#include "engine/overlay_apply.h"
+#include "format/overlay_file.h"
+#include "memory_image.h"
+#include "util/error.h"
+
+#include <cstdarg>
+#include <cstddef>
+#include <csetjmp>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <cmocka.h>
+}
+
+using namespace cloudlet;
+using format::ChunkKind;
+
+namespace {
+
+class VectorSink : public qemu::ByteSink {
+public:
+	void write(const uint8_t *d, size_t n) override {
+		size_t at = bytes.size();
+		bytes.resize(at + n);
+		memcpy(bytes.data() + at, d, n);
+	}
+	std::vector<uint8_t> bytes;
+};
+
+std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+	std::vector<uint8_t> v(n);
+	std::mt19937 rng(seed);
+	for (auto &b : v)
+		b = static_cast<uint8_t>(rng());
+	return v;
+}
+
+void write_file(const std::string &path, const std::vector<uint8_t> &b) {
+	std::ofstream f(path, std::ios::binary);
+	f.write(reinterpret_cast<const char *>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+std::vector<uint8_t> read_file(const std::string &path) {
+	std::ifstream f(path, std::ios::binary);
+	return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+} // namespace
+
+static void apply_and_compare(unsigned threads) {
+	char tmpl[] = "/tmp/cloudlet-apply-XXXXXX";
+	std::string dir = mkdtemp(tmpl);
+	const uint64_t pages = 512;
+	const size_t disk_bytes = 1 << 20, launch_disk_bytes = (1 << 20) + 64 * 1024;
+
+	// The base.
+	qemu::MemoryImage base_mem;
+	base_mem.info.blocks = {{"pc.ram", pages * 4096, 0}};
+	base_mem.info.total_pages = pages;
+	base_mem.reset_pages(pages);
+	auto noise = random_bytes(pages * 4096, 1);
+	for (uint64_t p = 0; p < pages; p++)
+		base_mem.set_page(p, p % 5 == 4 ? nullptr : noise.data() + p * 4096, 0);
+	qemu::MemoryImageProvider base_memp(base_mem);
+	std::vector<uint8_t> base_disk = random_bytes(disk_bytes, 2);
+	write_file(dir + "/base.raw", base_disk);
+
+	// The launch VM: the base, then every kind of change.
+	std::vector<std::vector<uint8_t>> launch(pages);
+	for (uint64_t p = 0; p < pages; p++)
+		launch[p] = base_mem.data(p) ? std::vector<uint8_t>(base_mem.data(p), base_mem.data(p) + 4096)
+		                             : std::vector<uint8_t>(4096, 0);
+	auto fresh = random_bytes(64 * 4096, 3);
+	for (uint64_t p = 10; p < 20; p++)
+		launch[p].assign(4096, 0); // zeroed
+	for (uint64_t p = 20; p < 30; p++)
+		launch[p] = launch[p + 100]; // moved base pages
+	for (uint64_t p = 30; p < 40; p++)
+		launch[p].assign(base_disk.begin() + p * 4096, base_disk.begin() + p * 4096 + 4096); // base disk, aligned
+	for (uint64_t p = 40; p < 45; p++)
+		launch[p].assign(base_disk.begin() + p * 4096 + 1536, base_disk.begin() + p * 4096 + 1536 + 4096); // 512-step
+	for (uint64_t p = 50; p < 114; p++)
+		launch[p].assign(fresh.begin() + (p - 50) * 4096, fresh.begin() + (p - 50) * 4096 + 4096); // new
+	for (uint64_t p = 114; p < 130; p++)
+		launch[p] = launch[p - 64]; // repeats of new pages
+	for (uint64_t p = 130; p < 140; p++)
+		launch[p][p] ^= 0xff; // small edits: XOR
+	std::vector<uint8_t> launch_disk(base_disk);
+	launch_disk.resize(launch_disk_bytes, 0);
+	memcpy(launch_disk.data() + 8 * 4096, fresh.data(), 16 * 4096);               // new (also in memory: SELF)
+	memset(launch_disk.data() + 40 * 4096, 0, 8 * 4096);                          // zeroed
+	memcpy(launch_disk.data() + 60 * 4096, noise.data() + 200 * 4096, 4 * 4096);  // base memory pages
+	memcpy(launch_disk.data() + 70 * 4096, base_disk.data() + 512, 4 * 4096);     // base disk, shifted 512
+	launch_disk[100 * 4096 + 7] ^= 1;                                            // XOR
+	auto tail = random_bytes(64 * 1024, 4);
+	memcpy(launch_disk.data() + disk_bytes, tail.data(), tail.size());            // grown past the base
+
+	// Dedup + write, as overlay create does.
+	std::vector<engine::Hash128> mh;
+	for (uint64_t p = 0; p < pages; p++)
+		mh.push_back(base_mem.data(p) ? engine::chunk_hash(base_mem.data(p)) : engine::zero_chunk_hash());
+	engine::write_index(dir + "/m.idx", engine::IndexKind::Memory, pages * 4096, mh);
+	engine::write_index(dir + "/d.idx", engine::IndexKind::Disk, disk_bytes, engine::hash_range(base_disk.data(), disk_bytes, 1));
+	engine::write_index(dir + "/d.idx512", engine::IndexKind::DiskSectors, disk_bytes,
+	                    engine::hash_sector_windows(base_disk.data(), disk_bytes, 1));
+	engine::IndexFile mi(dir + "/m.idx"), di(dir + "/d.idx"), ds(dir + "/d.idx512");
+	engine::DedupBase db;
+	db.memory = &base_memp;
+	db.memory_index = &mi;
+	db.disks.push_back({base_disk.data(), disk_bytes, &di, &ds});
+	engine::Deduper dd(db, dir);
+	format::OverlayHeader h;
+	h.base_id = std::string(64, 'b');
+	h.ram_blocks = {{"pc.ram", pages * 4096}};
+	h.total_pages = pages;
+	h.disks = {{"vda", launch_disk_bytes}};
+	h.domain_xml = "<domain/>";
+	VectorSink out;
+	{
+		format::OverlayWriter w(out, h, engine::Codec::Zstd, 3, 64 * 1024, threads);
+		auto add = [&](uint8_t space, uint64_t chunk, const uint8_t *data) {
+			engine::DedupDecision d = dd.classify(space, chunk, data);
+			if (d.unchanged)
+				return;
+			if (format::stores_payload(d.kind))
+				w.add_data(space, chunk, d.payload, d.kind);
+			else
+				w.add_ref(space, chunk, d.kind, d.ref);
+		};
+		for (uint64_t p = 0; p < pages; p++)
+			add(0, p, launch[p].data());
+		for (uint64_t c = 0; c < launch_disk_bytes / 4096; c++)
+			add(1, c, launch_disk.data() + c * 4096);
+		w.finish(std::vector<uint8_t>(100, 0x42));
+	}
+	const auto &n = dd.counts();
+	for (int space = 0; space < 2; space++)
+		for (int k = 1; k < format::kChunkKinds; k++)
+			print_message("# space %d kind %d: %llu\n", space, k, (unsigned long long)n.n[space][k]);
+	// Every category was exercised somewhere.
+	for (int k = 1; k < format::kChunkKinds; k++)
+		assert_true(n.n[0][k] + n.n[1][k] > 0);
+
+	// Apply.
+	engine::ApplyBase ab;
+	MappedFile base_map(dir + "/base.raw");
+	ab.memory = &base_memp;
+	ab.disks.push_back({base_map.data(), base_map.size(), dir + "/base.raw"});
+	Progress progress;
+	engine::OverlayApplier applier(ab, h, {dir + "/layer.qcow2"}, dir, progress);
+	qemu::MemorySource src(out.bytes.data(), out.bytes.size());
+	qemu::Reader r(src, "overlay");
+	format::BaseBounds bounds;
+	bounds.known = true;
+	bounds.memory_pages = pages;
+	bounds.disk_bytes = {disk_bytes};
+	format::read_overlay(r, applier, bounds, threads);
+	applier.finish();
+
+	assert_int_equal(applier.stream_info().total_pages, pages);
+	assert_int_equal(applier.stream_info().device_state.size(), 100);
+	for (uint64_t p = 0; p < pages; p++) {
+		const uint8_t *got = applier.page(p);
+		std::vector<uint8_t> zero(4096, 0);
+		if (memcmp(got ? got : zero.data(), launch[p].data(), 4096) != 0)
+			fail_msg("launch page %llu differs after apply", (unsigned long long)p);
+	}
+	std::string cmd = "qemu-img check -q -f qcow2 '" + dir + "/layer.qcow2' && qemu-img convert -f qcow2 -O raw '" +
+	                  dir + "/layer.qcow2' '" + dir + "/out.raw'";
+	assert_int_equal(system(cmd.c_str()), 0);
+	std::vector<uint8_t> got = read_file(dir + "/out.raw");
+	assert_int_equal(got.size(), launch_disk.size());
+	for (size_t i = 0; i < got.size(); i += 4096)
+		if (memcmp(got.data() + i, launch_disk.data() + i, 4096) != 0)
+			fail_msg("disk chunk %zu differs after apply", i / 4096);
+	std::string rm = "rm -rf '" + dir + "'";
+	assert_int_equal(system(rm.c_str()), 0);
+}
+
+static void test_apply_exact_one_thread(void **) { apply_and_compare(1); }
+static void test_apply_exact_two_threads(void **) { apply_and_compare(2); }
+
+int main(void) {
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_apply_exact_one_thread),
+	    cmocka_unit_test(test_apply_exact_two_threads),
+	};
+	return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
