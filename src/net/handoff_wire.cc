@@ -1,0 +1,297 @@
+#include "net/handoff_wire.h"
+
+#include "util/error.h"
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <memory>
+
+namespace cloudlet::net {
+
+namespace {
+
+constexpr char kMagic[8] = {'C', 'L', 'T', 'H', 'O', 'F', 'F', '1'};
+constexpr size_t kHeader = 16, kMacBytes = 16, kNonce = 32;
+
+void put32(uint8_t *p, uint32_t v) {
+	for (int i = 0; i < 4; i++)
+		p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put64(uint8_t *p, uint64_t v) {
+	for (int i = 0; i < 8; i++)
+		p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint32_t get32(const uint8_t *p) {
+	return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+uint64_t get64(const uint8_t *p) { return uint64_t(get32(p)) | uint64_t(get32(p + 4)) << 32; }
+
+std::vector<uint8_t> hmac(const std::string &key, const std::vector<uint8_t> &msg) {
+	std::vector<uint8_t> out(32);
+	unsigned len = 0;
+	if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), msg.data(), msg.size(), out.data(), &len) ||
+	    len != 32)
+		fail(CLOUDLET_E_INTERNAL, "HMAC-SHA256 failed");
+	return out;
+}
+
+std::vector<uint8_t> derive(const std::string &token, const std::string &label, const uint8_t *ns, const uint8_t *nd) {
+	std::vector<uint8_t> msg(label.begin(), label.end());
+	if (ns) {
+		msg.insert(msg.end(), ns, ns + kNonce);
+		msg.insert(msg.end(), nd, nd + kNonce);
+	}
+	return hmac(token, msg);
+}
+
+// HMAC-SHA256 over (header without length, payload), first 16 bytes.
+void frame_mac(const std::vector<uint8_t> &key, const uint8_t *head, const uint8_t *payload, size_t n, uint8_t *out) {
+	std::unique_ptr<EVP_MAC, decltype(&EVP_MAC_free)> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr), EVP_MAC_free);
+	std::unique_ptr<EVP_MAC_CTX, decltype(&EVP_MAC_CTX_free)> ctx(mac ? EVP_MAC_CTX_new(mac.get()) : nullptr,
+	                                                              EVP_MAC_CTX_free);
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_construct_end()};
+	uint8_t full[32];
+	size_t len = 0;
+	if (!ctx || !EVP_MAC_init(ctx.get(), key.data(), key.size(), params) || !EVP_MAC_update(ctx.get(), head + 4, kHeader - 4) ||
+	    (n && !EVP_MAC_update(ctx.get(), payload, n)) || !EVP_MAC_final(ctx.get(), full, &len, sizeof full) || len != 32)
+		fail(CLOUDLET_E_INTERNAL, "HMAC-SHA256 failed");
+	memcpy(out, full, kMacBytes);
+}
+
+} // namespace
+
+const char *frame_type_name(FrameType t) {
+	switch (t) {
+	case FrameType::Hello: return "HELLO";
+	case FrameType::Challenge: return "CHALLENGE";
+	case FrameType::Offer: return "OFFER";
+	case FrameType::Accept: return "ACCEPT";
+	case FrameType::Refuse: return "REFUSE";
+	case FrameType::Items: return "ITEMS";
+	case FrameType::Ack: return "ACK";
+	case FrameType::Final: return "FINAL";
+	case FrameType::Ready: return "READY";
+	case FrameType::Go: return "GO";
+	case FrameType::Running: return "RUNNING";
+	case FrameType::Abort: return "ABORT";
+	}
+	return "unknown";
+}
+
+std::string read_token_file(const std::string &path) {
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_errno("cannot open token file " + path, errno);
+	struct stat st {};
+	fstat(fd, &st);
+	if (st.st_mode & 077) {
+		close(fd);
+		fail(CLOUDLET_E_PERMISSION, "token file " + path + " is readable by others (chmod 600 it)");
+	}
+	std::string s(4096, '\0');
+	ssize_t n = read(fd, s.data(), s.size());
+	close(fd);
+	if (n < 0)
+		fail_errno("cannot read token file " + path, errno);
+	s.resize(static_cast<size_t>(n));
+	size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+	s = a == std::string::npos ? "" : s.substr(a, b - a + 1);
+	if (s.size() < kMinTokenBytes)
+		fail(CLOUDLET_E_INVALID_ARG, "token file " + path + " holds " + std::to_string(s.size()) +
+		                                 " bytes; a token needs at least 32 (head -c 32 /dev/urandom | base64)");
+	return s;
+}
+
+std::string abort_payload(int status, const std::string &message) {
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "status", json_object_new_int(status));
+	json_object_object_add(o, "message", json_object_new_string(message.c_str()));
+	std::string s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	json_object_put(o);
+	return s;
+}
+
+FrameChannel::FrameChannel(int fd, std::string peer, std::string token)
+    : fd_(fd), peer_(std::move(peer)), token_(std::move(token)) {
+	if (token_.size() < kMinTokenBytes)
+		fail(CLOUDLET_E_INVALID_ARG, "a handoff token needs at least 32 bytes");
+	send_key_ = recv_key_ = derive(token_, "cloudlet-handoff-v1 hello", nullptr, nullptr);
+}
+
+FrameChannel::~FrameChannel() {
+	OPENSSL_cleanse(token_.data(), token_.size());
+	OPENSSL_cleanse(send_key_.data(), send_key_.size());
+	OPENSSL_cleanse(recv_key_.data(), recv_key_.size());
+}
+
+void FrameChannel::write_all(const uint8_t *p, size_t n) {
+	while (n) {
+		ssize_t k = ::send(fd_, p, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			fail(CLOUDLET_E_IO, "connection to " + peer_ + " failed while sending: " + errno_message("send", errno));
+		p += k;
+		n -= static_cast<size_t>(k);
+		sent_ += static_cast<uint64_t>(k);
+	}
+}
+
+void FrameChannel::read_exact(uint8_t *p, size_t n, int timeout_ms) {
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+	while (n) {
+		if (timeout_ms >= 0) {
+			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+			pollfd pfd{fd_, POLLIN, 0};
+			int r = left.count() > 0 ? poll(&pfd, 1, static_cast<int>(left.count())) : 0;
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r == 0)
+				fail(CLOUDLET_E_TIMEOUT, "nothing from " + peer_ + " for " + std::to_string(timeout_ms) + " ms");
+		}
+		ssize_t k = recv(fd_, p, n, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k == 0)
+			fail(CLOUDLET_E_IO, peer_ + " closed the connection");
+		if (k < 0)
+			fail(CLOUDLET_E_IO, "connection to " + peer_ + " failed: " + errno_message("recv", errno));
+		p += k;
+		n -= static_cast<size_t>(k);
+		received_ += static_cast<uint64_t>(k);
+	}
+}
+
+void FrameChannel::send(FrameType t, const uint8_t *payload, size_t n) {
+	if (n > kMaxFramePayload)
+		fail(CLOUDLET_E_INTERNAL, "handoff frame payload of " + std::to_string(n) + " bytes is too large");
+	uint8_t head[kHeader] = {};
+	put32(head, static_cast<uint32_t>(kHeader - 4 + n + kMacBytes));
+	head[4] = static_cast<uint8_t>(t);
+	put64(head + 8, send_seq_);
+	uint8_t mac[kMacBytes];
+	frame_mac(send_key_, head, payload, n, mac);
+	write_all(head, kHeader);
+	if (n)
+		write_all(payload, n);
+	write_all(mac, kMacBytes);
+	send_seq_++;
+}
+
+Frame FrameChannel::receive(int timeout_ms) {
+	uint8_t head[kHeader];
+	read_exact(head, kHeader, timeout_ms);
+	uint32_t len = get32(head);
+	auto bad = [&](const std::string &why) {
+		fail(CLOUDLET_E_CORRUPT, "handoff frame " + std::to_string(recv_seq_) + " from " + peer_ + ": " + why);
+	};
+	if (len < kHeader - 4 + kMacBytes || len > kHeader - 4 + kMaxFramePayload + kMacBytes)
+		bad("length " + std::to_string(len) + " is out of range");
+	if (head[5] || head[6] || head[7])
+		bad("flags or reserved bytes are not zero");
+	Frame f;
+	f.type = static_cast<FrameType>(head[4]);
+	f.payload.resize(len - (kHeader - 4) - kMacBytes);
+	if (!f.payload.empty())
+		read_exact(f.payload.data(), f.payload.size(), timeout_ms);
+	uint8_t mac[kMacBytes], want[kMacBytes];
+	read_exact(mac, kMacBytes, timeout_ms);
+	frame_mac(recv_key_, head, f.payload.data(), f.payload.size(), want);
+	if (CRYPTO_memcmp(mac, want, kMacBytes) != 0) {
+		if (recv_seq_ == 0)
+			fail(CLOUDLET_E_PERMISSION, peer_ + " does not hold the same handoff token (the first frame's MAC is wrong)");
+		bad("MAC mismatch (altered in transit, or not from the authenticated peer)");
+	}
+	if (get64(head + 8) != recv_seq_)
+		bad("sequence number " + std::to_string(get64(head + 8)) + " (a frame was replayed, dropped or reordered)");
+	if (head[4] < 1 || head[4] > 12)
+		bad("unknown type " + std::to_string(head[4]));
+	recv_seq_++;
+	return f;
+}
+
+Frame FrameChannel::expect(FrameType t, int timeout_ms) {
+	Frame f = receive(timeout_ms);
+	if (f.type == t)
+		return f;
+	if (f.type == FrameType::Abort || f.type == FrameType::Refuse) {
+		json_object *o = json_tokener_parse(f.text().c_str());
+		json_object *st = nullptr, *msg = nullptr;
+		int status = CLOUDLET_E_IO;
+		std::string message = "(no reason given)";
+		if (o && json_object_object_get_ex(o, "status", &st))
+			status = json_object_get_int(st);
+		if (o && json_object_object_get_ex(o, "message", &msg))
+			message = json_object_get_string(msg);
+		if (o)
+			json_object_put(o);
+		if (status >= 0 || status < CLOUDLET_E_INTERNAL)
+			status = CLOUDLET_E_IO;
+		fail(static_cast<cloudlet_status>(status),
+		     peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + message);
+	}
+	fail(CLOUDLET_E_CORRUPT, peer_ + " sent " + frame_type_name(f.type) + " where " + frame_type_name(t) +
+	                             " was expected");
+}
+
+void FrameChannel::client_handshake(int timeout_ms) {
+	uint8_t ns[kNonce], hello[8 + 4 + kNonce];
+	if (RAND_bytes(ns, kNonce) != 1)
+		fail(CLOUDLET_E_INTERNAL, "no random bytes for the handoff nonce");
+	memcpy(hello, kMagic, 8);
+	put32(hello + 8, kHandoffVersion);
+	memcpy(hello + 12, ns, kNonce);
+	send(FrameType::Hello, hello, sizeof hello);
+	Frame c;
+	try {
+		c = expect(FrameType::Challenge, timeout_ms);
+	} catch (const Error &e) {
+		if (e.status() == CLOUDLET_E_IO)
+			fail(CLOUDLET_E_PERMISSION, peer_ + " closed the connection after HELLO: it does not hold the same "
+			                                    "handoff token, or speaks another protocol");
+		throw;
+	}
+	if (c.payload.size() != sizeof hello || memcmp(c.payload.data(), kMagic, 8) != 0)
+		fail(CLOUDLET_E_CORRUPT, peer_ + " sent a malformed CHALLENGE");
+	if (get32(c.payload.data() + 8) != kHandoffVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " +
+		                                 std::to_string(get32(c.payload.data() + 8)) + ", this library 1");
+	const uint8_t *nd = c.payload.data() + 12;
+	send_key_ = derive(token_, "cloudlet-handoff-v1 s->d", ns, nd);
+	recv_key_ = derive(token_, "cloudlet-handoff-v1 d->s", ns, nd);
+}
+
+void FrameChannel::server_handshake(int timeout_ms) {
+	Frame h = expect(FrameType::Hello, timeout_ms);
+	if (h.payload.size() != 8 + 4 + kNonce || memcmp(h.payload.data(), kMagic, 8) != 0)
+		fail(CLOUDLET_E_CORRUPT, peer_ + " sent a malformed HELLO");
+	uint8_t nd[kNonce], ch[8 + 4 + kNonce];
+	if (RAND_bytes(nd, kNonce) != 1)
+		fail(CLOUDLET_E_INTERNAL, "no random bytes for the handoff nonce");
+	memcpy(ch, kMagic, 8);
+	put32(ch + 8, kHandoffVersion);
+	memcpy(ch + 12, nd, kNonce);
+	uint32_t version = get32(h.payload.data() + 8);
+	send(FrameType::Challenge, ch, sizeof ch);
+	if (version != kHandoffVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(version) +
+		                                 ", this library 1");
+	const uint8_t *ns = h.payload.data() + 12;
+	send_key_ = derive(token_, "cloudlet-handoff-v1 d->s", ns, nd);
+	recv_key_ = derive(token_, "cloudlet-handoff-v1 s->d", ns, nd);
+}
+
+} // namespace cloudlet::net

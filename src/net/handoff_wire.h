@@ -1,0 +1,93 @@
+// The handoff protocol's frame layer (docs/protocols/handoff.md): length-
+// prefixed frames with a per-direction sequence number and a truncated
+// HMAC-SHA256, the token handshake that derives per-session keys, and typed
+// receive with timeouts. The operation on top (what is sent when) lives in
+// src/ops/handoff*; this layer knows nothing about VMs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cloudlet::net {
+
+enum class FrameType : uint8_t {
+	Hello = 1,
+	Challenge = 2,
+	Offer = 3,
+	Accept = 4,
+	Refuse = 5,
+	Items = 6,
+	Ack = 7,
+	Final = 8,
+	Ready = 9,
+	Go = 10,
+	Running = 11,
+	Abort = 12,
+};
+const char *frame_type_name(FrameType t);
+
+constexpr uint32_t kHandoffVersion = 1;
+constexpr size_t kMaxFramePayload = (16u << 20) + (64u << 10);
+constexpr size_t kMinTokenBytes = 32;
+
+// Reads a token file: at least 32 bytes once surrounding whitespace is
+// trimmed, not readable by group or others (CLOUDLET_E_PERMISSION), like an
+// ssh key.
+std::string read_token_file(const std::string &path);
+
+struct Frame {
+	FrameType type = FrameType::Abort;
+	std::vector<uint8_t> payload;
+	std::string text() const { return std::string(payload.begin(), payload.end()); }
+};
+
+// One side of a handoff connection over a connected socket (not owned).
+// Not thread-safe as a whole, but one thread may send while another
+// receives (the two directions share nothing).
+class FrameChannel {
+public:
+	FrameChannel(int fd, std::string peer, std::string token);
+	~FrameChannel();
+	FrameChannel(const FrameChannel &) = delete;
+	FrameChannel &operator=(const FrameChannel &) = delete;
+
+	// The source's side: HELLO, then CHALLENGE. A destination that holds
+	// another token closes the connection: CLOUDLET_E_PERMISSION saying so.
+	void client_handshake(int timeout_ms);
+	// The destination's side: HELLO (a wrong token: CLOUDLET_E_PERMISSION,
+	// nothing sent back), then CHALLENGE.
+	void server_handshake(int timeout_ms);
+
+	void send(FrameType t, const uint8_t *payload, size_t n);
+	void send(FrameType t, const std::string &payload) {
+		send(t, reinterpret_cast<const uint8_t *>(payload.data()), payload.size());
+	}
+	// The next frame, checked (length, reserved bytes, sequence, MAC).
+	// CLOUDLET_E_CORRUPT for a bad frame, CLOUDLET_E_IO when the peer closed
+	// or the socket failed, CLOUDLET_E_TIMEOUT after `timeout_ms` without
+	// a complete frame (-1: wait forever).
+	Frame receive(int timeout_ms);
+	// receive() for one expected type. ABORT and REFUSE become errors with
+	// the peer's status and message; another type is CLOUDLET_E_CORRUPT.
+	Frame expect(FrameType t, int timeout_ms);
+
+	uint64_t bytes_sent() const { return sent_; }
+	uint64_t bytes_received() const { return received_; }
+	const std::string &peer() const { return peer_; }
+
+private:
+	void read_exact(uint8_t *p, size_t n, int timeout_ms);
+	void write_all(const uint8_t *p, size_t n);
+	struct Mac;
+	int fd_;
+	std::string peer_, token_;
+	std::vector<uint8_t> send_key_, recv_key_;
+	uint64_t send_seq_ = 0, recv_seq_ = 0, sent_ = 0, received_ = 0;
+};
+
+// The JSON payload of ABORT/REFUSE frames.
+std::string abort_payload(int status, const std::string &message);
+
+} // namespace cloudlet::net
