@@ -146,7 +146,7 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 		spill_.read(*slot, scratch_.data());
 		if (memcmp(scratch_.data(), data, kChunkSize) == 0) {
 			r.kind = ChunkKind::Self;
-			r.ref = self_refs_[*slot];
+			r.ref = ordinal_self_refs_ ? *slot : self_refs_[*slot];
 			return done(static_cast<int>(ChunkKind::Self));
 		}
 	}

@@ -73,6 +73,10 @@ public:
 	// Not thread-safe: one thread feeds a Deduper.
 	DedupDecision classify(uint8_t space, uint64_t chunk, const uint8_t *data);
 	const DedupCounts &counts() const { return counts_; }
+	// Handoff: SELF references name the n-th stored chunk (Data or
+	// DataXor) of the session instead of a (space, chunk) that may have
+	// been re-sent with other content since (docs/protocols/handoff.md).
+	void use_ordinal_self_refs() { ordinal_self_refs_ = true; }
 
 private:
 	bool confirm_base_disk(uint64_t ref, const uint8_t *data) const;
@@ -81,6 +85,7 @@ private:
 	ChunkSpill spill_;
 	std::vector<uint64_t> self_refs_; // spill slot -> (space << 56 | chunk)
 	DedupCounts counts_;
+	bool ordinal_self_refs_ = false;
 	std::vector<uint8_t> scratch_, xor_;
 };
 

@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace cloudlet::engine {
@@ -143,9 +144,72 @@ void OverlayApplier::on_chunk(const format::ChunkRecord &r, const uint8_t *data)
 		layer.write_chunk(r.chunk, content);
 }
 
+void OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version) {
+	if ((++applied_ & 4095) == 0)
+		progress_.report("apply", applied_, 0);
+	if (r.space > layers_.size() || (r.space == format::kMemorySpace && r.chunk >= memory_.size()))
+		fail(CLOUDLET_E_CORRUPT, "handoff item for chunk " + std::to_string(r.chunk) + " of space " +
+		                             std::to_string(r.space) + " is out of range");
+	// Stored content takes the next slot even when a newer version is
+	// already here: the sender counts every stored chunk for SELF.
+	uint64_t slot = 0;
+	if (format::stores_payload(r.kind)) {
+		slot = spill_.append(content_of(r.space, r.chunk, r, data));
+		spill_slots_++;
+	} else if (r.kind == ChunkKind::Self) {
+		if (r.ref >= spill_slots_)
+			fail(CLOUDLET_E_CORRUPT, "handoff item refers to stored chunk " + std::to_string(r.ref) + " of " +
+			                             std::to_string(spill_slots_));
+		slot = r.ref;
+	} else if (r.kind == ChunkKind::BaseDisk) {
+		content_of(r.space, r.chunk, r, data); // bounds check
+	} else if (r.kind == ChunkKind::BaseMemory && r.ref >= base_.memory->stream_info().total_pages) {
+		fail(CLOUDLET_E_CORRUPT, "handoff item refers to base page " + std::to_string(r.ref) + ", beyond the base");
+	}
+	bool stored = format::stores_payload(r.kind) || r.kind == ChunkKind::Self;
+	if (r.space == format::kMemorySpace) {
+		if (version < memory_version_[r.chunk])
+			return;
+		memory_version_[r.chunk] = version;
+		uint64_t &t = memory_[r.chunk];
+		if (stored)
+			t = tag(kStored, slot);
+		else if (r.kind == ChunkKind::Zero)
+			t = tag(kZero, 0);
+		else if (r.kind == ChunkKind::BaseMemory)
+			t = tag(kBaseMemory, r.ref);
+		else
+			t = tag(kBaseDisk, (r.ref >> 56) << 48 | (r.ref & ((1ull << 56) - 1)) / 512);
+		return;
+	}
+	DiskLatest &d = disk_latest_[r.space - 1u][r.chunk];
+	if (version < d.version)
+		return;
+	d.version = version;
+	d.kind = stored ? ChunkKind::Data : r.kind;
+	d.ref = stored ? slot : r.ref;
+}
+
 void OverlayApplier::on_device_state(const std::vector<uint8_t> &ds) { info_.device_state = ds; }
 
 void OverlayApplier::finish() {
+	if (versioned_) {
+		for (size_t d = 0; d < disk_latest_.size(); d++) {
+			std::vector<std::pair<uint64_t, DiskLatest>> v(disk_latest_[d].begin(), disk_latest_[d].end());
+			std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
+			for (const auto &[chunk, e] : v) {
+				format::ChunkRecord r{static_cast<uint8_t>(d + 1), e.kind, chunk, e.ref};
+				if (e.kind == ChunkKind::Zero) {
+					layers_[d]->zero_chunk(chunk);
+				} else if (e.kind == ChunkKind::Data) {
+					spill_.read(e.ref, buf_.data());
+					layers_[d]->write_chunk(chunk, buf_.data());
+				} else {
+					layers_[d]->write_chunk(chunk, content_of(r.space, chunk, r, nullptr));
+				}
+			}
+		}
+	}
 	for (auto &l : layers_)
 		l->finish();
 }

@@ -38,6 +38,14 @@ public:
 	               const std::string &scratch_dir, Progress &progress);
 
 	void on_chunk(const format::ChunkRecord &r, const uint8_t *data) override;
+
+	// Handoff (docs/protocols/handoff.md): a chunk may come several times;
+	// the highest `version` wins whatever the order, SELF references name
+	// the n-th stored chunk of the session, and disk chunks are kept (in the
+	// scratch file) until finish() writes each once. Call before any chunk.
+	void set_versioned() { versioned_ = true; memory_version_.assign(memory_.size(), 0); disk_latest_.resize(layers_.size()); }
+	void apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version);
+	uint64_t stored_chunks() const { return spill_slots_; }
 	void on_device_state(const std::vector<uint8_t> &ds) override;
 	// Completes the disk layers. Call once the reader returned.
 	void finish();
@@ -59,6 +67,15 @@ private:
 	std::vector<uint64_t> memory_;
 	ChunkSpill spill_;
 	std::unordered_map<uint64_t, uint64_t> stored_; // space << 56 | chunk -> spill slot (for SELF)
+	bool versioned_ = false;
+	std::vector<uint64_t> memory_version_;
+	struct DiskLatest {
+		uint64_t version = 0;
+		format::ChunkKind kind = format::ChunkKind::Zero;
+		uint64_t ref = 0; // kind's reference; spill slot for stored content
+	};
+	std::vector<std::unordered_map<uint64_t, DiskLatest>> disk_latest_;
+	uint64_t spill_slots_ = 0;
 	mutable std::vector<uint8_t> buf_;
 	std::vector<uint8_t> zero_;
 	uint64_t applied_ = 0;

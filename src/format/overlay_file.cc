@@ -69,6 +69,8 @@ json_object *sizes_json(const std::vector<NamedSize> &v, const char *name_key) {
 	return a;
 }
 
+} // namespace
+
 std::string header_json(const OverlayHeader &h) {
 	Json o(json_object_new_object());
 	json_object_object_add(o.get(), "base_id", json_object_new_string(h.base_id.c_str()));
@@ -93,6 +95,8 @@ std::string header_json(const OverlayHeader &h) {
 	return json_object_to_json_string_ext(o.get(), JSON_C_TO_STRING_PLAIN);
 }
 
+namespace {
+
 // Field access that refuses what is missing or of the wrong type.
 class Fields {
 public:
@@ -114,6 +118,8 @@ public:
 private:
 	std::string what_;
 };
+
+} // namespace
 
 OverlayHeader parse_header(const std::string &text, const std::string &what) {
 	json_tokener *tok = json_tokener_new();
@@ -165,6 +171,7 @@ OverlayHeader parse_header(const std::string &text, const std::string &what) {
 
 uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
 
+namespace {
 } // namespace
 
 const char *chunk_kind_name(ChunkKind k) {

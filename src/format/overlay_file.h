@@ -58,6 +58,11 @@ struct OverlayHeader {
 	uint64_t chunks_in(uint8_t space) const; // memory pages or disk chunks
 };
 
+// The header's JSON (docs/formats/overlay.md), also the handoff OFFER's.
+std::string header_json(const OverlayHeader &h);
+// Parses and checks it; CLOUDLET_E_CORRUPT naming `what` on any problem.
+OverlayHeader parse_header(const std::string &text, const std::string &what);
+
 class OverlayWriter {
 public:
 	// Writes the header at once. `segment_bytes`: payload per segment

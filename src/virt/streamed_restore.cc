@@ -46,7 +46,7 @@ private:
 } // namespace
 
 void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,
-                      Progress &progress) {
+                      bool paused, Progress &progress) {
 	unlink(fifo.c_str());
 	if (mkfifo(fifo.c_str(), 0600) != 0)
 		fail_errno("cannot create FIFO " + fifo, errno);
@@ -59,7 +59,7 @@ void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::fu
 	int rc = 0;
 	std::string restore_error;
 	std::thread t([&] {
-		rc = virDomainRestoreFlags(conn, fifo.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING);
+		rc = virDomainRestoreFlags(conn, fifo.c_str(), nullptr, paused ? VIR_DOMAIN_SAVE_PAUSED : VIR_DOMAIN_SAVE_RUNNING);
 		if (rc != 0) {
 			const char *m = virGetLastErrorMessage();
 			restore_error = m ? m : "unknown libvirt error";

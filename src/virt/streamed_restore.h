@@ -19,9 +19,9 @@ namespace cloudlet::virt {
 // sink that writes into it. If `produce` throws, libvirt sees the image end
 // early and fails; the restore's own error is preferred when libvirt failed
 // first (a closed FIFO then only says "broken pipe"). SIGPIPE is blocked on
-// the calling thread while writing. Throws CLOUDLET_E_LIBVIRT when libvirt
+// the calling thread while writing. `paused`: the domain is left paused. Throws CLOUDLET_E_LIBVIRT when libvirt
 // refuses the image.
 void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,
-                      Progress &progress);
+                      bool paused, Progress &progress);
 
 } // namespace cloudlet::virt

@@ -1,0 +1,169 @@
+#include "ops/launch_target.h"
+
+#include "host/store_space.h"
+#include "ops/base_common.h"
+#include "save_image.h"
+#include "stream_writer.h"
+#include "util/error.h"
+#include "virt/base_xml.h"
+#include "virt/domain.h"
+#include "virt/host_caps.h"
+#include "virt/streamed_restore.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+#include <libvirt/virterror.h>
+
+#include <cerrno>
+
+namespace cloudlet::ops {
+
+namespace {
+
+std::string new_uuid() {
+	uuid_t u;
+	char s[37];
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, s);
+	return s;
+}
+
+} // namespace
+
+LaunchCleanup::~LaunchCleanup() {
+	if (keep_)
+		return;
+	if (!domain.empty() && conn) {
+		if (virDomainPtr d = virDomainLookupByName(conn->get(), domain.c_str())) {
+			virDomainDestroy(d);
+			virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_NVRAM); // a transient domain is gone already
+			virDomainFree(d);
+		}
+		virResetLastError();
+	}
+	if (!dir.empty())
+		store::remove_tree(dir);
+}
+
+void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRequest &req, Progress &progress,
+                    LaunchTarget &t, LaunchCleanup &cleanup) {
+	store::BaseStore st(ctx.settings().store_dir);
+	// 1. The base: the one the header names, present and intact.
+	store::CatalogEntry e;
+	try {
+		e = st.find(h.base_id);
+	} catch (const Error &err) {
+		if (err.status() != CLOUDLET_E_NOT_FOUND)
+			throw;
+		fail(CLOUDLET_E_NOT_FOUND,
+		     std::string(req.what) + " needs base " + h.base_id + ", which this cloudlet does not have");
+	}
+	if (!req.base.empty()) {
+		store::CatalogEntry asked = st.find(req.base);
+		if (asked.id != e.id)
+			fail(CLOUDLET_E_INVALID_ARG, std::string("wrong base: ") + req.what + " was made from base " + h.base_id +
+			                                 ", not " + asked.id + " (" + asked.name + ")");
+	}
+	t.base = verify_base(st, e, false, progress);
+	if (t.base.status != "ok")
+		fail(CLOUDLET_E_CORRUPT, "base " + e.id + " is corrupt, refusing to launch from it: " + t.base.problem);
+	const store::Manifest &m = t.base.manifest;
+	t.base_id = e.id;
+
+	// 2. This host can run it: the memory state holds the base's CPU model.
+	t.virt_type = req.virt_type.empty() ? m.virt_type : req.virt_type;
+	t.conn = ctx.connection();
+	virt::VirtTypeCaps caps = virt::query_virt_type(*t.conn, t.virt_type, m.cpu_model);
+	if (caps.offered != CLOUDLET_YES)
+		fail(CLOUDLET_E_HOST, "this host does not offer virt type '" + t.virt_type + "': " + caps.offered_detail);
+	if (caps.cpu_model_usable != CLOUDLET_YES)
+		fail(CLOUDLET_E_HOST, "CPU model " + m.cpu_model + " is not usable under " + t.virt_type + " on this host: " +
+		                          caps.cpu_model_detail);
+	virt::check_nic_request(t.conn->get(), req.nic);
+
+	// 3. The launch VM's disks are exactly the base's.
+	for (const auto &d : h.disks) {
+		const store::Part *part = nullptr;
+		for (const auto &p : m.parts)
+			if (p.role == "disk" && p.target == d.name)
+				part = &p;
+		if (!part)
+			fail(CLOUDLET_E_CORRUPT, std::string(req.what) + " has disk " + d.name + ", which base " + e.id + " does not");
+		t.disk_parts.push_back(part);
+	}
+	for (const auto &p : m.parts)
+		if (p.role == "disk") {
+			bool named = false;
+			for (const auto &d : h.disks)
+				named |= d.name == p.target;
+			if (!named)
+				fail(CLOUDLET_E_CORRUPT, std::string(req.what) + " lacks base disk " + p.target);
+		}
+
+	// 4. A free name, and room for what will be written.
+	t.name = req.name.empty() ? e.name + "-" + new_uuid().substr(0, 8) : req.name;
+	if (!store::safe_file_name(t.name))
+		fail(CLOUDLET_E_INVALID_ARG, "VM name '" + t.name + "' must be letters, digits, '.', '-', '_'");
+	if (virt::DomainPtr(virDomainLookupByName(t.conn->get(), t.name.c_str())))
+		fail(CLOUDLET_E_EXISTS, "a domain named '" + t.name + "' already exists");
+	virResetLastError();
+	host::DirSpace space = host::dir_space(st.instances_dir());
+	if (space.free_bytes < req.space_needed)
+		fail(CLOUDLET_E_IO, "too little disk space in " + space.examined + ": " + std::to_string(space.free_bytes >> 20) +
+		                        " MiB free, " + req.what + " may need " + std::to_string(req.space_needed >> 20) + " MiB");
+
+	// Nothing existed until here.
+	t.uuid = new_uuid();
+	t.dir = st.instances_dir() + "/" + t.name;
+	if (mkdir(t.dir.c_str(), 0755) != 0)
+		fail_errno(errno == EEXIST ? "an instance folder " + t.dir + " already exists"
+		                           : "cannot create instance folder " + t.dir,
+		           errno);
+	cleanup.dir = t.dir;
+	cleanup.conn = t.conn;
+	chmod(t.dir.c_str(), 0755);
+	write_text_file(t.dir + "/base.id", e.id + "\n"); // base remove checks it
+
+	t.base_memory = std::make_unique<VerifiedPages>(t.base.dir + "/memory.cltmem", t.base.dir + "/memory.idx");
+	t.apply_base.memory = t.base_memory.get();
+	for (size_t i = 0; i < t.disk_parts.size(); i++) {
+		std::string raw = t.base.dir + "/" + t.disk_parts[i]->file;
+		t.disk_maps.push_back(std::make_unique<MappedFile>(raw));
+		t.apply_base.disks.push_back({t.disk_maps.back()->data(), t.disk_maps.back()->size(), raw});
+		t.layer_paths.push_back(t.dir + "/disk-" + h.disks[i].name + ".qcow2");
+		t.bounds.disk_bytes.push_back(t.disk_maps.back()->size());
+	}
+	t.bounds.memory_pages = t.base_memory->stream_info().total_pages;
+	t.bounds.known = true;
+	t.applier = std::make_unique<engine::OverlayApplier>(t.apply_base, h, t.layer_paths, t.dir, progress);
+}
+
+void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused, LaunchCleanup &cleanup,
+                    Progress &progress) {
+	t.applier->finish();
+	// The domain XML: the base's, with this instance's identity and files,
+	// and the launch VM's NICs (docs/synthesis.md says why only those).
+	virt::InstancePlan plan;
+	plan.name = t.name;
+	plan.uuid = t.uuid;
+	plan.virt_type = t.virt_type;
+	plan.base_dir = t.base.dir;
+	plan.instance_dir = t.dir;
+	for (size_t i = 0; i < t.disk_parts.size(); i++)
+		plan.disks.push_back({h.disks[i].name, t.layer_paths[i], t.base.dir + "/" + t.disk_parts[i]->file});
+	std::string xml = virt::synthesis_xml(read_text_file(t.base.dir + "/domain.xml", 16u << 20), h.domain_xml, plan);
+
+	progress.report("restore", 0, 0);
+	cleanup.domain = t.name;
+	virt::restore_streamed(
+	    t.conn->get(), t.dir + "/restore.fifo",
+	    [&](qemu::ByteSink &s) {
+		    std::vector<uint8_t> head = qemu::encode_save_header(xml, "", !paused);
+		    s.write(head.data(), head.size());
+		    qemu::write_stream(s, *t.applier);
+	    },
+	    paused, progress);
+}
+
+} // namespace cloudlet::ops

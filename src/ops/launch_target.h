@@ -1,0 +1,69 @@
+// What synthesis and a handoff's destination share: turning the header of a
+// launch VM (an overlay's, or a handoff OFFER's) into a prepared instance on
+// this cloudlet — checks first, creating nothing if any fails — and, once
+// every chunk is applied, restoring it through libvirt. docs/synthesis.md.
+#pragma once
+
+#include "engine/overlay_apply.h"
+#include "format/overlay_file.h"
+#include "ops/base.h"
+#include "ops/base_verify.h"
+#include "ops/context.h"
+#include "util/mapped_file.h"
+#include "util/progress.h"
+#include "virt/nic_swap.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cloudlet::ops {
+
+struct LaunchRequest {
+	std::string base;      // "": the header's; else an ID or name that must be it
+	std::string name;      // "": "<base name>-<8 hex>"
+	std::string virt_type; // "": the base's
+	virt::NicRequest nic;  // checked up front
+	uint64_t space_needed = 64ull << 20;
+	const char *what = "the overlay"; // in messages: "the overlay needs base …"
+};
+
+// Everything that exists because of a launch; removed on destruction unless
+// keep() was called (domain destroyed, folder removed).
+class LaunchCleanup {
+public:
+	~LaunchCleanup();
+	void keep() { keep_ = true; }
+	std::string dir, domain;
+	std::shared_ptr<virt::Connection> conn;
+
+private:
+	bool keep_ = false;
+};
+
+struct LaunchTarget {
+	std::string name, uuid, dir, virt_type, base_id;
+	BaseInfo base;
+	std::vector<const store::Part *> disk_parts; // in the header's disk order
+	std::vector<std::unique_ptr<MappedFile>> disk_maps;
+	std::unique_ptr<VerifiedPages> base_memory;
+	engine::ApplyBase apply_base;
+	std::vector<std::string> layer_paths;
+	std::unique_ptr<engine::OverlayApplier> applier;
+	std::shared_ptr<virt::Connection> conn;
+	format::BaseBounds bounds; // the base's sizes, for checking references
+};
+
+// Refuses up front (base missing/wrong/corrupt, CPU model, NIC request,
+// disks, name, space), then creates the instance folder, its disk layers
+// and the applier. `cleanup` learns what to remove.
+void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRequest &req, Progress &progress,
+                    LaunchTarget &t, LaunchCleanup &cleanup);
+
+// After the last chunk and the device state: completes the disk layers,
+// builds the domain XML (the base's, plus the launch NICs' facts) and
+// restores the VM running, or paused with `paused`.
+void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused, LaunchCleanup &cleanup,
+                    Progress &progress);
+
+} // namespace cloudlet::ops
