@@ -6,20 +6,15 @@
 
 #include "engine/dedup.h"
 #include "format/overlay_file.h"
-#include "host/process.h"
 #include "image_file.h"
 #include "ops/base_common.h"
-#include "ops/base_verify.h"
+#include "ops/launch_source.h"
 #include "ops/snapshot_capture.h"
 #include "stream_writer.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
-#include "util/xml.h"
 #include "virt/domain.h"
 
 #include <fcntl.h>
-#include <json-c/json.h>
-#include <libxml/tree.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,25 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-struct LaunchDisk {
-	std::string target, file; // the instance's qcow2
-	uint64_t bytes = 0;
-	const store::Part *base_part = nullptr;
-};
-
-struct JsonFree {
-	void operator()(json_object *o) const { json_object_put(o); }
-};
-
-uint64_t jnum(json_object *o, const char *k) {
-	json_object *v = nullptr;
-	return json_object_object_get_ex(o, k, &v) ? static_cast<uint64_t>(json_object_get_int64(v)) : 0;
-}
-bool jbool(json_object *o, const char *k) {
-	json_object *v = nullptr;
-	return json_object_object_get_ex(o, k, &v) && json_object_get_boolean(v);
-}
 
 // Feeds every page of the migration stream to the deduper and the writer.
 class DedupSink : public qemu::StreamSink {
@@ -102,45 +78,6 @@ private:
 	std::vector<uint8_t> page_;
 };
 
-// The clusters of a qcow2 that its own layer holds (depth 0): data with the
-// host offset to read them at, or explicit zeros.
-struct Extent {
-	uint64_t start, length;
-	bool data;
-	uint64_t host_offset;
-};
-
-std::vector<Extent> own_extents(const std::string &qcow2) {
-	std::string out = host::run_program({"qemu-img", "map", "--output=json", "-U", qcow2});
-	std::unique_ptr<json_object, JsonFree> doc(json_tokener_parse(out.c_str()));
-	if (!doc || !json_object_is_type(doc.get(), json_type_array))
-		fail(CLOUDLET_E_IO, "qemu-img map of " + qcow2 + " did not give a JSON list");
-	std::vector<Extent> v;
-	for (size_t i = 0; i < json_object_array_length(doc.get()); i++) {
-		json_object *e = json_object_array_get_idx(doc.get(), i);
-		if (jnum(e, "depth") != 0 || !jbool(e, "present"))
-			continue;
-		Extent x{jnum(e, "start"), jnum(e, "length"), jbool(e, "data"), jnum(e, "offset")};
-		json_object *off = nullptr;
-		if (x.data && !json_object_object_get_ex(e, "offset", &off))
-			fail(CLOUDLET_E_UNSUPPORTED, qcow2 + ": clusters at " + std::to_string(x.start) +
-			                                 " are compressed or encrypted; overlays read plain clusters only");
-		if (x.start % engine::kChunkSize)
-			fail(CLOUDLET_E_UNSUPPORTED, qcow2 + ": an extent at " + std::to_string(x.start) + " is not 4 KiB aligned");
-		v.push_back(x);
-	}
-	return v;
-}
-
-uint64_t virtual_size(const std::string &image) {
-	std::string out = host::run_program({"qemu-img", "info", "--output=json", "-U", image});
-	std::unique_ptr<json_object, JsonFree> doc(json_tokener_parse(out.c_str()));
-	uint64_t s = doc ? jnum(doc.get(), "virtual-size") : 0;
-	if (!s)
-		fail(CLOUDLET_E_IO, "qemu-img info of " + image + " gave no virtual size");
-	return s;
-}
-
 } // namespace
 
 OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::string &path,
@@ -163,56 +100,13 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 
 	// Which base, which disks: the instance's files say (base resume put a
 	// base.id beside its disks).
-	std::string xml = virt::save_xml(dom.get());
-	auto doc = xml::parse(xml, "domain XML of " + info.domain);
-	std::vector<LaunchDisk> disks;
-	for (xmlNode *d : xml::select(doc.get(), "/domain/devices/disk[@device='disk' or not(@device)]")) {
-		auto file = xml::value(doc.get(), "source/@file", d), target = xml::value(doc.get(), "target/@dev", d);
-		if (!file || !target)
-			fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " has a disk that is not a file");
-		disks.push_back({*target, *file, 0, nullptr});
-	}
-	if (disks.empty())
-		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " has no disk; it was not resumed from a base");
-	std::string inst_dir = disks[0].file.substr(0, disks[0].file.find_last_of('/'));
-	std::string base_id;
-	try {
-		base_id = read_text_file(inst_dir + "/base.id", 256);
-	} catch (const Error &) {
-		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " was not resumed from a base of this store (no " +
-		                                 inst_dir + "/base.id)");
-	}
-	while (!base_id.empty() && (base_id.back() == '\n' || base_id.back() == ' '))
-		base_id.pop_back();
-	BaseInfo base = verify_base(st, st.find(base_id), false, progress);
-	if (base.status != "ok")
-		fail(CLOUDLET_E_CORRUPT, "base " + base_id + " is corrupt: " + base.problem);
-	info.base_id = base.entry.id;
-	for (auto &d : disks) {
-		for (const auto &p : base.manifest.parts)
-			if (p.role == "disk" && p.target == d.target)
-				d.base_part = &p;
-		if (!d.base_part)
-			fail(CLOUDLET_E_INVALID_ARG, "disk " + d.target + " of " + info.domain + " is not in base " + base_id);
-		d.bytes = virtual_size(d.file);
-	}
-
-	// The base as dedup sees it.
-	qemu::ImageFile base_mem(base.dir + "/memory.cltmem");
-	engine::IndexFile base_mem_idx(base.dir + "/memory.idx");
-	std::vector<std::unique_ptr<MappedFile>> base_disk_maps;
-	std::vector<std::unique_ptr<engine::IndexFile>> base_idx;
-	engine::DedupBase db;
-	db.memory = &base_mem;
-	db.memory_index = &base_mem_idx;
-	for (const auto &d : disks) {
-		base_disk_maps.push_back(std::make_unique<MappedFile>(base.dir + "/" + d.base_part->file));
-		base_idx.push_back(std::make_unique<engine::IndexFile>(base.dir + "/disk-" + d.target + ".idx"));
-		std::string s512 = base.dir + "/disk-" + d.target + ".idx512";
-		base_idx.push_back(access(s512.c_str(), R_OK) == 0 ? std::make_unique<engine::IndexFile>(s512) : nullptr);
-		db.disks.push_back({base_disk_maps.back()->data(), base_disk_maps.back()->size(),
-		                    base_idx[base_idx.size() - 2].get(), base_idx.back().get()});
-	}
+	LaunchSource src;
+	describe_launch(ctx, dom.get(), progress, src);
+	info.base_id = src.base.entry.id;
+	const std::string &xml = src.xml;
+	const auto &disks = src.disks;
+	engine::DedupBase &db = src.dedup;
+	qemu::ImageFile &base_mem = *src.base_memory;
 	engine::Deduper dd(db, st.root() + "/tmp");
 
 	format::OverlayHeader header;
@@ -266,40 +160,18 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 
 		// 2. Disks: only what the copy-on-write layer holds can differ.
 		auto td = Clock::now();
-		std::vector<uint8_t> chunk(engine::kChunkSize), zero(engine::kChunkSize, 0);
 		for (size_t di = 0; di < disks.size(); di++) {
 			progress.report("disks", di, disks.size());
 			uint8_t space = static_cast<uint8_t>(1 + di);
-			int qfd = open(disks[di].file.c_str(), O_RDONLY | O_CLOEXEC);
-			if (qfd < 0)
-				fail_errno("cannot open " + disks[di].file, errno);
-			struct Close {
-				int fd;
-				~Close() { close(fd); }
-			} qclose{qfd};
-			for (const Extent &x : own_extents(disks[di].file)) {
-				for (uint64_t off = 0; off < x.length; off += engine::kChunkSize) {
-					uint64_t at = x.start + off;
-					if (at >= disks[di].bytes)
-						break;
-					const uint8_t *data = zero.data();
-					if (x.data) {
-						size_t want = static_cast<size_t>(std::min<uint64_t>(engine::kChunkSize, disks[di].bytes - at));
-						std::fill(chunk.begin(), chunk.end(), 0);
-						ssize_t n = pread(qfd, chunk.data(), want, static_cast<off_t>(x.host_offset + off));
-						if (n != static_cast<ssize_t>(want))
-							fail_errno("cannot read " + disks[di].file, n < 0 ? errno : EIO);
-						data = chunk.data();
-					}
-					engine::DedupDecision d = dd.classify(space, at / engine::kChunkSize, data);
-					if (d.unchanged)
-						continue;
-					if (format::stores_payload(d.kind))
-						pages.writer->add_data(space, at / engine::kChunkSize, d.payload, d.kind);
-					else
-						pages.writer->add_ref(space, at / engine::kChunkSize, d.kind, d.ref);
-				}
-			}
+			for_each_own_chunk(disks[di], [&](uint64_t chunk, const uint8_t *data) {
+				engine::DedupDecision d = dd.classify(space, chunk, data);
+				if (d.unchanged)
+					return;
+				if (format::stores_payload(d.kind))
+					pages.writer->add_data(space, chunk, d.payload, d.kind);
+				else
+					pages.writer->add_ref(space, chunk, d.kind, d.ref);
+			});
 		}
 		info.disk_seconds = since(td);
 	} catch (...) {

@@ -1,0 +1,104 @@
+#include "engine/handoff_items.h"
+
+#include "util/error.h"
+
+#include <cstring>
+
+namespace cloudlet::engine {
+
+namespace {
+
+constexpr size_t kRecord = 32, kChunk = 4096, kBatchHeader = 12;
+constexpr uint32_t kMaxItems = 65536;
+constexpr uint32_t kMaxRaw = kMaxItems * kRecord + (16u << 20);
+
+void put32(uint8_t *p, uint32_t v) {
+	for (int i = 0; i < 4; i++)
+		p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put64(uint8_t *p, uint64_t v) {
+	for (int i = 0; i < 8; i++)
+		p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint32_t get32(const uint8_t *p) {
+	return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+uint64_t get64(const uint8_t *p) { return uint64_t(get32(p)) | uint64_t(get32(p + 4)) << 32; }
+
+} // namespace
+
+void ItemBatch::add(const format::ChunkRecord &r, uint64_t version, const uint8_t *payload) {
+	size_t at = records_.size();
+	records_.resize(at + kRecord, 0);
+	uint8_t *p = records_.data() + at;
+	p[0] = r.space;
+	p[1] = static_cast<uint8_t>(r.kind);
+	put64(p + 8, version);
+	put64(p + 16, r.chunk);
+	put64(p + 24, r.ref);
+	if (format::stores_payload(r.kind)) {
+		size_t pat = payload_.size();
+		payload_.resize(pat + kChunk);
+		memcpy(payload_.data() + pat, payload, kChunk);
+	}
+}
+
+std::vector<uint8_t> ItemBatch::encode(Codec codec, int level) {
+	std::vector<uint8_t> raw(records_.size() + payload_.size());
+	memcpy(raw.data(), records_.data(), records_.size());
+	if (!payload_.empty())
+		memcpy(raw.data() + records_.size(), payload_.data(), payload_.size());
+	std::vector<uint8_t> stored;
+	if (codec != Codec::None) {
+		compress_block(codec, level, raw.data(), raw.size(), stored);
+		if (stored.size() >= raw.size())
+			codec = Codec::None;
+	}
+	const std::vector<uint8_t> &body = codec == Codec::None ? raw : stored;
+	std::vector<uint8_t> out(kBatchHeader + body.size(), 0);
+	out[0] = static_cast<uint8_t>(codec);
+	put32(out.data() + 4, static_cast<uint32_t>(records_.size() / kRecord));
+	put32(out.data() + 8, static_cast<uint32_t>(raw.size()));
+	memcpy(out.data() + kBatchHeader, body.data(), body.size());
+	records_.clear();
+	payload_.clear();
+	return out;
+}
+
+uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
+                           const std::function<void(const format::ChunkRecord &, uint64_t, const uint8_t *)> &apply) {
+	auto bad = [](const std::string &why) { fail(CLOUDLET_E_CORRUPT, "handoff ITEMS batch: " + why); };
+	if (frame.size() < kBatchHeader)
+		bad("shorter than its header");
+	uint8_t codec = frame[0];
+	uint32_t n = get32(frame.data() + 4), rawlen = get32(frame.data() + 8);
+	if (codec > 2 || frame[1] || frame[2] || frame[3])
+		bad("unknown codec or reserved bytes set");
+	if (n == 0 || n > kMaxItems || rawlen > kMaxRaw || rawlen < uint64_t(n) * kRecord ||
+	    (rawlen - n * kRecord) % kChunk)
+		bad(std::to_string(n) + " items in " + std::to_string(rawlen) + " bytes is out of range");
+	std::vector<uint8_t> raw(rawlen);
+	decompress_block(static_cast<Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader, raw.data(),
+	                 rawlen, "handoff ITEMS batch");
+	size_t slots = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p = raw.data() + size_t(i) * kRecord;
+		if (p[2] | p[3] | p[4] | p[5] | p[6] | p[7])
+			bad("item " + std::to_string(i) + ": reserved bytes set");
+		if (p[0] > spaces || p[1] < 1 || p[1] >= format::kChunkKinds)
+			bad("item " + std::to_string(i) + ": space " + std::to_string(p[0]) + " / kind " + std::to_string(p[1]));
+		slots += format::stores_payload(static_cast<format::ChunkKind>(p[1]));
+	}
+	if (slots * kChunk != rawlen - n * kRecord)
+		bad(std::to_string(slots) + " stored items for " + std::to_string(rawlen - n * kRecord) + " payload bytes");
+	const uint8_t *payload = raw.data() + n * kRecord;
+	size_t slot = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *p = raw.data() + size_t(i) * kRecord;
+		format::ChunkRecord r{p[0], static_cast<format::ChunkKind>(p[1]), get64(p + 16), get64(p + 24)};
+		apply(r, get64(p + 8), format::stores_payload(r.kind) ? payload + kChunk * slot++ : nullptr);
+	}
+	return rawlen;
+}
+
+} // namespace cloudlet::engine
