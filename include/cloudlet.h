@@ -691,6 +691,86 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 
 CLOUDLET_API void cloudlet_synthesis_info_free(cloudlet_synthesis_info *info);
 
+/* ------------------------------------------------------------------------ */
+/* VM handoff                                                               */
+/* ------------------------------------------------------------------------ */
+
+/** A listening socket a destination cloudlet receives handoffs on. */
+typedef struct cloudlet_handoff_listener cloudlet_handoff_listener;
+
+/** Options for the handoff calls (docs/handoff.md). */
+typedef struct cloudlet_handoff_options {
+	unsigned int version;       /**< CLOUDLET_HANDOFF_OPTIONS_VERSION */
+	const char *token_file;     /**< required: the secret both cloudlets hold (>= 32 bytes, mode 0600) */
+	unsigned int timeout_seconds; /**< silence from the peer that ends the handoff; 0: 60 */
+	const char *codec;          /**< send: "zstd" (NULL), "lzma" or "none" */
+	int level;                  /**< send: codec level; -1: the codec's default */
+	const char *name;           /**< receive: the VM's name here; NULL: the source's */
+	const char *virt_type;      /**< receive: NULL: the base's */
+	const char *mac;            /**< receive: the first fresh NIC's MAC */
+	const char *network;        /**< receive: libvirt network of the fresh NICs */
+	const char *nic_xml;        /**< receive: the first fresh NIC as an <interface> element */
+	cloudlet_progress_cb progress;
+	void *progress_userdata;
+	cloudlet_cancel *cancel;
+} cloudlet_handoff_options;
+
+#define CLOUDLET_HANDOFF_OPTIONS_VERSION 1
+#define CLOUDLET_HANDOFF_OPTIONS_INIT \
+	{ CLOUDLET_HANDOFF_OPTIONS_VERSION, NULL, 0, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version);
+
+/** What a handoff did. Free with cloudlet_handoff_info_free(). */
+typedef struct cloudlet_handoff_info {
+	unsigned int version;       /**< fields below exist from version 1 */
+	const char *domain;         /**< send: the source domain (now gone); receive: the VM here */
+	const char *uuid;           /**< the VM's UUID at the destination */
+	const char *peer;           /**< the other cloudlet */
+	const char *base_id;
+	const char *dir;            /**< receive: the VM's files */
+	size_t nic_count;
+	const char *const *macs;    /**< the fresh NICs' MACs at the destination */
+	uint64_t bytes_sent, bytes_received;
+	uint64_t memory_items, disk_items; /**< chunks sent (received), re-sent versions included */
+	uint64_t stored_items;      /**< of them, stored data (the rest were references) */
+	uint64_t raw_bytes;         /**< item bytes before compression */
+	uint64_t replaced;          /**< send: dirty versions replaced in the queue before they went out */
+	double total_seconds;
+	double downtime_seconds;    /**< send: from the source's pause to the destination's confirmation */
+	double link_mbps;           /**< send: bytes sent per second while items flowed, as acknowledged */
+} cloudlet_handoff_info;
+
+/**
+ * Moves the running VM `domain` (an instance of a base of this store) to the
+ * cloudlet listening at `destination` ("HOST:PORT"), which must hold the same
+ * base and token: refused before any VM state is sent otherwise
+ * (CLOUDLET_E_PERMISSION for a token mismatch, the destination's status for a
+ * refusal, e.g. CLOUDLET_E_NOT_FOUND without the base). Memory goes live;
+ * the VM pauses only for the last pass. On success the source domain and its
+ * files are gone; on any failure before the destination confirmed, the source
+ * VM runs on unchanged.
+ */
+CLOUDLET_API cloudlet_status cloudlet_handoff_send(cloudlet_handoff_info **out, cloudlet_ctx *ctx, const char *domain,
+                                                   const char *destination, const cloudlet_handoff_options *opts);
+
+/** Listens on `address` ("ADDR:PORT"; PORT 0 picks a free one). The context
+ *  must outlive the listener. */
+CLOUDLET_API cloudlet_status cloudlet_handoff_listen(cloudlet_handoff_listener **out, cloudlet_ctx *ctx,
+                                                     const char *address);
+
+/** The port a listener listens on. */
+CLOUDLET_API cloudlet_status cloudlet_handoff_listener_port(const cloudlet_handoff_listener *listener,
+                                                            unsigned int *port);
+
+/** Waits for one handoff and serves it; the VM then runs here. On failure
+ *  nothing of it is left on this cloudlet. Cancel through `opts->cancel`. */
+CLOUDLET_API cloudlet_status cloudlet_handoff_receive(cloudlet_handoff_info **out, cloudlet_handoff_listener *listener,
+                                                      const cloudlet_handoff_options *opts);
+
+CLOUDLET_API void cloudlet_handoff_listener_free(cloudlet_handoff_listener *listener);
+CLOUDLET_API void cloudlet_handoff_info_free(cloudlet_handoff_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,6 +72,8 @@ int cmd_base(const Global &g, Args args);
 int cmd_overlay(const Global &g, Args args);
 extern const char *overlay_help;
 int cmd_synthesize(const Global &g, Args args);
+int cmd_handoff(const Global &g, Args args);
+extern const char *handoff_help;
 extern const char *synthesize_help;
 extern const char *base_help;
 extern const char *snapshot_capture_help;

@@ -26,6 +26,7 @@ const char *usage =
     "  base ...          base VMs: create, list, show, remove, export, import, resume\n"
     "  overlay ...       VM overlays: create, info\n"
     "  synthesize OVERLAY  start an overlay's launch VM (file or URL) on this cloudlet\n"
+    "  handoff ...       move a running VM to another cloudlet: send, receive\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --connect URI     libvirt URI (default qemu:///system as root, else qemu:///session)\n"
@@ -52,6 +53,7 @@ const std::map<std::string, Command> &commands() {
 	    {"base", {cli::cmd_base, cli::base_help}},
 	    {"overlay", {cli::cmd_overlay, cli::overlay_help}},
 	    {"synthesize", {cli::cmd_synthesize, cli::synthesize_help}},
+	    {"handoff", {cli::cmd_handoff, cli::handoff_help}},
 	};
 	return c;
 }

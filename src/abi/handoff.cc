@@ -1,0 +1,148 @@
+// The handoff calls: argument checks and translation to ops/handoff.h.
+#include "abi/guard.h"
+#include "abi/handles.h"
+#include "net/handoff_wire.h"
+#include "ops/handoff.h"
+
+#include <cloudlet.h>
+
+#include <memory>
+#include <vector>
+
+struct cloudlet_handoff_listener {
+	std::unique_ptr<cloudlet::ops::HandoffListener> l;
+};
+
+namespace {
+
+using cloudlet::abi::guard;
+using cloudlet::abi::init_options;
+using cloudlet::abi::options_or_default;
+using cloudlet::abi::require;
+
+struct HandoffHolder : cloudlet_handoff_info, cloudlet::abi::StringKeeper {
+	std::vector<const char *> mac_ptrs;
+};
+
+std::string str(const char *s) { return s ? s : ""; }
+
+cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloudlet_handoff_options *o) {
+	*o = options_or_default(opts, CLOUDLET_HANDOFF_OPTIONS_VERSION,
+	                        cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options");
+	require(o->token_file != nullptr && *o->token_file, "token_file is required");
+	cloudlet::ops::HandoffOptions h;
+	h.token = cloudlet::net::read_token_file(o->token_file);
+	require(o->timeout_seconds <= 3600, "timeout_seconds is out of range");
+	if (o->timeout_seconds)
+		h.timeout_s = static_cast<int>(o->timeout_seconds);
+	h.codec = o->codec ? o->codec : "zstd";
+	require(h.codec == "zstd" || h.codec == "lzma" || h.codec == "none", "codec must be zstd, lzma or none");
+	require(o->level >= -1 && o->level <= 22, "level is out of range");
+	h.level = o->level >= 0 ? o->level : h.codec == "lzma" ? 6 : 3;
+	h.name = str(o->name);
+	h.virt_type = str(o->virt_type);
+	require(h.virt_type.empty() || h.virt_type == "qemu" || h.virt_type == "kvm",
+	        "virt_type must be NULL, \"qemu\" or \"kvm\"");
+	h.nic.mac = str(o->mac);
+	h.nic.network = str(o->network);
+	h.nic.nic_xml = str(o->nic_xml);
+	return h;
+}
+
+HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
+	auto *h = new HandoffHolder();
+	cloudlet_handoff_info &p = *h;
+	p = cloudlet_handoff_info{};
+	p.version = 1;
+	p.domain = h->keep(r.domain);
+	p.uuid = h->keep(r.uuid);
+	p.peer = h->keep(r.peer);
+	p.base_id = h->keep(r.base_id);
+	p.dir = h->keep(r.dir);
+	for (const auto &m : r.macs)
+		h->mac_ptrs.push_back(h->keep(m));
+	p.nic_count = h->mac_ptrs.size();
+	p.macs = h->mac_ptrs.data();
+	p.bytes_sent = r.bytes_sent;
+	p.bytes_received = r.bytes_received;
+	p.memory_items = r.memory_items;
+	p.disk_items = r.disk_items;
+	p.stored_items = r.stored_items;
+	p.raw_bytes = r.raw_bytes;
+	p.replaced = r.replaced;
+	p.total_seconds = r.total_seconds;
+	p.downtime_seconds = r.downtime_seconds;
+	p.link_mbps = r.link_mbps;
+	return h;
+}
+
+} // namespace
+
+extern "C" {
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version) {
+	return guard(__func__, [&] {
+		init_options(opts, version, CLOUDLET_HANDOFF_OPTIONS_VERSION,
+		             cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options");
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_send(cloudlet_handoff_info **out, cloudlet_ctx *ctx, const char *domain,
+                                                   const char *destination, const cloudlet_handoff_options *opts) {
+	return guard(__func__, [&] {
+		if (out)
+			*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(domain != nullptr && *domain, "domain is NULL or empty");
+		require(destination != nullptr && *destination, "destination is NULL or empty");
+		cloudlet_handoff_options o;
+		cloudlet::ops::HandoffOptions h = to_ops(opts, &o);
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		auto r = cloudlet::ops::handoff_send(ctx->ctx, domain, destination, h, progress);
+		if (out)
+			*out = to_c(r);
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_listen(cloudlet_handoff_listener **out, cloudlet_ctx *ctx,
+                                                     const char *address) {
+	return guard(__func__, [&] {
+		require(out != nullptr, "out is NULL");
+		*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(address != nullptr && *address, "address is NULL or empty");
+		auto l = std::make_unique<cloudlet::ops::HandoffListener>(ctx->ctx, address);
+		*out = new cloudlet_handoff_listener{std::move(l)};
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_listener_port(const cloudlet_handoff_listener *listener,
+                                                            unsigned int *port) {
+	return guard(__func__, [&] {
+		require(listener != nullptr && port != nullptr, "listener or port is NULL");
+		*port = listener->l->port();
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_receive(cloudlet_handoff_info **out, cloudlet_handoff_listener *listener,
+                                                      const cloudlet_handoff_options *opts) {
+	return guard(__func__, [&] {
+		if (out)
+			*out = nullptr;
+		require(listener != nullptr, "listener is NULL");
+		cloudlet_handoff_options o;
+		cloudlet::ops::HandoffOptions h = to_ops(opts, &o);
+		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
+		auto r = listener->l->receive(h, progress);
+		if (out)
+			*out = to_c(r);
+	});
+}
+
+CLOUDLET_API void cloudlet_handoff_listener_free(cloudlet_handoff_listener *listener) { delete listener; }
+
+CLOUDLET_API void cloudlet_handoff_info_free(cloudlet_handoff_info *info) {
+	delete static_cast<HandoffHolder *>(info);
+}
+
+} // extern "C"

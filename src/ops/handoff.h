@@ -1,0 +1,62 @@
+// VM handoff (docs/handoff.md, protocol docs/protocols/handoff.md): a
+// running instance of a base moves live to another cloudlet that holds the
+// same base, sending only what that cloudlet lacks.
+#pragma once
+
+#include "ops/context.h"
+#include "util/progress.h"
+#include "virt/nic_swap.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cloudlet::ops {
+
+struct HandoffOptions {
+	std::string token;          // the shared secret (net::read_token_file)
+	int timeout_s = 60;         // silence from the peer that ends the handoff
+	// send
+	std::string codec = "zstd"; // items: "zstd", "lzma", "none"
+	int level = 3;
+	uint64_t queue_bytes = 8u << 20; // dirty chunks waiting (backpressure on QEMU beyond)
+	// receive
+	std::string name;           // "": the source's domain name
+	std::string virt_type;
+	virt::NicRequest nic;
+};
+
+struct HandoffInfo {
+	std::string domain, uuid, peer, base_id, dir;
+	std::vector<std::string> macs;
+	uint64_t bytes_sent = 0, bytes_received = 0;
+	uint64_t memory_items = 0, disk_items = 0, stored_items = 0, raw_bytes = 0, replaced = 0;
+	double total_seconds = 0, downtime_seconds = 0, link_mbps = 0;
+};
+
+// Source side: `destination` is "HOST:PORT". On success the source domain
+// is gone and the destination runs the VM. On failure the source domain is
+// running (or as it was) and unchanged.
+HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::string &destination,
+                         const HandoffOptions &o, Progress &progress);
+
+// Destination side: a listening socket, then one handoff per receive().
+class HandoffListener {
+public:
+	HandoffListener(Context &ctx, const std::string &address); // "ADDR:PORT" (PORT 0: any free)
+	~HandoffListener();
+	HandoffListener(const HandoffListener &) = delete;
+	HandoffListener &operator=(const HandoffListener &) = delete;
+	unsigned port() const { return port_; }
+	// Waits for one connection and serves it. On failure nothing of it is
+	// left on this cloudlet.
+	HandoffInfo receive(const HandoffOptions &o, Progress &progress);
+
+private:
+	Context &ctx_;
+	int fd_ = -1;
+	unsigned port_ = 0;
+};
+
+} // namespace cloudlet::ops

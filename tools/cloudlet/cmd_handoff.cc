@@ -1,0 +1,161 @@
+// cloudlet handoff send|receive
+#include "cli.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace cli {
+
+const char *handoff_help =
+    "usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE [--codec zstd|lzma|none] [--level N]\n"
+    "                             [--timeout SECONDS]\n"
+    "       cloudlet handoff receive --listen ADDR:PORT --token-file FILE [--once] [--name NAME]\n"
+    "                             [--virt-type qemu|kvm] [--mac MAC | --network NAME] [--timeout SECONDS]\n"
+    "\n"
+    "send: moves the running VM DOMAIN (an instance of a base in the store) to the\n"
+    "cloudlet listening at HOST:PORT, which holds the same base and token. Memory\n"
+    "moves live; only what the destination lacks is sent. On success DOMAIN is\n"
+    "gone here; on any failure it runs on unchanged.\n"
+    "receive: serves handoffs (one with --once) and prints each VM received; the\n"
+    "VM is named NAME (default: the source's name) and gets fresh NICs.\n"
+    "Both take --json. docs/handoff.md, docs/protocols/handoff.md.\n";
+
+namespace {
+
+json_object *info_json(const cloudlet_handoff_info *i) {
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "domain", json_object_new_string(i->domain));
+	json_object_object_add(o, "uuid", json_object_new_string(i->uuid));
+	json_object_object_add(o, "peer", json_object_new_string(i->peer));
+	json_object_object_add(o, "base_id", json_object_new_string(i->base_id));
+	if (*i->dir)
+		json_object_object_add(o, "dir", json_object_new_string(i->dir));
+	json_object *m = json_object_new_array();
+	for (size_t k = 0; k < i->nic_count; k++)
+		json_object_array_add(m, json_object_new_string(i->macs[k]));
+	json_object_object_add(o, "macs", m);
+	json_object_object_add(o, "bytes_sent", json_object_new_uint64(i->bytes_sent));
+	json_object_object_add(o, "bytes_received", json_object_new_uint64(i->bytes_received));
+	json_object_object_add(o, "memory_items", json_object_new_uint64(i->memory_items));
+	json_object_object_add(o, "disk_items", json_object_new_uint64(i->disk_items));
+	json_object_object_add(o, "stored_items", json_object_new_uint64(i->stored_items));
+	json_object_object_add(o, "raw_bytes", json_object_new_uint64(i->raw_bytes));
+	json_object_object_add(o, "replaced", json_object_new_uint64(i->replaced));
+	json_object_object_add(o, "total_seconds", json_object_new_double(i->total_seconds));
+	json_object_object_add(o, "downtime_seconds", json_object_new_double(i->downtime_seconds));
+	json_object_object_add(o, "link_mbps", json_object_new_double(i->link_mbps));
+	return o;
+}
+
+void print_send(const cloudlet_handoff_info *i) {
+	printf("handed %s off to %s in %.2f s (downtime %.2f s)\n", i->domain, i->peer, i->total_seconds,
+	       i->downtime_seconds);
+	printf("  sent     %s (%llu memory + %llu disk items, %llu stored, %s before compression); link %.1f Mbit/s\n",
+	       human_bytes(i->bytes_sent).c_str(), static_cast<unsigned long long>(i->memory_items),
+	       static_cast<unsigned long long>(i->disk_items), static_cast<unsigned long long>(i->stored_items),
+	       human_bytes(i->raw_bytes).c_str(), i->link_mbps);
+	for (size_t k = 0; k < i->nic_count; k++)
+		printf("  NIC      %s at the destination\n", i->macs[k]);
+}
+
+void print_receive(const cloudlet_handoff_info *i) {
+	printf("received %s (%s) from %s in %.2f s; files in %s\n", i->domain, i->uuid, i->peer, i->total_seconds, i->dir);
+	printf("  received %s (%llu memory + %llu disk items)\n", human_bytes(i->bytes_received).c_str(),
+	       static_cast<unsigned long long>(i->memory_items), static_cast<unsigned long long>(i->disk_items));
+	for (size_t k = 0; k < i->nic_count; k++)
+		printf("  NIC      %s\n", i->macs[k]);
+	fflush(stdout);
+}
+
+} // namespace
+
+int cmd_handoff(const Global &g, Args args) {
+	std::string token, codec, level, timeout, listen, name, virt, mac, network;
+	bool has_token = args.value("--token-file", &token), has_codec = args.value("--codec", &codec);
+	bool has_level = args.value("--level", &level), has_timeout = args.value("--timeout", &timeout);
+	bool has_listen = args.value("--listen", &listen), has_name = args.value("--name", &name);
+	bool has_virt = args.value("--virt-type", &virt), has_mac = args.value("--mac", &mac);
+	bool has_net = args.value("--network", &network), once = args.flag("--once");
+	std::vector<std::string> pos = args.positional("handoff");
+	if (pos.empty() || (pos[0] != "send" && pos[0] != "receive"))
+		throw Failure{"handoff needs 'send' or 'receive' (see cloudlet handoff --help)", 2};
+	bool send = pos[0] == "send";
+	if (!has_token)
+		throw Failure{"handoff " + pos[0] + " needs --token-file", 2};
+	if (send && (pos.size() != 3 || has_listen || has_name || has_virt || has_mac || has_net || once))
+		throw Failure{"usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE", 2};
+	if (!send && (pos.size() != 1 || !has_listen || has_codec || has_level))
+		throw Failure{"usage: cloudlet handoff receive --listen ADDR:PORT --token-file FILE", 2};
+	cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
+	o.token_file = token.c_str();
+	if (has_codec)
+		o.codec = codec.c_str();
+	if (has_level)
+		o.level = atoi(level.c_str());
+	if (has_timeout) {
+		int t = atoi(timeout.c_str());
+		if (t < 1 || t > 3600)
+			throw Failure{"--timeout takes 1 to 3600 seconds", 2};
+		o.timeout_seconds = static_cast<unsigned>(t);
+	}
+	if (has_name)
+		o.name = name.c_str();
+	if (has_virt)
+		o.virt_type = virt.c_str();
+	if (has_mac)
+		o.mac = mac.c_str();
+	if (has_net)
+		o.network = network.c_str();
+	cloudlet_ctx *ctx = open_context(g);
+	ProgressSink progress = make_progress(g);
+	o.progress = ProgressSink::callback;
+	o.progress_userdata = &progress;
+	o.cancel = interrupt_cancel();
+	cloudlet_handoff_info *info = nullptr;
+	if (send) {
+		cloudlet_status st = cloudlet_handoff_send(&info, ctx, pos[1].c_str(), pos[2].c_str(), &o);
+		progress.finish();
+		cloudlet_ctx_free(ctx);
+		check(st, "handoff failed");
+		if (g.json)
+			print_json(info_json(info));
+		else if (!g.quiet)
+			print_send(info);
+		cloudlet_handoff_info_free(info);
+		return 0;
+	}
+	cloudlet_handoff_listener *l = nullptr;
+	cloudlet_status st = cloudlet_handoff_listen(&l, ctx, listen.c_str());
+	if (st != CLOUDLET_OK)
+		cloudlet_ctx_free(ctx);
+	check(st, "cannot listen");
+	unsigned port = 0;
+	cloudlet_handoff_listener_port(l, &port);
+	if (!g.json && !g.quiet) {
+		printf("listening for handoffs on port %u\n", port);
+		fflush(stdout);
+	}
+	int rc = 0;
+	do {
+		st = cloudlet_handoff_receive(&info, l, &o);
+		progress.finish();
+		if (st == CLOUDLET_OK) {
+			if (g.json)
+				print_json(info_json(info));
+			else if (!g.quiet)
+				print_receive(info);
+			cloudlet_handoff_info_free(info);
+		} else if (st == CLOUDLET_E_CANCELLED || once) {
+			rc = 1;
+			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
+			break;
+		} else {
+			fprintf(stderr, "cloudlet: handoff refused or failed, nothing kept: %s\n", cloudlet_last_error_message());
+		}
+	} while (!once);
+	cloudlet_handoff_listener_free(l);
+	cloudlet_ctx_free(ctx);
+	return rc;
+}
+
+} // namespace cli
