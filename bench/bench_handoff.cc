@@ -1,0 +1,177 @@
+// Handoff over an emulated WAN against QEMU's own live migration, on the
+// project's workload (bench/workload.h), all measured in this one run:
+//
+//   bench_handoff [RATE_MBIT...]        (default: 25 10)
+//
+// Two cloudlets on this machine (one libvirtd, stores A and B holding the
+// same base); the link is the loopback of a network namespace shaped with
+// tbf (docs/platform.md: this kernel has no netem). Per rate:
+//   floor     the VM's overlay (everything it has that the base lacks) at the link rate
+//   baseline  QEMU's own live migration with block migration (memory + the whole disk,
+//             no base knowledge) into the link, through a relay (bench/wan_relay.py)
+//             to a sink; the VM then runs on
+//   ours      cloudlet handoff send → receive across the link; the VM moves (A→B, then
+//             back B→A at the next rate)
+// Prints total time, downtime and bytes; asserts nothing. Needs root and libvirt.
+#include "workload.h"
+
+#include <cloudlet.h>
+
+#include <json-c/json.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace bench;
+
+namespace {
+
+std::string capture(const std::string &cmd) {
+	FILE *p = popen(cmd.c_str(), "r");
+	std::string out;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+		out.append(buf, n);
+	pclose(p);
+	return out;
+}
+
+double jnum(json_object *o, const char *k) {
+	json_object *v = nullptr;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
+}
+
+std::string qmp(const std::string &dom, const std::string &cmd) {
+	return capture("virsh -q -c qemu:///system qemu-monitor-command " + dom + " '" + cmd + "'");
+}
+
+struct Result {
+	double total = 0, downtime = 0;
+	uint64_t bytes = 0;
+};
+
+// QEMU's own migration of `dom` (memory + block migration of its disk) into the link.
+Result native_migration(const std::string &ns, const std::string &work, const std::string &dom, const char *relay) {
+	std::string sock = work + "/mig.sock";
+	FILE *sinkp = popen(("ip netns exec " + ns + " " + relay + " sink 7001").c_str(), "r");
+	char line[256];
+	if (!fgets(line, sizeof line, sinkp))
+		die("sink relay did not start");
+	FILE *fwd = popen(("ip netns exec " + ns + " " + relay + " unix2tcp " + sock + " 7001").c_str(), "r");
+	if (!fgets(line, sizeof line, fwd))
+		die("unix relay did not start");
+	qmp(dom, R"({"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"block","state":true}]}})");
+	Result r;
+	double t0 = now();
+	std::string out = qmp(dom, R"({"execute":"migrate","arguments":{"uri":"unix:)" + sock + R"("}})");
+	if (out.find("error") != std::string::npos)
+		die("QEMU refused the migration: " + out);
+	for (;;) {
+		std::string st = qmp(dom, R"({"execute":"query-migrate"})");
+		if (st.find("\"completed\"") != std::string::npos) {
+			r.total = now() - t0;
+			json_object *j = json_tokener_parse(st.c_str()), *ret = nullptr;
+			if (j && json_object_object_get_ex(j, "return", &ret))
+				r.downtime = jnum(ret, "downtime") / 1000;
+			if (j)
+				json_object_put(j);
+			break;
+		}
+		if (st.find("\"failed\"") != std::string::npos || st.find("\"cancelled\"") != std::string::npos)
+			die("QEMU's migration failed: " + st);
+		usleep(100000);
+	}
+	pclose(fwd);
+	if (fgets(line, sizeof line, sinkp))
+		r.bytes = strtoull(line, nullptr, 10);
+	pclose(sinkp);
+	qmp(dom, R"({"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"block","state":false}]}})");
+	qmp(dom, R"({"execute":"cont"})");
+	return r;
+}
+
+Result our_handoff(const std::string &ns, const std::string &cli, const std::string &from_store,
+                   const std::string &to_store, const std::string &dom, const std::string &new_name,
+                   const std::string &token) {
+	std::string recv_cmd = "ip netns exec " + ns + " " + cli + " --store " + to_store +
+	                       " --json handoff receive --listen 127.0.0.1:7002 --token-file " + token + " --once --name " +
+	                       new_name;
+	std::string recv_out;
+	std::thread rt([&] { recv_out = capture(recv_cmd); });
+	usleep(500000);
+	std::string out = capture("ip netns exec " + ns + " " + cli + " --store " + from_store + " --json handoff send " +
+	                          dom + " 127.0.0.1:7002 --token-file " + token);
+	rt.join();
+	json_object *j = json_tokener_parse(out.c_str());
+	if (!j)
+		die("handoff failed: " + out + " / " + recv_out);
+	Result r;
+	r.total = jnum(j, "total_seconds");
+	r.downtime = jnum(j, "downtime_seconds");
+	r.bytes = static_cast<uint64_t>(jnum(j, "bytes_sent"));
+	json_object_put(j);
+	return r;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+	std::vector<int> rates;
+	for (int i = 1; i < argc; i++)
+		rates.push_back(atoi(argv[i]));
+	if (rates.empty())
+		rates = {25, 10};
+	char self[4096] = {};
+	if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0)
+		die("cannot find this program's path");
+	std::string exe = self;
+	std::string build = exe.substr(0, exe.rfind("/bench/"));
+	std::string cli = build + "/tools/cloudlet/cloudlet";
+	// The relay script sits in the source tree; build trees live inside it
+	// (build/, build-san/) unless CLOUDLET_SOURCE_DIR says otherwise.
+	const char *env = getenv("CLOUDLET_SOURCE_DIR");
+	std::string src_root = env ? env : build.substr(0, build.rfind('/'));
+	std::string relay_py = "/usr/bin/python3 " + src_root + "/bench/wan_relay.py";
+
+	Workload w;
+	make_workload(w, "bench-handoff");
+	std::string store_b = w.work + "/store-b", token = w.work + "/token", pkg = w.work + "/base.pkg";
+	sh("head -c 48 /dev/urandom | base64 > " + token + " && chmod 600 " + token);
+	sh(cli + " --store " + w.store + " --quiet base export bench " + pkg);
+	sh(cli + " --store " + store_b + " --quiet base import " + pkg);
+	std::string ns = "cltwan" + std::to_string(getpid());
+	std::string dom = w.name, store_from = w.store, store_to = store_b;
+
+	printf("%-8s %-46s %9s %10s %10s %8s\n", "link", "method", "MB sent", "total s", "downtime s", "vs QEMU");
+	for (size_t i = 0; i < rates.size(); i++) {
+		int rate = rates[i];
+		sh("ip netns add " + ns + " && ip netns exec " + ns + " ip link set lo mtu 1500 up && ip netns exec " + ns +
+		   " tc qdisc add dev lo root tbf rate " + std::to_string(rate) + "mbit burst 32kb latency 400ms");
+		// The floor: what the VM has that the base lacks, at the link rate.
+		std::string ovl = w.work + "/floor.ovl";
+		sh(cli + " --store " + store_from + " --quiet overlay create " + dom + " " + ovl);
+		double floor_s = double(size_of(ovl)) * 8 / (rate * 1e6);
+		Result native = native_migration(ns, w.work, dom, relay_py.c_str());
+		std::string next = "cltest-" + std::to_string(getpid()) + "-hop" + std::to_string(i);
+		Result ours = our_handoff(ns, cli, store_from, store_to, dom, next, token);
+		sh("ip netns del " + ns);
+		std::string l = std::to_string(rate) + " Mbit";
+		printf("%-8s %-46s %9.1f %10.2f %10s %8s\n", l.c_str(), "floor: overlay bytes / link rate",
+		       double(size_of(ovl)) / 1e6, floor_s, "-", "");
+		printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(), "QEMU live migration + block migration",
+		       double(native.bytes) / 1e6, native.total, native.downtime, "1.00");
+		printf("%-8s %-46s %9.1f %10.2f %10.2f %8.2f\n", l.c_str(), "cloudlet handoff", double(ours.bytes) / 1e6,
+		       ours.total, ours.downtime, ours.total / native.total);
+		fflush(stdout);
+		dom = next;
+		std::swap(store_from, store_to);
+	}
+	sh("virsh -q -c qemu:///system destroy " + dom + " >/dev/null 2>&1 || true");
+	return 0;
+}
