@@ -31,17 +31,6 @@ using namespace bench;
 
 namespace {
 
-std::string capture(const std::string &cmd) {
-	FILE *p = popen(cmd.c_str(), "r");
-	std::string out;
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-		out.append(buf, n);
-	pclose(p);
-	return out;
-}
-
 double jnum(json_object *o, const char *k) {
 	json_object *v = nullptr;
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
@@ -52,7 +41,7 @@ std::string qmp(const std::string &dom, const std::string &cmd) {
 }
 
 struct Result {
-	double total = 0, downtime = 0;
+	double total = 0, downtime = 0, drain = 0, restore = 0;
 	uint64_t bytes = 0;
 };
 
@@ -115,6 +104,8 @@ Result our_handoff(const std::string &ns, const std::string &cli, const std::str
 	r.total = jnum(j, "total_seconds");
 	r.downtime = jnum(j, "downtime_seconds");
 	r.bytes = static_cast<uint64_t>(jnum(j, "bytes_sent"));
+	r.drain = jnum(j, "drain_seconds");
+	r.restore = jnum(j, "restore_seconds");
 	json_object_put(j);
 	return r;
 }
@@ -168,6 +159,8 @@ int main(int argc, char **argv) {
 		       double(native.bytes) / 1e6, native.total, native.downtime, "1.00");
 		printf("%-8s %-46s %9.1f %10.2f %10.2f %8.2f\n", l.c_str(), "cloudlet handoff", double(ours.bytes) / 1e6,
 		       ours.total, ours.downtime, ours.total / native.total);
+		printf("%-8s (downtime: last items + device state %.2f s, restore at the destination %.2f s, rest %.2f s)\n", "",
+		       ours.drain, ours.restore, ours.downtime - ours.drain - ours.restore);
 		fflush(stdout);
 		dom = next;
 		std::swap(store_from, store_to);

@@ -31,17 +31,6 @@ namespace {
 
 const char *kVirsh = "virsh -q -c qemu:///system ";
 
-std::string capture(const std::string &cmd) {
-	FILE *p = popen(cmd.c_str(), "r");
-	std::string out;
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-		out.append(buf, n);
-	pclose(p);
-	return out;
-}
-
 struct Plain {
 	double unpatch = 0, restore = 0, nic = 0;
 	double total() const { return unpatch + restore + nic; }

@@ -31,6 +31,17 @@ uint64_t size_of(const std::string &p) {
 	return stat(p.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
+std::string capture(const std::string &cmd) {
+	FILE *p = popen(cmd.c_str(), "r");
+	std::string out;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+		out.append(buf, n);
+	pclose(p);
+	return out;
+}
+
 namespace {
 
 std::string run(th_guest *g, const std::string &cmd) {

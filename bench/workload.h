@@ -18,6 +18,8 @@ namespace bench {
 double now();
 void sh(const std::string &cmd);
 uint64_t size_of(const std::string &path);
+// A shell command's standard output.
+std::string capture(const std::string &cmd);
 
 struct Workload {
 	std::string work;       // scratch folder, removed by ~Workload

@@ -739,6 +739,8 @@ typedef struct cloudlet_handoff_info {
 	double total_seconds;
 	double downtime_seconds;    /**< send: from the source's pause to the destination's confirmation */
 	double link_mbps;           /**< send: bytes sent per second while items flowed, as acknowledged */
+	double drain_seconds;       /**< send: part of the downtime: the pause until the last item and the device state were sent */
+	double restore_seconds;     /**< send: part of the downtime: the destination's restore (FINAL until READY) */
 } cloudlet_handoff_info;
 
 /**

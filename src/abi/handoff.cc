@@ -73,6 +73,8 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	p.total_seconds = r.total_seconds;
 	p.downtime_seconds = r.downtime_seconds;
 	p.link_mbps = r.link_mbps;
+	p.drain_seconds = r.drain_seconds;
+	p.restore_seconds = r.restore_seconds;
 	return h;
 }
 

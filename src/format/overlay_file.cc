@@ -2,6 +2,7 @@
 
 #include "util/base64.h"
 #include "util/error.h"
+#include "util/le_bytes.h"
 
 #include <json-c/json.h>
 #include <sys/stat.h>
@@ -52,10 +53,8 @@ void put64(std::vector<uint8_t> &b, uint64_t v) {
 	for (int i = 0; i < 8; i++)
 		b.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
-uint32_t get32(const uint8_t *p) {
-	return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-uint64_t get64(const uint8_t *p) { return uint64_t(get32(p)) | uint64_t(get32(p + 4)) << 32; }
+using le::get32;
+using le::get64;
 
 json_object *sizes_json(const std::vector<NamedSize> &v, const char *name_key) {
 	json_object *a = json_object_new_array();

@@ -1,6 +1,7 @@
 #include "net/handoff_wire.h"
 
 #include "util/error.h"
+#include "util/le_bytes.h"
 
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -25,18 +26,10 @@ namespace {
 constexpr char kMagic[8] = {'C', 'L', 'T', 'H', 'O', 'F', 'F', '1'};
 constexpr size_t kHeader = 16, kMacBytes = 16, kNonce = 32;
 
-void put32(uint8_t *p, uint32_t v) {
-	for (int i = 0; i < 4; i++)
-		p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put64(uint8_t *p, uint64_t v) {
-	for (int i = 0; i < 8; i++)
-		p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint32_t get32(const uint8_t *p) {
-	return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-uint64_t get64(const uint8_t *p) { return uint64_t(get32(p)) | uint64_t(get32(p + 4)) << 32; }
+using le::get32;
+using le::get64;
+using le::put32;
+using le::put64;
 
 std::vector<uint8_t> hmac(const std::string &key, const std::vector<uint8_t> &msg) {
 	std::vector<uint8_t> out(32);

@@ -6,6 +6,7 @@
 #include "util/error.h"
 
 #include <sys/stat.h>
+#include <uuid/uuid.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -48,6 +49,14 @@ BaseInfo stored_base_info(const store::BaseStore &st, const store::CatalogEntry 
 	info.dir = st.base_dir(e.id);
 	info.status = "ok";
 	return info;
+}
+
+std::string new_uuid() {
+	uuid_t u;
+	char s[37];
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, s);
+	return s;
 }
 
 } // namespace cloudlet::ops

@@ -34,14 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string new_uuid() {
-	uuid_t u;
-	char s[37];
-	uuid_generate_random(u);
-	uuid_unparse_lower(u, s);
-	return s;
-}
-
 } // namespace
 
 InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOptions &o, Progress &progress) {

@@ -33,6 +33,9 @@ struct HandoffInfo {
 	uint64_t bytes_sent = 0, bytes_received = 0;
 	uint64_t memory_items = 0, disk_items = 0, stored_items = 0, raw_bytes = 0, replaced = 0;
 	double total_seconds = 0, downtime_seconds = 0, link_mbps = 0;
+	// send: the downtime's parts: pause -> FINAL sent (disk re-read, queue
+	// drained over the link), FINAL -> READY (the destination restores)
+	double drain_seconds = 0, restore_seconds = 0;
 };
 
 // Source side: `destination` is "HOST:PORT". On success the source domain

@@ -395,7 +395,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		}
 		progress.report("final", 0, 0);
 		ch.send(net::FrameType::Final, final_payload(p, cap.stream.device_state));
+		info.drain_seconds = since(paused_at);
+		auto tf = Clock::now();
 		ch.expect(net::FrameType::Ready, std::max(timeout_ms, 120000));
+		info.restore_seconds = since(tf);
 		ch.send(net::FrameType::Go, nullptr, 0);
 	} catch (...) {
 		stop_threads();

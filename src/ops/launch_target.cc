@@ -19,18 +19,6 @@
 
 namespace cloudlet::ops {
 
-namespace {
-
-std::string new_uuid() {
-	uuid_t u;
-	char s[37];
-	uuid_generate_random(u);
-	uuid_unparse_lower(u, s);
-	return s;
-}
-
-} // namespace
-
 LaunchCleanup::~LaunchCleanup() {
 	if (keep_)
 		return;

@@ -36,34 +36,16 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "itest.h"
+
 static th_guest *guest;
 static cloudlet_ctx *ctx;
 static std::string store_dir, base_id, sums, disk_sum, qcow2_sum;
 static int counter_at_create;
 
-static std::string check(th_guest *g, const char *cmd, int timeout_ms = 60000) {
-	char *out = th_guest_check(g, cmd, timeout_ms);
-	if (!out)
-		fail_msg("%s", th_error());
-	std::string s = out;
-	free(out);
-	return s;
-}
-
 static bool exists(const std::string &p) {
 	struct stat st;
 	return stat(p.c_str(), &st) == 0;
-}
-
-static size_t entries(const std::string &dir) {
-	size_t n = 0;
-	if (DIR *d = opendir(dir.c_str())) {
-		while (struct dirent *e = readdir(d))
-			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-				n++;
-		closedir(d);
-	}
-	return n;
 }
 
 static int setup(void **) {

@@ -40,40 +40,11 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "itest.h"
+
 static th_guest *guest, *src_vm;
 static cloudlet_ctx *ctx_a, *ctx_b, *ctx_c;
 static std::string root, store_a, store_b, store_c, token, other_token, src_name, static_fp;
-
-static std::string check(th_guest *g, const char *cmd) {
-	char *out = th_guest_check(g, cmd, 120000);
-	if (!out)
-		fail_msg("%s", th_error());
-	std::string s = out;
-	free(out);
-	return s;
-}
-
-static size_t entries(const std::string &dir) {
-	size_t n = 0;
-	if (DIR *d = opendir(dir.c_str())) {
-		while (dirent *e = readdir(d))
-			n += e->d_name[0] != '.';
-		closedir(d);
-	}
-	return n;
-}
-
-static int domain_state(const std::string &name) {
-	virConnectPtr c = virConnectOpen("qemu:///system");
-	virDomainPtr d = virDomainLookupByName(c, name.c_str());
-	int state = -1, reason = 0;
-	if (d) {
-		virDomainGetState(d, &state, &reason, 0);
-		virDomainFree(d);
-	}
-	virConnectClose(c);
-	return state;
-}
 
 static void write_token(const std::string &path, char fill) {
 	FILE *f = fopen(path.c_str(), "w");

@@ -29,19 +29,12 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "itest.h"
+
 static th_guest *guest, *launch;
 static cloudlet_ctx *ctx;
 static std::string store_dir, work, launch_name;
 static const char *cli_path;
-
-static std::string check(th_guest *g, const char *cmd) {
-	char *out = th_guest_check(g, cmd, 120000);
-	if (!out)
-		fail_msg("%s", th_error());
-	std::string s = out;
-	free(out);
-	return s;
-}
 
 static int setup(void **) {
 	assert_int_equal(th_setup(), 0);

@@ -35,6 +35,8 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "itest.h"
+
 static th_guest *guest, *launch;
 static cloudlet_ctx *ctx;
 static std::string store_dir, work, launch_name, overlay, fingerprint, base_id;
@@ -42,15 +44,6 @@ static int counter_at_capture;
 static const char *cli_path, *server_script;
 static pid_t server_pid = -1;
 static int server_port;
-
-static std::string check(th_guest *g, const char *cmd) {
-	char *out = th_guest_check(g, cmd, 120000);
-	if (!out)
-		fail_msg("%s", th_error());
-	std::string s = out;
-	free(out);
-	return s;
-}
 
 // What the workload left in the VM. The disk ranges are read after the
 // page cache is dropped, so they come from the disk image itself.
@@ -60,36 +53,6 @@ static std::string fingerprint_of(th_guest *g) {
 	                "dd if=/dev/vda bs=65536 skip=128 count=4 2>/dev/null | md5sum && "
 	                "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum && "
 	                "md5sum /dev/vdb");
-}
-
-static size_t entries(const std::string &dir) {
-	size_t n = 0;
-	if (DIR *d = opendir(dir.c_str())) {
-		while (dirent *e = readdir(d))
-			n += e->d_name[0] != '.';
-		closedir(d);
-	}
-	return n;
-}
-
-static bool domain_exists(const std::string &name) {
-	virConnectPtr c = virConnectOpen("qemu:///system");
-	virDomainPtr d = virDomainLookupByName(c, name.c_str());
-	if (d)
-		virDomainFree(d);
-	virConnectClose(c);
-	return d != nullptr;
-}
-
-static std::string run(const std::string &cmd, int *status) {
-	FILE *p = popen(cmd.c_str(), "r");
-	std::string out;
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-		out.append(buf, n);
-	*status = pclose(p);
-	return out;
 }
 
 static void start_server(const std::string &file) {
@@ -217,7 +180,7 @@ static void test_from_file_and_url_at_once(void **) {
 	});
 	int status = 0;
 	std::string url = "http://127.0.0.1:" + std::to_string(server_port) + "/body";
-	json_b = run(std::string(cli_path) + " --store " + store_dir + " --json synthesize " + url + " --name " + b, &status);
+	json_b = run_output(std::string(cli_path) + " --store " + store_dir + " --json synthesize " + url + " --name " + b, &status);
 	ta.join();
 	if (st_a != CLOUDLET_OK)
 		fail_msg("synthesis from the file: %s", err_a.c_str());
@@ -259,7 +222,7 @@ static void expect_refused(const std::string &source, cloudlet_status want, cons
 	assert_int_equal(st, want);
 	if (word)
 		assert_non_null(strstr(msg.c_str(), word));
-	assert_false(domain_exists(name));
+	assert_false(domain_state(name) != -1);
 	assert_int_equal(entries(store_dir + "/instances"), before);
 }
 

@@ -44,12 +44,14 @@ json_object *info_json(const cloudlet_handoff_info *i) {
 	json_object_object_add(o, "total_seconds", json_object_new_double(i->total_seconds));
 	json_object_object_add(o, "downtime_seconds", json_object_new_double(i->downtime_seconds));
 	json_object_object_add(o, "link_mbps", json_object_new_double(i->link_mbps));
+	json_object_object_add(o, "drain_seconds", json_object_new_double(i->drain_seconds));
+	json_object_object_add(o, "restore_seconds", json_object_new_double(i->restore_seconds));
 	return o;
 }
 
 void print_send(const cloudlet_handoff_info *i) {
-	printf("handed %s off to %s in %.2f s (downtime %.2f s)\n", i->domain, i->peer, i->total_seconds,
-	       i->downtime_seconds);
+	printf("handed %s off to %s in %.2f s (downtime %.2f s: last items %.2f s, restore there %.2f s)\n", i->domain,
+	       i->peer, i->total_seconds, i->downtime_seconds, i->drain_seconds, i->restore_seconds);
 	printf("  sent     %s (%llu memory + %llu disk items, %llu stored, %s before compression); link %.1f Mbit/s\n",
 	       human_bytes(i->bytes_sent).c_str(), static_cast<unsigned long long>(i->memory_items),
 	       static_cast<unsigned long long>(i->disk_items), static_cast<unsigned long long>(i->stored_items),

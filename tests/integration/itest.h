@@ -1,0 +1,56 @@
+// Small helpers the integration tests share. Include after <cmocka.h> and
+// "harness.h" (they report through cmocka's fail_msg).
+#pragma once
+
+#include <dirent.h>
+#include <libvirt/libvirt.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+// A guest command that must succeed; its trimmed output.
+static inline std::string check(th_guest *g, const char *cmd, int timeout_ms = 120000) {
+	char *out = th_guest_check(g, cmd, timeout_ms);
+	if (!out)
+		fail_msg("%s", th_error());
+	std::string s = out;
+	free(out);
+	return s;
+}
+
+// Entries of a folder, "." and ".." aside (0 if it does not exist).
+static inline size_t entries(const std::string &dir) {
+	size_t n = 0;
+	if (DIR *d = opendir(dir.c_str())) {
+		while (dirent *e = readdir(d))
+			n += e->d_name[0] != '.' || (e->d_name[1] && (e->d_name[1] != '.' || e->d_name[2]));
+		closedir(d);
+	}
+	return n;
+}
+
+// libvirt's state of a domain (VIR_DOMAIN_RUNNING ...), -1 if there is none.
+static inline int domain_state(const std::string &name) {
+	virConnectPtr c = virConnectOpen("qemu:///system");
+	virDomainPtr d = virDomainLookupByName(c, name.c_str());
+	int state = -1, reason = 0;
+	if (d) {
+		virDomainGetState(d, &state, &reason, 0);
+		virDomainFree(d);
+	}
+	virConnectClose(c);
+	return state;
+}
+
+// A host command's standard output; its wait status in *status.
+static inline std::string run_output(const std::string &cmd, int *status) {
+	FILE *p = popen(cmd.c_str(), "r");
+	std::string out;
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+		out.append(buf, n);
+	*status = pclose(p);
+	return out;
+}
