@@ -75,13 +75,13 @@ void check_arguments(const std::string &path, uint64_t virtual_size, const std::
 } // namespace
 
 Qcow2LayerWriter::Qcow2LayerWriter(const std::string &path, uint64_t virtual_size, const std::string &backing_file,
-                                   const std::string &backing_format)
-    : path_(path), virtual_size_(virtual_size), chunks_(div_up(virtual_size, kClusterSize)),
+                                   const std::string &backing_format, bool replace)
+    : replace_(replace), path_(path), virtual_size_(virtual_size), chunks_(div_up(virtual_size, kClusterSize)),
       backing_file_(backing_file), backing_format_(backing_format), buf_offset_(kClusterSize) {
 	check_arguments(path, virtual_size, backing_file, backing_format);
 	l2_.resize(div_up(chunks_, kL2Entries));
 	buf_.reserve(kBufferSize);
-	fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd_ = open(path.c_str(), replace ? O_WRONLY | O_TRUNC | O_CLOEXEC : O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd_ < 0) {
 		if (errno == EEXIST)
 			fail(CLOUDLET_E_EXISTS, path + " already exists");
@@ -93,7 +93,7 @@ Qcow2LayerWriter::~Qcow2LayerWriter() {
 	if (fd_ >= 0)
 		close(fd_);
 	// Without its header the file is not an image; nobody should find it.
-	if (!finished_)
+	if (!finished_ && !replace_)
 		unlink(path_.c_str());
 }
 

@@ -20,9 +20,12 @@ class Qcow2LayerWriter {
 public:
 	// Creates `path` (mode 0644, must not exist: O_EXCL). `backing_file` is stored as given
 	// (absolute path), `backing_format` e.g. "raw" (stored as a backing-format header extension).
+	// With `replace`, `path` must exist and is rewritten in place (same inode): a handoff's
+	// destination QEMU holds the provisional layer open, inactive, and re-reads it when the
+	// incoming migration completes (docs/handoff.md).
 	Qcow2LayerWriter(const std::string &path, uint64_t virtual_size, const std::string &backing_file,
-	                 const std::string &backing_format);
-	~Qcow2LayerWriter(); // unless finish() succeeded: closes and unlinks the file
+	                 const std::string &backing_format, bool replace = false);
+	~Qcow2LayerWriter(); // unless finish() succeeded: closes and (unless replacing) unlinks the file
 	Qcow2LayerWriter(const Qcow2LayerWriter &) = delete;
 	Qcow2LayerWriter &operator=(const Qcow2LayerWriter &) = delete;
 
@@ -46,6 +49,7 @@ private:
 	void write_header(uint64_t l1_offset, uint64_t reftable_offset, uint64_t reftable_clusters);
 	void check_open(const char *what) const;
 
+	bool replace_ = false;
 	std::string path_;
 	int fd_ = -1;
 	bool finished_ = false, broken_ = false;

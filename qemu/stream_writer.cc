@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 
 namespace cloudlet::qemu {
 
@@ -80,38 +81,37 @@ private:
 
 } // namespace
 
-void write_stream(ByteSink &out, const PageProvider &img) {
-	const StreamInfo &info = img.stream_info();
-	const std::vector<uint8_t> &device = info.device_state;
-	if (info.blocks.empty() || device.empty())
-		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks or no device state");
-	Emitter e(out);
+void StreamWriter::begin() {
+	if (info_.blocks.empty())
+		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks");
+	Emitter e(out_);
 	e.be32(kStreamMagic);
 	e.be32(kStreamVersion);
-	e.bytes(info.config_section.data(), info.config_section.size());
-
+	e.bytes(info_.config_section.data(), info_.config_section.size());
 	uint64_t total = 0;
-	for (const auto &b : info.blocks)
+	for (const auto &b : info_.blocks)
 		total += b.length;
 	e.u8(kSectionStart);
-	e.be32(info.ram_section_id);
+	e.be32(info_.ram_section_id);
 	e.str8("ram");
-	e.be32(info.ram_instance_id);
-	e.be32(info.ram_version);
+	e.be32(info_.ram_instance_id);
+	e.be32(info_.ram_version);
 	e.be64(total | kRamMemSize);
-	for (const auto &b : info.blocks) {
+	for (const auto &b : info_.blocks) {
 		e.str8(b.name);
 		e.be64(b.length);
 	}
 	e.be64(kRamEos);
-	e.footer(info.ram_section_id);
+	e.footer(info_.ram_section_id);
+}
 
+void StreamWriter::all_pages(const PageProvider &img) {
+	Emitter e(out_);
 	e.u8(kSectionPart);
-	e.be32(info.ram_section_id);
-	for (const auto &b : info.blocks) {
+	e.be32(info_.ram_section_id);
+	for (const auto &b : info_.blocks) {
 		for (uint64_t i = 0; i < b.pages(); i++) {
-			uint64_t linear = b.first_page + i;
-			const uint8_t *d = img.page(linear);
+			const uint8_t *d = img.page(b.first_page + i);
 			uint64_t flags = uint64_t(d ? kRamPage : kRamZero) | (i ? uint64_t(kRamContinue) : 0);
 			e.be64(i * kTargetPageSize | flags);
 			if (i == 0)
@@ -123,14 +123,60 @@ void write_stream(ByteSink &out, const PageProvider &img) {
 		}
 	}
 	e.be64(kRamEos);
-	e.footer(info.ram_section_id);
+	e.footer(info_.ram_section_id);
+}
 
-	e.u8(kSectionEnd);
-	e.be32(info.ram_section_id);
+void StreamWriter::pages(const PageProvider &img, const std::vector<uint64_t> &linear) {
+	if (linear.empty())
+		return;
+	Emitter e(out_);
+	e.u8(kSectionPart);
+	e.be32(info_.ram_section_id);
+	size_t block = SIZE_MAX;
+	for (uint64_t p : linear) {
+		// The block holding page p (blocks are in linear order).
+		size_t b = block == SIZE_MAX ? 0 : block;
+		while (b + 1 < info_.blocks.size() && info_.blocks[b + 1].first_page <= p)
+			b++;
+		while (b > 0 && info_.blocks[b].first_page > p)
+			b--;
+		const RamBlock &rb = info_.blocks[b];
+		if (p < rb.first_page || p >= rb.first_page + rb.pages())
+			throw Error(CLOUDLET_E_INVALID_ARG, "page " + std::to_string(p) + " is in no RAM block");
+		const uint8_t *d = img.page(p);
+		bool same = b == block;
+		uint64_t flags = uint64_t(d ? kRamPage : kRamZero) | (same ? uint64_t(kRamContinue) : 0);
+		e.be64((p - rb.first_page) * kTargetPageSize | flags);
+		if (!same)
+			e.str8(rb.name);
+		if (d)
+			e.bytes(d, kTargetPageSize);
+		else
+			e.u8(0);
+		block = b;
+	}
 	e.be64(kRamEos);
-	e.footer(info.ram_section_id);
+	e.footer(info_.ram_section_id);
+}
 
+void StreamWriter::end(const std::vector<uint8_t> &device) {
+	if (device.empty())
+		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no device state");
+	Emitter e(out_);
+	e.u8(kSectionEnd);
+	e.be32(info_.ram_section_id);
+	e.be64(kRamEos);
+	e.footer(info_.ram_section_id);
 	e.bytes(device.data(), device.size());
+}
+
+void write_stream(ByteSink &out, const PageProvider &img) {
+	if (img.stream_info().blocks.empty() || img.stream_info().device_state.empty())
+		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks or no device state");
+	StreamWriter w(out, img.stream_info());
+	w.begin();
+	w.all_pages(img);
+	w.end(img.stream_info().device_state);
 }
 
 } // namespace cloudlet::qemu

@@ -36,6 +36,25 @@ private:
 	uint64_t written_ = 0;
 };
 
+// A stream written in passes, as QEMU itself sends a live migration: the
+// RAM block table, then any number of passes over any pages (a later pass
+// overwrites a page QEMU already loaded), then the device state. A handoff's
+// destination feeds QEMU this way while pages still arrive.
+class StreamWriter {
+public:
+	StreamWriter(ByteSink &out, const StreamInfo &layout) : out_(out), info_(layout) {}
+	void begin();                                  // header, configuration, RAM block table
+	void all_pages(const PageProvider &img);       // one pass over every page
+	// One pass over these pages (ascending linear page numbers).
+	void pages(const PageProvider &img, const std::vector<uint64_t> &linear);
+	void end(const std::vector<uint8_t> &device_state); // RAM end, then the device state byte-exact
+
+private:
+	ByteSink &out_;
+	StreamInfo info_; // blocks and section ids (a copy: the provider's may change)
+};
+
+// begin, all_pages, end with the provider's device state.
 void write_stream(ByteSink &out, const PageProvider &img);
 
 } // namespace cloudlet::qemu

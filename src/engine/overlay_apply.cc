@@ -50,8 +50,10 @@ OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeade
 	for (size_t i = 0; same_layout_ && i < bb.size(); i++)
 		same_layout_ = bb[i].name == info_.blocks[i].name && bb[i].length == info_.blocks[i].length;
 	memory_.assign(info_.total_pages, same_layout_ ? tag(kSame, 0) : tag(kZero, 0));
-	for (size_t d = 0; d < layers.size(); d++)
+	for (size_t d = 0; d < layers.size(); d++) {
+		layer_specs_.push_back({layers[d], h.disks[d].bytes});
 		layers_.push_back(std::make_unique<qemu::Qcow2LayerWriter>(layers[d], h.disks[d].bytes, base.disks[d].path, "raw"));
+	}
 }
 
 // The 4096 bytes a record stands for, for kinds that reference content.
@@ -144,10 +146,19 @@ void OverlayApplier::on_chunk(const format::ChunkRecord &r, const uint8_t *data)
 		layer.write_chunk(r.chunk, content);
 }
 
-void OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version) {
+void OverlayApplier::set_versioned() {
+	versioned_ = true;
+	memory_version_.assign(memory_.size(), 0);
+	disk_latest_.resize(layers_.size());
+	for (auto &l : layers_)
+		l->finish(); // empty: everything from the base, until finish() rewrites it
+}
+
+bool OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version) {
 	if ((++applied_ & 4095) == 0)
 		progress_.report("apply", applied_, 0);
-	if (r.space > layers_.size() || (r.space == format::kMemorySpace && r.chunk >= memory_.size()))
+	if (r.space > layers_.size() || (r.space == format::kMemorySpace && r.chunk >= memory_.size()) ||
+	    (r.space != format::kMemorySpace && r.chunk >= (layer_specs_[r.space - 1u].bytes + kChunkSize - 1) / kChunkSize))
 		fail(CLOUDLET_E_CORRUPT, "handoff item for chunk " + std::to_string(r.chunk) + " of space " +
 		                             std::to_string(r.space) + " is out of range");
 	// Stored content takes the next slot even when a newer version is
@@ -169,7 +180,7 @@ void OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t
 	bool stored = format::stores_payload(r.kind) || r.kind == ChunkKind::Self;
 	if (r.space == format::kMemorySpace) {
 		if (version < memory_version_[r.chunk])
-			return;
+			return false;
 		memory_version_[r.chunk] = version;
 		uint64_t &t = memory_[r.chunk];
 		if (stored)
@@ -180,20 +191,25 @@ void OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t
 			t = tag(kBaseMemory, r.ref);
 		else
 			t = tag(kBaseDisk, (r.ref >> 56) << 48 | (r.ref & ((1ull << 56) - 1)) / 512);
-		return;
+		return true;
 	}
 	DiskLatest &d = disk_latest_[r.space - 1u][r.chunk];
 	if (version < d.version)
-		return;
+		return false;
 	d.version = version;
 	d.kind = stored ? ChunkKind::Data : r.kind;
 	d.ref = stored ? slot : r.ref;
+	return true;
 }
 
 void OverlayApplier::on_device_state(const std::vector<uint8_t> &ds) { info_.device_state = ds; }
 
 void OverlayApplier::finish() {
 	if (versioned_) {
+		// Rewritten in place (the same inode a QEMU may hold open).
+		for (size_t d = 0; d < layers_.size(); d++)
+			layers_[d] = std::make_unique<qemu::Qcow2LayerWriter>(layer_specs_[d].path, layer_specs_[d].bytes,
+			                                                      base_.disks[d].path, "raw", true);
 		for (size_t d = 0; d < disk_latest_.size(); d++) {
 			std::vector<std::pair<uint64_t, DiskLatest>> v(disk_latest_[d].begin(), disk_latest_[d].end());
 			std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.first < b.first; });

@@ -43,8 +43,11 @@ public:
 	// the highest `version` wins whatever the order, SELF references name
 	// the n-th stored chunk of the session, and disk chunks are kept (in the
 	// scratch file) until finish() writes each once. Call before any chunk.
-	void set_versioned() { versioned_ = true; memory_version_.assign(memory_.size(), 0); disk_latest_.resize(layers_.size()); }
-	void apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version);
+	// The disk layers are written at once, empty and valid (a QEMU may open
+	// them), and rewritten in place by finish().
+	void set_versioned();
+	// Returns whether the item took effect (it was the newest version).
+	bool apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version);
 	uint64_t stored_chunks() const { return spill_slots_; }
 	void on_device_state(const std::vector<uint8_t> &ds) override;
 	// Completes the disk layers. Call once the reader returned.
@@ -62,6 +65,11 @@ private:
 	qemu::StreamInfo info_;
 	bool same_layout_ = true;
 	std::vector<std::unique_ptr<qemu::Qcow2LayerWriter>> layers_;
+	struct LayerSpec {
+		std::string path;
+		uint64_t bytes;
+	};
+	std::vector<LayerSpec> layer_specs_;
 	// Per launch page: 0 = the base page at the same position, else the
 	// kind in the top 4 bits and its reference below (see page()).
 	std::vector<uint64_t> memory_;

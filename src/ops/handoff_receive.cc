@@ -1,14 +1,18 @@
 // handoff receive: the destination side (docs/handoff.md). Items are applied
-// as they arrive (the newest version of each chunk wins); on FINAL the VM is
-// restored paused, READY, and resumed only on GO. Until RUNNING has been
-// sent, any failure removes everything this handoff created here.
+// as they arrive (the newest version of each chunk wins) and fed on to a
+// QEMU that libvirt starts at once; on FINAL the VM completes its restore
+// paused, READY, and is resumed only on GO. Until RUNNING has been sent, any
+// failure removes everything this handoff created here.
 #include "ops/handoff.h"
 
 #include "engine/handoff_items.h"
 #include "net/handoff_wire.h"
 #include "ops/launch_target.h"
+#include "save_image.h"
+#include "stream_writer.h"
 #include "util/error.h"
 #include "virt/domain.h"
+#include "virt/streamed_restore.h"
 
 #include <arpa/inet.h>
 #include <json-c/json.h>
@@ -19,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -139,42 +144,70 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		info.dir = t.dir;
 		info.base_id = t.base_id;
 
-		// Items as they come; an ACK for each batch.
+		// QEMU starts now, while items still come: libvirt restores from a
+		// FIFO that gets the RAM block table and a first pass over every page
+		// (the base's where nothing was sent yet), then a pass per batch over
+		// the pages it changed, and at FINAL the device state. The disk layers
+		// stay empty and valid until FINAL rewrites them in place; QEMU holds
+		// them open inactive during an incoming migration and re-reads them
+		// when it completes (docs/handoff.md).
+		std::string xml = launch_xml(t, h);
+		cleanup.domain = t.name;
 		uint8_t spaces = static_cast<uint8_t>(h.disks.size());
 		uint64_t frames = 0, raw = 0;
 		net::Frame f;
-		for (;;) {
-			f = ch.receive(timeout_ms);
-			if (f.type == net::FrameType::Final)
-				break;
-			if (f.type == net::FrameType::Abort)
-				ch.expect(net::FrameType::Items, 0); // unreachable: expect() turns ABORT into its error
-			if (f.type != net::FrameType::Items)
-				fail(CLOUDLET_E_CORRUPT, info.peer + " sent " + net::frame_type_name(f.type) + " during the items");
-			raw += engine::decode_item_batch(f.payload, spaces, [&](const format::ChunkRecord &r, uint64_t v,
-			                                                          const uint8_t *data) {
-				t.applier->apply_versioned(r, data, v);
-				(r.space == format::kMemorySpace ? info.memory_items : info.disk_items)++;
-			});
-			frames++;
-			uint8_t ack[16];
-			for (int i = 0; i < 8; i++) {
-				ack[i] = static_cast<uint8_t>(frames >> (8 * i));
-				ack[8 + i] = static_cast<uint8_t>(raw >> (8 * i));
-			}
-			ch.send(net::FrameType::Ack, ack, sizeof ack);
-		}
+		progress.report("items", 0, 0);
+		virt::restore_streamed(
+		    t.conn->get(), t.dir + "/restore.fifo",
+		    [&](qemu::ByteSink &sink) {
+			    std::vector<uint8_t> head = qemu::encode_save_header(xml, "", false);
+			    sink.write(head.data(), head.size());
+			    qemu::StreamWriter w(sink, t.applier->stream_info());
+			    w.begin();
+			    w.all_pages(*t.applier);
+			    std::vector<uint64_t> changed;
+			    for (;;) {
+				    f = ch.receive(timeout_ms);
+				    if (f.type == net::FrameType::Final)
+					    break;
+				    if (f.type == net::FrameType::Abort)
+					    ch.expect(net::FrameType::Items, 0); // expect() turns ABORT into its error
+				    if (f.type != net::FrameType::Items)
+					    fail(CLOUDLET_E_CORRUPT,
+					         info.peer + " sent " + net::frame_type_name(f.type) + " during the items");
+				    changed.clear();
+				    raw += engine::decode_item_batch(
+				        f.payload, spaces, [&](const format::ChunkRecord &r, uint64_t v, const uint8_t *data) {
+					        if (t.applier->apply_versioned(r, data, v) && r.space == format::kMemorySpace)
+						        changed.push_back(r.chunk);
+					        (r.space == format::kMemorySpace ? info.memory_items : info.disk_items)++;
+				        });
+				    frames++;
+				    uint8_t ack[16];
+				    for (int i = 0; i < 8; i++) {
+					    ack[i] = static_cast<uint8_t>(frames >> (8 * i));
+					    ack[8 + i] = static_cast<uint8_t>(raw >> (8 * i));
+				    }
+				    ch.send(net::FrameType::Ack, ack, sizeof ack);
+				    std::sort(changed.begin(), changed.end());
+				    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+				    w.pages(*t.applier, changed);
+			    }
+			    // FINAL: u32 JSON length, the JSON, the device state.
+			    if (f.payload.size() < 4)
+				    fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
+			    uint32_t jl = f.payload[0] | f.payload[1] << 8 | f.payload[2] << 16 | uint32_t(f.payload[3]) << 24;
+			    if (jl > f.payload.size() - 4)
+				    fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
+			    std::vector<uint8_t> ds(f.payload.begin() + 4 + jl, f.payload.end());
+			    t.applier->on_device_state(ds);
+			    t.applier->finish(); // the disk layers, before QEMU re-reads them
+			    w.end(ds);
+		    },
+		    true, progress);
 		info.raw_bytes = raw;
 		info.stored_items = t.applier->stored_chunks();
-		// FINAL: u32 JSON length, the JSON, the device state.
-		if (f.payload.size() < 4)
-			fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
-		uint32_t jl = f.payload[0] | f.payload[1] << 8 | f.payload[2] << 16 | uint32_t(f.payload[3]) << 24;
-		if (jl > f.payload.size() - 4)
-			fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
-		t.applier->on_device_state(std::vector<uint8_t>(f.payload.begin() + 4 + jl, f.payload.end()));
 
-		restore_launch(t, h, true, cleanup, progress);
 		json_object *r = json_object_new_object();
 		json_object_object_add(r, "name", json_object_new_string(t.name.c_str()));
 		json_object_object_add(r, "uuid", json_object_new_string(t.uuid.c_str()));

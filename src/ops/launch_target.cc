@@ -127,11 +127,7 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 	t.applier = std::make_unique<engine::OverlayApplier>(t.apply_base, h, t.layer_paths, t.dir, progress);
 }
 
-void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused, LaunchCleanup &cleanup,
-                    Progress &progress) {
-	t.applier->finish();
-	// The domain XML: the base's, with this instance's identity and files,
-	// and the launch VM's NICs (docs/synthesis.md says why only those).
+std::string launch_xml(const LaunchTarget &t, const format::OverlayHeader &h) {
 	virt::InstancePlan plan;
 	plan.name = t.name;
 	plan.uuid = t.uuid;
@@ -140,8 +136,13 @@ void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused
 	plan.instance_dir = t.dir;
 	for (size_t i = 0; i < t.disk_parts.size(); i++)
 		plan.disks.push_back({h.disks[i].name, t.layer_paths[i], t.base.dir + "/" + t.disk_parts[i]->file});
-	std::string xml = virt::synthesis_xml(read_text_file(t.base.dir + "/domain.xml", 16u << 20), h.domain_xml, plan);
+	return virt::synthesis_xml(read_text_file(t.base.dir + "/domain.xml", 16u << 20), h.domain_xml, plan);
+}
 
+void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused, LaunchCleanup &cleanup,
+                    Progress &progress) {
+	t.applier->finish();
+	std::string xml = launch_xml(t, h);
 	progress.report("restore", 0, 0);
 	cleanup.domain = t.name;
 	virt::restore_streamed(

@@ -60,6 +60,10 @@ struct LaunchTarget {
 void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRequest &req, Progress &progress,
                     LaunchTarget &t, LaunchCleanup &cleanup);
 
+// The domain XML of the launch VM: the base's, with this instance's identity
+// and files, and the launch NICs' facts (docs/synthesis.md).
+std::string launch_xml(const LaunchTarget &t, const format::OverlayHeader &h);
+
 // After the last chunk and the device state: completes the disk layers,
 // builds the domain XML (the base's, plus the launch NICs' facts) and
 // restores the VM running, or paused with `paused`.
