@@ -703,8 +703,8 @@ typedef struct cloudlet_handoff_options {
 	unsigned int version;       /**< CLOUDLET_HANDOFF_OPTIONS_VERSION */
 	const char *token_file;     /**< required: the secret both cloudlets hold (>= 32 bytes, mode 0600) */
 	unsigned int timeout_seconds; /**< silence from the peer that ends the handoff; 0: 60 */
-	const char *codec;          /**< send: "zstd" (NULL), "lzma" or "none" */
-	int level;                  /**< send: codec level; -1: the codec's default */
+	const char *codec;          /**< send: "auto" (NULL: chosen from the measured link and CPU), "zstd", "lzma" or "none" */
+	int level;                  /**< send: codec level with a fixed codec; -1: the codec's default */
 	const char *name;           /**< receive: the VM's name here; NULL: the source's */
 	const char *virt_type;      /**< receive: NULL: the base's */
 	const char *mac;            /**< receive: the first fresh NIC's MAC */
@@ -741,6 +741,7 @@ typedef struct cloudlet_handoff_info {
 	double link_mbps;           /**< send: bytes sent per second while items flowed, as acknowledged */
 	double drain_seconds;       /**< send: part of the downtime: the pause until the last item and the device state were sent */
 	double restore_seconds;     /**< send: part of the downtime: the destination's restore (FINAL until READY) */
+	const char *codec;          /**< send: the compression in use at the end, e.g. "zstd-3" */
 } cloudlet_handoff_info;
 
 /**

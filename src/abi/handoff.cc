@@ -35,8 +35,9 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	require(o->timeout_seconds <= 3600, "timeout_seconds is out of range");
 	if (o->timeout_seconds)
 		h.timeout_s = static_cast<int>(o->timeout_seconds);
-	h.codec = o->codec ? o->codec : "zstd";
-	require(h.codec == "zstd" || h.codec == "lzma" || h.codec == "none", "codec must be zstd, lzma or none");
+	h.codec = o->codec ? o->codec : "auto";
+	require(h.codec == "auto" || h.codec == "zstd" || h.codec == "lzma" || h.codec == "none",
+	        "codec must be auto, zstd, lzma or none");
 	require(o->level >= -1 && o->level <= 22, "level is out of range");
 	h.level = o->level >= 0 ? o->level : h.codec == "lzma" ? 6 : 3;
 	h.name = str(o->name);
@@ -73,6 +74,7 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	p.total_seconds = r.total_seconds;
 	p.downtime_seconds = r.downtime_seconds;
 	p.link_mbps = r.link_mbps;
+	p.codec = h->keep(r.codec);
 	p.drain_seconds = r.drain_seconds;
 	p.restore_seconds = r.restore_seconds;
 	return h;

@@ -19,6 +19,8 @@ public:
 	size_t items() const { return records_.size() / 32; }
 	size_t raw_bytes() const { return records_.size() + payload_.size(); }
 	bool empty() const { return records_.empty(); }
+	// The stored chunks so far (what compression mostly works on).
+	const std::vector<uint8_t> &payload() const { return payload_; }
 	// The frame payload; clears the batch.
 	std::vector<uint8_t> encode(Codec codec, int level);
 

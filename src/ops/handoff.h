@@ -18,7 +18,7 @@ struct HandoffOptions {
 	std::string token;          // the shared secret (net::read_token_file)
 	int timeout_s = 60;         // silence from the peer that ends the handoff
 	// send
-	std::string codec = "zstd"; // items: "zstd", "lzma", "none"
+	std::string codec = "auto"; // items: "auto" (chosen from link and CPU, docs/handoff.md), "zstd", "lzma", "none"
 	int level = 3;
 	uint64_t queue_bytes = 8u << 20; // dirty chunks waiting (backpressure on QEMU beyond)
 	// receive
@@ -30,6 +30,8 @@ struct HandoffOptions {
 struct HandoffInfo {
 	std::string domain, uuid, peer, base_id, dir;
 	std::vector<std::string> macs;
+	std::string codec;           // send: the codec in use at the end ("zstd-3" ...)
+	uint64_t codec_switches = 0; // send: times the adaptive choice changed
 	uint64_t bytes_sent = 0, bytes_received = 0;
 	uint64_t memory_items = 0, disk_items = 0, stored_items = 0, raw_bytes = 0, replaced = 0;
 	double total_seconds = 0, downtime_seconds = 0, link_mbps = 0;

@@ -11,6 +11,7 @@
 // rules of docs/protocols/handoff.md "Failure" apply.
 #include "ops/handoff.h"
 
+#include "engine/codec_chooser.h"
 #include "engine/dedup.h"
 #include "engine/dirty_queue.h"
 #include "engine/handoff_items.h"
@@ -85,8 +86,7 @@ struct Pipeline {
 	engine::DirtyQueue *queue = nullptr;
 	engine::Deduper *dd = nullptr;
 	LaunchSource *src = nullptr;
-	engine::Codec codec = engine::Codec::Zstd;
-	int level = 3;
+	engine::CodecChooser *chooser = nullptr;
 	std::atomic<uint64_t> version{0};
 
 	std::mutex mu;
@@ -99,6 +99,12 @@ struct Pipeline {
 	uint64_t memory_items = 0, disk_items = 0, stored = 0, raw = 0;
 	Clock::time_point first_send{}, last_ack{};
 	uint64_t acked_bytes = 0;
+	// The link's rate from ACKs: bytes of ITEMS frames acknowledged per
+	// second over the last window, while items were waiting to go.
+	std::vector<uint64_t> frame_bytes; // bytes of each ITEMS frame sent
+	double link_bps = 0;
+	Clock::time_point window_start{};
+	uint64_t window_bytes = 0;
 
 	void fail_with(std::exception_ptr e) {
 		std::lock_guard<std::mutex> l(mu);
@@ -140,12 +146,21 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 	if (batch.empty())
 		return;
 	uint64_t raw = batch.raw_bytes();
-	std::vector<uint8_t> frame = batch.encode(p.codec, p.level);
+	double link;
+	{
+		std::lock_guard<std::mutex> l(p.mu);
+		link = p.link_bps;
+	}
+	p.chooser->set_link_rate(link);
+	p.chooser->observe(batch.payload().data(), batch.payload().size());
+	engine::CodecChoice c = p.chooser->current();
+	std::vector<uint8_t> frame = batch.encode(c.codec, c.level);
 	{
 		std::lock_guard<std::mutex> l(p.mu);
 		if (p.items_frames == 0)
-			p.first_send = Clock::now();
+			p.first_send = p.window_start = Clock::now();
 		p.items_frames++;
+		p.frame_bytes.push_back(frame.size() + 32);
 		p.raw += raw;
 		p.cv.notify_all();
 	}
@@ -193,8 +208,20 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 			if (f.payload.size() != 16)
 				fail(CLOUDLET_E_CORRUPT, "malformed ACK from " + p.ch->peer());
 			std::lock_guard<std::mutex> l(p.mu);
-			p.acks++;
 			p.last_ack = Clock::now();
+			p.window_bytes += p.frame_bytes.at(p.acks);
+			p.acks++;
+			// Only while more is in flight does the ACK pace measure the link.
+			double w = std::chrono::duration<double>(p.last_ack - p.window_start).count();
+			if (p.items_frames > p.acks && w >= 0.5) {
+				double rate = double(p.window_bytes) / w;
+				p.link_bps = p.link_bps > 0 ? 0.5 * p.link_bps + 0.5 * rate : rate;
+				p.window_start = p.last_ack;
+				p.window_bytes = 0;
+			} else if (p.items_frames == p.acks) {
+				p.window_start = p.last_ack; // idle: the next window starts fresh
+				p.window_bytes = 0;
+			}
 			p.cv.notify_all();
 		}
 	} catch (...) {
@@ -314,8 +341,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	p.queue = &queue;
 	p.dd = &dd;
 	p.src = &src;
-	p.codec = engine::codec_from_name(o.codec);
-	p.level = o.level;
+	bool adaptive = o.codec == "auto";
+	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{engine::Codec::Zstd, 3}
+	                                                : engine::CodecChoice{engine::codec_from_name(o.codec), o.level});
+	p.chooser = &chooser;
 	format::OverlayHeader header;
 	header.base_id = info.base_id;
 	for (const auto &d : src.disks)
@@ -445,6 +474,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	info.stored_items = p.stored;
 	info.raw_bytes = p.raw;
 	info.replaced = queue.replaced();
+	info.codec = chooser.current().name();
+	info.codec_switches = chooser.switches();
 	double link_s = std::chrono::duration<double>(p.last_ack - p.first_send).count();
 	info.link_mbps = link_s > 0 ? double(info.bytes_sent) * 8 / link_s / 1e6 : 0;
 	info.total_seconds = since(t0);

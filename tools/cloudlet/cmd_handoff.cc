@@ -7,7 +7,7 @@
 namespace cli {
 
 const char *handoff_help =
-    "usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE [--codec zstd|lzma|none] [--level N]\n"
+    "usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE [--codec auto|zstd|lzma|none] [--level N]\n"
     "                             [--timeout SECONDS]\n"
     "       cloudlet handoff receive --listen ADDR:PORT --token-file FILE [--once] [--name NAME]\n"
     "                             [--virt-type qemu|kvm] [--mac MAC | --network NAME] [--timeout SECONDS]\n"
@@ -46,16 +46,18 @@ json_object *info_json(const cloudlet_handoff_info *i) {
 	json_object_object_add(o, "link_mbps", json_object_new_double(i->link_mbps));
 	json_object_object_add(o, "drain_seconds", json_object_new_double(i->drain_seconds));
 	json_object_object_add(o, "restore_seconds", json_object_new_double(i->restore_seconds));
+	if (*i->codec)
+		json_object_object_add(o, "codec", json_object_new_string(i->codec));
 	return o;
 }
 
 void print_send(const cloudlet_handoff_info *i) {
 	printf("handed %s off to %s in %.2f s (downtime %.2f s: last items %.2f s, restore there %.2f s)\n", i->domain,
 	       i->peer, i->total_seconds, i->downtime_seconds, i->drain_seconds, i->restore_seconds);
-	printf("  sent     %s (%llu memory + %llu disk items, %llu stored, %s before compression); link %.1f Mbit/s\n",
+	printf("  sent     %s (%llu memory + %llu disk items, %llu stored, %s before compression, %s); link %.1f Mbit/s\n",
 	       human_bytes(i->bytes_sent).c_str(), static_cast<unsigned long long>(i->memory_items),
 	       static_cast<unsigned long long>(i->disk_items), static_cast<unsigned long long>(i->stored_items),
-	       human_bytes(i->raw_bytes).c_str(), i->link_mbps);
+	       human_bytes(i->raw_bytes).c_str(), i->codec, i->link_mbps);
 	for (size_t k = 0; k < i->nic_count; k++)
 		printf("  NIC      %s at the destination\n", i->macs[k]);
 }
