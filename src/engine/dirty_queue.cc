@@ -91,6 +91,12 @@ void DirtyQueue::abort() {
 	room_.notify_all();
 }
 
+void DirtyQueue::set_budget(uint64_t bytes) {
+	std::lock_guard<std::mutex> l(mu_);
+	budget_slots_ = std::max<uint64_t>(16, bytes / kChunk);
+	room_.notify_all();
+}
+
 uint64_t DirtyQueue::waiting() const {
 	std::lock_guard<std::mutex> l(mu_);
 	return waiting_.size();

@@ -34,6 +34,8 @@ public:
 	// The consumer failed: wake everyone, later puts throw.
 	void abort();
 	uint64_t waiting() const;
+	// A new bound for put()'s backpressure (at least 16 chunks).
+	void set_budget(uint64_t bytes);
 	uint64_t replaced() const { return replaced_; } // puts that overwrote a waiting version
 
 private:

@@ -20,7 +20,9 @@ struct HandoffOptions {
 	// send
 	std::string codec = "auto"; // items: "auto" (chosen from link and CPU, docs/handoff.md), "zstd", "lzma", "none"
 	int level = 3;
-	uint64_t queue_bytes = 8u << 20; // dirty chunks waiting (backpressure on QEMU beyond)
+	uint64_t queue_bytes = 8u << 20; // dirty chunks waiting at first (backpressure on QEMU beyond);
+	                                 // then what the pipeline moves in half the downtime target
+	unsigned downtime_ms = 500;      // the downtime target
 	// receive
 	std::string name;           // "": the source's domain name
 	std::string virt_type;

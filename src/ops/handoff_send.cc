@@ -101,7 +101,9 @@ struct Pipeline {
 	uint64_t acked_bytes = 0;
 	// The link's rate from ACKs: bytes of ITEMS frames acknowledged per
 	// second over the last window, while items were waiting to go.
-	std::vector<uint64_t> frame_bytes; // bytes of each ITEMS frame sent
+	std::vector<uint64_t> frame_bytes, frame_raw; // bytes of each ITEMS frame sent, and before compression
+	uint64_t window_raw = 0;
+	double downtime_target_s = 0.5;
 	double link_bps = 0;
 	Clock::time_point window_start{};
 	uint64_t window_bytes = 0;
@@ -161,6 +163,7 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 			p.first_send = p.window_start = Clock::now();
 		p.items_frames++;
 		p.frame_bytes.push_back(frame.size() + 32);
+		p.frame_raw.push_back(raw);
 		p.raw += raw;
 		p.cv.notify_all();
 	}
@@ -210,17 +213,22 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 			std::lock_guard<std::mutex> l(p.mu);
 			p.last_ack = Clock::now();
 			p.window_bytes += p.frame_bytes.at(p.acks);
+			p.window_raw += p.frame_raw.at(p.acks);
 			p.acks++;
 			// Only while more is in flight does the ACK pace measure the link.
 			double w = std::chrono::duration<double>(p.last_ack - p.window_start).count();
 			if (p.items_frames > p.acks && w >= 0.5) {
 				double rate = double(p.window_bytes) / w;
 				p.link_bps = p.link_bps > 0 ? 0.5 * p.link_bps + 0.5 * rate : rate;
+				// What waits in the queue at the pause goes out during the
+				// downtime: keep it to what the pipeline moves in half the target.
+				double raw_rate = double(p.window_raw) / w;
+				p.queue->set_budget(static_cast<uint64_t>(raw_rate * p.downtime_target_s / 2));
 				p.window_start = p.last_ack;
-				p.window_bytes = 0;
+				p.window_bytes = p.window_raw = 0;
 			} else if (p.items_frames == p.acks) {
 				p.window_start = p.last_ack; // idle: the next window starts fresh
-				p.window_bytes = 0;
+				p.window_bytes = p.window_raw = 0;
 			}
 			p.cv.notify_all();
 		}
@@ -345,6 +353,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{engine::Codec::Zstd, 3}
 	                                                : engine::CodecChoice{engine::codec_from_name(o.codec), o.level});
 	p.chooser = &chooser;
+	p.downtime_target_s = o.downtime_ms / 1000.0;
 	format::OverlayHeader header;
 	header.base_id = info.base_id;
 	for (const auto &d : src.disks)
@@ -382,6 +391,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		co.format = CaptureFormat::Sink;
 		co.sink = &sink;
 		co.keep_paused = true;
+		// QEMU stops iterating when what is left fits half the downtime
+		// target at the rate it measures — our pipeline's, through the
+		// queue's backpressure; the queue's share is the other half.
+		co.downtime_limit_ms = std::max(50u, o.downtime_ms / 2);
 		progress.report("live", 0, 0);
 		cap = snapshot_capture(ctx, info.domain, "", co, progress);
 	} catch (...) {

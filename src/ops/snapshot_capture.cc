@@ -262,7 +262,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		else if (!opts.sink)
 			fail(CLOUDLET_E_INTERNAL, "capture into a sink without a sink");
 		virt::OutgoingMigration mig(dom.get());
-		mig.prepare(opts.live);
+		mig.prepare(opts.live, opts.downtime_limit_ms);
 
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)

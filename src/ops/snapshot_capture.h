@@ -26,6 +26,8 @@ struct CaptureOptions {
 	// Internal, with CaptureFormat::Sink: pages go to this sink as they
 	// arrive (called on the receiver thread) and no file is written.
 	qemu::StreamSink *sink = nullptr;
+	// Internal (handoff): QEMU's downtime limit for a live capture; 0: QEMU's own.
+	uint64_t downtime_limit_ms = 0;
 };
 
 struct CaptureResult {

@@ -76,6 +76,14 @@ OutgoingMigration::~OutgoingMigration() {
 	} catch (const Error &) {
 	}
 	try {
+		if (saved_downtime_) {
+			qemu::JsonPtr args(json_object_new_object());
+			json_object_object_add(args.get(), "downtime-limit", json_object_new_int64(old_downtime_));
+			qmp_.execute("migrate-set-parameters", args.get());
+		}
+	} catch (const Error &) {
+	}
+	try {
 		if (saved_bandwidth_) {
 			qemu::JsonPtr args(json_object_new_object());
 			json_object_object_add(args.get(), "max-bandwidth", json_object_new_int64(old_bandwidth_));
@@ -85,7 +93,7 @@ OutgoingMigration::~OutgoingMigration() {
 	}
 }
 
-void OutgoingMigration::prepare(bool auto_converge) {
+void OutgoingMigration::prepare(bool auto_converge, uint64_t downtime_limit_ms) {
 	MigrationStatus st = status();
 	if (!st.status.empty() && st.status != "none" && !st.terminal())
 		fail(CLOUDLET_E_BUSY, std::string("domain ") + virDomainGetName(dom_) +
@@ -138,6 +146,14 @@ void OutgoingMigration::prepare(bool auto_converge) {
 			qmp_.execute("migrate-set-parameters", args.get());
 			saved_bandwidth_ = true;
 		}
+	}
+	json_object *dl = nullptr;
+	if (downtime_limit_ms && json_object_object_get_ex(params.get(), "downtime-limit", &dl)) {
+		old_downtime_ = json_object_get_int64(dl);
+		qemu::JsonPtr args(json_object_new_object());
+		json_object_object_add(args.get(), "downtime-limit", json_object_new_int64(static_cast<int64_t>(downtime_limit_ms)));
+		qmp_.execute("migrate-set-parameters", args.get());
+		saved_downtime_ = true;
 	}
 }
 

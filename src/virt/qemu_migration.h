@@ -40,7 +40,9 @@ public:
 	// compression, multifd, postcopy, return path ...), lifts the bandwidth
 	// limit (a local fd, not a network), and optionally turns on
 	// auto-converge. Remembers previous values for the destructor.
-	void prepare(bool auto_converge);
+	// `downtime_limit_ms` > 0: QEMU's downtime limit (it stops iterating
+	// once what is left fits that long at its measured bandwidth).
+	void prepare(bool auto_converge, uint64_t downtime_limit_ms = 0);
 
 	// Hands `fd` to QEMU (QEMU gets its own copy; the caller keeps and
 	// closes `fd`) and starts the migration into it. Returns immediately.
@@ -57,8 +59,8 @@ private:
 	std::string fd_name_;
 	bool fd_in_qemu_ = false, started_ = false;
 	std::vector<std::pair<std::string, bool>> saved_caps_;
-	bool saved_bandwidth_ = false;
-	int64_t old_bandwidth_ = 0;
+	bool saved_bandwidth_ = false, saved_downtime_ = false;
+	int64_t old_bandwidth_ = 0, old_downtime_ = 0;
 };
 
 } // namespace cloudlet::virt
