@@ -103,7 +103,24 @@ def version_string():
     return _str(_L.cloudlet_version_string())
 
 
-class Cancel:
+class _Closing:
+    """A handle freed exactly once by close(): as a context manager, and when
+    garbage-collected if nobody closed it."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Cancel(_Closing):
     """A cancel handle (cloudlet_cancel). trigger() works from any thread.
 
     Pass it as cancel= to long operations; one handle may serve several.
@@ -139,17 +156,6 @@ class Cancel:
         if h is not None and h.value:
             _L.cloudlet_cancel_free(h)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 class _Progress:
@@ -233,7 +239,7 @@ def _invoke(fn, out_type, free, args, opts, keep, prog):
     return result
 
 
-class Context:
+class Context(_Closing):
     """A libcloudlet context (cloudlet_ctx): configuration plus a lazily opened
     libvirt connection.  Use as a context manager or call close().
 
@@ -295,17 +301,6 @@ class Context:
             listener.close()
         _L.cloudlet_ctx_free(h)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # -- settings
 
@@ -464,7 +459,7 @@ class Context:
         return listener
 
 
-class Listener:
+class Listener(_Closing):
     """A handoff listener (cloudlet_handoff_listener); from Context.handoff_listen.
 
     Holds a reference to its Context, which must stay open while it is used.
@@ -508,14 +503,3 @@ class Listener:
         if h is not None:
             _L.cloudlet_handoff_listener_free(h)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -58,7 +58,7 @@ struct BaseListHolder : cloudlet_base_list {
 };
 
 struct InstanceHolder : cloudlet_instance_info, cloudlet::abi::StringKeeper {
-	std::vector<const char *> mac_ptrs, old_ptrs;
+	cloudlet::abi::NicArrays nics;
 };
 
 cloudlet_base_options base_opts(const cloudlet_base_options *opts) {
@@ -197,16 +197,10 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 		p.base_id = h->keep(r.base_id);
 		p.dir = h->keep(r.dir);
 		p.virt_type = h->keep(r.virt_type);
-		for (const auto &m : r.macs)
-			h->mac_ptrs.push_back(h->keep(m));
-		for (const auto &m : r.old_macs)
-			h->old_ptrs.push_back(h->keep(m));
-		while (h->old_ptrs.size() < h->mac_ptrs.size())
-			h->old_ptrs.push_back(h->keep(""));
-		h->mac_ptrs.resize(std::min(h->mac_ptrs.size(), h->old_ptrs.size()));
-		p.nic_count = h->mac_ptrs.size();
-		p.macs = h->mac_ptrs.data();
-		p.old_macs = h->old_ptrs.data();
+		h->nics.fill(*h, r.macs, r.old_macs);
+		p.nic_count = h->nics.macs.size();
+		p.macs = h->nics.macs.data();
+		p.old_macs = h->nics.old_macs.data();
 		p.seconds = r.seconds;
 		p.restore_seconds = r.restore_seconds;
 		p.nic_seconds = r.nic_seconds;

@@ -12,6 +12,7 @@
 #include <new>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace cloudlet::abi {
 
@@ -87,6 +88,18 @@ T options_or_default(const T *opts, unsigned int current, const T &defaults, con
 struct StringKeeper {
 	std::deque<std::string> strings;
 	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
+};
+
+// The NICs of a result as parallel arrays of nic_count entries: the new
+// MACs and the ones they replaced ("" where the old one is not known).
+struct NicArrays {
+	std::vector<const char *> macs, old_macs;
+	void fill(StringKeeper &k, const std::vector<std::string> &now, const std::vector<std::string> &before) {
+		for (size_t i = 0; i < now.size(); i++) {
+			macs.push_back(k.keep(now[i]));
+			old_macs.push_back(k.keep(i < before.size() ? before[i] : ""));
+		}
+	}
 };
 
 } // namespace cloudlet::abi

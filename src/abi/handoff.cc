@@ -21,7 +21,7 @@ using cloudlet::abi::options_or_default;
 using cloudlet::abi::require;
 
 struct HandoffHolder : cloudlet_handoff_info, cloudlet::abi::StringKeeper {
-	std::vector<const char *> mac_ptrs;
+	cloudlet::abi::NicArrays nics; // only the new MACs are handed out
 };
 
 std::string str(const char *s) { return s ? s : ""; }
@@ -60,10 +60,9 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	p.peer = h->keep(r.peer);
 	p.base_id = h->keep(r.base_id);
 	p.dir = h->keep(r.dir);
-	for (const auto &m : r.macs)
-		h->mac_ptrs.push_back(h->keep(m));
-	p.nic_count = h->mac_ptrs.size();
-	p.macs = h->mac_ptrs.data();
+	h->nics.fill(*h, r.macs, {});
+	p.nic_count = h->nics.macs.size();
+	p.macs = h->nics.macs.data();
 	p.bytes_sent = r.bytes_sent;
 	p.bytes_received = r.bytes_received;
 	p.memory_items = r.memory_items;

@@ -15,7 +15,7 @@ using cloudlet::abi::options_or_default;
 using cloudlet::abi::require;
 
 struct SynthesisHolder : cloudlet_synthesis_info, cloudlet::abi::StringKeeper {
-	std::vector<const char *> mac_ptrs, old_ptrs;
+	cloudlet::abi::NicArrays nics;
 };
 
 std::string str(const char *s) { return s ? s : ""; }
@@ -71,13 +71,10 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		p.dir = h->keep(r.dir);
 		p.virt_type = h->keep(r.virt_type);
 		p.source = h->keep(r.source);
-		for (size_t i = 0; i < r.macs.size(); i++) {
-			h->mac_ptrs.push_back(h->keep(r.macs[i]));
-			h->old_ptrs.push_back(h->keep(i < r.old_macs.size() ? r.old_macs[i] : ""));
-		}
-		p.nic_count = h->mac_ptrs.size();
-		p.macs = h->mac_ptrs.data();
-		p.old_macs = h->old_ptrs.data();
+		h->nics.fill(*h, r.macs, r.old_macs);
+		p.nic_count = h->nics.macs.size();
+		p.macs = h->nics.macs.data();
+		p.old_macs = h->nics.old_macs.data();
 		p.overlay_bytes = r.counts.file_bytes;
 		p.memory_chunks = r.memory_chunks;
 		p.disk_chunks = r.disk_chunks;

@@ -216,26 +216,30 @@ Frame FrameChannel::receive(int timeout_ms) {
 	return f;
 }
 
+void FrameChannel::fail_on_peer_stop(const Frame &f) const {
+	if (f.type != FrameType::Abort && f.type != FrameType::Refuse)
+		return;
+	json_object *o = json_tokener_parse(f.text().c_str());
+	json_object *st = nullptr, *msg = nullptr;
+	int status = CLOUDLET_E_IO;
+	std::string message = "(no reason given)";
+	if (o && json_object_object_get_ex(o, "status", &st))
+		status = json_object_get_int(st);
+	if (o && json_object_object_get_ex(o, "message", &msg))
+		message = json_object_get_string(msg);
+	if (o)
+		json_object_put(o);
+	if (status >= 0 || status < CLOUDLET_E_INTERNAL)
+		status = CLOUDLET_E_IO;
+	fail(static_cast<cloudlet_status>(status),
+	     peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + message);
+}
+
 Frame FrameChannel::expect(FrameType t, int timeout_ms) {
 	Frame f = receive(timeout_ms);
 	if (f.type == t)
 		return f;
-	if (f.type == FrameType::Abort || f.type == FrameType::Refuse) {
-		json_object *o = json_tokener_parse(f.text().c_str());
-		json_object *st = nullptr, *msg = nullptr;
-		int status = CLOUDLET_E_IO;
-		std::string message = "(no reason given)";
-		if (o && json_object_object_get_ex(o, "status", &st))
-			status = json_object_get_int(st);
-		if (o && json_object_object_get_ex(o, "message", &msg))
-			message = json_object_get_string(msg);
-		if (o)
-			json_object_put(o);
-		if (status >= 0 || status < CLOUDLET_E_INTERNAL)
-			status = CLOUDLET_E_IO;
-		fail(static_cast<cloudlet_status>(status),
-		     peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + message);
-	}
+	fail_on_peer_stop(f);
 	fail(CLOUDLET_E_CORRUPT, peer_ + " sent " + frame_type_name(f.type) + " where " + frame_type_name(t) +
 	                             " was expected");
 }

@@ -72,6 +72,10 @@ public:
 	// receive() for one expected type. ABORT and REFUSE become errors with
 	// the peer's status and message; another type is CLOUDLET_E_CORRUPT.
 	Frame expect(FrameType t, int timeout_ms);
+	// For a receiver that takes several types: an ABORT or REFUSE frame
+	// becomes the error it carries (the peer's status and message); any
+	// other frame returns.
+	void fail_on_peer_stop(const Frame &f) const;
 
 	uint64_t bytes_sent() const { return sent_; }
 	uint64_t bytes_received() const { return received_; }

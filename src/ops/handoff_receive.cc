@@ -170,8 +170,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 				    f = ch.receive(timeout_ms);
 				    if (f.type == net::FrameType::Final)
 					    break;
-				    if (f.type == net::FrameType::Abort)
-					    ch.expect(net::FrameType::Items, 0); // expect() turns ABORT into its error
+				    ch.fail_on_peer_stop(f);
 				    if (f.type != net::FrameType::Items)
 					    fail(CLOUDLET_E_CORRUPT,
 					         info.peer + " sent " + net::frame_type_name(f.type) + " during the items");

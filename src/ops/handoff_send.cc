@@ -98,7 +98,6 @@ struct Pipeline {
 	std::unordered_map<uint64_t, uint64_t> disk_sent; // disk chunk -> XXH3 of the content sent
 	uint64_t memory_items = 0, disk_items = 0, stored = 0, raw = 0;
 	Clock::time_point first_send{}, last_ack{};
-	uint64_t acked_bytes = 0;
 	// The link's rate from ACKs: bytes of ITEMS frames acknowledged per
 	// second over the last window, while items were waiting to go.
 	std::vector<uint64_t> frame_bytes, frame_raw; // bytes of each ITEMS frame sent, and before compression

@@ -2,6 +2,7 @@
 // "harness.h" (they report through cmocka's fail_msg).
 #pragma once
 
+#include <cloudlet.h>
 #include <dirent.h>
 #include <libvirt/libvirt.h>
 
@@ -53,4 +54,19 @@ static inline std::string run_output(const std::string &cmd, int *status) {
 		out.append(buf, n);
 	*status = pclose(p);
 	return out;
+}
+
+// A virt type this host offers but where the enforced CPU model is unusable
+// ("" if there is none), as the doctor sees it.
+static inline std::string virt_type_without_cpu_model(cloudlet_ctx *ctx) {
+	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
+	d.boot_probe = 0;
+	cloudlet_host_report *r = nullptr;
+	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_OK);
+	std::string vt;
+	for (size_t i = 0; i < r->virt_count; i++)
+		if (r->virt[i].offered == CLOUDLET_YES && r->virt[i].cpu_model_usable == CLOUDLET_NO)
+			vt = r->virt[i].virt_type;
+	cloudlet_host_report_free(r);
+	return vt;
 }

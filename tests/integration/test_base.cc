@@ -191,15 +191,7 @@ static int domain_exists(const char *name) {
 
 static void test_unusable_cpu_refused_up_front(void **) {
 	// Find a virt type this host offers but where core2duo is unusable.
-	cloudlet_doctor_options d = CLOUDLET_DOCTOR_OPTIONS_INIT;
-	d.boot_probe = 0;
-	cloudlet_host_report *r = nullptr;
-	assert_int_equal(cloudlet_doctor(&r, ctx, &d), CLOUDLET_OK);
-	std::string vt;
-	for (size_t i = 0; i < r->virt_count; i++)
-		if (r->virt[i].offered == CLOUDLET_YES && r->virt[i].cpu_model_usable == CLOUDLET_NO)
-			vt = r->virt[i].virt_type;
-	cloudlet_host_report_free(r);
+	std::string vt = virt_type_without_cpu_model(ctx);
 	if (vt.empty()) {
 		print_message("# skipped: every virt type here can run core2duo\n");
 		skip();

@@ -176,6 +176,12 @@ static void test_abort_and_refuse_carry_reason(void **) {
 	std::string msg;
 	assert_int_equal(status_of([&] { s.expect(FrameType::Accept, 1000); }, &msg), CLOUDLET_E_NOT_FOUND);
 	assert_non_null(strstr(msg.c_str(), "refused the handoff: this cloudlet does not have base 1234"));
+	// A receiver taking several types gets the same error from the frame itself.
+	d.send(FrameType::Abort, net::abort_payload(CLOUDLET_E_CANCELLED, "stopped by its operator"));
+	net::Frame abort = s.receive(1000);
+	assert_int_equal(status_of([&] { s.fail_on_peer_stop(abort); }, &msg), CLOUDLET_E_CANCELLED);
+	assert_non_null(strstr(msg.c_str(), "aborted the handoff: stopped by its operator"));
+	s.fail_on_peer_stop(net::Frame{FrameType::Items, {}}); // other frames pass
 	d.send(FrameType::Running, "{}");
 	assert_int_equal(status_of([&] { s.expect(FrameType::Ready, 1000); }, &msg), CLOUDLET_E_CORRUPT);
 	assert_non_null(strstr(msg.c_str(), "RUNNING where READY"));

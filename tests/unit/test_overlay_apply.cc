@@ -29,20 +29,12 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "vector_sink.h"
+
 using namespace cloudlet;
 using format::ChunkKind;
 
 namespace {
-
-class VectorSink : public qemu::ByteSink {
-public:
-	void write(const uint8_t *d, size_t n) override {
-		size_t at = bytes.size();
-		bytes.resize(at + n);
-		memcpy(bytes.data() + at, d, n);
-	}
-	std::vector<uint8_t> bytes;
-};
 
 std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
 	std::vector<uint8_t> v(n);

@@ -26,20 +26,12 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "vector_sink.h"
+
 using namespace cloudlet;
 using format::ChunkKind;
 
 namespace {
-
-class VectorSink : public qemu::ByteSink {
-public:
-	void write(const uint8_t *d, size_t n) override {
-		size_t at = bytes.size();
-		bytes.resize(at + n);
-		memcpy(bytes.data() + at, d, n);
-	}
-	std::vector<uint8_t> bytes;
-};
 
 struct Collected : format::OverlaySink {
 	format::OverlayHeader header;
