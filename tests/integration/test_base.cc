@@ -62,7 +62,7 @@ static int setup(void **) {
 	                        "dd if=/dev/vda bs=65536 count=16 2>/dev/null | md5sum");
 	qcow2_sum = check(guest, "dd if=/dev/urandom of=/dev/vdb bs=65536 count=8 seek=100 2>/dev/null && sync && "
 	                         "dd if=/dev/vdb bs=1048576 2>/dev/null | md5sum");
-	check(guest, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
+	check(guest, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter.t; mv /ram/counter.t /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
 	return 0;
 }
 

@@ -103,7 +103,7 @@ static int setup(void **) {
 	// rewriting 2 MiB files named after their own checksum.
 	check("dd if=/dev/urandom of=/ram/a bs=1024 count=3000 2>/dev/null && "
 	      "dd if=/dev/urandom of=/ram/b bs=4096 count=9 2>/dev/null && md5sum /ram/a /ram/b > /ram/sums");
-	check("(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
+	check("(i=0; while :; do i=$((i+1)); echo $i > /ram/counter.t; mv /ram/counter.t /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
 	check("mkdir -p /ram/d && (n=0; while :; do n=$((n+1)); "
 	      "dd if=/dev/urandom of=/ram/d/new bs=65536 count=32 2>/dev/null; "
 	      "s=$(md5sum /ram/d/new | cut -c1-32); mv /ram/d/new /ram/d/f.$n.$s; "

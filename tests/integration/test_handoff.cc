@@ -122,7 +122,7 @@ static int setup(void **) {
 		fail_msg("%s", th_error());
 	check(src_vm, "dd if=/dev/urandom of=/ram/a bs=1M count=6 2>/dev/null && cp /ram/a /ram/b && "
 	              "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 seek=16 2>/dev/null && sync");
-	check(src_vm, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 &");
+	check(src_vm, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter.t; mv /ram/counter.t /ram/counter; sleep 0.1; done) >/dev/null 2>&1 &");
 	check(src_vm, "mkdir -p /ram/d && (n=0; while :; do n=$((n+1)); "
 	              "dd if=/dev/urandom of=/ram/d/new bs=65536 count=32 2>/dev/null; "
 	              "s=$(md5sum /ram/d/new | cut -c1-32); mv /ram/d/new /ram/d/f.$n.$s; "

@@ -162,7 +162,7 @@ static void test_save_parse_write_restore(void **) {
 	    "dd if=/dev/urandom of=/ram/a bs=1024 count=3000 2>/dev/null && "
 	    "dd if=/dev/urandom of=/ram/b bs=4096 count=7 2>/dev/null && "
 	    "head -c 100000 /dev/zero > /ram/zeros && md5sum /ram/a /ram/b /ram/zeros");
-	check("(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & "
+	check("(i=0; while :; do i=$((i+1)); echo $i > /ram/counter.t; mv /ram/counter.t /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & "
 	      "sleep 1");
 	std::string counter_before = check("cat /ram/counter");
 	assert_true(atoi(counter_before.c_str()) > 0);

@@ -107,7 +107,7 @@ static int setup(void **) {
 	check(launch, "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 seek=32 2>/dev/null && "
 	              "dd if=/dev/vda of=/dev/vda bs=65536 count=4 skip=0 seek=128 2>/dev/null && "
 	              "dd if=/dev/urandom of=/dev/vdb bs=4096 count=100 seek=3000 2>/dev/null && sync");
-	check(launch, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
+	check(launch, "(i=0; while :; do i=$((i+1)); echo $i > /ram/counter.t; mv /ram/counter.t /ram/counter; sleep 0.1; done) >/dev/null 2>&1 & sleep 1");
 	fingerprint = fingerprint_of(launch);
 	print_message("# launch fingerprint:\n%s", fingerprint.c_str());
 
