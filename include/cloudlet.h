@@ -13,7 +13,10 @@
  *   - Handles are opaque and come in new/free pairs. Anything the library
  *     allocates for the caller has its own free function.
  *   - Structs passed in (options) start with a `version` field: initialise
- *     them with the *_INIT macro or the *_init() function. Structs handed out
+ *     them with the *_INIT macro or the *_init() function. Fields are only
+ *     ever added at the end, with a new version; the library reads only the
+ *     fields of the version a caller passes, so a program built against an
+ *     older header keeps working. Structs handed out
  *     (reports) also start with `version`: a field added in version N is
  *     valid only when report->version >= N.
  *   - Long operations take a progress callback and a cancel handle.
@@ -515,10 +518,13 @@ typedef struct cloudlet_resume_options {
 	cloudlet_progress_cb progress;
 	void *progress_userdata;
 	cloudlet_cancel *cancel;
+	/* version 2 */
+	const char *uuid;           /**< the new domain's UUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case);
+	                                 NULL: a random one. CLOUDLET_E_EXISTS if a domain has it */
 } cloudlet_resume_options;
 
-#define CLOUDLET_RESUME_OPTIONS_VERSION 1
-#define CLOUDLET_RESUME_OPTIONS_INIT { CLOUDLET_RESUME_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL }
+#define CLOUDLET_RESUME_OPTIONS_VERSION 2
+#define CLOUDLET_RESUME_OPTIONS_INIT { CLOUDLET_RESUME_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL }
 
 CLOUDLET_API cloudlet_status cloudlet_resume_options_init(cloudlet_resume_options *opts, unsigned int version);
 
@@ -548,6 +554,15 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
                                                   const char *base, const cloudlet_resume_options *opts);
 
 CLOUDLET_API void cloudlet_instance_info_free(cloudlet_instance_info *info);
+
+/**
+ * Removes the private files (disk layers, logs) of the instance `name` — one
+ * resumed, synthesized or received here — once its domain no longer runs.
+ * Instances are transient domains whose folders outlive them on purpose (the
+ * disk layers may hold work). CLOUDLET_E_NOT_FOUND without such a folder,
+ * CLOUDLET_E_BUSY while a domain of that name is active.
+ */
+CLOUDLET_API cloudlet_status cloudlet_instance_remove(cloudlet_ctx *ctx, const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* VM overlays                                                              */
@@ -639,11 +654,14 @@ typedef struct cloudlet_synthesis_options {
 	cloudlet_progress_cb progress;
 	void *progress_userdata;
 	cloudlet_cancel *cancel;
+	/* version 2 */
+	const char *uuid;           /**< the new domain's UUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case);
+	                                 NULL: a random one. CLOUDLET_E_EXISTS if a domain has it */
 } cloudlet_synthesis_options;
 
-#define CLOUDLET_SYNTHESIS_OPTIONS_VERSION 1
+#define CLOUDLET_SYNTHESIS_OPTIONS_VERSION 2
 #define CLOUDLET_SYNTHESIS_OPTIONS_INIT \
-	{ CLOUDLET_SYNTHESIS_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, NULL }
+	{ CLOUDLET_SYNTHESIS_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL }
 
 CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version);
 
@@ -713,11 +731,14 @@ typedef struct cloudlet_handoff_options {
 	cloudlet_progress_cb progress;
 	void *progress_userdata;
 	cloudlet_cancel *cancel;
+	/* version 2 */
+	const char *uuid;           /**< receive: the VM's UUID here ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case);
+	                                 NULL: a random one. CLOUDLET_E_EXISTS if a domain has it */
 } cloudlet_handoff_options;
 
-#define CLOUDLET_HANDOFF_OPTIONS_VERSION 1
+#define CLOUDLET_HANDOFF_OPTIONS_VERSION 2
 #define CLOUDLET_HANDOFF_OPTIONS_INIT \
-	{ CLOUDLET_HANDOFF_OPTIONS_VERSION, NULL, 0, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+	{ CLOUDLET_HANDOFF_OPTIONS_VERSION, NULL, 0, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 
 CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version);
 

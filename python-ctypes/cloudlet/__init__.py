@@ -393,13 +393,18 @@ class Context(_Closing):
                        _L.cloudlet_base_info_free, [self._h(), _b(path)],
                        opts, keep, prog)
 
-    def base_resume(self, base, name=None, virt_type=None, progress=None, cancel=None):
-        """Start a new instance of a base -> InstanceInfo."""
+    def base_resume(self, base, name=None, virt_type=None, uuid=None, progress=None,
+                    cancel=None):
+        """Start a new instance of a base -> InstanceInfo (uuid: the domain's UUID)."""
         opts, keep, prog = _opts(_lib.resume_options, progress, cancel,
-                                 name=name, virt_type=virt_type)
+                                 name=name, virt_type=virt_type, uuid=uuid)
         return _invoke(_L.cloudlet_base_resume, _lib.instance_info,
                        _L.cloudlet_instance_info_free, [self._h(), _b(base)],
                        opts, keep, prog)
+
+    def instance_remove(self, name):
+        """Remove the files of instance `name` once its domain no longer runs."""
+        check(_L.cloudlet_instance_remove(self._h(), _b(name)))
 
     # -- overlays
 
@@ -424,12 +429,12 @@ class Context(_Closing):
 
     def synthesize(self, overlay, base=None, name=None, virt_type=None, mac=None,
                    network=None, nic_xml=None, threads=0, ca_file=None,
-                   max_download_bytes=0, stall_timeout_seconds=0,
+                   max_download_bytes=0, stall_timeout_seconds=0, uuid=None,
                    progress=None, cancel=None):
         """Synthesize the launch VM of an overlay (path or http(s) URL) -> SynthesisInfo."""
         opts, keep, prog = _opts(_lib.synthesis_options, progress, cancel,
                                  base=base, name=name, virt_type=virt_type,
-                                 mac=mac, network=network, nic_xml=nic_xml,
+                                 uuid=uuid, mac=mac, network=network, nic_xml=nic_xml,
                                  threads=int(threads), ca_file=ca_file,
                                  max_download_bytes=int(max_download_bytes),
                                  stall_timeout_seconds=int(stall_timeout_seconds))
@@ -487,13 +492,13 @@ class Listener(_Closing):
         return port.value
 
     def receive(self, token_file, name=None, virt_type=None, mac=None, network=None,
-                nic_xml=None, timeout_seconds=0, progress=None, cancel=None):
+                nic_xml=None, timeout_seconds=0, uuid=None, progress=None, cancel=None):
         """Wait for one handoff and serve it -> HandoffInfo."""
         opts, keep, prog = _opts(_lib.handoff_options, progress, cancel,
                                  token_file=token_file,
                                  timeout_seconds=int(timeout_seconds),
                                  name=name, virt_type=virt_type, mac=mac,
-                                 network=network, nic_xml=nic_xml)
+                                 network=network, nic_xml=nic_xml, uuid=uuid)
         return _invoke(_L.cloudlet_handoff_receive, _lib.handoff_info,
                        _L.cloudlet_handoff_info_free, [self._h()], opts, keep, prog)
 

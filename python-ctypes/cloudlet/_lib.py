@@ -72,10 +72,10 @@ CAPTURE_OPTIONS_VERSION = 1
 CAPTURE_RESULT_VERSION = 1
 BASE_INFO_VERSION = 1
 BASE_OPTIONS_VERSION = 1
-RESUME_OPTIONS_VERSION = 1
+RESUME_OPTIONS_VERSION = 2
 OVERLAY_OPTIONS_VERSION = 1
-SYNTHESIS_OPTIONS_VERSION = 1
-HANDOFF_OPTIONS_VERSION = 1
+SYNTHESIS_OPTIONS_VERSION = 2
+HANDOFF_OPTIONS_VERSION = 2
 
 # enums are C ints
 cloudlet_status = c_int
@@ -337,6 +337,7 @@ class resume_options(_Options):
         ("progress", progress_cb),
         ("progress_userdata", c_void_p),
         ("cancel", cancel_p),
+        ("uuid", c_char_p),  # version 2
     ]
     _defaults_ = {"version": RESUME_OPTIONS_VERSION}
 
@@ -415,6 +416,7 @@ class synthesis_options(_Options):
         ("progress", progress_cb),
         ("progress_userdata", c_void_p),
         ("cancel", cancel_p),
+        ("uuid", c_char_p),  # version 2
     ]
     _defaults_ = {"version": SYNTHESIS_OPTIONS_VERSION}
 
@@ -464,6 +466,7 @@ class handoff_options(_Options):
         ("progress", progress_cb),
         ("progress_userdata", c_void_p),
         ("cancel", cancel_p),
+        ("uuid", c_char_p),  # version 2
     ]
     _defaults_ = {"version": HANDOFF_OPTIONS_VERSION, "level": -1}
 
@@ -568,6 +571,7 @@ FUNCTIONS = {
     "cloudlet_resume_options_init": (S, [P(resume_options), c_uint]),
     "cloudlet_base_resume": (S, [P(P(instance_info)), ctx_p, c_char_p, P(resume_options)]),
     "cloudlet_instance_info_free": (None, [P(instance_info)]),
+    "cloudlet_instance_remove": (S, [ctx_p, c_char_p]),
     # overlays
     "cloudlet_overlay_options_init": (S, [P(overlay_options), c_uint]),
     "cloudlet_overlay_create": (S, [P(P(overlay_info)), ctx_p, c_char_p, c_char_p,

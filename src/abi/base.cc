@@ -80,7 +80,8 @@ CLOUDLET_API cloudlet_status cloudlet_base_options_init(cloudlet_base_options *o
 CLOUDLET_API cloudlet_status cloudlet_resume_options_init(cloudlet_resume_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
 		init_options(opts, version, CLOUDLET_RESUME_OPTIONS_VERSION,
-		             cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT, "cloudlet_resume_options");
+		             cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT, "cloudlet_resume_options",
+		             {offsetof(cloudlet_resume_options, uuid)});
 	});
 }
 
@@ -178,10 +179,12 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 		require(base != nullptr && *base, "base is NULL or empty");
 		cloudlet_resume_options o = options_or_default(opts, CLOUDLET_RESUME_OPTIONS_VERSION,
 		                                               cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT,
-		                                               "cloudlet_resume_options");
+		                                               "cloudlet_resume_options",
+		                                               {offsetof(cloudlet_resume_options, uuid)});
 		cloudlet::ops::ResumeOptions ro;
 		ro.name = o.name ? o.name : "";
 		ro.virt_type = o.virt_type ? o.virt_type : "";
+		ro.uuid = o.uuid ? o.uuid : "";
 		require(ro.virt_type.empty() || ro.virt_type == "qemu" || ro.virt_type == "kvm",
 		        "virt_type must be NULL, \"qemu\" or \"kvm\"");
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
@@ -210,6 +213,14 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 
 CLOUDLET_API void cloudlet_instance_info_free(cloudlet_instance_info *info) {
 	delete static_cast<InstanceHolder *>(info);
+}
+
+CLOUDLET_API cloudlet_status cloudlet_instance_remove(cloudlet_ctx *ctx, const char *name) {
+	return guard(__func__, [&] {
+		require(ctx != nullptr, "ctx is NULL");
+		require(name != nullptr && *name, "name is NULL or empty");
+		cloudlet::ops::instance_remove(ctx->ctx, name);
+	});
 }
 
 } // extern "C"

@@ -28,7 +28,8 @@ std::string str(const char *s) { return s ? s : ""; }
 
 cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloudlet_handoff_options *o) {
 	*o = options_or_default(opts, CLOUDLET_HANDOFF_OPTIONS_VERSION,
-	                        cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options");
+	                        cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options",
+	                        {offsetof(cloudlet_handoff_options, uuid)});
 	require(o->token_file != nullptr && *o->token_file, "token_file is required");
 	cloudlet::ops::HandoffOptions h;
 	h.token = cloudlet::net::read_token_file(o->token_file);
@@ -47,6 +48,7 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	h.nic.mac = str(o->mac);
 	h.nic.network = str(o->network);
 	h.nic.nic_xml = str(o->nic_xml);
+	h.uuid = str(o->uuid);
 	return h;
 }
 
@@ -86,7 +88,8 @@ extern "C" {
 CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
 		init_options(opts, version, CLOUDLET_HANDOFF_OPTIONS_VERSION,
-		             cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options");
+		             cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options",
+		             {offsetof(cloudlet_handoff_options, uuid)});
 	});
 }
 

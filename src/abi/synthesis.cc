@@ -27,7 +27,8 @@ extern "C" {
 CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
 		init_options(opts, version, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
-		             cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT, "cloudlet_synthesis_options");
+		             cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT, "cloudlet_synthesis_options",
+		             {offsetof(cloudlet_synthesis_options, uuid)});
 	});
 }
 
@@ -40,11 +41,13 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		require(overlay != nullptr && *overlay, "overlay is NULL or empty");
 		cloudlet_synthesis_options o = options_or_default(opts, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
 		                                                  cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT,
-		                                                  "cloudlet_synthesis_options");
+		                                                  "cloudlet_synthesis_options",
+		                                                  {offsetof(cloudlet_synthesis_options, uuid)});
 		cloudlet::ops::SynthesisOptions so;
 		so.base = str(o.base);
 		so.name = str(o.name);
 		so.virt_type = str(o.virt_type);
+		so.uuid = str(o.uuid);
 		require(so.virt_type.empty() || so.virt_type == "qemu" || so.virt_type == "kvm",
 		        "virt_type must be NULL, \"qemu\" or \"kvm\"");
 		so.nic.mac = str(o.mac);

@@ -40,6 +40,7 @@ BaseInfo base_import(Context &ctx, const std::string &path, const std::string &n
 struct ResumeOptions {
 	std::string name;      // "" : "<base name>-<8 hex>"
 	std::string virt_type; // "" : the context's preference (kvm if usable, else qemu)
+	std::string uuid;      // "" : a new random one; else canonical (checked by domain_uuid)
 };
 
 struct InstanceInfo {
@@ -49,5 +50,9 @@ struct InstanceInfo {
 };
 
 InstanceInfo base_resume(Context &ctx, const std::string &id_or_name, const ResumeOptions &o, Progress &progress);
+
+// Removes the folder of an instance (resumed, synthesized or received)
+// whose domain no longer runs: CLOUDLET_E_BUSY while it does.
+void instance_remove(Context &ctx, const std::string &name);
 
 } // namespace cloudlet::ops

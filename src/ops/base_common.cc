@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 #include <uuid/uuid.h>
+#include <libvirt/virterror.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -57,6 +58,29 @@ std::string new_uuid() {
 	uuid_generate_random(u);
 	uuid_unparse_lower(u, s);
 	return s;
+}
+
+std::string domain_uuid(const virt::Connection &conn, const std::string &requested) {
+	if (requested.empty())
+		return new_uuid();
+	std::string u = requested;
+	bool ok = u.size() == 36;
+	for (size_t i = 0; ok && i < u.size(); i++) {
+		char &c = u[i];
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+			ok = c == '-';
+		else if (c >= 'A' && c <= 'F')
+			c = char(c - 'A' + 'a');
+		else
+			ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+	}
+	if (!ok)
+		fail(CLOUDLET_E_INVALID_ARG, "UUID '" + requested.substr(0, 64) +
+		                                 "' is not 36 characters of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
+	if (virt::DomainPtr(virDomainLookupByUUIDString(conn.get(), u.c_str())))
+		fail(CLOUDLET_E_EXISTS, "a domain with UUID " + u + " already exists");
+	virResetLastError();
+	return u;
 }
 
 } // namespace cloudlet::ops

@@ -66,7 +66,7 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		fail(CLOUDLET_E_EXISTS, "a domain named '" + out.name + "' already exists");
 	}
 	virResetLastError();
-	out.uuid = new_uuid();
+	out.uuid = domain_uuid(*conn, o.uuid);
 	out.dir = st.instances_dir() + "/" + out.name;
 	if (mkdir(out.dir.c_str(), 0755) != 0)
 		fail_errno("cannot create instance folder " + out.dir, errno);

@@ -26,6 +26,7 @@ struct HandoffOptions {
 	// receive
 	std::string name;           // "": the source's domain name
 	std::string virt_type;
+	std::string uuid;           // "": a new random one
 	virt::NicRequest nic;
 };
 

@@ -128,6 +128,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		LaunchRequest req;
 		req.name = o.name.empty() ? source_name : o.name;
 		req.virt_type = o.virt_type;
+		req.uuid = o.uuid;
 		req.nic = o.nic;
 		req.what = "the handoff";
 		req.space_needed = (64ull << 20) + h.total_pages * 4096;

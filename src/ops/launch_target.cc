@@ -96,13 +96,14 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 	if (virt::DomainPtr(virDomainLookupByName(t.conn->get(), t.name.c_str())))
 		fail(CLOUDLET_E_EXISTS, "a domain named '" + t.name + "' already exists");
 	virResetLastError();
+	std::string uuid = domain_uuid(*t.conn, req.uuid);
 	host::DirSpace space = host::dir_space(st.instances_dir());
 	if (space.free_bytes < req.space_needed)
 		fail(CLOUDLET_E_IO, "too little disk space in " + space.examined + ": " + std::to_string(space.free_bytes >> 20) +
 		                        " MiB free, " + req.what + " may need " + std::to_string(req.space_needed >> 20) + " MiB");
 
 	// Nothing existed until here.
-	t.uuid = new_uuid();
+	t.uuid = uuid;
 	t.dir = st.instances_dir() + "/" + t.name;
 	if (mkdir(t.dir.c_str(), 0755) != 0)
 		fail_errno(errno == EEXIST ? "an instance folder " + t.dir + " already exists"

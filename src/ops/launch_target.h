@@ -23,6 +23,7 @@ struct LaunchRequest {
 	std::string base;      // "": the header's; else an ID or name that must be it
 	std::string name;      // "": "<base name>-<8 hex>"
 	std::string virt_type; // "": the base's
+	std::string uuid;      // "": a new random one
 	virt::NicRequest nic;  // checked up front
 	uint64_t space_needed = 64ull << 20;
 	const char *what = "the overlay"; // in messages: "the overlay needs base …"

@@ -122,6 +122,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	req.base = o.base;
 	req.name = o.name;
 	req.virt_type = o.virt_type;
+	req.uuid = o.uuid;
 	req.nic = o.nic;
 	req.space_needed = space_needed;
 	Synthesizer sink(ctx, req, progress, target, cleanup, bounds);

@@ -17,6 +17,7 @@ struct SynthesisOptions {
 	std::string base;      // "": the overlay's base; else an ID or name that must be it
 	std::string name;      // "": "<base name>-<8 hex>"
 	std::string virt_type; // "": the base's
+	std::string uuid;      // "": a new random one
 	virt::NicRequest nic;  // the fresh NICs
 	unsigned threads = 0;  // segments decompressed at once; 0: the context's worker threads
 	net::HttpOptions http; // URL overlays

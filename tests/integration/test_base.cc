@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include <cstdarg>
 #include <cstddef>
@@ -174,6 +175,14 @@ static void test_two_instances(void **) {
 		assert_string_equal(after->parts[i].sha256, before->parts[i].sha256);
 	cloudlet_base_info_free(before);
 	cloudlet_base_info_free(after);
+}
+
+static std::string new_uuid_text() {
+	uuid_t u;
+	char text[37];
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, text);
+	return text;
 }
 
 static std::string refused_name() { return "cltest-" + std::to_string(getpid()) + "-refused"; }
@@ -334,16 +343,44 @@ static void test_cli(void **) {
 	out = run_cli("base show testbase --verify --json", &status);
 	assert_int_equal(status, 0);
 	assert_string_equal(json_field(out, "status").c_str(), "ok");
-	out = run_cli("base resume testbase --name " + cli_name() + " --json", &status);
+	// --uuid: the domain gets the caller's UUID (orchestrators such as Nova
+	// find their VMs by it), in canonical lower case.
+	std::string uuid = new_uuid_text();
+	std::string upper = uuid;
+	for (char &ch : upper)
+		ch = static_cast<char>(toupper(static_cast<unsigned char>(ch)));
+	out = run_cli("base resume testbase --name " + cli_name() + " --uuid " + upper + " --json", &status);
 	if (status != 0)
 		fail_msg("base resume: %s", out.c_str());
 	assert_string_equal(json_field(out, "name").c_str(), cli_name().c_str());
+	assert_string_equal(json_field(out, "uuid").c_str(), uuid.c_str());
 	virConnectPtr c = virConnectOpen("qemu:///system");
 	virDomainPtr d = virDomainLookupByName(c, cli_name().c_str());
 	assert_non_null(d);
+	char got[VIR_UUID_STRING_BUFLEN];
+	assert_int_equal(virDomainGetUUIDString(d, got), 0);
+	assert_string_equal(got, uuid.c_str());
+	// A UUID in use, or not a UUID: refused before anything is created.
+	out = run_cli("base resume testbase --name " + cli_name() + "-2 --uuid " + uuid, &status);
+	assert_int_not_equal(status, 0);
+	assert_non_null(strstr(out.c_str(), "already exists"));
+	out = run_cli("base resume testbase --name " + cli_name() + "-2 --uuid ../../etc/passwd", &status);
+	assert_int_not_equal(status, 0);
+	assert_false(domain_exists((cli_name() + "-2").c_str()));
+	assert_int_not_equal(access((store_dir + "/instances/" + cli_name() + "-2").c_str(), F_OK), 0);
+	// instance remove: refused while the domain runs, then the files go.
+	std::string inst_dir = store_dir + "/instances/" + cli_name();
+	out = run_cli("instance remove " + cli_name(), &status);
+	assert_int_not_equal(status, 0);
+	assert_non_null(strstr(out.c_str(), "still runs"));
+	assert_int_equal(access(inst_dir.c_str(), F_OK), 0);
 	virDomainDestroy(d);
 	virDomainFree(d);
 	virConnectClose(c);
+	out = run_cli("instance remove " + cli_name() + " --json", &status);
+	if (status != 0)
+		fail_msg("instance remove: %s", out.c_str());
+	assert_int_not_equal(access(inst_dir.c_str(), F_OK), 0);
 	std::string xml = store_dir + "/bases/" + base_id + "/domain.xml";
 	FILE *f = fopen(xml.c_str(), "ab");
 	fputc(' ', f);

@@ -1,6 +1,7 @@
 /* The public ABI's contract, as a C99 caller sees it: argument checks,
  * status codes and messages, struct versioning, thread-local errors,
  * cancellation. No libvirt daemon is needed here. */
+#define _DEFAULT_SOURCE /* mkdtemp */
 #include <cloudlet.h>
 
 #include <pthread.h>
@@ -193,6 +194,61 @@ static void test_options_versioning(void **state) {
 	cloudlet_ctx_free(ctx2);
 }
 
+/* A caller built against an older header passes a smaller, older struct: the
+ * library must neither write nor read past it (ASan watches the exact-size
+ * heap blocks) and must give the newer fields their defaults. */
+static void test_older_option_versions(void **state) {
+	(void)state;
+	const size_t v1 = offsetof(cloudlet_resume_options, uuid);
+	unsigned char *buf = malloc(v1);
+	assert_non_null(buf);
+	assert_int_equal(cloudlet_resume_options_init((cloudlet_resume_options *)buf, 1), CLOUDLET_OK);
+	cloudlet_resume_options head;
+	memcpy(&head, buf, v1);
+	assert_int_equal(head.version, 1);
+	assert_null(head.name);
+	char store[] = "/tmp/cloudlet-abi-XXXXXX";
+	assert_non_null(mkdtemp(store));
+	cloudlet_ctx_options co = CLOUDLET_CTX_OPTIONS_INIT;
+	co.libvirt_uri = "nosuchdriver:///nowhere";
+	co.store_dir = store;
+	cloudlet_ctx *ctx = NULL;
+	assert_int_equal(cloudlet_ctx_new(&ctx, &co), CLOUDLET_OK);
+	cloudlet_instance_info *info = NULL;
+	/* Accepted as version 1 (not CLOUDLET_E_VERSION): the base is looked up. */
+	assert_int_equal(cloudlet_base_resume(&info, ctx, "nosuchbase", (cloudlet_resume_options *)buf),
+	                 CLOUDLET_E_NOT_FOUND);
+	free(buf);
+
+	const size_t s1 = offsetof(cloudlet_synthesis_options, uuid);
+	buf = malloc(s1);
+	assert_non_null(buf);
+	assert_int_equal(cloudlet_synthesis_options_init((cloudlet_synthesis_options *)buf, 1), CLOUDLET_OK);
+	cloudlet_synthesis_info *si = NULL;
+	assert_int_equal(cloudlet_synthesize(&si, ctx, "/nonexistent/overlay", (cloudlet_synthesis_options *)buf),
+	                 CLOUDLET_E_NOT_FOUND);
+	free(buf);
+
+	const size_t h1 = offsetof(cloudlet_handoff_options, uuid);
+	buf = malloc(h1);
+	assert_non_null(buf);
+	assert_int_equal(cloudlet_handoff_options_init((cloudlet_handoff_options *)buf, 1), CLOUDLET_OK);
+	cloudlet_handoff_options hh;
+	memcpy(&hh, buf, h1);
+	assert_int_equal(hh.level, -1);
+	free(buf);
+
+	/* instance remove: names only, never paths. */
+	assert_int_equal(cloudlet_instance_remove(ctx, "../etc"), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_instance_remove(ctx, ".."), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_instance_remove(ctx, "nosuchinstance"), CLOUDLET_E_NOT_FOUND);
+	assert_int_equal(cloudlet_instance_remove(NULL, "x"), CLOUDLET_E_INVALID_ARG);
+	cloudlet_ctx_free(ctx);
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", store);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_settings(void **state) {
 	(void)state;
 	cloudlet_ctx_options o = CLOUDLET_CTX_OPTIONS_INIT;
@@ -372,6 +428,7 @@ int main(void) {
 	    cmocka_unit_test(test_null_arguments),
 	    cmocka_unit_test(test_success_clears_message),
 	    cmocka_unit_test(test_options_versioning),
+	    cmocka_unit_test(test_older_option_versions),
 	    cmocka_unit_test(test_settings),
 	    cmocka_unit_test(test_invalid_settings),
 	    cmocka_unit_test(test_bad_uri_fails_on_use),

@@ -74,6 +74,8 @@ extern const char *overlay_help;
 int cmd_synthesize(const Global &g, Args args);
 int cmd_handoff(const Global &g, Args args);
 extern const char *handoff_help;
+int cmd_instance(const Global &g, Args args);
+extern const char *instance_help;
 extern const char *synthesize_help;
 extern const char *base_help;
 extern const char *snapshot_capture_help;

@@ -12,15 +12,15 @@ const char *base_help =
     "       cloudlet base remove BASE\n"
     "       cloudlet base export BASE FILE\n"
     "       cloudlet base import FILE [--name NAME]\n"
-    "       cloudlet base resume BASE [--name NAME] [--virt-type qemu|kvm]\n"
+    "       cloudlet base resume BASE [--name NAME] [--uuid UUID] [--virt-type qemu|kvm]\n"
     "\n"
     "Base VMs live in the store (--store DIR). BASE is an ID, a name, or an ID\n"
     "prefix of at least 8 digits. create pauses the running DOMAIN, captures its\n"
     "memory, copies its disks, indexes and hashes everything; the domain is then\n"
     "left as it was (or shut off with --stop). show verifies the base (--verify:\n"
     "re-hash every file) and exits 1 if it is corrupt. resume starts a new\n"
-    "instance with copy-on-write disks, a fresh name, UUID and MAC. All take\n"
-    "--json.\n";
+    "instance with copy-on-write disks, a fresh name, UUID (or --uuid) and MAC.\n"
+    "All take --json.\n";
 
 namespace {
 
@@ -95,8 +95,8 @@ void usage(const std::string &msg) { throw Failure{msg + " (see cloudlet base --
 } // namespace
 
 int cmd_base(const Global &g, Args args) {
-	std::string name, virt_type;
-	bool has_name = args.value("--name", &name);
+	std::string name, virt_type, uuid;
+	bool has_name = args.value("--name", &name), has_uuid = args.value("--uuid", &uuid);
 	bool has_vt = args.value("--virt-type", &virt_type);
 	bool stop = args.flag("--stop"), verify = args.flag("--verify");
 	std::vector<std::string> pos = args.positional("base");
@@ -108,7 +108,7 @@ int cmd_base(const Global &g, Args args) {
 		if (pos.size() != n)
 			usage(std::string("base ") + sub + " takes " + what);
 	};
-	if ((has_name && sub != "create" && sub != "import" && sub != "resume") || (has_vt && sub != "resume") ||
+	if ((has_name && sub != "create" && sub != "import" && sub != "resume") || ((has_vt || has_uuid) && sub != "resume") ||
 	    (stop && sub != "create") || (verify && sub != "show"))
 		usage("option not valid for base " + sub);
 
@@ -188,6 +188,7 @@ int cmd_base(const Global &g, Args args) {
 		cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;
 		ro.name = has_name ? name.c_str() : nullptr;
 		ro.virt_type = has_vt ? virt_type.c_str() : nullptr;
+		ro.uuid = has_uuid ? uuid.c_str() : nullptr;
 		ro.progress = ProgressSink::callback;
 		ro.progress_userdata = &s.progress;
 		ro.cancel = interrupt_cancel();

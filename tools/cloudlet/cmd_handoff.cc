@@ -9,7 +9,7 @@ namespace cli {
 const char *handoff_help =
     "usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE [--codec auto|zstd|lzma|none] [--level N]\n"
     "                             [--timeout SECONDS]\n"
-    "       cloudlet handoff receive --listen ADDR:PORT --token-file FILE [--once] [--name NAME]\n"
+    "       cloudlet handoff receive --listen ADDR:PORT --token-file FILE [--once] [--name NAME] [--uuid UUID]\n"
     "                             [--virt-type qemu|kvm] [--mac MAC | --network NAME] [--timeout SECONDS]\n"
     "\n"
     "send: moves the running VM DOMAIN (an instance of a base in the store) to the\n"
@@ -80,13 +80,15 @@ int cmd_handoff(const Global &g, Args args) {
 	bool has_listen = args.value("--listen", &listen), has_name = args.value("--name", &name);
 	bool has_virt = args.value("--virt-type", &virt), has_mac = args.value("--mac", &mac);
 	bool has_net = args.value("--network", &network), once = args.flag("--once");
+	std::string uuid;
+	bool has_uuid = args.value("--uuid", &uuid);
 	std::vector<std::string> pos = args.positional("handoff");
 	if (pos.empty() || (pos[0] != "send" && pos[0] != "receive"))
 		throw Failure{"handoff needs 'send' or 'receive' (see cloudlet handoff --help)", 2};
 	bool send = pos[0] == "send";
 	if (!has_token)
 		throw Failure{"handoff " + pos[0] + " needs --token-file", 2};
-	if (send && (pos.size() != 3 || has_listen || has_name || has_virt || has_mac || has_net || once))
+	if (send && (pos.size() != 3 || has_listen || has_name || has_virt || has_mac || has_net || has_uuid || once))
 		throw Failure{"usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE", 2};
 	if (!send && (pos.size() != 1 || !has_listen || has_codec || has_level))
 		throw Failure{"usage: cloudlet handoff receive --listen ADDR:PORT --token-file FILE", 2};
@@ -106,6 +108,8 @@ int cmd_handoff(const Global &g, Args args) {
 		o.name = name.c_str();
 	if (has_virt)
 		o.virt_type = virt.c_str();
+	if (has_uuid)
+		o.uuid = uuid.c_str();
 	if (has_mac)
 		o.mac = mac.c_str();
 	if (has_net)

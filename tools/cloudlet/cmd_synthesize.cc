@@ -9,7 +9,7 @@
 namespace cli {
 
 const char *synthesize_help =
-    "usage: cloudlet synthesize OVERLAY [--base ID|NAME] [--name NAME] [--virt-type qemu|kvm]\n"
+    "usage: cloudlet synthesize OVERLAY [--base ID|NAME] [--name NAME] [--uuid UUID] [--virt-type qemu|kvm]\n"
     "                           [--mac MAC | --network NAME | --nic-xml FILE] [--threads N]\n"
     "                           [--ca-file FILE] [--max-download BYTES] [--stall-timeout SECONDS]\n"
     "\n"
@@ -87,8 +87,9 @@ void print_info(const cloudlet_synthesis_info *i) {
 } // namespace
 
 int cmd_synthesize(const Global &g, Args args) {
-	std::string base, name, virt, mac, network, nic_file, threads, ca, max_dl, stall;
+	std::string base, name, uuid, virt, mac, network, nic_file, threads, ca, max_dl, stall;
 	bool has_base = args.value("--base", &base), has_name = args.value("--name", &name);
+	bool has_uuid = args.value("--uuid", &uuid);
 	bool has_virt = args.value("--virt-type", &virt), has_mac = args.value("--mac", &mac);
 	bool has_net = args.value("--network", &network), has_nic = args.value("--nic-xml", &nic_file);
 	bool has_threads = args.value("--threads", &threads), has_ca = args.value("--ca-file", &ca);
@@ -103,6 +104,8 @@ int cmd_synthesize(const Global &g, Args args) {
 		o.base = base.c_str();
 	if (has_name)
 		o.name = name.c_str();
+	if (has_uuid)
+		o.uuid = uuid.c_str();
 	if (has_virt) {
 		if (virt != "qemu" && virt != "kvm")
 			throw Failure{"--virt-type must be qemu or kvm", 2};

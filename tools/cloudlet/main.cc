@@ -27,6 +27,7 @@ const char *usage =
     "  overlay ...       VM overlays: create, info\n"
     "  synthesize OVERLAY  start an overlay's launch VM (file or URL) on this cloudlet\n"
     "  handoff ...       move a running VM to another cloudlet: send, receive\n"
+    "  instance remove NAME  delete the files of an instance whose VM is gone\n"
     "\n"
     "Global options (anywhere on the line):\n"
     "  --connect URI     libvirt URI (default qemu:///system as root, else qemu:///session)\n"
@@ -54,6 +55,7 @@ const std::map<std::string, Command> &commands() {
 	    {"overlay", {cli::cmd_overlay, cli::overlay_help}},
 	    {"synthesize", {cli::cmd_synthesize, cli::synthesize_help}},
 	    {"handoff", {cli::cmd_handoff, cli::handoff_help}},
+	    {"instance", {cli::cmd_instance, cli::instance_help}},
 	};
 	return c;
 }
