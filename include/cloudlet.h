@@ -521,10 +521,13 @@ typedef struct cloudlet_resume_options {
 	/* version 2 */
 	const char *uuid;           /**< the new domain's UUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case);
 	                                 NULL: a random one. CLOUDLET_E_EXISTS if a domain has it */
+	const char *mac;            /**< version 2: the first fresh NIC's MAC; NULL: a new one from libvirt */
+	const char *network;        /**< version 2: libvirt network of the fresh NICs; NULL: the base's */
+	const char *nic_xml;        /**< version 2: a whole <interface> element for the first fresh NIC */
 } cloudlet_resume_options;
 
 #define CLOUDLET_RESUME_OPTIONS_VERSION 2
-#define CLOUDLET_RESUME_OPTIONS_INIT { CLOUDLET_RESUME_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL }
+#define CLOUDLET_RESUME_OPTIONS_INIT { CLOUDLET_RESUME_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 
 CLOUDLET_API cloudlet_status cloudlet_resume_options_init(cloudlet_resume_options *opts, unsigned int version);
 

@@ -393,11 +393,13 @@ class Context(_Closing):
                        _L.cloudlet_base_info_free, [self._h(), _b(path)],
                        opts, keep, prog)
 
-    def base_resume(self, base, name=None, virt_type=None, uuid=None, progress=None,
-                    cancel=None):
-        """Start a new instance of a base -> InstanceInfo (uuid: the domain's UUID)."""
+    def base_resume(self, base, name=None, virt_type=None, uuid=None, mac=None,
+                    network=None, nic_xml=None, progress=None, cancel=None):
+        """Start a new instance of a base -> InstanceInfo (uuid: the domain's UUID;
+        mac/network/nic_xml: its fresh NICs, as in synthesize)."""
         opts, keep, prog = _opts(_lib.resume_options, progress, cancel,
-                                 name=name, virt_type=virt_type, uuid=uuid)
+                                 name=name, virt_type=virt_type, uuid=uuid, mac=mac,
+                                 network=network, nic_xml=nic_xml)
         return _invoke(_L.cloudlet_base_resume, _lib.instance_info,
                        _L.cloudlet_instance_info_free, [self._h(), _b(base)],
                        opts, keep, prog)

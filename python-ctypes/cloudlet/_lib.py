@@ -338,6 +338,9 @@ class resume_options(_Options):
         ("progress_userdata", c_void_p),
         ("cancel", cancel_p),
         ("uuid", c_char_p),  # version 2
+        ("mac", c_char_p),
+        ("network", c_char_p),
+        ("nic_xml", c_char_p),
     ]
     _defaults_ = {"version": RESUME_OPTIONS_VERSION}
 

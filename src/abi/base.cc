@@ -185,6 +185,9 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 		ro.name = o.name ? o.name : "";
 		ro.virt_type = o.virt_type ? o.virt_type : "";
 		ro.uuid = o.uuid ? o.uuid : "";
+		ro.nic.mac = o.mac ? o.mac : "";
+		ro.nic.network = o.network ? o.network : "";
+		ro.nic.nic_xml = o.nic_xml ? o.nic_xml : "";
 		require(ro.virt_type.empty() || ro.virt_type == "qemu" || ro.virt_type == "kvm",
 		        "virt_type must be NULL, \"qemu\" or \"kvm\"");
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);

@@ -5,6 +5,7 @@
 #include "ops/context.h"
 #include "store/base_store.h"
 #include "util/progress.h"
+#include "virt/nic_swap.h"
 
 #include <string>
 #include <vector>
@@ -41,6 +42,7 @@ struct ResumeOptions {
 	std::string name;      // "" : "<base name>-<8 hex>"
 	std::string virt_type; // "" : the context's preference (kvm if usable, else qemu)
 	std::string uuid;      // "" : a new random one; else canonical (checked by domain_uuid)
+	virt::NicRequest nic;  // the fresh NICs (checked before anything exists)
 };
 
 struct InstanceInfo {

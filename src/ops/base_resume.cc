@@ -67,6 +67,7 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 	}
 	virResetLastError();
 	out.uuid = domain_uuid(*conn, o.uuid);
+	virt::check_nic_request(conn->get(), o.nic);
 	out.dir = st.instances_dir() + "/" + out.name;
 	if (mkdir(out.dir.c_str(), 0755) != 0)
 		fail_errno("cannot create instance folder " + out.dir, errno);
@@ -122,7 +123,7 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		// Fresh NICs: the restored device still has the base's MAC; unplug
 		// it (the guest sees an ACPI eject) and plug a new one.
 		auto tn = Clock::now();
-		virt::NicSwap swap = virt::swap_nics(dom.get(), {}, progress);
+		virt::NicSwap swap = virt::swap_nics(dom.get(), o.nic, progress);
 		out.macs = swap.macs;
 		out.old_macs = swap.old_macs;
 		out.nic_seconds = since(tn);

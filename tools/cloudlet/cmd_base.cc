@@ -13,6 +13,7 @@ const char *base_help =
     "       cloudlet base export BASE FILE\n"
     "       cloudlet base import FILE [--name NAME]\n"
     "       cloudlet base resume BASE [--name NAME] [--uuid UUID] [--virt-type qemu|kvm]\n"
+    "                            [--mac MAC | --network NAME]\n"
     "\n"
     "Base VMs live in the store (--store DIR). BASE is an ID, a name, or an ID\n"
     "prefix of at least 8 digits. create pauses the running DOMAIN, captures its\n"
@@ -95,8 +96,9 @@ void usage(const std::string &msg) { throw Failure{msg + " (see cloudlet base --
 } // namespace
 
 int cmd_base(const Global &g, Args args) {
-	std::string name, virt_type, uuid;
+	std::string name, virt_type, uuid, mac, network;
 	bool has_name = args.value("--name", &name), has_uuid = args.value("--uuid", &uuid);
+	bool has_mac = args.value("--mac", &mac), has_net = args.value("--network", &network);
 	bool has_vt = args.value("--virt-type", &virt_type);
 	bool stop = args.flag("--stop"), verify = args.flag("--verify");
 	std::vector<std::string> pos = args.positional("base");
@@ -108,7 +110,7 @@ int cmd_base(const Global &g, Args args) {
 		if (pos.size() != n)
 			usage(std::string("base ") + sub + " takes " + what);
 	};
-	if ((has_name && sub != "create" && sub != "import" && sub != "resume") || ((has_vt || has_uuid) && sub != "resume") ||
+	if ((has_name && sub != "create" && sub != "import" && sub != "resume") || ((has_vt || has_uuid || has_mac || has_net) && sub != "resume") ||
 	    (stop && sub != "create") || (verify && sub != "show"))
 		usage("option not valid for base " + sub);
 
@@ -189,6 +191,8 @@ int cmd_base(const Global &g, Args args) {
 		ro.name = has_name ? name.c_str() : nullptr;
 		ro.virt_type = has_vt ? virt_type.c_str() : nullptr;
 		ro.uuid = has_uuid ? uuid.c_str() : nullptr;
+		ro.mac = has_mac ? mac.c_str() : nullptr;
+		ro.network = has_net ? network.c_str() : nullptr;
 		ro.progress = ProgressSink::callback;
 		ro.progress_userdata = &s.progress;
 		ro.cancel = interrupt_cancel();

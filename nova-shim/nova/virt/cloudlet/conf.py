@@ -1,0 +1,49 @@
+"""The [cloudlet] options of nova.conf (registered on import)."""
+import os
+
+from oslo_config import cfg
+
+import nova.conf
+
+CONF = nova.conf.CONF
+
+cloudlet_opts = [
+    cfg.StrOpt("store_dir",
+               help="libcloudlet's store (bases, instance files). Default: "
+                    "$state_path/cloudlet, writable by nova-compute's user."),
+    cfg.StrOpt("cpu_model", default="core2duo",
+               help="The guest CPU model bases are created with and every "
+                    "resume enforces; keep it equal to [libvirt] cpu_models."),
+    cfg.BoolOpt("allow_file_urls", default=False,
+                help="Accept overlay_url values naming files on the compute "
+                     "host (file:///... or an absolute path). Off: a tenant "
+                     "could otherwise make the host read any local file."),
+    cfg.StrOpt("work_dir",
+               help="Where overlays are staged (snapshot uploads, Glance "
+                    "downloads). Default: <store_dir>/tmp."),
+    cfg.IntOpt("max_overlay_mb", default=16384, min=1,
+               help="Refuse overlays larger than this (downloads included)."),
+    cfg.StrOpt("handoff_listen", default="0.0.0.0:7300",
+               help="ADDR:PORT a spawn with metadata handoff_info listens on "
+                    "for the VM handed off from another cloudlet."),
+    cfg.StrOpt("handoff_token_file", default="/etc/nova/cloudlet-handoff.token",
+               help="The handoff secret shared with the other cloudlets "
+                    "(>= 32 bytes, mode 0600, readable by nova-compute)."),
+    cfg.IntOpt("handoff_wait_seconds", default=600, min=1,
+               help="How long a handoff spawn waits for the source to connect."),
+]
+
+CONF.register_opts(cloudlet_opts, group="cloudlet")
+
+
+def store_dir():
+    return CONF.cloudlet.store_dir or os.path.join(CONF.state_path, "cloudlet")
+
+
+def work_dir():
+    return CONF.cloudlet.work_dir or os.path.join(store_dir(), "tmp")
+
+
+def list_opts():
+    """For oslo-config-generator."""
+    return [("cloudlet", cloudlet_opts)]

@@ -1,0 +1,256 @@
+"""CloudletDriver: Nova's libvirt driver plus cloudlet operations.
+
+Ordinary instances take the libvirt driver's paths unchanged. An instance
+whose server metadata or image asks for a cloudlet operation
+(properties.plan_spawn) is made by libcloudlet instead: synthesized from an
+overlay, resumed from a base VM, or received by handoff from another
+cloudlet. libcloudlet gives the domain Nova's UUID, so everything the
+libvirt driver does by UUID afterwards (get_info, reboot, pause, destroy,
+console) works on it as on any other instance. snapshot() of a cloudlet
+instance makes a VM overlay instead of a disk image (docs/nova.md).
+"""
+import contextlib
+import os
+import tempfile
+import threading
+
+from oslo_log import log as logging
+
+from nova.compute import task_states
+from nova import exception
+from nova.virt.libvirt import driver as libvirt_driver
+
+import cloudlet
+
+from nova.virt.cloudlet import conf
+from nova.virt.cloudlet import overlay_source
+from nova.virt.cloudlet import properties
+from nova.virt.cloudlet import threads
+
+LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+
+_LOG_LEVELS = {
+    cloudlet.LogLevel.ERROR: LOG.error,
+    cloudlet.LogLevel.WARN: LOG.warning,
+    cloudlet.LogLevel.INFO: LOG.info,
+}
+
+
+def _library_log(level, message):
+    _LOG_LEVELS.get(level, LOG.debug)("libcloudlet: %s", message)
+
+
+class CloudletDriver(libvirt_driver.LibvirtDriver):
+
+    def __init__(self, virtapi, read_only=False, **kwargs):
+        super().__init__(virtapi, read_only)
+        self._cloudlet_ctx = None
+        self._cloudlet_lock = threading.Lock()
+        # instance UUID -> cloudlet.Cancel of a cloudlet spawn under way,
+        # so that a delete arriving meanwhile stops it.
+        self._spawning = {}
+
+    # -- the library
+
+    def _cloudlet(self):
+        with self._cloudlet_lock:
+            if self._cloudlet_ctx is None:
+                self._cloudlet_ctx = cloudlet.Context(
+                    libvirt_uri=self._uri(), store_dir=conf.store_dir(),
+                    cpu_model=CONF.cloudlet.cpu_model, log=_library_log,
+                    log_level=cloudlet.LogLevel.INFO)
+            return self._cloudlet_ctx
+
+    def cleanup_host(self, host, **kwargs):
+        with self._cloudlet_lock:
+            ctx, self._cloudlet_ctx = self._cloudlet_ctx, None
+        if ctx is not None:
+            ctx.close()
+        return super().cleanup_host(host)
+
+    @staticmethod
+    def is_cloudlet_instance(instance):
+        return bool((instance.system_metadata or {}).get(properties.SYS_BASE_ID))
+
+    # -- spawn
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None,
+              **kwargs):
+        try:
+            plan = properties.plan_spawn(instance)
+        except properties.PlanError as e:
+            raise exception.InstanceDeployFailure(reason=str(e))
+        if plan is None:
+            return super().spawn(context, instance, image_meta, injected_files,
+                                 admin_password, allocations,
+                                 network_info=network_info,
+                                 block_device_info=block_device_info,
+                                 power_on=power_on, accel_info=accel_info,
+                                 **kwargs)
+        self._spawn_cloudlet(context, instance, image_meta, plan,
+                             network_info or [], block_device_info, power_on)
+
+    def _spawn_cloudlet(self, context, instance, image_meta, plan,
+                        network_info, block_device_info, power_on):
+        if block_device_info and block_device_info.get("block_device_mapping"):
+            raise exception.InstanceDeployFailure(
+                reason="cloudlet instances run on their base's disks; "
+                       "attach volumes after the spawn")
+        if len(network_info) > 1:
+            raise exception.InstanceDeployFailure(
+                reason="cloudlet instances get one NIC (the base's, made fresh); "
+                       "%d ports were requested" % len(network_info))
+        nic = {}
+        if network_info:
+            # Nova's own <interface> for the port: MAC, bridge/tap, model.
+            vif = network_info[0]
+            nic["nic_xml"] = self.vif_driver.get_config(
+                instance, vif, image_meta, instance.flavor,
+                CONF.libvirt.virt_type).to_xml()
+            self.plug_vifs(instance, network_info)
+        cancel = cloudlet.Cancel()
+        self._spawning[instance.uuid] = cancel
+        ctx = self._cloudlet()
+        common = dict(name=instance.name, uuid=instance.uuid,
+                      virt_type=CONF.libvirt.virt_type, cancel=cancel, **nic)
+        try:
+            if plan.base_id:
+                self._ensure_base(context, plan)
+            if plan.kind == "resume":
+                info = threads.execute(ctx.base_resume, plan.base_id, **common)
+                kind = "resumed"
+            elif plan.kind == "synthesize":
+                with overlay_source.resolve(plan.overlay_url, context,
+                                            self._image_api) as src:
+                    info = threads.execute(
+                        ctx.synthesize, src, base=plan.base_id,
+                        max_download_bytes=CONF.cloudlet.max_overlay_mb << 20,
+                        **common)
+                kind = "synthesized"
+            else:
+                info = self._receive_handoff(ctx, common)
+                kind = "received"
+        except (cloudlet.CloudletError, overlay_source.SourceError) as e:
+            with contextlib.suppress(Exception):
+                if network_info:
+                    self.unplug_vifs(instance, network_info)
+            LOG.error("cloudlet %s failed: %s", plan.kind, e, instance=instance)
+            raise exception.InstanceDeployFailure(
+                reason="cloudlet %s failed: %s" % (plan.kind, e))
+        finally:
+            self._spawning.pop(instance.uuid, None)
+            cancel.close()
+        instance.system_metadata[properties.SYS_BASE_ID] = info.base_id
+        instance.system_metadata[properties.SYS_KIND] = kind
+        LOG.info("cloudlet: %s from base %s in %.2f s", kind, info.base_id,
+                 getattr(info, "total_seconds", None) or
+                 getattr(info, "seconds", 0.0), instance=instance)
+        if not power_on:
+            # A restored memory image runs at once; hold it paused.
+            self._host.get_guest(instance).pause()
+
+    def _ensure_base(self, context, plan):
+        """The base must be in the store; import its package from Glance
+        (image property cloudlet_base_package) when it is not."""
+        ctx = self._cloudlet()
+        try:
+            ctx.base_show(plan.base_id)
+            return
+        except cloudlet.NotFoundError:
+            if not plan.base_package:
+                raise
+        LOG.info("cloudlet: base %s not in the store; importing image %s",
+                 plan.base_id, plan.base_package)
+        work = conf.work_dir()
+        os.makedirs(work, mode=0o700, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="base-", suffix=".pkg", dir=work)
+        os.close(fd)
+        try:
+            self._image_api.download(context, plan.base_package, dest_path=path)
+            info = threads.execute(ctx.base_import, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        if info.id != plan.base_id:
+            raise overlay_source.SourceError(
+                "image %s holds base %s, not %s" % (plan.base_package, info.id,
+                                                     plan.base_id))
+
+    def _receive_handoff(self, ctx, common):
+        wait = threading.Timer(CONF.cloudlet.handoff_wait_seconds,
+                               common["cancel"].trigger)
+        wait.daemon = True
+        with ctx.handoff_listen(CONF.cloudlet.handoff_listen) as listener:
+            LOG.info("cloudlet: waiting for a handoff on port %d", listener.port)
+            wait.start()
+            try:
+                return threads.execute(listener.receive,
+                                       CONF.cloudlet.handoff_token_file,
+                                       **common)
+            finally:
+                wait.cancel()
+
+    # -- destroy
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True, **kwargs):
+        cancel = self._spawning.get(instance.uuid)
+        if cancel is not None:
+            cancel.trigger()
+        super().destroy(context, instance, network_info,
+                        block_device_info=block_device_info,
+                        destroy_disks=destroy_disks,
+                        destroy_secrets=destroy_secrets, **kwargs)
+        if destroy_disks and self.is_cloudlet_instance(instance):
+            # The instance's files (disk layers over the base) in the store.
+            try:
+                self._cloudlet().instance_remove(instance.name)
+            except cloudlet.NotFoundError:
+                pass
+
+    # -- snapshot
+
+    def snapshot(self, context, instance, image_id, update_task_state,
+                 **kwargs):
+        if not self.is_cloudlet_instance(instance):
+            return super().snapshot(context, instance, image_id,
+                                    update_task_state, **kwargs)
+        # A cloudlet instance's snapshot is its VM overlay: the difference
+        # from its base (memory and disk), which synthesizes back into it.
+        try:
+            self._host.get_guest(instance)
+        except exception.InstanceNotFound:
+            raise exception.InstanceNotRunning(instance_id=instance.uuid)
+        snapshot = self._image_api.get(context, image_id)
+        update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
+        work = conf.work_dir()
+        os.makedirs(work, mode=0o700, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="snapshot-", suffix=".ovl", dir=work)
+        os.close(fd)
+        try:
+            try:
+                info = threads.execute(self._cloudlet().overlay_create,
+                                       instance.name, path)
+            except cloudlet.CloudletError as e:
+                raise exception.InstanceDeployFailure(
+                    reason="cloudlet overlay of %s failed: %s" % (instance.name, e))
+            metadata = {
+                "status": "active",
+                "name": snapshot["name"],
+                "disk_format": "raw",
+                "container_format": "bare",
+                "properties": properties.overlay_image_properties(
+                    info.base_id, instance),
+            }
+            update_task_state(task_state=task_states.IMAGE_UPLOADING,
+                              expected_state=task_states.IMAGE_PENDING_UPLOAD)
+            with open(path, "rb") as data:
+                self._image_api.update(context, image_id, metadata, data)
+            LOG.info("cloudlet: overlay of %d bytes uploaded as image %s",
+                     info.file_bytes, image_id, instance=instance)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

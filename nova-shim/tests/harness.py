@@ -1,0 +1,95 @@
+"""The project's C test harness (tests/harness/harness.h) through ctypes:
+the real libvirtd, and the project's own small Linux guest with a shell
+channel the tests run commands on."""
+import ctypes
+import os
+
+from ctypes import POINTER, byref, c_char_p, c_int, c_uint, c_void_p
+
+
+class GuestOptions(ctypes.Structure):
+    _fields_ = [("memory_mib", c_uint), ("disk_mib", c_uint), ("nic", c_int),
+                ("qcow2_mib", c_uint)]
+
+
+def _library_path():
+    explicit = os.environ.get("CLOUDLET_TEST_HARNESS")
+    if explicit:
+        return explicit
+    lib = os.environ["CLOUDLET_LIBRARY"]  # <build>/src/libcloudlet.so.0
+    return os.path.join(os.path.dirname(os.path.dirname(lib)), "tests",
+                        "libcloudlet-testharness.so")
+
+
+_h = ctypes.CDLL(_library_path())
+_h.th_setup.restype = c_int
+_h.th_error.restype = c_char_p
+_h.th_guest_start.argtypes = [POINTER(c_void_p), c_char_p, POINTER(GuestOptions)]
+_h.th_guest_check.restype = c_void_p  # malloc'd char *, freed below
+_h.th_guest_check.argtypes = [c_void_p, c_char_p, c_int]
+_h.th_guest_domain_name.restype = c_char_p
+_h.th_guest_domain_name.argtypes = [c_void_p]
+_h.th_guest_attach_domain.argtypes = [POINTER(c_void_p), c_char_p, c_char_p, c_char_p]
+_h.th_guest_poweroff.argtypes = [c_void_p]
+_h.th_guest_destroy.argtypes = [c_void_p]
+_libc = ctypes.CDLL(None)
+_libc.free.argtypes = [c_void_p]
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def _fail():
+    raise HarnessError(_h.th_error().decode())
+
+
+def setup():
+    if _h.th_setup() != 0:
+        _fail()
+
+
+class Guest:
+    """A guest the harness started (start) or a domain it attached to
+    (attach). close() destroys the domain (attached: no folder removed)."""
+
+    def __init__(self, handle):
+        self._g = handle
+
+    @classmethod
+    def start(cls, label, memory_mib=0, disk_mib=0, nic=True, qcow2_mib=0):
+        g = c_void_p()
+        opts = GuestOptions(memory_mib, disk_mib, 1 if nic else 0, qcow2_mib)
+        if _h.th_guest_start(byref(g), label.encode(), byref(opts)) != 0:
+            _fail()
+        return cls(g)
+
+    @classmethod
+    def attach(cls, domain):
+        g = c_void_p()
+        if _h.th_guest_attach_domain(byref(g), domain.encode(), None, None) != 0:
+            _fail()
+        return cls(g)
+
+    @property
+    def domain(self):
+        return _h.th_guest_domain_name(self._g).decode()
+
+    def check(self, command, timeout_ms=120000):
+        """Runs a shell command in the guest; its output, or HarnessError."""
+        p = _h.th_guest_check(self._g, command.encode(), timeout_ms)
+        if not p:
+            _fail()
+        try:
+            return ctypes.string_at(p).decode()
+        finally:
+            _libc.free(p)
+
+    def poweroff(self):
+        """Stop the domain, keep its work folder (the base's files point there)."""
+        _h.th_guest_poweroff(self._g)
+
+    def close(self):
+        if self._g:
+            _h.th_guest_destroy(self._g)
+            self._g = None
