@@ -3,14 +3,12 @@ real sqlite database, the real libvirt driver against the real libvirtd,
 the cloudlet driver loaded the way nova-compute loads it.
 
 What nova-compute does at start that matters here is done the same way:
-eventlet monkey patching first (the libvirt driver's event thread needs it),
+eventlet monkey patching (the libvirt driver's event thread needs it),
 configuration parsed, objects registered, os-vif initialised, privsep run
-in-process (we are root, as CI is).
+in-process (we are root, as CI is). The patching waits for the first Nova
+test, so that suites run before it in the same process (python-ctypes/,
+whose tests need real threads) see an unpatched interpreter.
 """
-import eventlet
-
-eventlet.monkey_patch()
-
 import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -21,10 +19,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "python-ctypes"))
 sys.path.insert(0, HERE)
-if "CLOUDLET_LIBRARY" not in os.environ:
-    built = os.path.join(SOURCE, "build", "src", "libcloudlet.so.0")
-    if os.path.exists(built):
-        os.environ["CLOUDLET_LIBRARY"] = built
 
 from oslo_log import log as logging  # noqa: E402
 
@@ -47,6 +41,8 @@ RUN = "/var/lib/cloudlet-test/nova-%d" % os.getpid()
 
 
 def _configure():
+    import eventlet
+    eventlet.monkey_patch()
     os.makedirs(RUN + "/instances", exist_ok=True)
     os.makedirs(RUN + "/locks", exist_ok=True)
     for d in ("/var/lib/cloudlet-test", RUN, RUN + "/instances"):

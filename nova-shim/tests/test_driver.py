@@ -239,3 +239,56 @@ def test_refusals_leave_nothing(driver, base, images):
         CONF.set_override("allow_file_urls", True, group="cloudlet")
     ctx, i = make_instance(metadata={"overlay_url": "/etc/passwd"})
     _refused(driver, i, ctx, "cloudlet synthesize failed")
+
+
+def test_handoff_received_as_a_nova_instance(driver, base, tmp_path):
+    """Server metadata handoff_info: the spawn listens, and the VM another
+    cloudlet hands off (here an instance of the same base on this host, sent
+    with libcloudlet as the source's side channel does) becomes this Nova
+    instance, with its UUID and state."""
+    import socket
+    import eventlet
+    from eventlet import tpool
+    native_sleep = eventlet.patcher.original("time").sleep
+
+    token = tmp_path / "token"
+    token.write_bytes(os.urandom(48))
+    os.chmod(token, 0o600)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    CONF.set_override("handoff_listen", "127.0.0.1:%d" % port, group="cloudlet")
+    CONF.set_override("handoff_token_file", str(token), group="cloudlet")
+
+    source = "cltest-%d-handoff-source" % os.getpid()
+    with cloudlet.Context(store_dir=CONF.cloudlet.store_dir) as lib:
+        lib.base_resume(base, name=source)
+    gs = harness.Guest.attach(source)
+    gs.check(CUSTOMISE)
+    launch = gs.check(FINGERPRINT)
+
+    def send():  # on a native thread, while spawn waits on another
+        with cloudlet.Context(store_dir=CONF.cloudlet.store_dir) as lib:
+            for _ in range(300):
+                try:
+                    return lib.handoff_send(source, "127.0.0.1:%d" % port, str(token))
+                except cloudlet.CloudletIOError:  # not listening yet
+                    native_sleep(0.1)
+        raise AssertionError("the spawn never listened")
+
+    sender = eventlet.spawn(tpool.execute, send)
+    ctx, inst = make_instance(metadata={"handoff_info": "1"}, image_props=base_props(base))
+    spawn(driver, ctx, inst)
+    sent = sender.wait()
+    print("handoff: %.2f s, downtime %.2f s, %d bytes" % (sent.total_seconds, sent.downtime_seconds,
+                                                          sent.bytes_sent))
+    assert sent.uuid == inst.uuid
+    assert inst.system_metadata["cloudlet_kind"] == "received"
+    assert driver.get_info(inst).state == power_state.RUNNING
+    g = harness.Guest.attach(inst.name)
+    assert g.check(FINGERPRINT) == launch
+    gs.close()  # its domain went with the handoff
+    driver.destroy(ctx, inst, network_model.NetworkInfo([]))
+    assert gone(driver, inst)
+    g.close()
