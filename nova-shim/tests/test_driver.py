@@ -292,3 +292,28 @@ def test_handoff_received_as_a_nova_instance(driver, base, tmp_path):
     driver.destroy(ctx, inst, network_model.NetworkInfo([]))
     assert gone(driver, inst)
     g.close()
+
+
+def test_base_missing_here_is_imported_from_glance(driver, base, images, tmp_path):
+    """A node that lacks a base imports it from the image the base image
+    links (cloudlet_base_package) before resuming it; the import verifies it."""
+    package = str(tmp_path / "base.pkg")
+    with cloudlet.Context(store_dir=CONF.cloudlet.store_dir) as lib:
+        lib.base_export(base, package)
+        lib.base_remove(base)
+    pkg_id = images.add("novabase-package")
+    with open(package, "rb") as f:
+        images.update(None, pkg_id, {}, f)
+    os.unlink(package)
+    props = dict(base_props(base), cloudlet_base_package=pkg_id)
+    ctx, inst = make_instance(image_props=props)
+    spawn(driver, ctx, inst)
+    assert inst.system_metadata["cloudlet_kind"] == "resumed"
+    assert driver.get_info(inst).state == power_state.RUNNING
+    with cloudlet.Context(store_dir=CONF.cloudlet.store_dir) as lib:
+        assert lib.base_show(base, verify=True).status == "ok"
+    driver.destroy(ctx, inst, network_model.NetworkInfo([]))
+    assert gone(driver, inst)
+    # A package holding another base is refused (the ID is checked).
+    ctx, other = make_instance(image_props=dict(props, base_sha256_uuid="cd" * 32))
+    _refused(driver, other, ctx, "does not hold base " + "cd" * 32)

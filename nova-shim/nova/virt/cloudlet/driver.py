@@ -170,14 +170,22 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
         os.close(fd)
         try:
             self._image_api.download(context, plan.base_package, dest_path=path)
-            info = threads.execute(ctx.base_import, path)
+            try:
+                info = threads.execute(ctx.base_import, path)
+            except cloudlet.ExistsError as e:
+                # A base we hold already: not the one that was missing.
+                raise overlay_source.SourceError(
+                    "image %s does not hold base %s: %s" % (
+                        plan.base_package, plan.base_id, e.message))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
         if info.id != plan.base_id:
+            with contextlib.suppress(cloudlet.CloudletError):
+                ctx.base_remove(info.id)
             raise overlay_source.SourceError(
-                "image %s holds base %s, not %s" % (plan.base_package, info.id,
-                                                     plan.base_id))
+                "image %s does not hold base %s but %s" % (
+                    plan.base_package, plan.base_id, info.id))
 
     def _receive_handoff(self, ctx, common):
         wait = threading.Timer(CONF.cloudlet.handoff_wait_seconds,
