@@ -27,8 +27,9 @@ from nova import objects  # noqa: E402
 import nova.virt  # noqa: E402
 
 # Where Nova finds the driver once installed (nova/virt/cloudlet), here
-# from the source tree: nova.virt is a namespace package.
-nova.virt.__path__.append(os.path.join(SOURCE, "nova-shim", "nova", "virt"))
+# from the source tree (ahead of an installed copy): nova.virt is a
+# namespace package.
+nova.virt.__path__.insert(0, os.path.join(SOURCE, "nova-shim", "nova", "virt"))
 
 CONF = nova.conf.CONF
 logging.register_options(CONF)
