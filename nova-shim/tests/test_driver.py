@@ -108,6 +108,8 @@ def test_loaded_as_nova_loads_it(driver):
     assert type(driver) is CloudletDriver
     assert isinstance(driver, libvirt_driver.LibvirtDriver)
     assert type(driver).__module__ == "nova.virt.cloudlet.driver"
+    import nova.virt.cloudlet.driver as module
+    assert module.__file__.startswith(os.path.join(SOURCE, "nova-shim"))  # this tree's
 
 
 def test_resume_customise_snapshot_synthesize(driver, base, images):
