@@ -19,6 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "python-ctypes"))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(SOURCE, "tests", "harness"))  # harness.py
 
 from oslo_log import log as logging  # noqa: E402
 

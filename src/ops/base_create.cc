@@ -2,6 +2,8 @@
 // copy its disks while it is paused (so disks and memory are one instant),
 // index and hash everything, and move the result into the store.
 #include "ops/base.h"
+#include "store/undo_journal.h"
+#include "ops/recovery.h"
 
 #include "engine/chunk_index.h"
 #include "engine/sha256.h"
@@ -43,6 +45,7 @@ void index_disk(const std::string &path, const std::string &idx4k, const std::st
 
 BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOptions &o, Progress &progress) {
 	auto t0 = Clock::now();
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
@@ -60,6 +63,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 			fail(CLOUDLET_E_EXISTS, "a base named '" + name + "' is already in the store (" + e.id + ")");
 
 	std::string work = st.make_work_dir("create-");
+	store::UndoJournal journal(st.root(), "base-create"); // the VM runs again if we die
 	struct Cleanup {
 		std::string dir;
 		~Cleanup() { store::remove_tree(dir); }
@@ -78,6 +82,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 		CaptureOptions co;
 		co.format = CaptureFormat::MemoryImage;
 		co.keep_paused = true;
+		co.journal = &journal;
 		snapshot_capture(ctx, dom_name, work + "/memory.cltmem", co, progress);
 		entry.capture_seconds = since(tc);
 

@@ -1,5 +1,7 @@
 // base export / import: one-file packages (format/base_package.*).
 #include "ops/base.h"
+#include "store/undo_journal.h"
+#include "ops/recovery.h"
 
 #include "format/base_package.h"
 #include "ops/base_common.h"
@@ -15,12 +17,15 @@
 namespace cloudlet::ops {
 
 void base_export(Context &ctx, const std::string &id, const std::string &path, Progress &progress) {
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	store::CatalogEntry e = st.find(id);
 	BaseInfo b = verify_base(st, e, false, progress);
 	if (b.status != "ok")
 		fail(CLOUDLET_E_CORRUPT, "base " + e.id + " is corrupt, refusing to export it: " + b.problem);
 	std::string part = path + ".part";
+	store::UndoJournal journal(st.root(), "base-export");
+	journal.remove_path(part);
 	int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		fail_errno("cannot create " + part, errno);
@@ -42,6 +47,7 @@ void base_export(Context &ctx, const std::string &id, const std::string &path, P
 }
 
 BaseInfo base_import(Context &ctx, const std::string &path, const std::string &name, Progress &progress) {
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

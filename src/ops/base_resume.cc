@@ -4,6 +4,8 @@
 // UUID, its own host-side paths, the base's memory (each page checked
 // against the base's index as it is written), and fresh NICs.
 #include "ops/base.h"
+#include "store/undo_journal.h"
+#include "ops/recovery.h"
 
 #include "engine/chunk_index.h"
 #include "host/process.h"
@@ -38,6 +40,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOptions &o, Progress &progress) {
 	auto t0 = Clock::now();
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	store::CatalogEntry e = st.find(id);
 	BaseInfo base = verify_base(st, e, false, progress);
@@ -76,6 +79,10 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		std::string dir;
 		~Cleanup() { store::remove_tree(dir); }
 	} cleanup{out.dir};
+	// If this process dies before the instance is complete: no domain, no folder.
+	store::UndoJournal journal(st.root(), "base-resume");
+	journal.destroy_domain(out.uuid);
+	journal.remove_path(out.dir);
 	write_text_file(out.dir + "/base.id", e.id + "\n"); // base remove checks it
 
 	virt::InstancePlan plan;

@@ -2,6 +2,7 @@
 // goes through: the manifest must hash to the ID and every part must match
 // the manifest (re-hashed whenever its stamp changed, or always if asked).
 #include "ops/base.h"
+#include "ops/recovery.h"
 #include "ops/base_verify.h"
 
 #include "engine/sha256.h"
@@ -69,6 +70,7 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 }
 
 std::vector<BaseInfo> base_list(Context &ctx) {
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	std::vector<BaseInfo> out;
 	for (const auto &e : st.list()) {
@@ -92,6 +94,7 @@ BaseInfo base_show(Context &ctx, const std::string &id, bool full, Progress &pro
 }
 
 void base_remove(Context &ctx, const std::string &key) {
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	std::string id = st.find(key).id;
 	// A running instance reads the base's disk and boot files.

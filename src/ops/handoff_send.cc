@@ -10,6 +10,8 @@
 // Until READY any failure resumes the source VM unchanged; after GO the
 // rules of docs/protocols/handoff.md "Failure" apply.
 #include "ops/handoff.h"
+#include "store/undo_journal.h"
+#include "ops/recovery.h"
 
 #include "engine/codec_chooser.h"
 #include "engine/dedup.h"
@@ -339,7 +341,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	progress.report("handshake", 0, 0);
 	ch.client_handshake(timeout_ms);
 
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
+	// If this process dies, the source VM runs again (docs/reliability.md).
+	store::UndoJournal journal(st.root(), "handoff-send");
 	engine::Deduper dd(src.dedup, st.root() + "/tmp");
 	dd.use_ordinal_self_refs();
 	engine::DirtyQueue queue(st.root() + "/tmp", o.queue_bytes);
@@ -390,6 +395,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		co.format = CaptureFormat::Sink;
 		co.sink = &sink;
 		co.keep_paused = true;
+		co.journal = &journal;
 		// QEMU stops iterating when what is left fits half the downtime
 		// target at the rate it measures — our pipeline's, through the
 		// queue's backpressure; the queue's share is the other half.

@@ -3,6 +3,7 @@
 // their folders outlive them on purpose (the disk layers may hold work); an
 // orchestrator that destroyed the domain calls this to finish the job.
 #include "ops/base.h"
+#include "ops/recovery.h"
 
 #include "store/base_store.h"
 #include "store/manifest.h"
@@ -20,6 +21,7 @@ void instance_remove(Context &ctx, const std::string &name) {
 	if (!store::safe_file_name(name))
 		fail(CLOUDLET_E_INVALID_ARG, "instance name '" + name.substr(0, 64) +
 		                                 "' must be letters, digits, '.', '-', '_'");
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	std::string dir = st.instances_dir() + "/" + name;
 	struct stat sb;

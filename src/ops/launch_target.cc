@@ -1,4 +1,5 @@
 #include "ops/launch_target.h"
+#include "ops/recovery.h"
 
 #include "host/store_space.h"
 #include "ops/base_common.h"
@@ -36,6 +37,7 @@ LaunchCleanup::~LaunchCleanup() {
 
 void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRequest &req, Progress &progress,
                     LaunchTarget &t, LaunchCleanup &cleanup) {
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	// 1. The base: the one the header names, present and intact.
 	store::CatalogEntry e;
@@ -110,6 +112,9 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 		                           : "cannot create instance folder " + t.dir,
 		           errno);
 	cleanup.dir = t.dir;
+	cleanup.journal = std::make_unique<store::UndoJournal>(st.root(), "launch");
+	cleanup.journal->destroy_domain(t.uuid);
+	cleanup.journal->remove_path(t.dir);
 	cleanup.conn = t.conn;
 	chmod(t.dir.c_str(), 0755);
 	write_text_file(t.dir + "/base.id", e.id + "\n"); // base remove checks it

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "engine/overlay_apply.h"
+#include "store/undo_journal.h"
 #include "format/overlay_file.h"
 #include "ops/base.h"
 #include "ops/base_verify.h"
@@ -37,6 +38,8 @@ public:
 	void keep() { keep_ = true; }
 	std::string dir, domain;
 	std::shared_ptr<virt::Connection> conn;
+	// Undoes the same if the process dies (ops/recovery.h); goes with this.
+	std::unique_ptr<store::UndoJournal> journal;
 
 private:
 	bool keep_ = false;

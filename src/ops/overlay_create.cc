@@ -3,6 +3,8 @@
 // the allocated clusters of each disk's copy-on-write layer, all while the
 // VM is paused so disks and memory are one instant (docs/overlays.md).
 #include "ops/overlay.h"
+#include "store/undo_journal.h"
+#include "ops/recovery.h"
 
 #include "engine/dedup.h"
 #include "format/overlay_file.h"
@@ -85,6 +87,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	auto t0 = Clock::now();
 	bool auto_codec = o.codec == "auto";
 	engine::Codec codec = auto_codec ? engine::Codec::Zstd : engine::codec_from_name(o.codec);
+	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
@@ -122,6 +125,8 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	header.creator = "libcloudlet";
 
 	std::string part = path + ".part";
+	store::UndoJournal journal(st.root(), "overlay-create"); // if we die: no part file, the VM runs
+	journal.remove_path(part);
 	int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		fail_errno("cannot create " + part, errno);
@@ -153,6 +158,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		co.format = CaptureFormat::Sink;
 		co.sink = &pages;
 		co.keep_paused = true;
+		co.journal = &journal;
 		cap = snapshot_capture(ctx, info.domain, "", co, progress);
 		info.capture_seconds = since(tc);
 		if (!pages.writer)

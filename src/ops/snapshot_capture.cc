@@ -6,6 +6,7 @@
 #include "save_image.h"
 #include "stream_parser.h"
 #include "stream_writer.h"
+#include "store/base_store.h"
 #include "util/error.h"
 #include "virt/domain.h"
 #include "virt/qemu_migration.h"
@@ -24,6 +25,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace cloudlet::ops {
@@ -246,6 +248,16 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	// Output appears only when complete: written beside it, then renamed.
 	FileGuard image{opts.format == CaptureFormat::Sink ? std::string() : path + ".cltmem.part"};
 	FileGuard part{opts.format == CaptureFormat::SaveImage ? path + ".part" : ""};
+	// If this process dies from here on: the VM runs again, no part file stays.
+	std::optional<store::UndoJournal> own_journal;
+	store::UndoJournal *journal = opts.journal;
+	if (!journal)
+		journal = &own_journal.emplace(store::BaseStore(ctx.settings().store_dir).root(), "capture");
+	if (res.was_running)
+		journal->resume_domain(res.domain_uuid);
+	for (const std::string *p : {&image.path, &part.path})
+		if (!p->empty())
+			journal->remove_path(*p);
 	const Logger &log = ctx.log();
 	auto restore_prior_state = [&] { virt::restore_run_state(dom.get(), res.was_running, log); };
 

@@ -7,6 +7,7 @@
 
 #include "ops/context.h"
 #include "stream_parser.h"
+#include "store/undo_journal.h"
 #include "util/progress.h"
 
 #include <cstdint>
@@ -28,6 +29,9 @@ struct CaptureOptions {
 	qemu::StreamSink *sink = nullptr;
 	// Internal (handoff): QEMU's downtime limit for a live capture; 0: QEMU's own.
 	uint64_t downtime_limit_ms = 0;
+	// Internal: the calling operation's undo journal, so that a VM it
+	// pauses runs again if its process dies; null: the capture keeps one.
+	store::UndoJournal *journal = nullptr;
 };
 
 struct CaptureResult {

@@ -1,5 +1,6 @@
 #include "store/base_store.h"
 
+#include "store/owner.h"
 #include "util/error.h"
 
 #include <fcntl.h>
@@ -90,7 +91,8 @@ BaseStore::BaseStore(std::string root) : root_(std::move(root)) {
 }
 
 std::string BaseStore::make_work_dir(const std::string &prefix) const {
-	std::string t = root_ + "/tmp/" + prefix + "XXXXXX";
+	// The owner's tag in the name: recovery removes folders of dead owners.
+	std::string t = root_ + "/tmp/" + prefix + process_tag(this_process()) + "-XXXXXX";
 	if (!mkdtemp(t.data()))
 		fail_errno("cannot create a work folder in " + root_ + "/tmp", errno);
 	chmod(t.c_str(), 0755);
