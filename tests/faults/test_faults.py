@@ -325,3 +325,37 @@ def test_permission_errors_give_clear_messages(world):
     r = subprocess.run(nobody + ["--store", "/root/cloudlet-nope", "base", "list"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Permission denied" in r.stderr and "/root/cloudlet-nope" in r.stderr, r.stderr
+
+
+def test_tokens_never_shown_and_peers_authenticated(world):
+    """A handoff with a wrong token is refused before any state moves; neither
+    side's verbose log, output or command line shows either token."""
+    good, bad = RUN + "/token-good", RUN + "/token-bad"
+    secrets = {good: b"GOODSECRET-" + os.urandom(16).hex().encode() + b"-GOODSECRET",
+               bad: b"BADSECRET-" + os.urandom(16).hex().encode() + b"-BADSECRET"}
+    for path, value in secrets.items():
+        with open(path, "wb") as f:
+            f.write(value)
+        os.chmod(path, 0o600)
+    src = PREFIX + "tok"
+    g, app = launch_instance(src)
+    port = _free_port()
+    receiver = subprocess.Popen([CLI, "--verbose", "--store", RUN + "/store2", "handoff", "receive",
+                                 "--listen", "127.0.0.1:%d" % port, "--token-file", good, "--once"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    with open("/proc/%d/cmdline" % receiver.pid, "rb") as f:
+        cmdline = f.read()
+    sent = subprocess.run([CLI, "--verbose", "--store", RUN + "/store", "handoff", "send", src,
+                           "127.0.0.1:%d" % port, "--token-file", bad], capture_output=True)
+    receiver.kill()
+    r_out, r_err = receiver.communicate()
+    assert sent.returncode == 1 and b"token" in sent.stderr, sent.stderr
+    print("wrong token: %s" % sent.stderr.decode().strip().splitlines()[-1])
+    for blob in (sent.stdout, sent.stderr, r_out, r_err, cmdline):
+        for value in secrets.values():
+            assert value not in blob and value[:12] not in blob
+    assert domain_state(src) == "running" and g.check("md5sum /ram/app") == app
+    g.close()
+    cli("instance", "remove", src)
+    recovered_and_clean(RUN + "/store2")

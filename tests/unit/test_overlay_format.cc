@@ -256,6 +256,25 @@ static void test_damage(void **) {
 	print_message("# %d damaged overlays refused\n", cases);
 }
 
+// Decompression bombs: a block that would decode to far more than the
+// record says (here 64 MiB of zeros, a few kB compressed, against a 64 KiB
+// slot) is refused without decoding past the slot, by zstd and by LZMA.
+static void test_decompression_bombs_refused(void **) {
+	std::vector<uint8_t> zeros(64u << 20, 0), packed;
+	for (engine::Codec c : {engine::Codec::Zstd, engine::Codec::Lzma}) {
+		engine::compress_block(c, 1, zeros.data(), zeros.size(), packed);
+		assert_true(packed.size() < (1u << 20));
+		std::vector<uint8_t> slot(64u << 10);
+		try {
+			engine::decompress_block(c, packed.data(), packed.size(), slot.data(), slot.size(), "bomb");
+			fail_msg("a %zu-byte block decoding to 64 MiB was accepted into 64 KiB", packed.size());
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+			print_message("# bomb of %zu bytes refused: %s\n", packed.size(), e.what());
+		}
+	}
+}
+
 // --codec auto: the first segment decides; random data keeps zstd (LZMA
 // gains nothing), and the overlay reads back either way.
 static void test_codec_auto(void **) {
@@ -382,6 +401,7 @@ int main(void) {
 	    cmocka_unit_test(test_references_checked_against_base),
 	    cmocka_unit_test(test_writer_misuse_is_refused_by_reader),
 	    cmocka_unit_test(test_damage),
+	    cmocka_unit_test(test_decompression_bombs_refused),
 	    cmocka_unit_test(test_codec_auto),
 	    cmocka_unit_test(test_chunk_table),
 	    cmocka_unit_test(test_dedup_categories),
