@@ -2,6 +2,7 @@
 
 #include "store/owner.h"
 #include "util/error.h"
+#include "util/small_file.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -101,18 +102,10 @@ std::string BaseStore::make_work_dir(const std::string &prefix) const {
 
 std::vector<CatalogEntry> BaseStore::read_catalog() const {
 	std::string path = root_ + "/catalog.json";
-	FILE *f = fopen(path.c_str(), "rb");
-	if (!f) {
-		if (errno == ENOENT)
-			return {};
-		fail_errno("cannot open " + path, errno);
-	}
-	std::string text;
-	char buf[65536];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (64u << 20))
-		text.append(buf, n);
-	fclose(f);
+	std::optional<std::string> read = read_small_file(path, 64u << 20);
+	if (!read)
+		return {};
+	const std::string &text = *read;
 	Json doc(json_tokener_parse(text.c_str()));
 	json_object *bases = nullptr;
 	if (!doc || !json_object_object_get_ex(doc.get(), "bases", &bases) ||

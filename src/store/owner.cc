@@ -77,43 +77,4 @@ bool parse_process_tag(const std::string &name, ProcessId *out) {
 	return false;
 }
 
-void write_owner_marker(const std::string &path, const std::string &detail) {
-	ProcessId me = this_process();
-	std::string tmp = path + ".new";
-	int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		fail_errno("cannot create " + tmp, errno);
-	std::string text = std::to_string(me.pid) + " " + std::to_string(me.start) + " " + detail + "\n";
-	bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-		int e = errno;
-		unlink(tmp.c_str());
-		fail_errno("cannot write " + path, e);
-	}
-}
-
-bool read_owner_marker(const std::string &path, ProcessId *owner, std::string *detail) {
-	FILE *f = fopen(path.c_str(), "re");
-	if (!f)
-		return false;
-	char buf[512];
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *end = nullptr;
-	owner->pid = strtol(buf, &end, 10);
-	if (end == buf || *end != ' ')
-		return false;
-	char *s = end + 1;
-	owner->start = strtoull(s, &end, 10);
-	if (end == s || *end != ' ')
-		return false;
-	std::string rest = end + 1;
-	while (!rest.empty() && (rest.back() == '\n' || rest.back() == ' '))
-		rest.pop_back();
-	*detail = rest;
-	return owner->pid > 0;
-}
-
 } // namespace cloudlet::store

@@ -22,10 +22,4 @@ std::string process_tag(const ProcessId &p);
 // Finds a process tag in `name` (e.g. "create-p1234.5678-Ab12Cd").
 bool parse_process_tag(const std::string &name, ProcessId *out);
 
-// Marker files: "<pid> <start> <detail>\n", written to a temporary name and
-// renamed, so a reader sees all of it or nothing.
-void write_owner_marker(const std::string &path, const std::string &detail);
-// False if missing or malformed.
-bool read_owner_marker(const std::string &path, ProcessId *owner, std::string *detail);
-
 } // namespace cloudlet::store

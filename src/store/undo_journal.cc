@@ -2,6 +2,7 @@
 
 #include "store/owner.h"
 #include "util/error.h"
+#include "util/small_file.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -42,15 +43,7 @@ void UndoJournal::resume_domain(const std::string &uuid) { append("resume", uuid
 
 std::vector<JournalAction> read_journal(const std::string &path) {
 	std::vector<JournalAction> out;
-	FILE *f = fopen(path.c_str(), "re");
-	if (!f)
-		return out;
-	std::string text;
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, f)) > 0 && text.size() < (1u << 20))
-		text.append(buf, n);
-	fclose(f);
+	std::string text = read_small_file(path, 1u << 20).value_or("");
 	size_t at = 0;
 	for (size_t nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) {
 		std::string line = text.substr(at, nl - at);
