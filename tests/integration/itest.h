@@ -47,6 +47,7 @@ static inline int domain_state(const std::string &name) {
 // A host command's standard output; its wait status in *status.
 static inline std::string run_output(const std::string &cmd, int *status) {
 	FILE *p = popen(cmd.c_str(), "r");
+	assert_non_null(p);
 	std::string out;
 	char buf[4096];
 	size_t n;

@@ -313,14 +313,8 @@ static const char *cli_path;
 
 static std::string run_cli(const std::string &args, int *status) {
 	std::string cmd = std::string(cli_path) + " --store '" + store_dir + "' " + args + " 2>&1";
-	FILE *p = popen(cmd.c_str(), "r");
-	assert_non_null(p);
-	std::string out;
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-		out.append(buf, n);
-	int st = pclose(p);
+	int st = -1;
+	std::string out = run_output(cmd, &st);
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	return out;
 }

@@ -145,13 +145,9 @@ static void test_create_and_info(void **) {
 
 	// And through the CLI.
 	std::string cmd = std::string(cli_path) + " overlay info --json " + path;
-	FILE *p = popen(cmd.c_str(), "r");
-	std::string out;
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-		out.append(buf, n);
-	assert_int_equal(pclose(p), 0);
+	int status = -1;
+	std::string out = run_output(cmd, &status);
+	assert_int_equal(status, 0);
 	json_object *j = json_tokener_parse(out.c_str()), *mem = nullptr, *data = nullptr;
 	assert_non_null(j);
 	assert_true(json_object_object_get_ex(j, "memory", &mem) && json_object_object_get_ex(mem, "data", &data));

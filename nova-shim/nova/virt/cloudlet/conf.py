@@ -1,5 +1,8 @@
-"""The [cloudlet] options of nova.conf (registered on import)."""
+"""The [cloudlet] options of nova.conf (registered on import), and the
+paths they give."""
+import contextlib
 import os
+import tempfile
 
 from oslo_config import cfg
 
@@ -42,6 +45,21 @@ def store_dir():
 
 def work_dir():
     return CONF.cloudlet.work_dir or os.path.join(store_dir(), "tmp")
+
+
+@contextlib.contextmanager
+def work_file(prefix, suffix):
+    """A new empty file in the work folder (made 0700 if missing), removed
+    when the block ends however it ends."""
+    work = work_dir()
+    os.makedirs(work, mode=0o700, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=work)
+    os.close(fd)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def list_opts():

@@ -10,8 +10,6 @@ console) works on it as on any other instance. snapshot() of a cloudlet
 instance makes a VM overlay instead of a disk image (docs/nova.md).
 """
 import contextlib
-import os
-import tempfile
 import threading
 
 from oslo_log import log as logging
@@ -164,11 +162,7 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                 raise
         LOG.info("cloudlet: base %s not in the store; importing image %s",
                  plan.base_id, plan.base_package)
-        work = conf.work_dir()
-        os.makedirs(work, mode=0o700, exist_ok=True)
-        fd, path = tempfile.mkstemp(prefix="base-", suffix=".pkg", dir=work)
-        os.close(fd)
-        try:
+        with conf.work_file("base-", ".pkg") as path:
             self._image_api.download(context, plan.base_package, dest_path=path)
             try:
                 info = threads.execute(ctx.base_import, path)
@@ -177,9 +171,6 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                 raise overlay_source.SourceError(
                     "image %s does not hold base %s: %s" % (
                         plan.base_package, plan.base_id, e.message))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
         if info.id != plan.base_id:
             with contextlib.suppress(cloudlet.CloudletError):
                 ctx.base_remove(info.id)
@@ -234,11 +225,7 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             raise exception.InstanceNotRunning(instance_id=instance.uuid)
         snapshot = self._image_api.get(context, image_id)
         update_task_state(task_state=task_states.IMAGE_PENDING_UPLOAD)
-        work = conf.work_dir()
-        os.makedirs(work, mode=0o700, exist_ok=True)
-        fd, path = tempfile.mkstemp(prefix="snapshot-", suffix=".ovl", dir=work)
-        os.close(fd)
-        try:
+        with conf.work_file("snapshot-", ".ovl") as path:
             try:
                 info = threads.execute(self._cloudlet().overlay_create,
                                        instance.name, path)
@@ -259,6 +246,4 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                 self._image_api.update(context, image_id, metadata, data)
             LOG.info("cloudlet: overlay of %d bytes uploaded as image %s",
                      info.file_bytes, image_id, instance=instance)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+

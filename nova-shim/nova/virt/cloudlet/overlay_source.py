@@ -11,7 +11,6 @@
 """
 import contextlib
 import os
-import tempfile
 import urllib.parse
 
 from nova.virt.cloudlet import conf
@@ -64,16 +63,9 @@ def _staged_from_glance(image_id, context, image_api):
     if size > cap:
         raise SourceError("overlay image %s is %d bytes, over [cloudlet] "
                           "max_overlay_mb" % (image_id, size))
-    work = conf.work_dir()
-    os.makedirs(work, mode=0o700, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="overlay-", suffix=".ovl", dir=work)
-    os.close(fd)
-    try:
+    with conf.work_file("overlay-", ".ovl") as path:
         image_api.download(context, image_id, dest_path=path)
         if os.path.getsize(path) > cap:
             raise SourceError("overlay image %s is over [cloudlet] max_overlay_mb"
                               % image_id)
         yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
