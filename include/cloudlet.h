@@ -579,7 +579,8 @@ enum {
 	CLOUDLET_CHUNK_BASE_DISK = 3,   /**< equal to 4 KiB of a base disk (512-byte aligned) */
 	CLOUDLET_CHUNK_SELF = 4,        /**< equal to an earlier chunk of the overlay */
 	CLOUDLET_CHUNK_DATA = 5,        /**< stored (compressed) in the overlay */
-	CLOUDLET_CHUNK_DELTA = 6,       /**< stored as XOR against the base chunk at the same position */
+	CLOUDLET_CHUNK_DELTA = 6,       /**< stored as XOR against the base chunk at the same position, or against
+	                                     an earlier chunk of the overlay at a byte shift (see *_shifted) */
 	CLOUDLET_CHUNK_KINDS = 7
 };
 
@@ -617,6 +618,9 @@ typedef struct cloudlet_overlay_info {
 	uint64_t file_bytes;
 	uint64_t device_state_bytes;
 	double capture_seconds, disk_seconds, total_seconds; /**< create only */
+	/* version 2 */
+	uint64_t memory_shifted;    /**< of memory[CLOUDLET_CHUNK_DELTA]: deltas against an earlier chunk at a byte shift */
+	uint64_t disk_shifted;      /**< of disk[CLOUDLET_CHUNK_DELTA]: the same for disk chunks */
 } cloudlet_overlay_info;
 
 /**
@@ -683,7 +687,7 @@ typedef struct cloudlet_synthesis_info {
 	uint64_t overlay_bytes;     /**< bytes of overlay read */
 	uint64_t memory_chunks;     /**< 4 KiB pages of the launch VM */
 	uint64_t disk_chunks;       /**< 4 KiB chunks of its disks */
-	uint64_t records[CLOUDLET_CHUNK_KINDS]; /**< overlay records per CLOUDLET_CHUNK_* ([0] unused) */
+	uint64_t records[CLOUDLET_CHUNK_KINDS]; /**< overlay records per CLOUDLET_CHUNK_* ([0] unused; shifted deltas count as DELTA) */
 	uint64_t disk_layer_bytes;  /**< size of the qcow2 layers written */
 	/** Wall-clock phases: time spent waiting for overlay bytes; decompressing
 	 *  (summed over threads, overlapping the fetch); placing chunks; the whole

@@ -105,17 +105,22 @@ void StreamWriter::begin() {
 	e.footer(info_.ram_section_id);
 }
 
-void StreamWriter::all_pages(const PageProvider &img) {
+void StreamWriter::all_pages(const PageProvider &img, Target target) {
 	Emitter e(out_);
 	e.u8(kSectionPart);
 	e.be32(info_.ram_section_id);
 	for (const auto &b : info_.blocks) {
+		bool skip_zero = target == kFreshRam && b.name == kMainRamBlock;
+		bool named = false; // the first record of a block names it, the rest continue it
 		for (uint64_t i = 0; i < b.pages(); i++) {
 			const uint8_t *d = img.page(b.first_page + i);
-			uint64_t flags = uint64_t(d ? kRamPage : kRamZero) | (i ? uint64_t(kRamContinue) : 0);
+			if (!d && skip_zero)
+				continue;
+			uint64_t flags = uint64_t(d ? kRamPage : kRamZero) | (named ? uint64_t(kRamContinue) : 0);
 			e.be64(i * kTargetPageSize | flags);
-			if (i == 0)
+			if (!named)
 				e.str8(b.name);
+			named = true;
 			if (d)
 				e.bytes(d, kTargetPageSize);
 			else
@@ -170,12 +175,12 @@ void StreamWriter::end(const std::vector<uint8_t> &device) {
 	e.bytes(device.data(), device.size());
 }
 
-void write_stream(ByteSink &out, const PageProvider &img) {
+void write_stream(ByteSink &out, const PageProvider &img, StreamWriter::Target target) {
 	if (img.stream_info().blocks.empty() || img.stream_info().device_state.empty())
 		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks or no device state");
 	StreamWriter w(out, img.stream_info());
 	w.begin();
-	w.all_pages(img);
+	w.all_pages(img, target);
 	w.end(img.stream_info().device_state);
 }
 

@@ -44,7 +44,13 @@ class StreamWriter {
 public:
 	StreamWriter(ByteSink &out, const StreamInfo &layout) : out_(out), info_(layout) {}
 	void begin();                                  // header, configuration, RAM block table
-	void all_pages(const PageProvider &img);       // one pass over every page
+	// One pass over every page. With kFreshRam the stream is for a QEMU
+	// that has just started: its main RAM ("pc.ram") is still all zero, so
+	// zero pages there are left out (QEMU would read each one only to find
+	// it zero). Other blocks (firmware, option ROMs, ACPI tables) are loaded
+	// by QEMU at start and always get every page.
+	enum Target { kAnyRam, kFreshRam };
+	void all_pages(const PageProvider &img, Target target = kAnyRam);
 	// One pass over these pages (ascending linear page numbers).
 	void pages(const PageProvider &img, const std::vector<uint64_t> &linear);
 	void end(const std::vector<uint8_t> &device_state); // RAM end, then the device state byte-exact
@@ -55,6 +61,9 @@ private:
 };
 
 // begin, all_pages, end with the provider's device state.
-void write_stream(ByteSink &out, const PageProvider &img);
+void write_stream(ByteSink &out, const PageProvider &img, StreamWriter::Target target = StreamWriter::kAnyRam);
+
+// The RAM block a fresh QEMU holds zeroed at start (pc and q35 machines).
+constexpr const char *kMainRamBlock = "pc.ram";
 
 } // namespace cloudlet::qemu

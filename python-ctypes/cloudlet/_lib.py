@@ -398,6 +398,9 @@ class overlay_info(Structure):
         ("capture_seconds", c_double),
         ("disk_seconds", c_double),
         ("total_seconds", c_double),
+        # version 2
+        ("memory_shifted", c_uint64),
+        ("disk_shifted", c_uint64),
     ]
 
 

@@ -1,6 +1,7 @@
 // The overlay calls: argument checks and translation to ops/overlay.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "format/overlay_file.h"
 #include "ops/overlay.h"
 
 #include <cloudlet.h>
@@ -18,7 +19,7 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 	auto *h = new OverlayInfoHolder();
 	cloudlet_overlay_info &p = *h;
 	p = cloudlet_overlay_info{};
-	p.version = 1;
+	p.version = 2;
 	p.path = h->keep(i.path);
 	p.base_id = h->keep(i.base_id);
 	p.codec = h->keep(i.codec);
@@ -29,6 +30,14 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 		p.memory[k] = i.counts.n[0][k];
 		p.disk[k] = i.counts.n[1][k];
 	}
+	// Deltas against a stored chunk at a byte shift are deltas to the ABI
+	// (its arrays cannot grow); version 2 says how many of them were shifted.
+	using cloudlet::format::ChunkKind;
+	constexpr int kShift = static_cast<int>(ChunkKind::ShiftXor);
+	p.memory[CLOUDLET_CHUNK_DELTA] += i.counts.n[0][kShift];
+	p.disk[CLOUDLET_CHUNK_DELTA] += i.counts.n[1][kShift];
+	p.memory_shifted = i.counts.n[0][kShift];
+	p.disk_shifted = i.counts.n[1][kShift];
 	p.segments = i.segments;
 	p.payload_bytes = i.payload_bytes;
 	p.stored_bytes = i.stored_bytes;

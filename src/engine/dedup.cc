@@ -59,7 +59,7 @@ void ChunkSpill::read(uint64_t slot, uint8_t *out) const {
 
 Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)
     : base_(base), memory_table_(base.memory_index ? base.memory_index->count() : 0), spill_(spill_dir),
-      scratch_(kChunkSize), xor_(kChunkSize) {
+      scratch_(kChunkSize), xor_(kChunkSize), shift_xor_(kChunkSize) {
 	const Hash128 zero = zero_chunk_hash();
 	if (base.memory_index)
 		for (uint64_t p = 0; p < base.memory_index->count(); p++) {
@@ -150,27 +150,37 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 			return done(static_cast<int>(ChunkKind::Self));
 		}
 	}
-	// 6. Data: remembered for later chunks (by content, not as stored).
-	uint64_t slot = spill_.append(data);
-	self_refs_.push_back(uint64_t(space) << 56 | chunk);
-	self_table_.insert(h.lo, slot);
+	// 6. Stored: remembered for later chunks (by content, not as stored),
+	// as the cheapest of plain data, a delta against the base chunk at the
+	// same position, and a delta against a stored chunk at a byte shift.
+	int best_words = kXorMaxDifferentWords + 1;
 	r.kind = ChunkKind::Data;
 	r.payload = data;
 	if (same) {
-		int differ = 0;
-		for (size_t i = 0; i < kChunkSize; i += 8) {
-			uint64_t a, b;
-			memcpy(&a, data + i, 8);
-			memcpy(&b, same + i, 8);
-			uint64_t x = a ^ b;
-			memcpy(xor_.data() + i, &x, 8);
-			differ += x != 0;
-		}
+		int differ = xor_words(data, same, xor_.data());
 		if (differ <= kXorMaxDifferentWords) {
 			r.kind = ChunkKind::DataXor;
 			r.payload = xor_.data();
+			best_words = differ;
 		}
 	}
+	if (best_words > 0) {
+		auto read = [&](uint64_t s) -> const uint8_t * {
+			spill_.read(s, scratch_.data());
+			return scratch_.data();
+		};
+		if (auto m = shifts_.find(data, std::min(best_words - 1, kXorMaxDifferentWords), kShiftTries, read,
+		                          shift_xor_.data())) {
+			r.kind = ChunkKind::ShiftXor;
+			r.ref = ordinal_self_refs_ ? m->slot : self_refs_[m->slot];
+			r.shift = static_cast<int16_t>(m->shift);
+			r.payload = shift_xor_.data();
+		}
+	}
+	uint64_t slot = spill_.append(data);
+	self_refs_.push_back(uint64_t(space) << 56 | chunk);
+	self_table_.insert(h.lo, slot);
+	shifts_.add(slot, data);
 	return done(static_cast<int>(r.kind));
 }
 

@@ -8,6 +8,7 @@
 
 #include "engine/chunk_index.h"
 #include "engine/chunk_table.h"
+#include "engine/shift_match.h"
 #include "format/overlay_file.h"
 #include "image_file.h"
 
@@ -52,7 +53,9 @@ struct DedupDecision {
 	bool unchanged = false;                 // no record needed
 	format::ChunkKind kind = format::ChunkKind::Data;
 	uint64_t ref = 0;
-	const uint8_t *payload = nullptr;       // Data/DataXor: the bytes to store (valid until the next call)
+	int16_t shift = 0;                      // ShiftXor
+	const uint8_t *payload = nullptr;       // stored kinds: the bytes to store (valid until the next call)
+	format::ChunkRecord record(uint8_t space, uint64_t chunk) const { return {space, kind, chunk, ref, shift}; }
 };
 
 struct DedupCounts {
@@ -86,13 +89,17 @@ private:
 	std::vector<uint64_t> self_refs_; // spill slot -> (space << 56 | chunk)
 	DedupCounts counts_;
 	bool ordinal_self_refs_ = false;
-	std::vector<uint8_t> scratch_, xor_;
+	ShiftIndex shifts_; // anchors of stored chunks, by spill slot
+	std::vector<uint8_t> scratch_, xor_, shift_xor_;
 };
 
 // Chunks that still share more than half their 8-byte words with the base
 // chunk at the same position are stored as XOR against it (measured:
 // docs/overlays.md).
 constexpr int kXorMaxDifferentWords = 256;
+// Distinct (stored chunk, shift) candidates tried per chunk (each costs one
+// read of the stored chunk and one XOR pass).
+constexpr unsigned kShiftTries = 4;
 
 bool is_zero_chunk(const uint8_t *data);
 

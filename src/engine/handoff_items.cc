@@ -26,6 +26,7 @@ void ItemBatch::add(const format::ChunkRecord &r, uint64_t version, const uint8_
 	uint8_t *p = records_.data() + at;
 	p[0] = r.space;
 	p[1] = static_cast<uint8_t>(r.kind);
+	format::put_shift(p, r.shift);
 	put64(p + 8, version);
 	put64(p + 16, r.chunk);
 	put64(p + 24, r.ref);
@@ -76,10 +77,13 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	size_t slots = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		if (p[2] | p[3] | p[4] | p[5] | p[6] | p[7])
-			bad("item " + std::to_string(i) + ": reserved bytes set");
 		if (p[0] > spaces || p[1] < 1 || p[1] >= format::kChunkKinds)
 			bad("item " + std::to_string(i) + ": space " + std::to_string(p[0]) + " / kind " + std::to_string(p[1]));
+		bool shifted = p[1] == static_cast<uint8_t>(format::ChunkKind::ShiftXor);
+		if (p[4] | p[5] | p[6] | p[7] || (!shifted && (p[2] | p[3])))
+			bad("item " + std::to_string(i) + ": reserved bytes set");
+		if (shifted && !format::valid_shift(format::get_shift(p)))
+			bad("item " + std::to_string(i) + ": shift " + std::to_string(format::get_shift(p)) + " is out of range");
 		slots += format::stores_payload(static_cast<format::ChunkKind>(p[1]));
 	}
 	if (slots * kChunk != rawlen - n * kRecord)
@@ -88,7 +92,8 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	size_t slot = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		format::ChunkRecord r{p[0], static_cast<format::ChunkKind>(p[1]), get64(p + 16), get64(p + 24)};
+		format::ChunkRecord r{p[0], static_cast<format::ChunkKind>(p[1]), get64(p + 16), get64(p + 24),
+		                      format::get_shift(p)};
 		apply(r, get64(p + 8), format::stores_payload(r.kind) ? payload + kChunk * slot++ : nullptr);
 	}
 	return rawlen;

@@ -22,7 +22,7 @@ uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chu
 OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeader &h,
                                const std::vector<std::string> &layers, const std::string &scratch_dir,
                                Progress &progress)
-    : base_(base), progress_(progress), spill_(scratch_dir), buf_(kChunkSize), zero_(kChunkSize, 0) {
+    : base_(base), progress_(progress), spill_(scratch_dir), buf_(kChunkSize), view_(kChunkSize), zero_(kChunkSize, 0) {
 	if (layers.size() != h.disks.size() || base.disks.size() != h.disks.size())
 		fail(CLOUDLET_E_INTERNAL, "overlay applier: disk counts disagree");
 	info_.version = h.stream_version;
@@ -80,6 +80,29 @@ const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const f
 	}
 	case ChunkKind::Data:
 		return data;
+	case ChunkKind::ShiftXor: {
+		// The reference: the n-th stored chunk (handoff) or the stored
+		// chunk of that (space, chunk) (overlay), like SELF.
+		uint64_t slot = 0;
+		if (versioned_) {
+			if (r.ref >= spill_slots_)
+				fail(CLOUDLET_E_CORRUPT, "handoff item refers to stored chunk " + std::to_string(r.ref) + " of " +
+				                             std::to_string(spill_slots_));
+			slot = r.ref;
+		} else {
+			auto it = stored_.find(r.ref);
+			if (it == stored_.end())
+				fail(CLOUDLET_E_CORRUPT, "overlay refers to a chunk it has not stored");
+			slot = it->second;
+		}
+		if (!format::valid_shift(r.shift))
+			fail(CLOUDLET_E_CORRUPT, "shifted delta with shift " + std::to_string(r.shift));
+		spill_.read(slot, buf_.data());
+		shifted_view(buf_.data(), r.shift, view_.data());
+		for (size_t i = 0; i < kChunkSize; i++)
+			buf_[i] = data[i] ^ view_[i];
+		return buf_.data();
+	}
 	case ChunkKind::DataXor: {
 		const uint8_t *b;
 		if (space == format::kMemorySpace) {

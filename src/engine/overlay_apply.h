@@ -85,6 +85,7 @@ private:
 	std::vector<std::unordered_map<uint64_t, DiskLatest>> disk_latest_;
 	uint64_t spill_slots_ = 0;
 	mutable std::vector<uint8_t> buf_;
+	std::vector<uint8_t> view_;
 	std::vector<uint8_t> zero_;
 	uint64_t applied_ = 0;
 };

@@ -181,6 +181,7 @@ const char *chunk_kind_name(ChunkKind k) {
 	case ChunkKind::Self: return "self";
 	case ChunkKind::Data: return "data";
 	case ChunkKind::DataXor: return "data-xor";
+	case ChunkKind::ShiftXor: return "shift-xor";
 	}
 	return "unknown";
 }
@@ -219,10 +220,20 @@ void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint6
 		flush_segment();
 }
 
-void OverlayWriter::add_data(uint8_t space, uint64_t chunk, const uint8_t *data, ChunkKind kind) {
-	if (!stores_payload(kind))
+void put_shift(uint8_t *record, int16_t shift) {
+	uint16_t u = static_cast<uint16_t>(shift);
+	record[2] = static_cast<uint8_t>(u);
+	record[3] = static_cast<uint8_t>(u >> 8);
+}
+
+int16_t get_shift(const uint8_t *record) { return static_cast<int16_t>(record[2] | record[3] << 8); }
+
+void OverlayWriter::add_data(const ChunkRecord &r, const uint8_t *data) {
+	if (!stores_payload(r.kind))
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference record");
-	records_.push_back({space, kind, chunk, 0});
+	if ((r.kind == ChunkKind::ShiftXor) != valid_shift(r.shift) || (r.kind != ChunkKind::ShiftXor && r.ref))
+		fail(CLOUDLET_E_INTERNAL, "add_data with a reference or shift its kind does not take");
+	records_.push_back(r);
 	append(payload_, data, kOverlayChunk);
 	if (payload_.size() >= segment_bytes_ || records_.size() >= kMaxSegmentRecords)
 		flush_segment();
@@ -244,6 +255,7 @@ void OverlayWriter::flush_segment() {
 	raw.reserve(records_.size() * kRecord + payload_.size());
 	for (const auto &r : records_) {
 		uint8_t rec[kRecord] = {r.space, static_cast<uint8_t>(r.kind)};
+		put_shift(rec, r.shift);
 		for (int i = 0; i < 8; i++) {
 			rec[8 + i] = static_cast<uint8_t>(r.chunk >> (8 * i));
 			rec[16 + i] = static_cast<uint8_t>(r.ref >> (8 * i));
@@ -461,11 +473,11 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		std::vector<ChunkRecord> list(n);
 		for (uint32_t i = 0; i < n; i++) {
 			const uint8_t *q = recs + size_t(i) * kRecord;
-			ChunkRecord rec{q[0], static_cast<ChunkKind>(q[1]), get64(q + 8), get64(q + 16)};
+			ChunkRecord rec{q[0], static_cast<ChunkKind>(q[1]), get64(q + 8), get64(q + 16), get_shift(q)};
 			auto bad = [&](const std::string &why) {
 				r.fail_at(seg_off + 8 + kSegHeader + uint64_t(i) * kRecord, "record " + std::to_string(i) + ": " + why);
 			};
-			if (q[2] | q[3] | q[4] | q[5] | q[6] | q[7])
+			if (q[4] | q[5] | q[6] | q[7] || (q[1] != static_cast<uint8_t>(ChunkKind::ShiftXor) && (q[2] | q[3])))
 				bad("reserved bytes are not zero");
 			if (rec.space > h.disks.size())
 				bad("space " + std::to_string(rec.space) + " does not exist");
@@ -508,6 +520,14 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			case ChunkKind::Data:
 				if (rec.ref)
 					bad("data record with a reference");
+				slots++;
+				data_seen.insert(key(rec.space, rec.chunk));
+				break;
+			case ChunkKind::ShiftXor:
+				if (!valid_shift(rec.shift))
+					bad("shift " + std::to_string(rec.shift) + " is out of range");
+				if (!data_seen.count(rec.ref))
+					bad("refers to a chunk not stored earlier in the overlay");
 				slots++;
 				data_seen.insert(key(rec.space, rec.chunk));
 				break;

@@ -111,7 +111,7 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		qemu::FdSink sink(fd, image);
 		std::vector<uint8_t> head = qemu::encode_save_header(xml, "", true);
 		sink.write(head.data(), head.size());
-		qemu::write_stream(sink, pages);
+		qemu::write_stream(sink, pages, qemu::StreamWriter::kFreshRam);
 		sink.flush();
 		close(fd);
 	}

@@ -165,7 +165,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 			    sink.write(head.data(), head.size());
 			    qemu::StreamWriter w(sink, t.applier->stream_info());
 			    w.begin();
-			    w.all_pages(*t.applier);
+			    w.all_pages(*t.applier, qemu::StreamWriter::kFreshRam);
 			    std::vector<uint64_t> changed;
 			    for (;;) {
 				    f = ch.receive(timeout_ms);

@@ -131,7 +131,7 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 		if (space != format::kMemorySpace)
 			p.disk_sent[key] = XXH3_64bits(data, 4096);
 	}
-	format::ChunkRecord r{space, d.kind, chunk, d.ref};
+	format::ChunkRecord r = d.record(space, chunk);
 	if (d.unchanged) {
 		if (!was_sent)
 			return; // the destination has it from the base already

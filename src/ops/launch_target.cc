@@ -156,7 +156,7 @@ void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused
 	    [&](qemu::ByteSink &s) {
 		    std::vector<uint8_t> head = qemu::encode_save_header(xml, "", !paused);
 		    s.write(head.data(), head.size());
-		    qemu::write_stream(s, *t.applier);
+		    qemu::write_stream(s, *t.applier, qemu::StreamWriter::kFreshRam);
 	    },
 	    paused, progress);
 }

@@ -65,7 +65,7 @@ public:
 		if (d.unchanged)
 			return;
 		if (format::stores_payload(d.kind))
-			writer->add_data(format::kMemorySpace, linear, d.payload, d.kind);
+			writer->add_data(d.record(format::kMemorySpace, linear), d.payload);
 		else
 			writer->add_ref(format::kMemorySpace, linear, d.kind, d.ref);
 	}
@@ -174,7 +174,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 				if (d.unchanged)
 					return;
 				if (format::stores_payload(d.kind))
-					pages.writer->add_data(space, chunk, d.payload, d.kind);
+					pages.writer->add_data(d.record(space, chunk), d.payload);
 				else
 					pages.writer->add_ref(space, chunk, d.kind, d.ref);
 			});

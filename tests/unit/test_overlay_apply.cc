@@ -8,6 +8,7 @@
 // must equal the launch VM's.
 #include "engine/chunk_index.h"
 #include "engine/dedup.h"
+#include "engine/handoff_items.h"
 #include "engine/overlay_apply.h"
 #include "format/overlay_file.h"
 #include "memory_image.h"
@@ -94,9 +95,16 @@ static void apply_and_compare(unsigned threads) {
 		launch[p] = launch[p - 64]; // repeats of new pages
 	for (uint64_t p = 130; p < 140; p++)
 		launch[p][p] ^= 0xff; // small edits: XOR
+	// Copies of new data at in-page offsets, as freed heap and socket
+	// buffers hold them: 48 bytes of something else, then the new pages.
+	std::vector<uint8_t> buffered = random_bytes(48, 5);
+	buffered.insert(buffered.end(), fresh.begin(), fresh.begin() + 16 * 4096);
+	for (uint64_t p = 140; p < 156; p++)
+		launch[p].assign(buffered.begin() + (p - 140) * 4096, buffered.begin() + (p - 140) * 4096 + 4096);
 	std::vector<uint8_t> launch_disk(base_disk);
 	launch_disk.resize(launch_disk_bytes, 0);
 	memcpy(launch_disk.data() + 8 * 4096, fresh.data(), 16 * 4096);               // new (also in memory: SELF)
+	memcpy(launch_disk.data() + 200 * 4096 + 212, fresh.data() + 20 * 4096, 8 * 4096); // new, 212 bytes in: shifted
 	memset(launch_disk.data() + 40 * 4096, 0, 8 * 4096);                          // zeroed
 	memcpy(launch_disk.data() + 60 * 4096, noise.data() + 200 * 4096, 4 * 4096);  // base memory pages
 	memcpy(launch_disk.data() + 70 * 4096, base_disk.data() + 512, 4 * 4096);     // base disk, shifted 512
@@ -132,7 +140,7 @@ static void apply_and_compare(unsigned threads) {
 			if (d.unchanged)
 				return;
 			if (format::stores_payload(d.kind))
-				w.add_data(space, chunk, d.payload, d.kind);
+				w.add_data(d.record(space, chunk), d.payload);
 			else
 				w.add_ref(space, chunk, d.kind, d.ref);
 		};
@@ -149,6 +157,12 @@ static void apply_and_compare(unsigned threads) {
 	// Every category was exercised somewhere.
 	for (int k = 1; k < format::kChunkKinds; k++)
 		assert_true(n.n[0][k] + n.n[1][k] > 0);
+	// The shifted copies are found: all 16 memory pages (each but the first
+	// overlaps two stored pages; one is enough) and the 9 disk chunks the
+	// 212-byte-shifted copy touches, but for a first chunk too short to match.
+	constexpr int kShift = static_cast<int>(format::ChunkKind::ShiftXor);
+	assert_true(n.n[0][kShift] >= 15);
+	assert_true(n.n[1][kShift] >= 8);
 
 	// Apply.
 	engine::ApplyBase ab;
@@ -189,10 +203,87 @@ static void apply_and_compare(unsigned threads) {
 static void test_apply_exact_one_thread(void **) { apply_and_compare(1); }
 static void test_apply_exact_two_threads(void **) { apply_and_compare(2); }
 
+// Handoff: shifted deltas name the n-th stored chunk of the session; they
+// cross an ITEMS batch and apply exactly; a bad shift or a reference to a
+// chunk not stored yet is refused.
+static void test_shifted_items_versioned(void **) {
+	char tmpl[] = "/tmp/cloudlet-shift-XXXXXX";
+	std::string dir = mkdtemp(tmpl);
+	const uint64_t pages = 16;
+	qemu::MemoryImage base_mem;
+	base_mem.info.blocks = {{"pc.ram", pages * 4096, 0}};
+	base_mem.info.total_pages = pages;
+	base_mem.reset_pages(pages);
+	qemu::MemoryImageProvider base_memp(base_mem);
+	write_file(dir + "/base.raw", std::vector<uint8_t>(64 * 1024, 0));
+	engine::DedupBase db;
+	db.memory = &base_memp;
+	engine::Deduper dd(db, dir);
+	dd.use_ordinal_self_refs();
+	auto fresh = random_bytes(3 * 4096, 7);
+	std::vector<std::vector<uint8_t>> launch(4, std::vector<uint8_t>(4096));
+	memcpy(launch[0].data(), fresh.data(), 4096);
+	memcpy(launch[1].data(), fresh.data() + 4096, 4096);
+	memcpy(launch[2].data() + 212, fresh.data(), 4096 - 212);  // fresh page 0, 212 bytes in
+	memcpy(launch[3].data(), fresh.data() + 4096 + 48, 4096 - 48); // fresh page 1 from byte 48
+	engine::ItemBatch batch;
+	for (uint64_t p = 0; p < 4; p++) {
+		engine::DedupDecision d = dd.classify(0, p, launch[p].data());
+		if (p >= 2) {
+			assert_int_equal(static_cast<int>(d.kind), static_cast<int>(ChunkKind::ShiftXor));
+			assert_int_equal(d.ref, p - 2);
+			assert_int_equal(d.shift, p == 2 ? -212 : 48);
+		}
+		batch.add(d.record(0, p), 1, d.payload);
+	}
+	auto frame = batch.encode(engine::Codec::Zstd, 3);
+	// Two shifted pages of mostly zero XOR: the batch is about two pages.
+	assert_true(frame.size() < 2 * 4096 + 1024);
+
+	engine::ApplyBase ab;
+	MappedFile base_map(dir + "/base.raw");
+	ab.memory = &base_memp;
+	ab.disks.push_back({base_map.data(), base_map.size(), dir + "/base.raw"});
+	format::OverlayHeader h;
+	h.base_id = std::string(64, 'b');
+	h.ram_blocks = {{"pc.ram", pages * 4096}};
+	h.total_pages = pages;
+	h.disks = {{"vda", 64 * 1024}};
+	Progress progress;
+	engine::OverlayApplier applier(ab, h, {dir + "/layer.qcow2"}, dir, progress);
+	applier.set_versioned();
+	engine::decode_item_batch(frame, 1, [&](const format::ChunkRecord &r, uint64_t v, const uint8_t *data) {
+		applier.apply_versioned(r, data, v);
+	});
+	applier.finish();
+	for (uint64_t p = 0; p < 4; p++)
+		assert_memory_equal(applier.page(p), launch[p].data(), 4096);
+
+	auto refused = [&](const format::ChunkRecord &r) {
+		engine::ItemBatch b;
+		b.add(r, 2, launch[0].data());
+		auto f = b.encode(engine::Codec::None, 0);
+		try {
+			engine::decode_item_batch(f, 1, [&](const format::ChunkRecord &rr, uint64_t v, const uint8_t *data) {
+				applier.apply_versioned(rr, data, v);
+			});
+			fail_msg("accepted a shifted item with ref %llu shift %d", (unsigned long long)r.ref, r.shift);
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+		}
+	};
+	refused({0, ChunkKind::ShiftXor, 5, 0, 0});     // no shift
+	refused({0, ChunkKind::ShiftXor, 5, 0, 4096});  // beyond a chunk
+	refused({0, ChunkKind::ShiftXor, 5, 99, 8});    // a stored chunk that does not exist
+	std::string rm = "rm -rf '" + dir + "'";
+	assert_int_equal(system(rm.c_str()), 0);
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_apply_exact_one_thread),
 	    cmocka_unit_test(test_apply_exact_two_threads),
+	    cmocka_unit_test(test_shifted_items_versioned),
 	};
 	return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

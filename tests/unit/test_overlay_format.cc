@@ -85,12 +85,14 @@ std::vector<uint8_t> build(engine::Codec codec, size_t segment_bytes, std::vecto
 	auto p = page(999, false);
 	w.add_data(2, 4, p.data());
 	w.add_data(0, 6000, p.data(), ChunkKind::DataXor);
+	w.add_data({0, ChunkKind::ShiftXor, 6001, 7, -48}, p.data()); // against memory chunk 7, 48 bytes later
 	expect->insert(expect->end(), {{0, ChunkKind::Zero, 5000, 0},
 	                               {0, ChunkKind::BaseMemory, 5001, 123},
 	                               {1, ChunkKind::BaseDisk, 10, 512 * 9},
 	                               {2, ChunkKind::Self, 3, 7},
 	                               {2, ChunkKind::Data, 4, 0},
-	                               {0, ChunkKind::DataXor, 6000, 0}});
+	                               {0, ChunkKind::DataXor, 6000, 0},
+	                               {0, ChunkKind::ShiftXor, 6001, 7, -48}});
 	w.finish(std::vector<uint8_t>(1000, 0x5a));
 	return out.bytes;
 }
@@ -164,6 +166,7 @@ static void test_round_trip(void **) {
 				assert_int_equal(static_cast<int>(c.records[i].kind), static_cast<int>(expect[i].kind));
 				assert_int_equal(c.records[i].chunk, expect[i].chunk);
 				assert_int_equal(c.records[i].ref, expect[i].ref);
+				assert_int_equal(c.records[i].shift, expect[i].shift);
 			}
 			for (uint32_t i = 0; i < 300; i++)
 				assert_true(c.data[i] == page(i, i % 2));
@@ -220,6 +223,8 @@ static void test_writer_misuse_is_refused_by_reader(void **) {
 	refused([&](format::OverlayWriter &w) { w.add_ref(0, 1, ChunkKind::Zero, 0); w.add_ref(0, 1, ChunkKind::Zero, 0); },
 	        "a chunk named twice");
 	refused([&](format::OverlayWriter &w) { w.add_ref(0, 1, ChunkKind::Self, 2); }, "self before data");
+	refused([&](format::OverlayWriter &w) { w.add_data({0, ChunkKind::ShiftXor, 1, 2, 100}, p.data()); },
+	        "shifted delta before its reference");
 	refused([&](format::OverlayWriter &w) { w.add_data(3, 0, p.data()); }, "a space that does not exist");
 	refused([&](format::OverlayWriter &w) { w.add_data(0, 1u << 30, p.data()); }, "a chunk beyond memory");
 	refused([&](format::OverlayWriter &w) { w.add_ref(1, 0, ChunkKind::BaseDisk, 100); }, "unaligned disk reference");
