@@ -418,37 +418,42 @@ CLOUDLET_API void cloudlet_capture_result_free(cloudlet_capture_result *result);
 /* Base VMs: create, store, verify, export/import, resume                   */
 /* ------------------------------------------------------------------------ */
 
-/** One stored file of a base. */
+/** One stored file of a base. (An array element: it never grows; what is
+ *  added per part is an array in cloudlet_base_info.) */
 typedef struct cloudlet_base_part {
 	unsigned int version;       /**< fields below exist from version 1 */
 	const char *file;           /**< name in the base folder */
-	const char *role;           /**< "memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd" */
+	const char *role;           /**< "memory", "memory-index", "disk", "disk-index", "disk-sector-index", "domain-xml", "kernel", "initrd" */
 	const char *target;         /**< disks and their indexes: guest device ("vda"); else "" */
-	uint64_t size;
-	const char *sha256;
+	uint64_t size;              /**< apparent size in bytes */
+	const char *sha256;         /**< the part's content digest: a SHA-256 hash tree, 64 hex digits (docs/formats/base.md) */
 } cloudlet_base_part;
 
 /** A base VM. Free with cloudlet_base_info_free(). */
 typedef struct cloudlet_base_info {
 	unsigned int version;       /**< fields below exist from version 1 */
-	const char *id;             /**< SHA-256 of its manifest, which lists every part's SHA-256 */
+	const char *id;             /**< SHA-256 of its manifest, which lists every part's size and digest */
 	const char *name;
 	const char *created;        /**< ISO 8601, UTC */
-	const char *source_domain;
+	const char *source_domain;  /**< the domain it was made from; "" if imported */
 	const char *dir;            /**< its folder in the store */
 	const char *virt_type;      /**< created under "qemu" or "kvm" */
 	const char *machine;
 	const char *cpu_model;
 	uint64_t memory_bytes;
-	uint64_t total_bytes;       /**< all parts */
+	uint64_t total_bytes;       /**< all parts, apparent size (sparse disks count whole) */
 	size_t part_count;
 	const cloudlet_base_part *parts;
 	const char *status;         /**< "ok", "corrupt" or "unverified" (list does not verify) */
 	const char *problem;        /**< what is corrupt; "" otherwise */
 	double capture_seconds, disk_seconds, hash_seconds, total_seconds; /**< of its creation; 0 if imported */
+	/* version 2 */
+	uint64_t allocated_bytes;   /**< disk space all parts take (st_blocks x 512) */
+	const uint64_t *part_allocated_bytes; /**< part_count entries: each part's allocated bytes */
+	const char *imported_from;  /**< the package file it was imported from; "" if created here */
 } cloudlet_base_info;
 
-#define CLOUDLET_BASE_INFO_VERSION 1
+#define CLOUDLET_BASE_INFO_VERSION 2
 
 /** Options for the base calls (each uses the fields that apply). */
 typedef struct cloudlet_base_options {

@@ -204,16 +204,19 @@ ImageFile::ImageFile(const std::string &path) : path_(path), file_(path) {
 	}
 }
 
-const uint8_t *ImageFile::page(uint64_t linear) const {
+uint64_t ImageFile::slot(uint64_t linear) const {
 	if (linear >= info_.total_pages)
 		throw Error(CLOUDLET_E_INVALID_ARG, path_ + ": page " + std::to_string(linear) + " is outside the image");
 	uint64_t e = get_le(index_ + linear * 8, 8);
-	if (e == 0)
-		return nullptr;
 	if (e > data_slots_)
 		throw Error(CLOUDLET_E_CORRUPT, path_ + ": index entry of page " + std::to_string(linear) +
 		                                    " points past the data region");
-	return map_ + data_offset_ + (e - 1) * kTargetPageSize;
+	return e;
+}
+
+const uint8_t *ImageFile::page(uint64_t linear) const {
+	uint64_t e = slot(linear);
+	return e ? map_ + data_offset_ + (e - 1) * kTargetPageSize : nullptr;
 }
 
 } // namespace cloudlet::qemu

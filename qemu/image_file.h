@@ -55,6 +55,13 @@ public:
 	const StreamInfo &stream_info() const override { return info_; }
 	const uint8_t *page(uint64_t linear) const override;
 	uint64_t data_pages() const { return data_pages_; }
+	// Where page data is in the file: data_slots() pages of 4096 bytes from
+	// data_offset(). slot(p): 0 if linear page p is zero, else k for slot
+	// k - 1 (checked against data_slots(), so readers by file offset, such
+	// as the base's one-pass indexing, agree with page()).
+	uint64_t data_offset() const { return data_offset_; }
+	uint64_t data_slots() const { return data_slots_; }
+	uint64_t slot(uint64_t linear) const;
 
 private:
 	std::string path_;

@@ -43,6 +43,8 @@ def _copy_value(struct_cls, name, ctype, value, s):
             return [_s(value[i]) for i in range(n)]
         if issubclass(target, ctypes._Pointer):  # array of struct pointers
             return [copy(value[i].contents) if value[i] else None for i in range(n)]
+        if not issubclass(target, ctypes.Structure):  # array of numbers
+            return [value[i] for i in range(n)]
         return [copy(value[i]) for i in range(n)]
     if ctype is ctypes.c_char_p:
         return _s(value)

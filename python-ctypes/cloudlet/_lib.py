@@ -70,7 +70,7 @@ SNAPSHOT_OPTIONS_VERSION = 1
 SNAPSHOT_INFO_VERSION = 1
 CAPTURE_OPTIONS_VERSION = 1
 CAPTURE_RESULT_VERSION = 1
-BASE_INFO_VERSION = 1
+BASE_INFO_VERSION = 2
 BASE_OPTIONS_VERSION = 1
 RESUME_OPTIONS_VERSION = 2
 OVERLAY_OPTIONS_VERSION = 1
@@ -303,8 +303,11 @@ class base_info(Structure):
         ("disk_seconds", c_double),
         ("hash_seconds", c_double),
         ("total_seconds", c_double),
+        ("allocated_bytes", c_uint64),                  # version 2
+        ("part_allocated_bytes", POINTER(c_uint64)),    # version 2
+        ("imported_from", c_char_p),                    # version 2
     ]
-    _arrays_ = {"parts": "part_count"}
+    _arrays_ = {"parts": "part_count", "part_allocated_bytes": "part_count"}
 
 
 class base_options(_Options):

@@ -17,6 +17,7 @@ using cloudlet::abi::require;
 
 struct BaseInfoHolder : cloudlet_base_info, cloudlet::abi::StringKeeper {
 	std::vector<cloudlet_base_part> part_items;
+	std::vector<uint64_t> part_allocated;
 };
 
 BaseInfoHolder *to_c(const cloudlet::ops::BaseInfo &b) {
@@ -36,7 +37,7 @@ BaseInfoHolder *to_c(const cloudlet::ops::BaseInfo &b) {
 	p.total_bytes = b.manifest.total_bytes();
 	for (const auto &part : b.manifest.parts)
 		h->part_items.push_back({1, h->keep(part.file), h->keep(part.role), h->keep(part.target), part.size,
-		                         h->keep(part.sha256)});
+		                         h->keep(part.digest)});
 	p.part_count = h->part_items.size();
 	p.parts = h->part_items.data();
 	p.status = h->keep(b.status);
@@ -45,6 +46,11 @@ BaseInfoHolder *to_c(const cloudlet::ops::BaseInfo &b) {
 	p.disk_seconds = b.entry.disk_seconds;
 	p.hash_seconds = b.entry.hash_seconds;
 	p.total_seconds = b.entry.total_seconds;
+	p.allocated_bytes = b.allocated_bytes;
+	h->part_allocated = b.part_allocated;
+	h->part_allocated.resize(h->part_items.size()); // one per part, whatever happened
+	p.part_allocated_bytes = h->part_allocated.data();
+	p.imported_from = h->keep(b.entry.imported_from);
 	return h;
 }
 

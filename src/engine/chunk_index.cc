@@ -1,6 +1,7 @@
 #include "engine/chunk_index.h"
 
 #include "engine/sha256.h"
+#include "image_file.h"
 #include "util/error.h"
 
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -104,19 +106,40 @@ std::vector<Hash128> hash_sector_windows(const uint8_t *data, uint64_t size, uns
 	    index_entries(IndexKind::DiskSectors, size), [&](uint64_t i) { return data + i * kSectorStep; }, threads);
 }
 
-std::string write_index(const std::string &path, IndexKind kind, uint64_t source_bytes,
-                        const std::vector<Hash128> &hashes) {
-	std::vector<uint8_t> buf(kHeaderSize + hashes.size() * 16);
+namespace {
+
+std::vector<uint8_t> index_header(const std::string &path, IndexKind kind, uint64_t source_bytes, uint64_t count) {
+	std::vector<uint8_t> buf(kHeaderSize);
 	memcpy(buf.data(), kMagic, 8);
 	put_le32(&buf[8], 1);                         // format version
 	put_le32(&buf[12], static_cast<uint32_t>(kind));
 	put_le32(&buf[16], kChunkSize);
 	put_le32(&buf[20], 1);                        // hash: XXH3-128
-	put_le64(&buf[24], hashes.size());
+	put_le64(&buf[24], count);
 	put_le64(&buf[32], source_bytes);
-	if (index_entries(kind, source_bytes) != hashes.size())
-		fail(CLOUDLET_E_INTERNAL, path + ": " + std::to_string(hashes.size()) + " hashes for an index of " +
+	if (index_entries(kind, source_bytes) != count)
+		fail(CLOUDLET_E_INTERNAL, path + ": " + std::to_string(count) + " hashes for an index of " +
 		                              std::to_string(index_entries(kind, source_bytes)));
+	return buf;
+}
+
+void pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, const std::string &path) {
+	for (size_t done = 0; done < n;) {
+		ssize_t w = pwrite(fd, p + done, n - done, static_cast<off_t>(off + done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			fail_errno("cannot write " + path, errno);
+		done += static_cast<size_t>(w);
+	}
+}
+
+} // namespace
+
+std::string write_index(const std::string &path, IndexKind kind, uint64_t source_bytes,
+                        const std::vector<Hash128> &hashes) {
+	std::vector<uint8_t> buf = index_header(path, kind, source_bytes, hashes.size());
+	buf.resize(kHeaderSize + hashes.size() * 16);
 	for (size_t i = 0; i < hashes.size(); i++) {
 		put_le64(&buf[kHeaderSize + 16 * i], hashes[i].lo);
 		put_le64(&buf[kHeaderSize + 16 * i + 8], hashes[i].hi);
@@ -124,20 +147,125 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 	int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		fail_errno("cannot create " + path, errno);
-	for (size_t off = 0; off < buf.size();) {
-		ssize_t n = write(fd, buf.data() + off, buf.size() - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			close(fd);
-			fail_errno("cannot write " + path, e);
-		}
-		off += static_cast<size_t>(n);
+	try {
+		pwrite_all(fd, buf.data(), buf.size(), 0, path);
+	} catch (...) {
+		close(fd);
+		throw;
 	}
 	if (close(fd) != 0)
 		fail_errno("cannot write " + path, errno);
 	return sha256_hex(buf.data(), buf.size());
+}
+
+IndexWriter::IndexWriter(const std::string &path, IndexKind kind, uint64_t source_bytes)
+    : path_(path), count_(index_entries(kind, source_bytes)) {
+	std::vector<uint8_t> header = index_header(path, kind, source_bytes, count_);
+	fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd_ < 0)
+		fail_errno("cannot create " + path, errno);
+	pwrite_all(fd_, header.data(), header.size(), 0, path_);
+}
+
+IndexWriter::~IndexWriter() {
+	if (fd_ >= 0)
+		close(fd_);
+}
+
+void IndexWriter::put(uint64_t first, const Hash128 *hashes, size_t n) {
+	if (first > count_ || n > count_ - first)
+		fail(CLOUDLET_E_INTERNAL, path_ + ": entries " + std::to_string(first) + "+" + std::to_string(n) +
+		                              " beyond " + std::to_string(count_));
+	uint8_t buf[16 * 512];
+	for (size_t i = 0; i < n;) {
+		size_t k = std::min<size_t>(n - i, 512);
+		for (size_t j = 0; j < k; j++) {
+			put_le64(buf + 16 * j, hashes[i + j].lo);
+			put_le64(buf + 16 * j + 8, hashes[i + j].hi);
+		}
+		pwrite_all(fd_, buf, 16 * k, kHeaderSize + 16 * (first + i), path_);
+		i += k;
+	}
+	written_ += n;
+}
+
+void IndexWriter::finish() {
+	if (written_ != count_)
+		fail(CLOUDLET_E_INTERNAL, path_ + ": " + std::to_string(written_.load()) + " of " + std::to_string(count_) +
+		                              " index entries written");
+	int fd = fd_;
+	fd_ = -1;
+	if (close(fd) != 0)
+		fail_errno("cannot write " + path_, errno);
+}
+
+std::string index_disk_file(const std::string &disk, const std::string &idx4k, const std::string &idx512,
+                            ScanOptions scan) {
+	struct stat st;
+	if (stat(disk.c_str(), &st) != 0)
+		fail_errno("cannot stat " + disk, errno);
+	uint64_t size = static_cast<uint64_t>(st.st_size);
+	IndexWriter w4(idx4k, IndexKind::Disk, size), w512(idx512, IndexKind::DiskSectors, size);
+	const Hash128 zero = zero_chunk_hash();
+	scan.lookahead = kChunkSize - kSectorStep; // windows starting in a leaf's last 3.5 KiB end in the next
+	scan.visit = [&](const LeafView &v) {
+		thread_local std::vector<Hash128> h;
+		// 4 KiB chunks; the last is zero-padded (the view is zero past the end).
+		size_t n = (v.length + kChunkSize - 1) / kChunkSize;
+		h.resize(n);
+		for (size_t k = 0; k < n; k++) {
+			size_t at = k * kChunkSize;
+			h[k] = v.hole(at, at + kChunkSize) ? zero : chunk_hash(v.data + at);
+		}
+		w4.put(v.offset / kChunkSize, h.data(), n);
+		// The windows that start in this leaf and end inside the file.
+		uint64_t first = v.offset / kSectorStep;
+		uint64_t last = std::min(w512.count(), (v.offset + v.length + kSectorStep - 1) / kSectorStep);
+		if (last <= first)
+			return;
+		h.resize(static_cast<size_t>(last - first));
+		for (uint64_t i = first; i < last; i++) {
+			size_t at = static_cast<size_t>(i * kSectorStep - v.offset);
+			h[i - first] = v.hole(at, at + kChunkSize) ? zero : chunk_hash(v.data + at);
+		}
+		w512.put(first, h.data(), h.size());
+	};
+	std::string digest = scan_file(disk, scan).digest;
+	w4.finish();
+	w512.finish();
+	return digest;
+}
+
+std::string index_memory_image(const std::string &image, const std::string &idx, ScanOptions scan) {
+	qemu::ImageFile img(image);
+	const uint64_t slots = img.data_slots(), data_from = img.data_offset();
+	const uint64_t data_to = data_from + slots * kChunkSize;
+	const Hash128 zero = zero_chunk_hash();
+	std::vector<Hash128> slot_hash(slots);
+	scan.visit = [&](const LeafView &v) {
+		// Leaves and the data region are both 4096-aligned.
+		uint64_t from = std::max(v.offset, data_from), to = std::min(v.offset + v.length, data_to);
+		for (uint64_t at = from; at < to; at += kChunkSize) {
+			size_t rel = static_cast<size_t>(at - v.offset);
+			slot_hash[(at - data_from) / kChunkSize] = v.hole(rel, rel + kChunkSize) ? zero : chunk_hash(v.data + rel);
+		}
+	};
+	std::string digest = scan_file(image, scan).digest;
+	uint64_t pages = img.stream_info().total_pages;
+	IndexWriter w(idx, IndexKind::Memory, pages * kChunkSize);
+	std::vector<Hash128> h;
+	for (uint64_t p = 0; p < pages;) {
+		size_t n = static_cast<size_t>(std::min<uint64_t>(pages - p, 4096));
+		h.resize(n);
+		for (size_t k = 0; k < n; k++) {
+			uint64_t e = img.slot(p + k);
+			h[k] = e ? slot_hash[e - 1] : zero;
+		}
+		w.put(p, h.data(), n);
+		p += n;
+	}
+	w.finish();
+	return digest;
 }
 
 IndexFile::IndexFile(const std::string &path) : file_(path) {

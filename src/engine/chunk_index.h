@@ -4,8 +4,10 @@
 // tamper detection are SHA-256's job (engine/sha256.h).
 #pragma once
 
+#include "engine/content_digest.h"
 #include "util/mapped_file.h"
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -49,6 +51,39 @@ std::vector<Hash128> hash_range(const uint8_t *data, uint64_t size, unsigned thr
 // Writes an index file (header + hashes); returns the file's SHA-256.
 std::string write_index(const std::string &path, IndexKind kind, uint64_t source_bytes,
                         const std::vector<Hash128> &hashes);
+
+// An index file written in pieces, in any order and from several threads
+// (pwrite at each entry's place), so no index is ever held in memory.
+// finish() checks that every entry was written exactly once in total count.
+class IndexWriter {
+public:
+	IndexWriter(const std::string &path, IndexKind kind, uint64_t source_bytes); // creates, truncates
+	~IndexWriter();
+	IndexWriter(const IndexWriter &) = delete;
+	IndexWriter &operator=(const IndexWriter &) = delete;
+	uint64_t count() const { return count_; }
+	// Entries [first, first + n). Thread-safe.
+	void put(uint64_t first, const Hash128 *hashes, size_t n);
+	void finish(); // throws CLOUDLET_E_INTERNAL unless count() entries were put
+
+private:
+	std::string path_;
+	int fd_ = -1;
+	uint64_t count_ = 0;
+	std::atomic<uint64_t> written_{0};
+};
+
+// One pass over a raw disk file (scan_file with `scan`'s threads and
+// progress; holes are not read and hash as the zero chunk): writes both
+// indexes, Disk and DiskSectors, as they are computed, and returns the
+// disk's digest. Memory: a few MiB per thread, whatever the disk's size.
+std::string index_disk_file(const std::string &disk, const std::string &idx4k, const std::string &idx512,
+                            ScanOptions scan);
+
+// One pass over a memory image (qemu/image_file.h): the Memory index, one
+// entry per linear page, and the image's digest. Only the image's header
+// and page index are mapped; memory: 16 bytes per page with data.
+std::string index_memory_image(const std::string &image, const std::string &idx, ScanOptions scan);
 
 // A read-only, mmap'ed index file, validated on open.
 class IndexFile {

@@ -28,11 +28,23 @@ std::string Sha256::hex() {
 	unsigned int len = 0;
 	if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX *>(ctx_), md, &len) != 1)
 		fail(CLOUDLET_E_INTERNAL, "SHA-256 final failed");
+	return to_hex(md, len);
+}
+
+void Sha256::digest(uint8_t out[32]) {
+	unsigned int len = 0;
+	auto *c = static_cast<EVP_MD_CTX *>(ctx_);
+	if (EVP_DigestFinal_ex(c, out, &len) != 1 || len != 32 || EVP_DigestInit_ex(c, EVP_sha256(), nullptr) != 1)
+		fail(CLOUDLET_E_INTERNAL, "SHA-256 final failed");
+}
+
+std::string to_hex(const uint8_t *bytes, size_t n) {
 	static const char digits[] = "0123456789abcdef";
 	std::string s;
-	for (unsigned i = 0; i < len; i++) {
-		s += digits[md[i] >> 4];
-		s += digits[md[i] & 15];
+	s.reserve(2 * n);
+	for (size_t i = 0; i < n; i++) {
+		s += digits[bytes[i] >> 4];
+		s += digits[bytes[i] & 15];
 	}
 	return s;
 }

@@ -1,5 +1,6 @@
 // Streaming SHA-256 (OpenSSL EVP: SHA-NI where the CPU has it). Used for
-// content identity (base IDs, package manifests), never for lookup.
+// content identity (base IDs, package manifests, the leaves and root of a
+// base part's digest: engine/content_digest.h), never for lookup.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +17,8 @@ public:
 	Sha256 &operator=(const Sha256 &) = delete;
 	void update(const void *data, size_t n);
 	std::string hex(); // finishes; lower-case, 64 characters
+	// Finishes into `out` and starts a new hash (the object is reusable).
+	void digest(uint8_t out[32]);
 
 private:
 	void *ctx_; // EVP_MD_CTX
@@ -23,7 +26,10 @@ private:
 
 std::string sha256_hex(const void *data, size_t n);
 
-// Hashes a whole file, reading it in 1 MiB blocks. Throws on I/O errors.
+std::string to_hex(const uint8_t *bytes, size_t n);
+
+// The SHA-256 of a whole file's bytes, reading it in 1 MiB blocks. Throws on
+// I/O errors. Not a base part's digest (that is engine/content_digest.h).
 std::string sha256_file(const std::string &path, uint64_t *size = nullptr);
 
 } // namespace cloudlet::engine

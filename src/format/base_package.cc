@@ -1,7 +1,9 @@
 #include "format/base_package.h"
 
+#include "engine/content_digest.h"
 #include "engine/sha256.h"
 #include "util/error.h"
+#include "util/sparse_file.h"
 
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -56,17 +58,6 @@ private:
 	engine::Sha256 sha_;
 };
 
-bool all_zero(const uint8_t *p, size_t n) {
-	static const uint8_t zeros[4096] = {};
-	for (size_t off = 0; off < n; off += 4096) {
-		size_t k = std::min<size_t>(4096, n - off);
-		if (memcmp(p + off, zeros, k) != 0)
-			return false;
-	}
-	return true;
-}
-
-
 } // namespace
 
 void write_base_package(int fd, const std::string &out_name, const PackageHeader &h, const store::Manifest &m,
@@ -89,32 +80,34 @@ void write_base_package(int fd, const std::string &out_name, const PackageHeader
 		if (in < 0)
 			fail_errno("cannot open " + path, errno);
 		posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-		engine::Sha256 part_sha;
-		for (uint64_t off = 0; off < p.size;) {
-			size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, p.size - off)), got = 0;
-			while (got < want) {
-				ssize_t n = pread(in, buf.data() + got, want - got, static_cast<off_t>(off + got));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0) {
-					int e = n < 0 ? errno : EIO;
-					close(in);
-					fail_errno("cannot read " + path + " (shorter than its manifest entry?)", e);
+		engine::DigestBuilder part_digest;
+		try {
+			DataExtents ext(in, p.size, path);
+			for (uint64_t off = 0; off < p.size;) {
+				size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, p.size - off));
+				uint8_t kind = 0;
+				if (!ext.hole(off, off + want)) { // holes are not read
+					pread_full(in, buf.data(), want, off, path + " (shorter than its manifest entry?)");
+					kind = engine::all_zero(buf.data(), want) ? 0 : 1;
 				}
-				got += static_cast<size_t>(n);
+				if (kind)
+					part_digest.update(buf.data(), want);
+				else
+					part_digest.zeros(want);
+				out.write(&kind, 1);
+				if (kind)
+					out.write(buf.data(), want);
+				off += want;
+				done += want;
+				progress.report("export", done, total);
 			}
-			part_sha.update(buf.data(), want);
-			uint8_t kind = all_zero(buf.data(), want) ? 0 : 1;
-			out.write(&kind, 1);
-			if (kind)
-				out.write(buf.data(), want);
-			off += want;
-			done += want;
-			progress.report("export", done, total);
+		} catch (...) {
+			close(in);
+			throw;
 		}
 		close(in);
 		// The package must carry what the manifest promises.
-		if (part_sha.hex() != p.sha256)
+		if (part_digest.finish() != p.digest)
 			fail(CLOUDLET_E_CORRUPT, path + " no longer matches the base's manifest; not exported");
 	}
 	std::string digest = out.sha().hex();
@@ -164,19 +157,18 @@ PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progres
 		int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd < 0)
 			fail_errno("cannot create " + path, errno);
-		engine::Sha256 part_sha;
-		static const uint8_t zeros[kBlock] = {};
+		engine::DigestBuilder part_digest;
 		try {
 			for (uint64_t off = 0; off < p.size;) {
 				size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, p.size - off));
 				const uint8_t *k = r.bytes(1, "block kind");
 				all.update(k, 1);
 				if (*k == 0) {
-					part_sha.update(zeros, want); // a hole, not written
+					part_digest.zeros(want); // a hole, not written
 				} else if (*k == 1) {
 					const uint8_t *b = r.bytes(want, "block data");
 					all.update(b, want);
-					part_sha.update(b, want);
+					part_digest.update(b, want);
 					for (size_t w = 0; w < want;) {
 						ssize_t n = pwrite(fd, b + w, want - w, static_cast<off_t>(off + w));
 						if (n < 0 && errno == EINTR)
@@ -201,10 +193,10 @@ PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progres
 			throw;
 		}
 		close(fd);
-		std::string got = part_sha.hex();
-		if (got != p.sha256)
-			fail(CLOUDLET_E_CORRUPT, "part " + p.file + " in the package hashes to " + got + ", its manifest says " +
-			                             p.sha256);
+		std::string got = part_digest.finish();
+		if (got != p.digest)
+			fail(CLOUDLET_E_CORRUPT, "part " + p.file + " in the package has the digest " + got +
+			                             ", its manifest says " + p.digest);
 	}
 	std::string digest = all.hex();
 	const uint8_t *end = r.bytes(8, "package trailer");

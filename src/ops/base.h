@@ -18,7 +18,14 @@ struct BaseInfo {
 	std::string dir;
 	std::string status = "unverified"; // "ok", "corrupt", "unverified"
 	std::string problem;                // why corrupt
+	// Disk space the parts take (st_blocks x 512; sparse disks take less
+	// than their size), per part in manifest order, and in all.
+	std::vector<uint64_t> part_allocated;
+	uint64_t allocated_bytes = 0;
 };
+
+// Fills part_allocated/allocated_bytes from the files (a missing one: 0).
+void add_allocation(BaseInfo &info);
 
 // A verified-by-construction description of a base just added to the store.
 BaseInfo stored_base_info(const store::BaseStore &st, const store::CatalogEntry &e, const store::Manifest &m);

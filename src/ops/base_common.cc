@@ -49,7 +49,19 @@ BaseInfo stored_base_info(const store::BaseStore &st, const store::CatalogEntry 
 	info.manifest = m;
 	info.dir = st.base_dir(e.id);
 	info.status = "ok";
+	add_allocation(info);
 	return info;
+}
+
+void add_allocation(BaseInfo &info) {
+	info.part_allocated.clear();
+	info.allocated_bytes = 0;
+	for (const auto &p : info.manifest.parts) {
+		struct stat st {};
+		uint64_t a = stat((info.dir + "/" + p.file).c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+		info.part_allocated.push_back(a);
+		info.allocated_bytes += a;
+	}
 }
 
 std::string new_uuid() {

@@ -1,11 +1,13 @@
 // base create: pause the domain, capture its memory into our memory image,
 // copy its disks while it is paused (so disks and memory are one instant),
-// index and hash everything, and move the result into the store.
+// index and digest everything in one pass per part, and move the result
+// into the store.
 #include "ops/base.h"
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
 
 #include "engine/chunk_index.h"
+#include "engine/content_digest.h"
 #include "engine/sha256.h"
 #include "host/process.h"
 #include "host/tempdir.h"
@@ -13,18 +15,12 @@
 #include "ops/base_common.h"
 #include "ops/snapshot_capture.h"
 #include "util/error.h"
-#include "util/mapped_file.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <chrono>
-#include <future>
-#include <thread>
+#include <map>
 
 namespace cloudlet::ops {
 
@@ -32,14 +28,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Both disk indexes from one mapping: 4 KiB chunks and 512-byte-step windows.
-void index_disk(const std::string &path, const std::string &idx4k, const std::string &idx512, unsigned threads) {
-	MappedFile disk(path, true);
-	engine::write_index(idx4k, engine::IndexKind::Disk, disk.size(), engine::hash_range(disk.data(), disk.size(), threads));
-	engine::write_index(idx512, engine::IndexKind::DiskSectors, disk.size(),
-	                    engine::hash_sector_windows(disk.data(), disk.size(), threads));
-}
 
 } // namespace
 
@@ -107,20 +95,9 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	// The base's data is complete: give the source domain back.
 	virt::release(dom.get(), was_running, o.stop, "the base is captured");
 
-	// 3. Indexes and hashes (both cores: indexes split by range, files
-	// hashed side by side).
+	// 3. Indexes and digests: one pass over each part, each pass on every
+	// thread (engine/content_digest.h).
 	auto th = Clock::now();
-	progress.report("index", 0, 0);
-	{
-		qemu::ImageFile img(work + "/memory.cltmem");
-		auto h = engine::hash_chunks(
-		    img.stream_info().total_pages, [&](uint64_t p) { return img.page(p); }, threads);
-		engine::write_index(work + "/memory.idx", engine::IndexKind::Memory,
-		                    img.stream_info().total_pages * engine::kChunkSize, h);
-	}
-	for (const auto &d : src.disks)
-		index_disk(work + "/" + d.file, work + "/disk-" + d.target + ".idx", work + "/disk-" + d.target + ".idx512",
-		           threads);
 	{
 		FILE *f = fopen((work + "/domain.xml").c_str(), "wb");
 		if (!f || fwrite(src.canonical_xml.data(), 1, src.canonical_xml.size(), f) != src.canonical_xml.size() ||
@@ -139,16 +116,40 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 		m.parts.push_back({"kernel", "kernel", "", 0, ""});
 	if (!src.initrd.empty())
 		m.parts.push_back({"initrd", "initrd", "", 0, ""});
-	progress.report("hash", 0, m.parts.size());
-	std::vector<std::future<void>> jobs;
-	std::atomic<size_t> next{0};
-	for (unsigned t = 0; t < threads; t++)
-		jobs.push_back(std::async(std::launch::async, [&] {
-			for (size_t k; (k = next++) < m.parts.size();)
-				m.parts[k].sha256 = engine::sha256_file(work + "/" + m.parts[k].file, &m.parts[k].size);
-		}));
-	for (auto &j : jobs)
-		j.get();
+	uint64_t total = 0, done = 0;
+	for (const auto &p : m.parts)
+		if (p.role == "memory" || p.role == "disk")
+			total += store::stamp_of(work + "/" + p.file).size;
+	// The indexes first (each from the pass that digests its source), then
+	// the digests of everything not digested yet.
+	std::map<std::string, std::string> digests;
+	progress.report("index", 0, total);
+	for (const auto &p : m.parts) {
+		std::string path = work + "/" + p.file;
+		engine::ScanOptions scan;
+		scan.threads = threads;
+		scan.progress = &progress;
+		scan.phase = "index";
+		scan.progress_base = done;
+		scan.progress_total = total;
+		if (p.role == "memory") {
+			digests[p.file] = engine::index_memory_image(path, work + "/memory.idx", scan);
+		} else if (p.role == "disk") {
+			digests[p.file] = engine::index_disk_file(path, work + "/disk-" + p.target + ".idx",
+			                                          work + "/disk-" + p.target + ".idx512", scan);
+		} else {
+			continue;
+		}
+		done += store::stamp_of(path).size;
+	}
+	for (size_t k = 0; k < m.parts.size(); k++) {
+		store::Part &p = m.parts[k];
+		progress.report("hash", k, m.parts.size());
+		std::string path = work + "/" + p.file;
+		p.size = store::stamp_of(path).size;
+		auto it = digests.find(p.file);
+		p.digest = it != digests.end() ? it->second : engine::digest_file(path, threads);
+	}
 	std::string manifest = m.to_json();
 	write_text_file(work + "/manifest.json", manifest);
 	entry.id = engine::sha256_hex(manifest.data(), manifest.size());

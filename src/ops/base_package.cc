@@ -70,7 +70,7 @@ BaseInfo base_import(Context &ctx, const std::string &path, const std::string &n
 	e.id = h.id;
 	e.name = name.empty() ? h.name : name;
 	e.created = now_iso8601();
-	e.source_domain = "imported from " + path;
+	e.imported_from = path;
 	e.bytes = m.total_bytes();
 	for (const auto &p : m.parts)
 		e.stamps[p.file] = store::stamp_of(work + "/" + p.file);

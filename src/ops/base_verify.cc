@@ -5,6 +5,7 @@
 #include "ops/recovery.h"
 #include "ops/base_verify.h"
 
+#include "engine/content_digest.h"
 #include "engine/sha256.h"
 #include "ops/base_common.h"
 #include "util/error.h"
@@ -13,15 +14,20 @@
 #include <dirent.h>
 #include <libvirt/virterror.h>
 
+#include <algorithm>
+#include <thread>
+
 namespace cloudlet::ops {
 
-BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress) {
+BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress,
+                     unsigned threads) {
 	BaseInfo info;
 	info.entry = e;
 	info.dir = st.base_dir(e.id);
 	auto corrupt = [&](const std::string &why) {
 		info.status = "corrupt";
 		info.problem = why;
+		add_allocation(info);
 		return info;
 	};
 	std::string text;
@@ -38,6 +44,8 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 	} catch (const Error &err) {
 		return corrupt(err.what());
 	}
+	if (threads == 0)
+		threads = std::max(1u, std::thread::hardware_concurrency());
 	std::map<std::string, store::Stamp> stamps;
 	bool rehashed = false;
 	uint64_t done = 0, total = info.manifest.total_bytes();
@@ -55,9 +63,15 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 		auto it = e.stamps.find(p.file);
 		if (full || it == e.stamps.end() || !(it->second == s)) {
 			progress.report("verify", done, total);
-			std::string got = engine::sha256_file(path);
-			if (got != p.sha256)
-				return corrupt(p.file + " changed: its SHA-256 is " + got + ", the manifest says " + p.sha256);
+			engine::ScanOptions o;
+			o.threads = threads;
+			o.progress = &progress;
+			o.phase = "verify";
+			o.progress_base = done;
+			o.progress_total = total;
+			std::string got = engine::scan_file(path, o).digest;
+			if (got != p.digest)
+				return corrupt(p.file + " changed: its digest is " + got + ", the manifest says " + p.digest);
 			rehashed = true;
 		}
 		done += p.size;
@@ -66,6 +80,7 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 	if (rehashed)
 		st.update_stamps(e.id, stamps);
 	info.status = "ok";
+	add_allocation(info);
 	return info;
 }
 
@@ -83,6 +98,7 @@ std::vector<BaseInfo> base_list(Context &ctx) {
 			i.status = "corrupt";
 			i.problem = err.what();
 		}
+		add_allocation(i);
 		out.push_back(i);
 	}
 	return out;
@@ -90,7 +106,7 @@ std::vector<BaseInfo> base_list(Context &ctx) {
 
 BaseInfo base_show(Context &ctx, const std::string &id, bool full, Progress &progress) {
 	store::BaseStore st(ctx.settings().store_dir);
-	return verify_base(st, st.find(id), full, progress);
+	return verify_base(st, st.find(id), full, progress, ctx.settings().worker_threads);
 }
 
 void base_remove(Context &ctx, const std::string &key) {

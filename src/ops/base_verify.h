@@ -7,7 +7,10 @@
 namespace cloudlet::ops {
 
 // Verifies a base; corruption is reported in the result (status "corrupt").
-BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress);
+// Parts are re-digested (engine/content_digest.h) on `threads` threads
+// (0: 2) when their stamp changed, or all of them if `full`.
+BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress,
+                     unsigned threads = 0);
 
 // The base's memory, every page checked against the base's index as it is
 // read: a page that changed on disk since the last full check cannot slip

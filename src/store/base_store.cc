@@ -119,6 +119,7 @@ std::vector<CatalogEntry> BaseStore::read_catalog() const {
 		e.name = get_str(b, "name");
 		e.created = get_str(b, "created");
 		e.source_domain = get_str(b, "source_domain");
+		e.imported_from = get_str(b, "imported_from");
 		e.bytes = get_u64(b, "bytes");
 		json_object *t = nullptr;
 		if (json_object_object_get_ex(b, "timings", &t)) {
@@ -150,6 +151,8 @@ void BaseStore::write_catalog(const std::vector<CatalogEntry> &entries) const {
 		json_object_object_add(b, "name", json_object_new_string(e.name.c_str()));
 		json_object_object_add(b, "created", json_object_new_string(e.created.c_str()));
 		json_object_object_add(b, "source_domain", json_object_new_string(e.source_domain.c_str()));
+		if (!e.imported_from.empty())
+			json_object_object_add(b, "imported_from", json_object_new_string(e.imported_from.c_str()));
 		json_object_object_add(b, "bytes", json_object_new_int64(static_cast<int64_t>(e.bytes)));
 		json_object *t = json_object_new_object();
 		json_object_object_add(t, "capture", json_object_new_double(e.capture_seconds));

@@ -27,7 +27,8 @@ struct Stamp {
 Stamp stamp_of(const std::string &path); // throws if missing
 
 struct CatalogEntry {
-	std::string id, name, created, source_domain;
+	std::string id, name, created, source_domain; // source_domain: "" if imported
+	std::string imported_from;                    // the package file; "" if created here
 	uint64_t bytes = 0;
 	double capture_seconds = 0, disk_seconds = 0, hash_seconds = 0, total_seconds = 0;
 	std::map<std::string, Stamp> stamps; // file -> stamp when last verified

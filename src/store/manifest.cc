@@ -1,5 +1,6 @@
 #include "store/manifest.h"
 
+#include "engine/content_digest.h"
 #include "util/error.h"
 
 #include <json-c/json.h>
@@ -54,6 +55,7 @@ std::string Manifest::to_json() const {
 	Json o(json_object_new_object());
 	json_object_object_add(o.get(), "format", json_object_new_int(static_cast<int>(format)));
 	json_object_object_add(o.get(), "kind", json_object_new_string("libcloudlet-base"));
+	json_object_object_add(o.get(), "digest", json_object_new_string(engine::kDigestAlgorithm));
 	json_object_object_add(o.get(), "virt_type", json_object_new_string(virt_type.c_str()));
 	json_object_object_add(o.get(), "machine", json_object_new_string(machine.c_str()));
 	json_object_object_add(o.get(), "cpu_model", json_object_new_string(cpu_model.c_str()));
@@ -66,7 +68,7 @@ std::string Manifest::to_json() const {
 		if (!p.target.empty())
 			json_object_object_add(j, "target", json_object_new_string(p.target.c_str()));
 		json_object_object_add(j, "size", json_object_new_int64(static_cast<int64_t>(p.size)));
-		json_object_object_add(j, "sha256", json_object_new_string(p.sha256.c_str()));
+		json_object_object_add(j, "digest", json_object_new_string(p.digest.c_str()));
 		json_object_array_add(list, j);
 	}
 	json_object_object_add(o.get(), "parts", list);
@@ -85,10 +87,19 @@ Manifest Manifest::parse(const std::string &text, const std::string &what) {
 		fail(CLOUDLET_E_CORRUPT, what + ": manifest is not a JSON object");
 	Manifest m;
 	uint64_t f = get_u64(doc.get(), "format", what);
-	if (f != 1)
-		fail(CLOUDLET_E_UNSUPPORTED, what + ": manifest format " + std::to_string(f) + " (this library reads 1)");
+	if (f < kManifestFormat)
+		fail(CLOUDLET_E_UNSUPPORTED,
+		     what + ": manifest format " + std::to_string(f) + " is from an older libcloudlet (its parts carry " +
+		         "plain SHA-256 digests; this library reads format " + std::to_string(kManifestFormat) +
+		         ", content digests): the base must be re-created with 'cloudlet base create'");
+	if (f != kManifestFormat)
+		fail(CLOUDLET_E_UNSUPPORTED, what + ": manifest format " + std::to_string(f) + " (this library reads " +
+		                                 std::to_string(kManifestFormat) + ")");
 	if (get_string(doc.get(), "kind", what) != "libcloudlet-base")
 		fail(CLOUDLET_E_CORRUPT, what + ": not a libcloudlet base manifest");
+	if (std::string d = get_string(doc.get(), "digest", what); d != engine::kDigestAlgorithm)
+		fail(CLOUDLET_E_UNSUPPORTED, what + ": part digest '" + d + "' (this library computes '" +
+		                                 engine::kDigestAlgorithm + "')");
 	m.virt_type = get_string(doc.get(), "virt_type", what);
 	m.machine = get_string(doc.get(), "machine", what);
 	m.cpu_model = get_string(doc.get(), "cpu_model", what);
@@ -109,11 +120,11 @@ Manifest Manifest::parse(const std::string &text, const std::string &what) {
 		if (json_object_object_get_ex(j, "target", &t) && json_object_is_type(t, json_type_string))
 			p.target = json_object_get_string(t);
 		p.size = get_u64(j, "size", pw);
-		p.sha256 = get_string(j, "sha256", pw);
+		p.digest = get_string(j, "digest", pw);
 		if (!safe_file_name(p.file) || p.file == "manifest.json")
 			fail(CLOUDLET_E_CORRUPT, pw + ": file name '" + p.file + "' is not allowed");
-		if (!is_hex64(p.sha256))
-			fail(CLOUDLET_E_CORRUPT, pw + ": sha256 is not 64 hex digits");
+		if (!is_hex64(p.digest))
+			fail(CLOUDLET_E_CORRUPT, pw + ": digest is not 64 hex digits");
 		for (const auto &q : m.parts)
 			if (q.file == p.file)
 				fail(CLOUDLET_E_CORRUPT, pw + ": file '" + p.file + "' listed twice");

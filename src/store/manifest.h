@@ -1,6 +1,7 @@
 // A base VM's manifest (docs/formats/base.md): what the base is made of,
-// each part with its size and SHA-256. The base ID is the SHA-256 of the
-// manifest file's bytes, so the ID covers every part and the manifest.
+// each part with its size and content digest (engine/content_digest.h). The
+// base ID is the SHA-256 of the manifest file's bytes, so the ID covers
+// every part and the manifest.
 #pragma once
 
 #include <cstdint>
@@ -14,11 +15,13 @@ struct Part {
 	std::string role;   // "memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd"
 	std::string target; // disks: the guest's device name ("vda"); else ""
 	uint64_t size = 0;
-	std::string sha256;
+	std::string digest; // engine::digest_file of the part, 64 hex digits
 };
 
+constexpr unsigned kManifestFormat = 2;
+
 struct Manifest {
-	unsigned format = 1;
+	unsigned format = kManifestFormat;
 	std::string virt_type;  // "qemu" / "kvm" the base was created under
 	std::string machine;    // "pc-i440fx-7.2"
 	std::string cpu_model;  // the enforced model the memory state was taken with
@@ -27,7 +30,8 @@ struct Manifest {
 
 	// Deterministic text: the same manifest always gives the same bytes.
 	std::string to_json() const;
-	// Throws CLOUDLET_E_CORRUPT (or _UNSUPPORTED for a newer format).
+	// Throws CLOUDLET_E_CORRUPT, or _UNSUPPORTED for another format (an
+	// older one with a message saying the base must be re-created).
 	static Manifest parse(const std::string &text, const std::string &what);
 	const Part *find(const std::string &role, size_t nth = 0) const;
 	uint64_t total_bytes() const;

@@ -1,11 +1,15 @@
 // Base-VM formats and the store, without libvirt: manifest (deterministic
-// bytes, hostile input), chunk index files (round trip, hostile files),
-// base packages (round trip into a store, every truncation and many
-// flips refused with nothing left behind), and the catalog under
-// concurrent writers in separate processes.
+// bytes, hostile input, older formats refused), part digests (content only:
+// sparse = dense, every flipped byte and the size count; the definition
+// pinned), the one-pass indexes of sparse disks and memory images, chunk
+// index files (round trip, hostile files), base packages (round trip into a
+// store, every truncation and many flips refused with nothing left behind),
+// and the catalog under concurrent writers in separate processes.
 #include "byte_reader.h"
 #include "engine/chunk_index.h"
+#include "engine/content_digest.h"
 #include "engine/sha256.h"
+#include "image_file.h"
 #include "format/base_package.h"
 #include "store/base_store.h"
 #include "store/manifest.h"
@@ -23,7 +27,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,7 +104,7 @@ static store::Manifest make_base_files(const std::string &dir) {
 	for (auto [file, role] : {std::pair{"domain.xml", "domain-xml"}, std::pair{"memory.cltmem", "memory"},
 	                          std::pair{"memory.idx", "memory-index"}, std::pair{"disk-vda.raw", "disk"}}) {
 		store::Part p{file, role, std::string(role) == "disk" ? "vda" : "", 0, ""};
-		p.sha256 = engine::sha256_file(dir + "/" + file, &p.size);
+		p.digest = engine::digest_file(dir + "/" + file, 2, &p.size);
 		m.parts.push_back(p);
 	}
 	std::string text = m.to_json();
@@ -131,14 +137,266 @@ static void test_manifest(void **) {
 	};
 	refused("", CLOUDLET_E_CORRUPT);
 	refused("[]", CLOUDLET_E_CORRUPT);
-	refused(replaced("\"format\": 1", "\"format\": 2"), CLOUDLET_E_UNSUPPORTED);
+	refused(replaced("\"format\": 2", "\"format\": 3"), CLOUDLET_E_UNSUPPORTED);
+	refused(replaced("\"cloudlet-sha256-tree\"", "\"sha256\""), CLOUDLET_E_UNSUPPORTED);
+	// A manifest of the older format (plain SHA-256 per part) is refused
+	// with a message that says what to do.
+	try {
+		store::Manifest::parse(replaced("\"format\": 2", "\"format\": 1"), "old manifest");
+		fail_msg("a format 1 manifest was accepted");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_UNSUPPORTED);
+		assert_non_null(strstr(e.what(), "older libcloudlet"));
+		assert_non_null(strstr(e.what(), "must be re-created"));
+	}
 	refused(replaced("\"disk-vda.raw\"", "\"../../etc/passwd\""), CLOUDLET_E_CORRUPT);
 	refused(replaced("\"disk-vda.raw\"", "\"manifest.json\""), CLOUDLET_E_CORRUPT);
 	refused(replaced("\"disk-vda.raw\"", "\"memory.idx\""), CLOUDLET_E_CORRUPT); // twice
 	refused(replaced("\"memory-index\"", "\"other\""), CLOUDLET_E_CORRUPT);
-	refused(replaced(back.parts[0].sha256, "xyz"), CLOUDLET_E_CORRUPT);
+	refused(replaced(back.parts[0].digest, "xyz"), CLOUDLET_E_CORRUPT);
 	refused(replaced("\"libcloudlet-base\"", "\"something\""), CLOUDLET_E_CORRUPT);
 	refused(a.substr(0, a.size() / 2), CLOUDLET_E_CORRUPT);
+}
+
+// A file of `size` bytes holding `pieces` (offset, bytes) and nothing else:
+// sparse (only the pieces written) or dense (every byte written, zeros too).
+using Pieces = std::vector<std::pair<uint64_t, std::vector<uint8_t>>>;
+static void make_file(const std::string &path, uint64_t size, const Pieces &pieces, bool dense) {
+	int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	if (dense) {
+		std::vector<uint8_t> all(size, 0);
+		for (const auto &[off, b] : pieces)
+			memcpy(all.data() + off, b.data(), b.size());
+		assert_int_equal(pwrite(fd, all.data(), all.size(), 0), static_cast<ssize_t>(all.size()));
+	} else {
+		assert_int_equal(ftruncate(fd, static_cast<off_t>(size)), 0);
+		for (const auto &[off, b] : pieces)
+			assert_int_equal(pwrite(fd, b.data(), b.size(), static_cast<off_t>(off)), static_cast<ssize_t>(b.size()));
+	}
+	assert_int_equal(close(fd), 0);
+}
+
+static std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
+	std::mt19937_64 rng(seed);
+	std::vector<uint8_t> b(n);
+	for (auto &c : b)
+		c = static_cast<uint8_t>(rng() | 1); // never zero
+	return b;
+}
+
+static uint64_t allocated(const std::string &path) {
+	struct stat st;
+	assert_int_equal(stat(path.c_str(), &st), 0);
+	return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+static void put_le64(std::vector<uint8_t> &b, uint64_t v) {
+	for (int i = 0; i < 8; i++)
+		b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+static std::vector<uint8_t> raw_sha(const void *p, size_t n) {
+	engine::Sha256 h;
+	h.update(p, n);
+	std::vector<uint8_t> out(32);
+	h.digest(out.data());
+	return out;
+}
+
+// The definition of docs/formats/base.md, computed here independently of
+// engine/content_digest.cc.
+static std::string reference_digest(const std::vector<uint8_t> &content) {
+	const size_t leaf = 1 << 20;
+	std::vector<uint8_t> input(std::begin("cloudlet-sha256-tree"), std::end("cloudlet-sha256-tree")); // with NUL
+	put_le64(input, leaf);
+	put_le64(input, content.size());
+	std::vector<uint8_t> zeros(leaf, 0);
+	std::vector<uint8_t> zero_leaf = raw_sha(zeros.data(), leaf);
+	for (size_t off = 0; off < content.size(); off += leaf) {
+		size_t n = std::min(leaf, content.size() - off);
+		bool zero = std::all_of(content.begin() + static_cast<long>(off), content.begin() + static_cast<long>(off + n),
+		                        [](uint8_t c) { return c == 0; });
+		std::vector<uint8_t> l = zero ? zero_leaf : raw_sha(content.data() + off, n);
+		input.insert(input.end(), l.begin(), l.end());
+	}
+	return engine::to_hex(raw_sha(input.data(), input.size()).data(), 32);
+}
+
+static void test_part_digest(void **) {
+	std::string dir = tmp_root() + "/digest";
+	mkdir(dir.c_str(), 0755);
+	std::string sparse = dir + "/sparse", dense = dir + "/dense", other = dir + "/other";
+	// 5 MiB + 100 bytes: a data leaf, a leaf that is all hole, data beside a
+	// hole inside one leaf (at an odd offset), an all-hole leaf, a short last
+	// leaf with data at its very end.
+	const uint64_t size = (5u << 20) + 100;
+	Pieces pieces = {{0, random_bytes(1 << 20, 1)},
+	                 {(2u << 20) + 12345, random_bytes(777, 2)},
+	                 {(2u << 20) + (512u << 10), random_bytes(64 << 10, 3)},
+	                 {size - 10, random_bytes(10, 4)}};
+	make_file(sparse, size, pieces, false);
+	make_file(dense, size, pieces, true);
+	print_message("# sparse file: %llu of %llu bytes allocated\n", (unsigned long long)allocated(sparse),
+	              (unsigned long long)size);
+	std::vector<uint8_t> content = read_file(dense);
+	std::string want = reference_digest(content);
+	// Content alone: sparse = dense, any thread count, the streaming builder.
+	for (unsigned threads : {1u, 2u, 3u}) {
+		uint64_t got_size = 0;
+		assert_string_equal(engine::digest_file(sparse, threads, &got_size).c_str(), want.c_str());
+		assert_int_equal(got_size, size);
+		assert_string_equal(engine::digest_file(dense, threads).c_str(), want.c_str());
+	}
+	{
+		engine::DigestBuilder b; // bytes in odd pieces
+		for (size_t off = 0; off < content.size();) {
+			size_t n = std::min<size_t>(content.size() - off, 65537);
+			b.update(content.data() + off, n);
+			off += n;
+		}
+		assert_string_equal(b.finish().c_str(), want.c_str());
+		engine::DigestBuilder z; // holes as zeros(), data as update()
+		uint64_t at = 0;
+		for (const auto &[off, bytes] : pieces) {
+			z.zeros(off - at);
+			z.update(bytes.data(), bytes.size());
+			at = off + bytes.size();
+		}
+		z.zeros(size - at);
+		assert_string_equal(z.finish().c_str(), want.c_str());
+	}
+	// One flipped byte anywhere changes it: in data, in a hole, in a data
+	// block right next to a hole, in the short last leaf.
+	for (uint64_t off : {uint64_t(0), uint64_t((1u << 20) - 1), uint64_t(1u << 20), uint64_t((2u << 20) + 12344),
+	                     uint64_t((2u << 20) + 12345), uint64_t((2u << 20) + 12345 + 777),
+	                     uint64_t((2u << 20) + (512u << 10) - 1), uint64_t(4u << 20), size - 11, size - 1}) {
+		make_file(other, size, pieces, false);
+		int fd = open(other.c_str(), O_RDWR);
+		uint8_t c = 0;
+		assert_int_equal(pread(fd, &c, 1, static_cast<off_t>(off)), 1);
+		c ^= 0x20;
+		assert_int_equal(pwrite(fd, &c, 1, static_cast<off_t>(off)), 1);
+		close(fd);
+		std::string d = engine::digest_file(other, 2);
+		if (d == want)
+			fail_msg("a flipped byte at %llu left the digest unchanged", (unsigned long long)off);
+		assert_string_equal(d.c_str(), reference_digest(read_file(other)).c_str());
+	}
+	// The size is part of it: appending zeros changes it, within the last
+	// leaf or as a new one; an empty file and all-zero files differ.
+	for (uint64_t extra : {uint64_t(1), uint64_t(4096), uint64_t(1u << 20)}) {
+		make_file(other, size + extra, pieces, false);
+		assert_string_not_equal(engine::digest_file(other, 2).c_str(), want.c_str());
+	}
+	std::set<std::string> zeros;
+	for (uint64_t n : {uint64_t(0), uint64_t(1), uint64_t(4096), uint64_t(1u << 20), uint64_t(2u << 20)}) {
+		make_file(other, n, {}, false);
+		std::string d = engine::digest_file(other, 2);
+		assert_string_equal(d.c_str(), reference_digest(std::vector<uint8_t>(n, 0)).c_str());
+		zeros.insert(d);
+	}
+	assert_int_equal(zeros.size(), 5);
+	// Pinned by the format (docs/formats/base.md; also computed with Python's
+	// hashlib): the digest of "abc", of an empty file, and Z.
+	make_file(other, 3, {{0, {'a', 'b', 'c'}}}, true);
+	assert_string_equal(engine::digest_file(other, 1).c_str(),
+	                    "64147b7a5292262dbdf19851c5b5aa90bdfad795de4abd9b13ce246be9b059c0");
+	assert_string_equal(reference_digest({'a', 'b', 'c'}).c_str(),
+	                    "64147b7a5292262dbdf19851c5b5aa90bdfad795de4abd9b13ce246be9b059c0");
+	make_file(other, 0, {}, true);
+	assert_string_equal(engine::digest_file(other, 1).c_str(),
+	                    "ecd09a6670ff0d5f84bb6f28f7afe6bb6f9bbc799d66f84fbaab06fc28e58bb2");
+	assert_string_equal(engine::to_hex(engine::zero_leaf().b, 32).c_str(),
+	                    "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58");
+	assert_true(engine::zero_leaf() == engine::leaf_hash(std::vector<uint8_t>(100, 0).data(), 100));
+}
+
+// The one pass over a sparse disk gives the indexes the dense content
+// gives; holes' entries are the zero-chunk hash.
+static void test_one_pass_disk_index(void **) {
+	std::string dir = tmp_root() + "/onepass";
+	mkdir(dir.c_str(), 0755);
+	std::string sparse = dir + "/disk.raw", dense = dir + "/dense.raw";
+	const uint64_t size = (9u << 20) + 1536; // not a multiple of 4096: a padded last chunk
+	Pieces pieces = {{4096, random_bytes(8192, 5)},
+	                 {(1u << 20) - 1024, random_bytes(3000, 6)}, // across a leaf boundary
+	                 {(3u << 20) + 512, random_bytes(100 << 10, 7)},
+	                 {(8u << 20) + 7, random_bytes(9, 8)},
+	                 {size - 700, random_bytes(700, 9)}};
+	make_file(sparse, size, pieces, false);
+	make_file(dense, size, pieces, true);
+	std::vector<uint8_t> content = read_file(dense);
+	auto h4 = engine::hash_range(content.data(), content.size(), 1);
+	auto h512 = engine::hash_sector_windows(content.data(), content.size(), 1);
+	std::string want = engine::digest_file(dense, 1);
+	std::vector<uint8_t> first4, first512;
+	for (unsigned threads : {1u, 2u}) {
+		engine::ScanOptions o;
+		o.threads = threads;
+		Progress progress;
+		o.progress = &progress;
+		std::string d = engine::index_disk_file(sparse, dir + "/d.idx", dir + "/d.idx512", o);
+		assert_string_equal(d.c_str(), want.c_str());
+		engine::IndexFile i4(dir + "/d.idx"), i512(dir + "/d.idx512");
+		assert_int_equal(i4.count(), h4.size());
+		assert_int_equal(i512.count(), h512.size());
+		assert_int_equal(i4.source_bytes(), size);
+		for (uint64_t k = 0; k < h4.size(); k++)
+			assert_true(i4.at(k) == h4[k]);
+		for (uint64_t k = 0; k < h512.size(); k++)
+			assert_true(i512.at(k) == h512[k]);
+		// Entries of holes are the zero-chunk hash: 2 MiB is in a hole.
+		assert_true(i4.at((2u << 20) / 4096) == engine::zero_chunk_hash());
+		assert_true(i512.at((2u << 20) / 512 + 3) == engine::zero_chunk_hash());
+		if (threads == 1) {
+			first4 = read_file(dir + "/d.idx");
+			first512 = read_file(dir + "/d.idx512");
+		} else { // threads change no byte
+			assert_true(read_file(dir + "/d.idx") == first4);
+			assert_true(read_file(dir + "/d.idx512") == first512);
+		}
+	}
+}
+
+// The one pass over a memory image gives the index page() gives, also
+// for a page whose slot holds stale data (a page sent, then zeroed).
+static void test_one_pass_memory_index(void **) {
+	std::string path = tmp_root() + "/memory.cltmem";
+	qemu::StreamInfo si;
+	si.version = 3;
+	const std::string cfg = std::string("\x07\0\0\0\x0d", 5) + "pc-i440fx-7.2";
+	si.config_section.assign(cfg.begin(), cfg.end());
+	si.blocks.push_back({"pc.ram", 900 * 4096, 0});
+	si.blocks.push_back({"pc.bios", 4 * 4096, 900});
+	si.total_pages = 904;
+	si.device_state = {1, 2, 3};
+	{
+		qemu::ImageFileWriter w(path);
+		w.on_ram_blocks(si);
+		std::vector<uint8_t> page(4096);
+		for (uint64_t p = 0; p < si.total_pages; p++) {
+			if (p % 5 == 0 || (p > 300 && p < 600))
+				continue; // zero pages
+			memset(page.data(), static_cast<int>(p), page.size());
+			page[p % 4096] = 0xa5;
+			w.on_page(p < 900 ? 0 : 1, p, page.data(), 0, 0);
+		}
+		w.on_page(0, 7, nullptr, 0, 1); // page 7 became zero; its slot keeps old data
+		w.finish(si);
+	}
+	qemu::ImageFile img(path);
+	auto want = engine::hash_chunks(si.total_pages, [&](uint64_t p) { return img.page(p); }, 1);
+	assert_true(want[7] == engine::zero_chunk_hash());
+	std::string idx = tmp_root() + "/memory.idx";
+	engine::ScanOptions o;
+	o.threads = 2;
+	std::string d = engine::index_memory_image(path, idx, o);
+	assert_string_equal(d.c_str(), engine::digest_file(path, 1).c_str());
+	engine::IndexFile f(idx);
+	assert_int_equal(f.count(), si.total_pages);
+	for (uint64_t p = 0; p < si.total_pages; p++)
+		assert_true(f.at(p) == want[p]);
 }
 
 static void test_index_files(void **) {
@@ -353,6 +611,9 @@ static int cleanup(void **) {
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_manifest),
+	    cmocka_unit_test(test_part_digest),
+	    cmocka_unit_test(test_one_pass_disk_index),
+	    cmocka_unit_test(test_one_pass_memory_index),
 	    cmocka_unit_test(test_index_files),
 	    cmocka_unit_test(test_package_round_trip_and_damage),
 	    cmocka_unit_test(test_concurrent_catalog),

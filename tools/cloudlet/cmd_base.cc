@@ -38,8 +38,12 @@ json_object *base_json(const cloudlet_base_info *b) {
 	json_object_object_add(o, "virt_type", json_object_new_string(b->virt_type));
 	json_object_object_add(o, "machine", json_object_new_string(b->machine));
 	json_object_object_add(o, "cpu_model", json_object_new_string(b->cpu_model));
+	if (b->version >= 2 && *b->imported_from)
+		json_object_object_add(o, "imported_from", json_object_new_string(b->imported_from));
 	json_object_object_add(o, "memory_bytes", json_object_new_uint64(b->memory_bytes));
 	json_object_object_add(o, "total_bytes", json_object_new_uint64(b->total_bytes));
+	if (b->version >= 2)
+		json_object_object_add(o, "allocated_bytes", json_object_new_uint64(b->allocated_bytes));
 	json_object *parts = json_object_new_array();
 	for (size_t i = 0; i < b->part_count; i++) {
 		json_object *p = json_object_new_object();
@@ -48,6 +52,8 @@ json_object *base_json(const cloudlet_base_info *b) {
 		if (*b->parts[i].target)
 			json_object_object_add(p, "target", json_object_new_string(b->parts[i].target));
 		json_object_object_add(p, "bytes", json_object_new_uint64(b->parts[i].size));
+		if (b->version >= 2)
+			json_object_object_add(p, "allocated_bytes", json_object_new_uint64(b->part_allocated_bytes[i]));
 		json_object_object_add(p, "sha256", json_object_new_string(b->parts[i].sha256));
 		json_object_array_add(parts, p);
 	}
@@ -61,17 +67,31 @@ json_object *base_json(const cloudlet_base_info *b) {
 	return o;
 }
 
+// "4.0 GiB (1.0 GiB allocated)", or the size alone when all of it is.
+std::string sizes(const cloudlet_base_info *b, uint64_t size, uint64_t allocated) {
+	if (b->version < 2 || allocated >= size)
+		return human_bytes(size);
+	return human_bytes(size) + " (" + human_bytes(allocated) + " allocated)";
+}
+
 void print_base(const cloudlet_base_info *b) {
 	printf("%s  %s  %s\n", b->id, b->name, b->status);
 	if (*b->problem)
 		printf("  problem      %s\n", b->problem);
-	printf("  created      %s from %s\n", b->created, b->source_domain);
+	if (b->version >= 2 && *b->imported_from)
+		printf("  imported     %s from %s\n", b->created, b->imported_from);
+	else
+		printf("  created      %s from domain %s\n", b->created, b->source_domain);
 	printf("  machine      %s, CPU %s, %s RAM, created under %s\n", b->machine, b->cpu_model,
 	       human_bytes(b->memory_bytes).c_str(), b->virt_type);
-	printf("  stored       %s in %s\n", human_bytes(b->total_bytes).c_str(), b->dir);
+	printf("  stored       %s in %s\n", sizes(b, b->total_bytes, b->version >= 2 ? b->allocated_bytes : 0).c_str(),
+	       b->dir);
 	for (size_t i = 0; i < b->part_count; i++)
-		printf("    %-16s %-13s %10s  %.16s…\n", b->parts[i].file, b->parts[i].role,
-		       human_bytes(b->parts[i].size).c_str(), b->parts[i].sha256);
+		printf("    %-16s %-17s %10s  %.16s…%s\n", b->parts[i].file, b->parts[i].role,
+		       human_bytes(b->parts[i].size).c_str(), b->parts[i].sha256,
+		       b->version >= 2 && b->part_allocated_bytes[i] < b->parts[i].size
+		           ? ("  " + human_bytes(b->part_allocated_bytes[i]) + " allocated").c_str()
+		           : "");
 	if (b->total_seconds > 0)
 		printf("  timings      capture %.2f s, disks %.2f s, hashing %.2f s, total %.2f s\n", b->capture_seconds,
 		       b->disk_seconds, b->hash_seconds, b->total_seconds);
@@ -153,9 +173,11 @@ int cmd_base(const Global &g, Args args) {
 				json_object_array_add(a, base_json(l->bases[i]));
 			print_json(a);
 		} else {
-			for (size_t i = 0; i < l->count; i++)
-				printf("%.16s  %-24s %10s  %s\n", l->bases[i]->id, l->bases[i]->name,
-				       human_bytes(l->bases[i]->total_bytes).c_str(), l->bases[i]->created);
+			for (size_t i = 0; i < l->count; i++) {
+				const cloudlet_base_info *b = l->bases[i];
+				printf("%.16s  %-24s %10s %10s  %s\n", b->id, b->name, human_bytes(b->total_bytes).c_str(),
+				       b->version >= 2 ? human_bytes(b->allocated_bytes).c_str() : "-", b->created);
+			}
 		}
 		cloudlet_base_list_free(l);
 		return 0;
