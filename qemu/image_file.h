@@ -62,6 +62,9 @@ public:
 	uint64_t data_offset() const { return data_offset_; }
 	uint64_t data_slots() const { return data_slots_; }
 	uint64_t slot(uint64_t linear) const;
+	// Lets go of the mapped pages read so far (MappedFile::drop_resident):
+	// page() pointers stay valid.
+	void drop_resident() const { file_.drop_resident(); }
 
 private:
 	std::string path_;

@@ -150,6 +150,8 @@ VerifiedPages::VerifiedPages(const std::string &image, const std::string &index)
 }
 
 const uint8_t *VerifiedPages::page(uint64_t p) const {
+	if (++served_ % 16384 == 0)
+		img_.drop_resident();
 	const uint8_t *d = img_.page(p);
 	engine::Hash128 h = d ? engine::chunk_hash(d) : engine::zero_chunk_hash();
 	if (h != idx_.at(p))

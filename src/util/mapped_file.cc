@@ -36,6 +36,11 @@ MappedFile::MappedFile(const std::string &path, bool sequential) : path_(path) {
 	close(fd);
 }
 
+void MappedFile::drop_resident() const {
+	if (data_)
+		madvise(const_cast<uint8_t *>(data_), size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
 	if (data_)
 		munmap(const_cast<uint8_t *>(data_), size_);

@@ -20,6 +20,11 @@ public:
 	const uint8_t *data() const { return data_; }
 	size_t size() const { return size_; }
 	const std::string &path() const { return path_; }
+	// Unmaps the pages this process has touched (MADV_DONTNEED): they stay
+	// in the page cache, pointers stay valid and refault on the next read,
+	// and the process's RSS no longer counts them. For readers that walk a
+	// file much larger than the memory they should hold.
+	void drop_resident() const;
 
 private:
 	std::string path_;
