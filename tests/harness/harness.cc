@@ -28,6 +28,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -125,6 +126,7 @@ long owner_pid(const std::string &name) {
 
 struct th_guest {
 	std::string name, workdir, sock_path, console_path, console_tail;
+	bool debian = false; // the Debian guest: a longer boot (SeaBIOS, GRUB, systemd)
 	virDomainPtr dom = nullptr;
 	int fd = -1;
 	unsigned long seq = 0;
@@ -179,19 +181,37 @@ int th_setup(void) {
 	return 0;
 }
 
+namespace {
+
+// Runs a guest build script of tests/guest/ (its progress goes to our
+// stderr) and returns the folder it printed last, or "" with th_error set.
+std::string build_guest(const std::string &script) {
+	int st = 0;
+	std::string out = trim(run_capture(std::string(TH_SOURCE_DIR) + "/tests/guest/" + script, &st));
+	if (st != 0 || out.empty()) {
+		fail("tests/guest/" + script + " failed (status " + std::to_string(st) + ")");
+		return "";
+	}
+	return out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+}
+
+} // namespace
+
 const char *th_guest_dir(void) {
 	static std::mutex mu;
 	static std::string dir;
 	std::lock_guard<std::mutex> lock(mu);
-	if (dir.empty()) {
-		int st = 0;
-		std::string out = trim(run_capture(std::string(TH_SOURCE_DIR) + "/tests/guest/build-guest.sh", &st));
-		if (st != 0 || out.empty()) {
-			fail("tests/guest/build-guest.sh failed (status " + std::to_string(st) + ")");
-			return nullptr;
-		}
-		dir = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
-	}
+	if (dir.empty() && (dir = build_guest("build-guest.sh")).empty())
+		return nullptr;
+	return dir.c_str();
+}
+
+const char *th_debian_guest_dir(void) {
+	static std::mutex mu;
+	static std::string dir;
+	std::lock_guard<std::mutex> lock(mu);
+	if (dir.empty() && (dir = build_guest("build-debian-guest.sh")).empty())
+		return nullptr;
 	return dir.c_str();
 }
 
@@ -248,20 +268,34 @@ const char *th_guest_console_tail(th_guest *g, unsigned max_bytes) {
 
 namespace {
 
+struct guest_disk {
+	std::string file, format; // "raw" or "qcow2"
+	bool discard;             // discard='unmap': the guest's TRIM frees the file's blocks
+	std::string backing = {}; // qcow2 backing file (the shared cache: never relabelled)
+};
+
+// The busybox guest: direct kernel boot, 1 vCPU, disks as given (vda, vdb).
+// The Debian guest (gdir empty): SeaBIOS boots its system disk (the first
+// of `disks`), 2 vCPUs, a virtio balloon with free page reporting.
 std::string guest_xml(const th_guest &g, const std::string &virt_type, const std::string &gdir,
-                      const std::string &disk, unsigned memory_mib, bool nic, const std::string &qcow2) {
+                      const std::vector<guest_disk> &disks, unsigned memory_mib, bool nic) {
 	using namespace cloudlet::xml;
+	const bool debian = gdir.empty();
 	auto doc = new_doc("domain");
 	xmlNode *d = xmlDocGetRootElement(doc.get());
 	set_attr(d, "type", virt_type);
 	add(d, "name", g.name);
 	add(d, "memory", std::to_string(memory_mib), {{"unit", "MiB"}});
-	add(d, "vcpu", "1");
+	add(d, "vcpu", debian ? "2" : "1");
 	xmlNode *os = add(d, "os");
 	add(os, "type", "hvm", {{"arch", "x86_64"}, {"machine", "pc"}});
-	add(os, "kernel", gdir + "/vmlinuz");
-	add(os, "initrd", gdir + "/initrd.img");
-	add(os, "cmdline", "console=ttyS0 panic=-1");
+	if (debian) {
+		add(os, "boot", {}, {{"dev", "hd"}});
+	} else {
+		add(os, "kernel", gdir + "/vmlinuz");
+		add(os, "initrd", gdir + "/initrd.img");
+		add(os, "cmdline", "console=ttyS0 panic=-1");
+	}
 	xmlNode *f = add(d, "features");
 	add(f, "acpi");
 	// check='none': under TCG libvirt's own check wrongly misses 'vme'
@@ -272,15 +306,24 @@ std::string guest_xml(const th_guest &g, const std::string &virt_type, const std
 	add(d, "on_reboot", "destroy");
 	add(d, "on_crash", "destroy");
 	xmlNode *dev = add(d, "devices");
-	xmlNode *disk_n = add(dev, "disk", {}, {{"type", "file"}, {"device", "disk"}});
-	add(disk_n, "driver", {}, {{"name", "qemu"}, {"type", "raw"}});
-	add(disk_n, "source", {}, {{"file", disk}});
-	add(disk_n, "target", {}, {{"dev", "vda"}, {"bus", "virtio"}});
-	if (!qcow2.empty()) {
-		xmlNode *q = add(dev, "disk", {}, {{"type", "file"}, {"device", "disk"}});
-		add(q, "driver", {}, {{"name", "qemu"}, {"type", "qcow2"}});
-		add(q, "source", {}, {{"file", qcow2}});
-		add(q, "target", {}, {{"dev", "vdb"}, {"bus", "virtio"}});
+	for (size_t i = 0; i < disks.size(); i++) {
+		xmlNode *disk_n = add(dev, "disk", {}, {{"type", "file"}, {"device", "disk"}});
+		if (disks[i].discard)
+			add(disk_n, "driver", {}, {{"name", "qemu"}, {"type", disks[i].format}, {"discard", "unmap"}});
+		else
+			add(disk_n, "driver", {}, {{"name", "qemu"}, {"type", disks[i].format}});
+		add(disk_n, "source", {}, {{"file", disks[i].file}});
+		if (!disks[i].backing.empty()) {
+			// Given, not probed, and with relabel='no': libvirt would otherwise
+			// chown the shared cached image to QEMU's user (and may not give it
+			// back). QEMU reads it as others may (0444 in a 0755 folder).
+			xmlNode *bs = add(disk_n, "backingStore", {}, {{"type", "file"}});
+			add(bs, "format", {}, {{"type", "qcow2"}});
+			xmlNode *src = add(bs, "source", {}, {{"file", disks[i].backing}});
+			add(src, "seclabel", {}, {{"model", "dac"}, {"relabel", "no"}});
+			add(bs, "backingStore");
+		}
+		add(disk_n, "target", {}, {{"dev", std::string("vd") + static_cast<char>('a' + i)}, {"bus", "virtio"}});
 	}
 	xmlNode *serial = add(dev, "serial", {}, {{"type", "file"}});
 	add(serial, "source", {}, {{"path", g.console_path}});
@@ -293,7 +336,10 @@ std::string guest_xml(const th_guest &g, const std::string &virt_type, const std
 		xmlNode *n = add(dev, "interface", {}, {{"type", "user"}});
 		add(n, "model", {}, {{"type", "virtio"}});
 	}
-	add(dev, "memballoon", {}, {{"model", "none"}});
+	if (debian)
+		add(dev, "memballoon", {}, {{"model", "virtio"}, {"freePageReporting", "on"}});
+	else
+		add(dev, "memballoon", {}, {{"model", "none"}});
 	return to_string(doc.get());
 }
 
@@ -368,7 +414,10 @@ int attach(th_guest *g) {
 	struct sockaddr_un sa {};
 	sa.sun_family = AF_UNIX;
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", g->sock_path.c_str());
-	auto deadline = std::chrono::steady_clock::now() + 180s;
+	// The Debian guest goes through SeaBIOS, GRUB, an initramfs and systemd
+	// before its shell service runs: minutes under TCG on a busy host.
+	const auto limit = g->debian ? 400s : 180s;
+	auto deadline = std::chrono::steady_clock::now() + limit;
 	while (connect(g->fd, reinterpret_cast<sockaddr *>(&sa), sizeof sa) != 0) {
 		if (std::chrono::steady_clock::now() > deadline)
 			return give_up("cannot connect to " + g->sock_path + ": " + strerror(errno));
@@ -383,7 +432,7 @@ int attach(th_guest *g) {
 		up = read_until(g, "@@R", std::min(deadline, std::chrono::steady_clock::now() + 1s), &b, &e, &num);
 	}
 	if (!up)
-		return give_up("the test guest's shell did not answer within 180 s");
+		return give_up("the test guest's shell did not answer within " + std::to_string(limit.count()) + " s");
 	// Earlier probes may still be answered: synchronise on a unique marker.
 	g->pending.clear();
 	if (th_guest_run(g, "true", 60000, nullptr, nullptr) != 0)
@@ -396,10 +445,13 @@ int attach(th_guest *g) {
 int th_guest_start(th_guest **out, const char *label, const th_guest_options *opts) {
 	static std::atomic<unsigned> counter{0};
 	*out = nullptr;
-	th_guest_options o = opts ? *opts : th_guest_options{0, 0, 0, 0};
-	unsigned mem = o.memory_mib ? o.memory_mib : 256;
-	unsigned disk_mib = o.disk_mib ? o.disk_mib : 64;
-	const char *gdir = th_guest_dir();
+	th_guest_options o = opts ? *opts : th_guest_options{0, 0, 0, 0, 0};
+	const bool debian = o.debian != 0;
+	unsigned mem = o.memory_mib ? o.memory_mib : debian ? 2048 : 256;
+	// The busybox guest always has its raw data disk; the Debian guest has its
+	// system disk and data disks only when asked for.
+	unsigned disk_mib = o.disk_mib ? o.disk_mib : debian ? 0 : 64;
+	const char *gdir = debian ? th_debian_guest_dir() : th_guest_dir();
 	if (!gdir)
 		return -1;
 	virConnectPtr c = connection();
@@ -416,23 +468,36 @@ int th_guest_start(th_guest **out, const char *label, const th_guest_options *op
 	chmod(g->workdir.c_str(), 0755);
 	g->sock_path = g->workdir + "/shell.sock";
 	g->console_path = g->workdir + "/console.log";
-	std::string disk = g->workdir + "/disk.raw";
-	if (truncate(disk.c_str(), 0) != 0) {
-		FILE *f = fopen(disk.c_str(), "w");
-		if (f)
-			fclose(f);
+	g->debian = debian;
+	std::vector<guest_disk> disks;
+	if (debian) {
+		// The system disk: a qcow2 layer of this guest's own over the cached,
+		// read-only image (backing format given, so QEMU never probes it).
+		std::string sys = g->workdir + "/system.qcow2", base = std::string(gdir) + "/disk.qcow2";
+		std::string cmd = "qemu-img create -q -f qcow2 -F qcow2 -b '" + base + "' '" + sys + "'";
+		if (system(cmd.c_str()) != 0)
+			return fail("cannot create " + sys + " with qemu-img");
+		disks.push_back({sys, "qcow2", true, base});
 	}
-	if (truncate(disk.c_str(), static_cast<off_t>(disk_mib) << 20) != 0)
-		return fail("cannot create " + disk + ": " + strerror(errno));
-
-	std::string qcow2;
+	if (disk_mib) {
+		std::string disk = g->workdir + "/disk.raw";
+		if (truncate(disk.c_str(), 0) != 0) {
+			FILE *f = fopen(disk.c_str(), "w");
+			if (f)
+				fclose(f);
+		}
+		if (truncate(disk.c_str(), static_cast<off_t>(disk_mib) << 20) != 0)
+			return fail("cannot create " + disk + ": " + strerror(errno));
+		disks.push_back({disk, "raw", debian});
+	}
 	if (o.qcow2_mib) {
-		qcow2 = g->workdir + "/disk2.qcow2";
+		std::string qcow2 = g->workdir + "/disk2.qcow2";
 		std::string cmd = "qemu-img create -q -f qcow2 '" + qcow2 + "' " + std::to_string(o.qcow2_mib) + "M";
 		if (system(cmd.c_str()) != 0)
 			return fail("cannot create " + qcow2 + " with qemu-img");
+		disks.push_back({qcow2, "qcow2", debian});
 	}
-	std::string xml = guest_xml(*g, th_virt_type(), gdir, disk, mem, o.nic != 0, qcow2);
+	std::string xml = guest_xml(*g, th_virt_type(), debian ? "" : gdir, disks, mem, o.nic != 0);
 	g->dom = virDomainCreateXML(c, xml.c_str(), VIR_DOMAIN_START_AUTODESTROY);
 	if (!g->dom) {
 		std::string e = "cannot start test guest " + g->name + ": " + libvirt_error();

@@ -27,16 +27,23 @@ const char *th_error(void);
  *  cached across runs (tests/guest/build-guest.sh). NULL on failure. */
 const char *th_guest_dir(void);
 
+/** The Debian 12 test guest's folder (disk.qcow2, VERSION), built on first
+ *  use (several minutes: debootstrap) and cached across runs
+ *  (tests/guest/build-debian-guest.sh). The cache is read-only: each guest
+ *  boots from a qcow2 overlay of its own over disk.qcow2. NULL on failure. */
+const char *th_debian_guest_dir(void);
+
 /** The virt type guests run under: $CLOUDLET_TEST_VIRT_TYPE if set, else
  *  "kvm" only if libcloudlet's doctor proved KVM boots the test kernel on
  *  this machine (cached per boot), else "qemu" (TCG). */
 const char *th_virt_type(void);
 
 typedef struct th_guest_options {
-	unsigned memory_mib; /**< 0: 256 */
-	unsigned disk_mib;   /**< size of the raw data disk /dev/vda; 0: 64 */
+	unsigned memory_mib; /**< 0: 256 (Debian guest: 2048) */
+	unsigned disk_mib;   /**< size of the raw data disk /dev/vda; 0: 64 (Debian guest: /dev/vdb; 0: none) */
 	int nic;             /**< 1: a virtio NIC (user-mode networking) */
-	unsigned qcow2_mib;  /**< >0: a second data disk /dev/vdb, qcow2, this size */
+	unsigned qcow2_mib;  /**< >0: a second data disk /dev/vdb, qcow2, this size (Debian guest: the next free vdX) */
+	int debian; /**< 1: the Debian 12 real-OS guest (tests/guest/build-debian-guest.sh): boots SeaBIOS+GRUB from its own disk; memory default 2048, 2 vCPUs */
 } th_guest_options;
 
 typedef struct th_guest th_guest;

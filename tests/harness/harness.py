@@ -9,7 +9,9 @@ from ctypes import POINTER, byref, c_char_p, c_int, c_uint, c_void_p
 
 class GuestOptions(ctypes.Structure):
     _fields_ = [("memory_mib", c_uint), ("disk_mib", c_uint), ("nic", c_int),
-                ("qcow2_mib", c_uint)]
+                ("qcow2_mib", c_uint),
+                # 1: the Debian 12 guest (tests/guest/build-debian-guest.sh)
+                ("debian", c_int)]
 
 
 def _library_path():
@@ -57,9 +59,11 @@ class Guest:
         self._g = handle
 
     @classmethod
-    def start(cls, label, memory_mib=0, disk_mib=0, nic=True, qcow2_mib=0):
+    def start(cls, label, memory_mib=0, disk_mib=0, nic=True, qcow2_mib=0,
+              debian=False):
         g = c_void_p()
-        opts = GuestOptions(memory_mib, disk_mib, 1 if nic else 0, qcow2_mib)
+        opts = GuestOptions(memory_mib, disk_mib, 1 if nic else 0, qcow2_mib,
+                            1 if debian else 0)
         if _h.th_guest_start(byref(g), label.encode(), byref(opts)) != 0:
             _fail()
         return cls(g)
