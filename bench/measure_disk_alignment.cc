@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
 		return 1;
 	}
 	th_guest *g = nullptr;
-	th_guest_options o = {384, 128, 0, 0};
+	th_guest_options o = {384, 128, 0, 0, 0};
 	if (th_guest_start(&g, "align", &o) != 0) {
 		fprintf(stderr, "%s\n", th_error());
 		return 1;

@@ -8,9 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+
 
 namespace bench {
 
@@ -42,10 +45,32 @@ std::string capture(const std::string &cmd) {
 	return out;
 }
 
+Guest guest_from_args(int &argc, char **argv) {
+	Guest g = Guest::Busybox;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--guest") != 0)
+			continue;
+		if (i + 1 >= argc)
+			die("--guest needs busybox or debian");
+		std::string v = argv[i + 1];
+		if (v == "debian")
+			g = Guest::Debian;
+		else if (v != "busybox")
+			die("--guest needs busybox or debian, not " + v);
+		for (int k = i; k + 2 <= argc; k++)
+			argv[k] = argv[k + 2];
+		argc -= 2;
+		break;
+	}
+	return g;
+}
+
+const char *guest_name(Guest g) { return g == Guest::Debian ? "debian" : "busybox"; }
+
 namespace {
 
 std::string run(th_guest *g, const std::string &cmd) {
-	char *out = th_guest_check(g, cmd.c_str(), 300000);
+	char *out = th_guest_check(g, cmd.c_str(), 900000);
 	if (!out)
 		die(cmd + ": " + th_error());
 	std::string s = out;
@@ -62,7 +87,19 @@ Workload::~Workload() {
 		sh("rm -rf " + work);
 }
 
-void make_workload(Workload &w, const std::string &label) {
+namespace {
+
+// The app step of the Debian workload (tests/guest/app-step.sh).
+void debian_app_step(th_guest *g) {
+	if (th_guest_install_app_step(g) != 0)
+		die(th_error());
+	run(g, "/usr/local/sbin/app-step setup");
+}
+
+} // namespace
+
+void make_workload(Workload &w, const std::string &label, Guest guest) {
+	w.guest = guest;
 	if (th_setup() != 0)
 		die(th_error());
 	w.work = "/var/lib/cloudlet-test/" + label + "-" + std::to_string(getpid());
@@ -74,10 +111,15 @@ void make_workload(Workload &w, const std::string &label) {
 		die(cloudlet_last_error_message());
 
 	th_guest *g = nullptr;
-	th_guest_options go = {0, 0, 1, 0};
+	th_guest_options go = {};
+	go.nic = 1;
+	go.debian = guest == Guest::Debian;
 	if (th_guest_start(&g, "benchbase", &go) != 0)
 		die(th_error());
-	run(g, "dd if=/dev/urandom of=/dev/vda bs=65536 count=32 2>/dev/null && sync");
+	if (guest == Guest::Debian)
+		run(g, "systemctl is-system-running --wait");
+	else
+		run(g, "dd if=/dev/urandom of=/dev/vda bs=65536 count=32 2>/dev/null && sync");
 	cloudlet_base_options bo = CLOUDLET_BASE_OPTIONS_INIT;
 	bo.stop = 1;
 	bo.name = "bench";
@@ -99,6 +141,10 @@ void make_workload(Workload &w, const std::string &label) {
 	cloudlet_instance_info_free(inst);
 	if (th_guest_attach_domain(&w.launch, w.name.c_str(), nullptr, nullptr) != 0)
 		die(th_error());
+	if (guest == Guest::Debian) {
+		debian_app_step(w.launch);
+		return;
+	}
 	run(w.launch, "dd if=/dev/urandom of=/ram/r bs=1M count=16 2>/dev/null && cp /ram/r /ram/r2 && "
 	              "for i in 1 2 3; do cp /bin/busybox /ram/bb$i; done && "
 	              "yes 'GET /api/v1/items?id=42 HTTP/1.1 200 OK application/json' | head -c 8000000 > /ram/log && "
@@ -119,7 +165,40 @@ void write_base_state(const Workload &w, const std::string &path, bool with_disk
 	s.flush();
 	close(fd);
 	if (with_disk)
-		sh("cat '" + w.base_dir + "/disk-vda.raw' >> " + path);
+		for (const auto &d : base_disks(w))
+			append_data_extents(w.base_dir + "/disk-" + d + ".raw", path);
+}
+
+void append_data_extents(const std::string &path, const std::string &out) {
+	int in = open(path.c_str(), O_RDONLY);
+	int o = open(out.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600);
+	if (in < 0 || o < 0)
+		die("cannot open " + path + " or " + out);
+	off_t end = lseek(in, 0, SEEK_END), pos = 0;
+	std::vector<char> buf(1 << 20);
+	while (pos < end) {
+		off_t data = lseek(in, pos, SEEK_DATA);
+		if (data < 0)
+			break; // only a hole is left
+		off_t hole = lseek(in, data, SEEK_HOLE);
+		for (off_t at = data; at < hole;) {
+			ssize_t n = pread(in, buf.data(), static_cast<size_t>(std::min<off_t>(hole - at, 1 << 20)), at);
+			if (n <= 0 || write(o, buf.data(), static_cast<size_t>(n)) != n)
+				die("cannot copy " + path + " to " + out);
+			at += n;
+		}
+		pos = hole;
+	}
+	close(in);
+	close(o);
+}
+
+std::vector<std::string> base_disks(const Workload &w) {
+	std::vector<std::string> v;
+	for (const char *t : {"vda", "vdb", "vdc"})
+		if (size_of(w.base_dir + "/disk-" + t + ".raw"))
+			v.push_back(t);
+	return v;
 }
 
 } // namespace bench

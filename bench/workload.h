@@ -1,9 +1,15 @@
-// The project's benchmark workload, shared by bench_overlay and
-// bench_synthesis: the test guest (256 MiB, 64 MiB disk, a virtio NIC)
-// becomes a base; an instance of it is customised: 16 MiB of random data
-// and a copy of it, copies of busybox (in the base's page cache already),
-// 8 MiB of compressible text, 8 MiB of zeros, 2 MiB of new data on the disk
-// and 1 MiB copied from the base's disk data.
+// The project's benchmark workloads, shared by bench_overlay,
+// bench_synthesis and bench_handoff:
+// - busybox: the small test guest (256 MiB, 64 MiB disk, a virtio NIC)
+//   becomes a base; an instance of it is customised: 16 MiB of random data
+//   and a copy of it, copies of busybox (in the base's page cache already),
+//   8 MiB of compressible text, 8 MiB of zeros, 2 MiB of new data on the disk
+//   and 1 MiB copied from the base's disk data.
+// - debian: the real-OS guest (Debian 12, systemd, 2 GiB, 2 vCPUs, a 4 GiB
+//   qcow2 system disk booted through GRUB) becomes a base once it is up;
+//   an instance gets tests/guest/app-step.sh (16 MiB of random data read
+//   through a program and served over HTTP, copies of python3.11 and shared
+//   libraries, 5 MB of text, a 100k-row sqlite database, two systemd units).
 #pragma once
 
 #include "harness.h"
@@ -11,6 +17,7 @@
 #include <cloudlet.h>
 
 #include <string>
+#include <vector>
 
 namespace bench {
 
@@ -21,7 +28,13 @@ uint64_t size_of(const std::string &path);
 // A shell command's standard output.
 std::string capture(const std::string &cmd);
 
+enum class Guest { Busybox, Debian };
+// "--guest busybox|debian" in argv (removed from it); busybox by default.
+Guest guest_from_args(int &argc, char **argv);
+const char *guest_name(Guest g);
+
 struct Workload {
+	Guest guest = Guest::Busybox;
 	std::string work;       // scratch folder, removed by ~Workload
 	std::string store;      // the store inside it
 	cloudlet_ctx *ctx = nullptr;
@@ -33,10 +46,19 @@ struct Workload {
 };
 
 // Builds it all; `label` names the scratch folder.
-void make_workload(Workload &w, const std::string &label);
+void make_workload(Workload &w, const std::string &label, Guest guest = Guest::Busybox);
 
 // The base's state as one file (its save image, written from the base
-// memory, followed by its disk): the dictionary the zstd baselines patch from.
+// memory, followed by its disks with their holes left out): the dictionary
+// the zstd baselines patch from.
 void write_base_state(const Workload &w, const std::string &path, bool with_disk = true);
+
+// Appends the data extents of `path` (SEEK_DATA .. SEEK_HOLE) to `out`:
+// what a user does to a sparse raw disk before zstd --patch-from, which
+// takes no reference over 2 GB.
+void append_data_extents(const std::string &path, const std::string &out);
+
+// The target names of the base's disks ("vda", ...).
+std::vector<std::string> base_disks(const Workload &w);
 
 } // namespace bench

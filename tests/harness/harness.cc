@@ -621,6 +621,29 @@ void th_guest_destroy(th_guest *g) {
 	delete g;
 }
 
+void th_guest_forget(th_guest *g) {
+	if (!g)
+		return;
+	if (g->fd >= 0)
+		close(g->fd);
+	if (g->dom)
+		virDomainFree(g->dom);
+	delete g;
+}
+
+int th_guest_install_app_step(th_guest *g) {
+	std::string script = slurp(std::string(TH_SOURCE_DIR) + "/tests/guest/app-step.sh");
+	if (script.empty())
+		return fail("cannot read tests/guest/app-step.sh");
+	std::string cmd = "mkdir -p /usr/local/sbin && cat > /usr/local/sbin/app-step <<'CLOUDLET_APP_STEP'\n" + script +
+	                  "CLOUDLET_APP_STEP\nchmod 0755 /usr/local/sbin/app-step";
+	char *out = th_guest_check(g, cmd.c_str(), 60000);
+	if (!out)
+		return -1;
+	free(out);
+	return 0;
+}
+
 int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path) {
 	*out = nullptr;
 	virConnectPtr c = connection();

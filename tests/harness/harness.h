@@ -96,6 +96,13 @@ int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_
 /** Destroys the domain and removes its work folder. NULL is ignored. */
 void th_guest_destroy(th_guest *g);
 
+/** Lets go of the handle only: the domain runs on, nothing is removed. */
+void th_guest_forget(th_guest *g);
+
+/** Puts tests/guest/app-step.sh (the Debian guest's app step and
+ *  fingerprint) into the guest as /usr/local/sbin/app-step. */
+int th_guest_install_app_step(th_guest *g);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

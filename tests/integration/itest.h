@@ -71,3 +71,9 @@ static inline std::string virt_type_without_cpu_model(cloudlet_ctx *ctx) {
 	cloudlet_host_report_free(r);
 	return vt;
 }
+
+// Puts tests/guest/app-step.sh into a Debian guest (harness.h).
+static inline void install_app_step(th_guest *g) {
+	if (th_guest_install_app_step(g) != 0)
+		fail_msg("%s", th_error());
+}

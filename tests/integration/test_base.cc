@@ -51,7 +51,7 @@ static bool exists(const std::string &p) {
 
 static int setup(void **) {
 	assert_int_equal(th_setup(), 0);
-	th_guest_options o = {0, 0, 1, 32}; // NIC, and a qcow2 disk beside the raw one
+	th_guest_options o = {0, 0, 1, 32, 0}; // NIC, and a qcow2 disk beside the raw one
 	if (th_guest_start(&guest, "base", &o) != 0)
 		fail_msg("%s", th_error());
 	store_dir = std::string("/var/lib/cloudlet-test/store-") + std::to_string(getpid());

@@ -76,7 +76,7 @@ static void check_moving_state(th_guest *g) {
 
 static int setup(void **) {
 	assert_int_equal(th_setup(), 0);
-	th_guest_options go = {0, 0, 1, 0};
+	th_guest_options go = {0, 0, 1, 0, 0};
 	if (th_guest_start(&guest, "hobase", &go) != 0)
 		fail_msg("%s", th_error());
 	root = "/var/lib/cloudlet-test/handoff-" + std::to_string(getpid());

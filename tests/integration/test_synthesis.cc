@@ -73,7 +73,7 @@ static void start_server(const std::string &file) {
 
 static int setup(void **) {
 	assert_int_equal(th_setup(), 0);
-	th_guest_options go = {0, 0, 1, 32}; // a NIC, and a qcow2 disk /dev/vdb beside the raw /dev/vda
+	th_guest_options go = {0, 0, 1, 32, 0}; // a NIC, and a qcow2 disk /dev/vdb beside the raw /dev/vda
 	if (th_guest_start(&guest, "synbase", &go) != 0)
 		fail_msg("%s", th_error());
 	store_dir = "/var/lib/cloudlet-test/syn-store-" + std::to_string(getpid());
