@@ -44,8 +44,9 @@ void wait_for_mac(const std::string &dom, const std::string &mac) {
 	th_guest *g = nullptr;
 	if (th_guest_attach_domain(&g, dom.c_str(), nullptr, nullptr) != 0)
 		die(th_error());
-	std::string cmd = "for i in $(seq 3000); do grep -qx " + mac +
-	                  " /sys/class/net/*/address 2>/dev/null && exit 0; sleep 0.01; done; exit 1";
+	// (No "exit": the command runs in the guest's shell itself.)
+	std::string cmd = "for i in $(seq 3000); do grep -qx " + mac + " /sys/class/net/*/address 2>/dev/null && break; "
+	                  "sleep 0.01; done; grep -qx " + mac + " /sys/class/net/*/address";
 	char *out = th_guest_check(g, cmd.c_str(), 60000);
 	if (!out)
 		die("the guest of " + dom + " never saw NIC " + mac + ": " + th_error());
