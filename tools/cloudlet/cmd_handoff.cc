@@ -22,7 +22,10 @@ const char *handoff_help =
 
 namespace {
 
-json_object *info_json(const cloudlet_handoff_info *i) {
+// `sent`: the sender's report. Downtime, link rate and their parts are
+// measured by the sender only: a receiver's JSON gives them as null, not 0
+// (which would read as "no downtime").
+json_object *info_json(const cloudlet_handoff_info *i, bool sent) {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "domain", json_object_new_string(i->domain));
 	json_object_object_add(o, "uuid", json_object_new_string(i->uuid));
@@ -42,10 +45,13 @@ json_object *info_json(const cloudlet_handoff_info *i) {
 	json_object_object_add(o, "raw_bytes", json_object_new_uint64(i->raw_bytes));
 	json_object_object_add(o, "replaced", json_object_new_uint64(i->replaced));
 	json_object_object_add(o, "total_seconds", json_object_new_double(i->total_seconds));
-	json_object_object_add(o, "downtime_seconds", json_object_new_double(i->downtime_seconds));
-	json_object_object_add(o, "link_mbps", json_object_new_double(i->link_mbps));
-	json_object_object_add(o, "drain_seconds", json_object_new_double(i->drain_seconds));
-	json_object_object_add(o, "restore_seconds", json_object_new_double(i->restore_seconds));
+	auto sender_only = [&](const char *key, double v) {
+		json_object_object_add(o, key, sent ? json_object_new_double(v) : nullptr);
+	};
+	sender_only("downtime_seconds", i->downtime_seconds);
+	sender_only("link_mbps", i->link_mbps);
+	sender_only("drain_seconds", i->drain_seconds);
+	sender_only("restore_seconds", i->restore_seconds);
 	if (*i->codec)
 		json_object_object_add(o, "codec", json_object_new_string(i->codec));
 	return o;
@@ -126,7 +132,7 @@ int cmd_handoff(const Global &g, Args args) {
 		cloudlet_ctx_free(ctx);
 		check(st, "handoff failed");
 		if (g.json)
-			print_json(info_json(info));
+			print_json(info_json(info, true));
 		else if (!g.quiet)
 			print_send(info);
 		cloudlet_handoff_info_free(info);
@@ -149,7 +155,7 @@ int cmd_handoff(const Global &g, Args args) {
 		progress.finish();
 		if (st == CLOUDLET_OK) {
 			if (g.json)
-				print_json(info_json(info));
+				print_json(info_json(info, false));
 			else if (!g.quiet)
 				print_receive(info);
 			cloudlet_handoff_info_free(info);

@@ -21,6 +21,12 @@ namespace {
 
 const char *kCat[] = {"unchanged", "zero", "base_memory", "base_disk", "self", "data", "delta"};
 
+// Bytes of the launch VM that differ from the base at the same position.
+uint64_t changed_bytes(const cloudlet_overlay_info *i) {
+	return (i->memory_chunks - i->memory[CLOUDLET_CHUNK_UNCHANGED] + i->disk_chunks - i->disk[CLOUDLET_CHUNK_UNCHANGED]) *
+	       4096;
+}
+
 json_object *info_json(const cloudlet_overlay_info *i) {
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "path", json_object_new_string(i->path));
@@ -40,8 +46,11 @@ json_object *info_json(const cloudlet_overlay_info *i) {
 	json_object_object_add(o, "stored_bytes", json_object_new_uint64(i->stored_bytes));
 	json_object_object_add(o, "file_bytes", json_object_new_uint64(i->file_bytes));
 	json_object_object_add(o, "device_state_bytes", json_object_new_uint64(i->device_state_bytes));
-	uint64_t launch = (i->memory_chunks + i->disk_chunks) * 4096;
-	json_object_object_add(o, "ratio", json_object_new_double(i->file_bytes ? double(launch) / double(i->file_bytes) : 0));
+	uint64_t changed = changed_bytes(i);
+	json_object_object_add(o, "changed_bytes", json_object_new_uint64(changed));
+	json_object_object_add(o, "ratio", json_object_new_double(i->file_bytes ? double(changed) / double(i->file_bytes) : 0));
+	json_object_object_add(o, "memory_shifted", json_object_new_uint64(i->memory_shifted));
+	json_object_object_add(o, "disk_shifted", json_object_new_uint64(i->disk_shifted));
 	if (i->total_seconds > 0) {
 		json_object *t = json_object_new_object();
 		json_object_object_add(t, "capture", json_object_new_double(i->capture_seconds));
@@ -66,10 +75,15 @@ void print_info(const cloudlet_overlay_info *i) {
 		       static_cast<unsigned long long>(n[4]), static_cast<unsigned long long>(n[5]),
 		       static_cast<unsigned long long>(n[6]));
 	}
-	uint64_t launch = (i->memory_chunks + i->disk_chunks) * 4096;
-	printf("  stored   %s of chunk data -> %s compressed; launch VM %s, %.0fx smaller\n",
-	       human_bytes(i->payload_bytes).c_str(), human_bytes(i->stored_bytes).c_str(), human_bytes(launch).c_str(),
-	       i->file_bytes ? double(launch) / double(i->file_bytes) : 0.0);
+	// The launch VM's RAM and virtual disk size would flatter the ratio: an
+	// overlay stands for what differs from the base.
+	uint64_t changed = changed_bytes(i);
+	printf("  stored   %s of chunk data -> %s compressed (%llu memory, %llu disk deltas at a byte shift)\n",
+	       human_bytes(i->payload_bytes).c_str(), human_bytes(i->stored_bytes).c_str(),
+	       static_cast<unsigned long long>(i->memory_shifted), static_cast<unsigned long long>(i->disk_shifted));
+	printf("  changed  %s of the launch VM differs from its base (of %s memory and disk): %.1fx smaller\n",
+	       human_bytes(changed).c_str(), human_bytes((i->memory_chunks + i->disk_chunks) * 4096).c_str(),
+	       i->file_bytes ? double(changed) / double(i->file_bytes) : 0.0);
 	if (i->total_seconds > 0)
 		printf("  timings  capture+dedup %.2f s, disks %.2f s, total %.2f s\n", i->capture_seconds, i->disk_seconds,
 		       i->total_seconds);
