@@ -96,6 +96,9 @@ public:
 	uint64_t count() const { return count_; }
 	uint64_t source_bytes() const { return source_bytes_; }
 	Hash128 at(uint64_t i) const; // bounds-checked
+	// Lets go of the mapped pages read so far (MappedFile::drop_resident):
+	// for an index read once into a table, they would stay in the RSS.
+	void drop_resident() const { file_.drop_resident(); }
 
 private:
 	MappedFile file_;

@@ -82,6 +82,13 @@ Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)
 				if (h != zero)
 					disk_table_.insert(h.lo, uint64_t(d) << 56 | i * kSectorStep);
 			}
+	// The indexes are in the tables now: their pages need not stay resident.
+	if (base.memory_index)
+		base.memory_index->drop_resident();
+	for (const auto &d : base.disks)
+		for (const IndexFile *ix : {d.index, d.sector_index})
+			if (ix)
+				ix->drop_resident();
 }
 
 bool Deduper::confirm_base_disk(uint64_t ref, const uint8_t *data) const {
@@ -94,6 +101,8 @@ bool Deduper::confirm_base_disk(uint64_t ref, const uint8_t *data) const {
 DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *data) {
 	using format::ChunkKind;
 	int sk = space == format::kMemorySpace ? 0 : 1;
+	if (sk == 0 && ++memory_classified_ % 16384 == 0 && base_.drop_resident)
+		base_.drop_resident();
 	DedupDecision r;
 	auto done = [&](int category) -> DedupDecision {
 		counts_.n[sk][category]++;

@@ -13,6 +13,7 @@
 #include "image_file.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct DedupBase {
 	};
 	std::vector<Disk> disks;
 	bool same_memory_layout = true; // launch pages line up with base pages
+	// Called every 64 MiB of memory classified: lets go of the base memory's
+	// mapped pages read so far, so the RSS stays bounded by the change and
+	// not by the base's memory (may be empty).
+	std::function<void()> drop_resident;
 };
 
 // Chunks kept for confirming self-references: an unlinked temp file, so
@@ -91,6 +96,7 @@ private:
 	bool ordinal_self_refs_ = false;
 	ShiftIndex shifts_; // anchors of stored chunks, by spill slot
 	std::vector<uint8_t> scratch_, xor_, shift_xor_;
+	uint64_t memory_classified_ = 0;
 };
 
 // Chunks that still share more than half their 8-byte words with the base

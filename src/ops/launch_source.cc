@@ -114,6 +114,7 @@ void describe_launch(Context &ctx, virDomainPtr dom, Progress &progress, LaunchS
 	out.base_memory = std::make_unique<qemu::ImageFile>(bd + "/memory.cltmem");
 	out.base_memory_index = std::make_unique<engine::IndexFile>(bd + "/memory.idx");
 	out.dedup.memory = out.base_memory.get();
+	out.dedup.drop_resident = [m = out.base_memory.get()] { m->drop_resident(); };
 	out.dedup.memory_index = out.base_memory_index.get();
 	for (const auto &d : out.disks) {
 		out.base_disk_maps.push_back(std::make_unique<MappedFile>(bd + "/" + d.base_part->file));
