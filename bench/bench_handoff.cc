@@ -146,20 +146,18 @@ int main(int argc, char **argv) {
 	Workload w;
 	make_workload(w, "bench-handoff", guest);
 	const char *hot_dir = guest == Guest::Debian ? "/run" : "/ram"; // tmpfs in both guests
-	auto start_hot = [&](const std::string &dom_name) {
-		th_guest *g = nullptr;
-		if (th_guest_attach_domain(&g, dom_name.c_str(), nullptr, nullptr) != 0)
-			die(th_error());
+	// Through the workload's own handle: the guest's shell channel takes one
+	// client at a time.
+	auto start_hot = [&] {
 		std::string cmd = std::string("(while :; do head -c 4194304 /dev/urandom > ") + hot_dir + "/hot.new; mv " +
 		                  hot_dir + "/hot.new " + hot_dir + "/hot; done) >/dev/null 2>&1 &";
-		char *out = th_guest_check(g, cmd.c_str(), 60000);
+		char *out = th_guest_check(w.launch, cmd.c_str(), 60000);
 		if (!out)
 			die(th_error());
 		free(out);
-		th_guest_forget(g);
 	};
 	if (hot)
-		start_hot(w.name);
+		start_hot();
 	std::string store_b = w.work + "/store-b", token = w.work + "/token", pkg = w.work + "/base.pkg";
 	sh("head -c 48 /dev/urandom | base64 > " + token + " && chmod 600 " + token);
 	sh(cli + " --store " + w.store + " --quiet base export bench " + pkg);
