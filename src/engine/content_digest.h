@@ -88,6 +88,18 @@ struct ScanOptions {
 	uint64_t progress_base = 0, progress_total = 0;
 };
 
+// Options for a scan that is one step of a longer operation: `threads`,
+// progress reported as `phase` from `done` of `total` bytes.
+inline ScanOptions scan_step(unsigned threads, Progress &progress, std::string phase, uint64_t done, uint64_t total) {
+	ScanOptions o;
+	o.threads = threads;
+	o.progress = &progress;
+	o.phase = std::move(phase);
+	o.progress_base = done;
+	o.progress_total = total;
+	return o;
+}
+
 struct ScanResult {
 	std::string digest;
 	uint64_t size = 0, data_bytes = 0; // apparent size; bytes in data extents (read)

@@ -126,12 +126,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	progress.report("index", 0, total);
 	for (const auto &p : m.parts) {
 		std::string path = work + "/" + p.file;
-		engine::ScanOptions scan;
-		scan.threads = threads;
-		scan.progress = &progress;
-		scan.phase = "index";
-		scan.progress_base = done;
-		scan.progress_total = total;
+		engine::ScanOptions scan = engine::scan_step(threads, progress, "index", done, total);
 		if (p.role == "memory") {
 			digests[p.file] = engine::index_memory_image(path, work + "/memory.idx", scan);
 		} else if (p.role == "disk") {

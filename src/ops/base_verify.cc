@@ -63,13 +63,7 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 		auto it = e.stamps.find(p.file);
 		if (full || it == e.stamps.end() || !(it->second == s)) {
 			progress.report("verify", done, total);
-			engine::ScanOptions o;
-			o.threads = threads;
-			o.progress = &progress;
-			o.phase = "verify";
-			o.progress_base = done;
-			o.progress_total = total;
-			std::string got = engine::scan_file(path, o).digest;
+			std::string got = engine::scan_file(path, engine::scan_step(threads, progress, "verify", done, total)).digest;
 			if (got != p.digest)
 				return corrupt(p.file + " changed: its digest is " + got + ", the manifest says " + p.digest);
 			rehashed = true;
