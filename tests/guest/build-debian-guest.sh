@@ -286,8 +286,11 @@ mkfs.ext4 -q -F -b 4096 -U "$uuid" -L cloudlet-root -O ^metadata_csum_seed,^orph
 dd if="$grubdir/boot.img" of="$disk" bs=440 count=1 conv=notrunc status=none
 dd if="$work/core.img" of="$disk" bs=512 seek=1 conv=notrunc status=none
 # The partition table must have survived mkfs.
-sfdisk -d "$disk" | grep -q "start= *2048, size= *$part_sectors, type=83, bootable" ||
-	{ echo "build-debian-guest: partition table damaged" >&2; sfdisk -d "$disk" >&2; exit 1; }
+# (Read whole, then searched: `sfdisk | grep -q` under pipefail fails when
+# grep exits before sfdisk is done writing.)
+table=$(sfdisk -d "$disk")
+grep -q "start= *2048, size= *$part_sectors, type=83, bootable" <<<"$table" ||
+	{ echo "build-debian-guest: partition table damaged" >&2; echo "$table" >&2; exit 1; }
 
 mkdir -p "$out.tmp"
 qemu-img convert -O qcow2 "$disk" "$out.tmp/disk.qcow2"
