@@ -15,6 +15,7 @@
 
 #include "engine/codec_chooser.h"
 #include "engine/dedup.h"
+#include "engine/convergence.h"
 #include "engine/dirty_queue.h"
 #include "engine/handoff_items.h"
 #include "net/handoff_wire.h"
@@ -103,7 +104,11 @@ struct Pipeline {
 	// The link's rate from ACKs: bytes of ITEMS frames acknowledged per
 	// second over the last window, while items were waiting to go.
 	std::vector<uint64_t> frame_bytes, frame_raw; // bytes of each ITEMS frame sent, and before compression
-	uint64_t window_raw = 0;
+	std::vector<uint64_t> frame_items;            // chunk versions in each ITEMS frame
+	uint64_t window_raw = 0, window_items = 0;
+	// Chunk versions (× 4096 bytes) the pipeline delivers per second: what
+	// QEMU's dirty rate, which counts pages, is weighed against.
+	double page_bps = 0;
 	double downtime_target_s = 0.5;
 	double link_bps = 0;
 	Clock::time_point window_start{};
@@ -148,7 +153,7 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 	if (batch.empty())
 		return;
-	uint64_t raw = batch.raw_bytes();
+	uint64_t raw = batch.raw_bytes(), items = batch.items();
 	double link;
 	{
 		std::lock_guard<std::mutex> l(p.mu);
@@ -165,6 +170,7 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 		p.items_frames++;
 		p.frame_bytes.push_back(frame.size() + 32);
 		p.frame_raw.push_back(raw);
+		p.frame_items.push_back(items);
 		p.raw += raw;
 		p.cv.notify_all();
 	}
@@ -215,6 +221,7 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 			p.last_ack = Clock::now();
 			p.window_bytes += p.frame_bytes.at(p.acks);
 			p.window_raw += p.frame_raw.at(p.acks);
+			p.window_items += p.frame_items.at(p.acks);
 			p.acks++;
 			// Only while more is in flight does the ACK pace measure the link.
 			double w = std::chrono::duration<double>(p.last_ack - p.window_start).count();
@@ -225,11 +232,13 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 				// downtime: keep it to what the pipeline moves in half the target.
 				double raw_rate = double(p.window_raw) / w;
 				p.queue->set_budget(static_cast<uint64_t>(raw_rate * p.downtime_target_s / 2));
+				double page_rate = double(p.window_items) * 4096 / w;
+				p.page_bps = p.page_bps > 0 ? 0.5 * p.page_bps + 0.5 * page_rate : page_rate;
 				p.window_start = p.last_ack;
-				p.window_bytes = p.window_raw = 0;
+				p.window_bytes = p.window_raw = p.window_items = 0;
 			} else if (p.items_frames == p.acks) {
 				p.window_start = p.last_ack; // idle: the next window starts fresh
-				p.window_bytes = p.window_raw = 0;
+				p.window_bytes = p.window_raw = p.window_items = 0;
 			}
 			p.cv.notify_all();
 		}
@@ -400,6 +409,27 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		// target at the rate it measures — our pipeline's, through the
 		// queue's backpressure; the queue's share is the other half.
 		co.downtime_limit_ms = std::max(50u, o.downtime_ms / 2);
+		// A guest that dirties faster than the link drains is throttled
+		// by QEMU's auto-converge, in steps sized from the two rates
+		// (engine/convergence.h) rather than QEMU's 20 % + 10 % ladder.
+		std::optional<engine::ThrottleSteps> steps_set;
+		co.on_status = [&](virt::OutgoingMigration &mig, const virt::MigrationStatus &st) {
+			double move;
+			{
+				std::lock_guard<std::mutex> l(p.mu);
+				move = p.page_bps;
+			}
+			auto steps = engine::throttle_steps(double(st.dirty_pages_rate) * 4096, st.cpu_throttle_pct, move);
+			if (steps && steps != steps_set) {
+				mig.set_throttle_steps(steps->initial, steps->increment);
+				ctx.log().debug("auto-converge steps " + std::to_string(steps->initial) + "/" +
+				                std::to_string(steps->increment) + " % (dirty " +
+				                std::to_string(st.dirty_pages_rate) + " pages/s, throttle " +
+				                std::to_string(st.cpu_throttle_pct) + " %, pipeline " +
+				                std::to_string(int(move / 4096)) + " pages/s)");
+				steps_set = steps;
+			}
+		};
 		progress.report("live", 0, 0);
 		cap = snapshot_capture(ctx, info.domain, "", co, progress);
 	} catch (...) {

@@ -316,6 +316,13 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 						throw;
 					cancelled = true;
 				}
+				if (!cancelled && !rx.failed() && opts.on_status) {
+					try { // steering is best effort: the migration goes on without it
+						opts.on_status(mig, st);
+					} catch (const Error &e) {
+						log.debug(std::string("migration steering: ") + e.what());
+					}
+				}
 				if (cancelled || rx.failed()) {
 					mig.cancel();
 					cancel_sent = true;

@@ -9,8 +9,10 @@
 #include "stream_parser.h"
 #include "store/undo_journal.h"
 #include "util/progress.h"
+#include "virt/qemu_migration.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace cloudlet::ops {
@@ -29,6 +31,10 @@ struct CaptureOptions {
 	qemu::StreamSink *sink = nullptr;
 	// Internal (handoff): QEMU's downtime limit for a live capture; 0: QEMU's own.
 	uint64_t downtime_limit_ms = 0;
+	// Internal (handoff): called with each status poll of a live capture
+	// (every ≤ 50 ms) while it runs, to steer QEMU's migration. Best
+	// effort: an Error it throws is logged and the capture goes on.
+	std::function<void(virt::OutgoingMigration &, const virt::MigrationStatus &)> on_status;
 	// Internal: the calling operation's undo journal, so that a VM it
 	// pauses runs again if its process dies; null: the capture keeps one.
 	store::UndoJournal *journal = nullptr;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -79,6 +80,15 @@ OutgoingMigration::~OutgoingMigration() {
 		if (saved_downtime_) {
 			qemu::JsonPtr args(json_object_new_object());
 			json_object_object_add(args.get(), "downtime-limit", json_object_new_int64(old_downtime_));
+			qmp_.execute("migrate-set-parameters", args.get());
+		}
+	} catch (const Error &) {
+	}
+	try {
+		if (saved_throttle_) {
+			qemu::JsonPtr args(json_object_new_object());
+			json_object_object_add(args.get(), "cpu-throttle-initial", json_object_new_int64(old_throttle_initial_));
+			json_object_object_add(args.get(), "cpu-throttle-increment", json_object_new_int64(old_throttle_increment_));
 			qmp_.execute("migrate-set-parameters", args.get());
 		}
 	} catch (const Error &) {
@@ -174,6 +184,7 @@ MigrationStatus OutgoingMigration::status() {
 	s.status = string_member(r.get(), "status");
 	s.error = string_member(r.get(), "error-desc");
 	s.downtime_ms = u64_member(r.get(), "downtime");
+	s.cpu_throttle_pct = static_cast<unsigned>(std::min<uint64_t>(100, u64_member(r.get(), "cpu-throttle-percentage")));
 	json_object *ram = nullptr;
 	if (json_object_object_get_ex(r.get(), "ram", &ram)) {
 		s.transferred = u64_member(ram, "transferred");
@@ -183,6 +194,23 @@ MigrationStatus OutgoingMigration::status() {
 		s.dirty_pages_rate = u64_member(ram, "dirty-pages-rate");
 	}
 	return s;
+}
+
+void OutgoingMigration::set_throttle_steps(unsigned initial, unsigned increment) {
+	if (!saved_throttle_) {
+		qemu::JsonPtr params = qmp_.execute("query-migrate-parameters");
+		json_object *v = nullptr;
+		if (!json_object_object_get_ex(params.get(), "cpu-throttle-initial", &v))
+			return; // a QEMU without auto-converge's parameters: nothing to tune
+		old_throttle_initial_ = json_object_get_int64(v);
+		if (json_object_object_get_ex(params.get(), "cpu-throttle-increment", &v))
+			old_throttle_increment_ = json_object_get_int64(v);
+		saved_throttle_ = true;
+	}
+	qemu::JsonPtr args(json_object_new_object());
+	json_object_object_add(args.get(), "cpu-throttle-initial", json_object_new_int64(std::clamp(initial, 1u, 99u)));
+	json_object_object_add(args.get(), "cpu-throttle-increment", json_object_new_int64(std::clamp(increment, 1u, 99u)));
+	qmp_.execute("migrate-set-parameters", args.get());
 }
 
 void OutgoingMigration::cancel() {

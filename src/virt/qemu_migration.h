@@ -23,6 +23,7 @@ struct MigrationStatus {
 	uint64_t dirty_sync_count = 0; // passes over RAM so far
 	uint64_t dirty_pages_rate = 0; // pages/s
 	uint64_t downtime_ms = 0;      // VM paused for the final pass (once completed)
+	unsigned cpu_throttle_pct = 0; // auto-converge's current vCPU throttle (0: none)
 	bool terminal() const { return status == "completed" || status == "failed" || status == "cancelled"; }
 };
 
@@ -49,6 +50,10 @@ public:
 	void start(int fd);
 
 	MigrationStatus status();
+	// Auto-converge's steps (QEMU's cpu-throttle-initial and -increment,
+	// 1..99); takes effect at QEMU's next throttle decision. The previous
+	// values come back in the destructor.
+	void set_throttle_steps(unsigned initial, unsigned increment);
 	// Asks QEMU to stop the migration; QEMU resumes a VM it had paused for
 	// the final pass.
 	void cancel();
@@ -59,8 +64,8 @@ private:
 	std::string fd_name_;
 	bool fd_in_qemu_ = false, started_ = false;
 	std::vector<std::pair<std::string, bool>> saved_caps_;
-	bool saved_bandwidth_ = false, saved_downtime_ = false;
-	int64_t old_bandwidth_ = 0, old_downtime_ = 0;
+	bool saved_bandwidth_ = false, saved_downtime_ = false, saved_throttle_ = false;
+	int64_t old_bandwidth_ = 0, old_downtime_ = 0, old_throttle_initial_ = 20, old_throttle_increment_ = 10;
 };
 
 } // namespace cloudlet::virt

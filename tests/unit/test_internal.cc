@@ -1,6 +1,8 @@
 // Internals reached through the static library: the pure parts of the
-// libvirt adapter and the context's settings resolution. Fixtures under
+// libvirt adapter, the context's settings resolution and handoff's
+// auto-converge steps. Fixtures under
 // tests/data/ are real documents captured from libvirt 9.0 / QEMU 7.2.
+#include "engine/convergence.h"
 #include "ops/context.h"
 #include "util/error.h"
 #include "virt/boot_probe.h"
@@ -105,6 +107,33 @@ static void test_settings_resolution(void **) {
 	}
 }
 
+// The throttle goes where the guest dirties at most half of what the
+// pipeline moves, in one step; slow dirtiers keep QEMU's defaults.
+static void test_throttle_steps(void **) {
+	using engine::throttle_steps;
+	assert_false(throttle_steps(0, 0, 3e6).has_value());   // nothing measured yet
+	assert_false(throttle_steps(8e6, 0, 0).has_value());
+	// 8 MB/s dirtied, 3 MB/s moved: run ≤ 1.5/8 of the time → 82 %.
+	auto s = throttle_steps(8e6, 0, 3e6);
+	assert_true(s.has_value());
+	assert_int_equal(s->initial, 82);
+	// Measured at 50 % throttle, the same guest shows 4 MB/s: same target,
+	// reached by one increment from 50.
+	s = throttle_steps(4e6, 50, 3e6);
+	assert_int_equal(s->initial, 82);
+	assert_int_equal(s->increment, 32);
+	// A guest dirtying less than half the link: QEMU's defaults.
+	s = throttle_steps(1e6, 0, 3e6);
+	assert_int_equal(s->initial, 20);
+	assert_int_equal(s->increment, 10);
+	// Far beyond the link: capped at QEMU's maximum.
+	s = throttle_steps(1e9, 0, 1e6);
+	assert_int_equal(s->initial, 99);
+	// Already past the target: the smallest increment, never a cut.
+	s = throttle_steps(1e6, 90, 3e6);
+	assert_int_equal(s->increment, 10);
+}
+
 int main() {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_domcaps_tcg),
@@ -112,6 +141,7 @@ int main() {
 	    cmocka_unit_test(test_domcaps_malformed),
 	    cmocka_unit_test(test_classify_console),
 	    cmocka_unit_test(test_settings_resolution),
+	    cmocka_unit_test(test_throttle_steps),
 	};
 	return cmocka_run_group_tests_name("internal", tests, nullptr, nullptr);
 }
