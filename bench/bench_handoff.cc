@@ -1,12 +1,14 @@
 // Handoff over an emulated WAN against QEMU's own live migration, on the
 // project's workload (bench/workload.h), all measured in this one run:
 //
-//   bench_handoff [--guest busybox|debian] [--hot-file] [RATE_MBIT...]   (default: 25 10)
+//   bench_handoff [--guest busybox|debian] [--hot-file] [--no-baseline] [--verbose] [RATE_MBIT...]   (default: 25 10)
 //
 // --hot-file: during both migrations the guest keeps rewriting a 4 MiB file
 // (new random content each time, written by rename, so each round gets
 // fresh pages and frees the old ones), the workload issue 15 names; the
-// floor is then the overlay plus the hot file once.
+// floor is then the overlay plus the hot file once. --no-baseline skips
+// QEMU's migration (minutes on a slow link) while tuning; figures to quote
+// come from a run with it. --verbose: both cloudlets' debug logs on stderr.
 // Two cloudlets on this machine (one libvirtd, stores A and B holding the
 // same base); the link is the loopback of a network namespace shaped with
 // tbf (docs/platform.md: this kernel has no netem). Per rate:
@@ -93,16 +95,18 @@ Result native_migration(const std::string &ns, const std::string &work, const st
 	return r;
 }
 
+std::string send_flags; // global options for both cloudlet commands
+
 Result our_handoff(const std::string &ns, const std::string &cli, const std::string &from_store,
                    const std::string &to_store, const std::string &dom, const std::string &new_name,
                    const std::string &token) {
-	std::string recv_cmd = "ip netns exec " + ns + " " + cli + " --store " + to_store +
+	std::string recv_cmd = "ip netns exec " + ns + " " + cli + " --store " + to_store + send_flags +
 	                       " --json handoff receive --listen 127.0.0.1:7002 --token-file " + token + " --once --name " +
 	                       new_name;
 	std::string recv_out;
 	std::thread rt([&] { recv_out = capture(recv_cmd); });
 	usleep(500000);
-	std::string out = capture("ip netns exec " + ns + " " + cli + " --store " + from_store + " --json handoff send " +
+	std::string out = capture("ip netns exec " + ns + " " + cli + " --store " + from_store + send_flags + " --json handoff send " +
 	                          dom + " 127.0.0.1:7002 --token-file " + token);
 	rt.join();
 	json_object *j = json_tokener_parse(out.c_str());
@@ -122,11 +126,15 @@ Result our_handoff(const std::string &ns, const std::string &cli, const std::str
 
 int main(int argc, char **argv) {
 	Guest guest = guest_from_args(argc, argv);
-	bool hot = false;
+	bool hot = false, baseline = true;
 	std::vector<int> rates;
 	for (int i = 1; i < argc; i++)
 		if (std::string(argv[i]) == "--hot-file")
 			hot = true;
+		else if (std::string(argv[i]) == "--no-baseline")
+			baseline = false;
+		else if (std::string(argv[i]) == "--verbose")
+			send_flags = " --verbose";
 		else
 			rates.push_back(atoi(argv[i]));
 	if (rates.empty())
@@ -176,7 +184,9 @@ int main(int argc, char **argv) {
 		sh(cli + " --store " + store_from + " --quiet overlay create " + dom + " " + ovl);
 		double floor_bytes = double(size_of(ovl)) + (hot ? 4194304.0 : 0);
 		double floor_s = floor_bytes * 8 / (rate * 1e6);
-		Result native = native_migration(ns, w.work, dom, relay_py.c_str(), guest == Guest::Busybox);
+		Result native;
+		if (baseline)
+			native = native_migration(ns, w.work, dom, relay_py.c_str(), guest == Guest::Busybox);
 		std::string next = "cltest-" + std::to_string(getpid()) + "-hop" + std::to_string(i);
 		Result ours = our_handoff(ns, cli, store_from, store_to, dom, next, token);
 		sh("ip netns del " + ns);
@@ -184,11 +194,15 @@ int main(int argc, char **argv) {
 		printf("%-8s %-46s %9.1f %10.2f %10s %8s\n", l.c_str(),
 		       hot ? "floor: (overlay + hot file) / link rate" : "floor: overlay bytes / link rate", floor_bytes / 1e6,
 		       floor_s, "-", "");
-		printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(),
-		       guest == Guest::Busybox ? "QEMU live migration + block migration" : "QEMU live migration (memory only)",
-		       double(native.bytes) / 1e6, native.total, native.downtime, "1.00");
-		printf("%-8s %-46s %9.1f %10.2f %10.2f %8.2f\n", l.c_str(), "cloudlet handoff", double(ours.bytes) / 1e6,
-		       ours.total, ours.downtime, ours.total / native.total);
+		if (baseline)
+			printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(),
+			       guest == Guest::Busybox ? "QEMU live migration + block migration" : "QEMU live migration (memory only)",
+			       double(native.bytes) / 1e6, native.total, native.downtime, "1.00");
+		char vs[32] = "-";
+		if (baseline)
+			snprintf(vs, sizeof vs, "%.2f", ours.total / native.total);
+		printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(), "cloudlet handoff", double(ours.bytes) / 1e6,
+		       ours.total, ours.downtime, vs);
 		printf("%-8s (cloudlet handoff vs floor: bytes %.2fx, time %.2fx)\n", "", double(ours.bytes) / floor_bytes,
 		       ours.total / floor_s);
 		printf("%-8s (downtime: last items + device state %.2f s, restore at the destination %.2f s, rest %.2f s)\n", "",

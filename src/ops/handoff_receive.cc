@@ -158,6 +158,8 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		uint64_t frames = 0, raw = 0;
 		net::Frame f;
 		progress.report("items", 0, 0);
+		double finish_s = 0;
+		Clock::time_point device_state_at = Clock::now();
 		virt::restore_streamed(
 		    t.conn->get(), t.dir + "/restore.fifo",
 		    [&](qemu::ByteSink &sink) {
@@ -201,10 +203,15 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 				    fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
 			    std::vector<uint8_t> ds(f.payload.begin() + 4 + jl, f.payload.end());
 			    t.applier->on_device_state(ds);
+			    auto tf = Clock::now();
 			    t.applier->finish(); // the disk layers, before QEMU re-reads them
+			    finish_s = since(tf);
+			    device_state_at = Clock::now();
 			    w.end(ds);
 		    },
 		    true, progress);
+		ctx_.log().debug("handoff FINAL: disk layers written in " + std::to_string(finish_s) +
+		                 " s; device state to restore done " + std::to_string(since(device_state_at)) + " s");
 		info.raw_bytes = raw;
 		info.stored_items = t.applier->stored_chunks();
 
@@ -219,7 +226,21 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		if (!dom || virDomainResume(dom.get()) != 0)
 			virt::fail_libvirt("cannot resume the handed-off VM " + t.name);
 		auto tn = Clock::now();
-		virt::NicSwap swap = virt::swap_nics(dom.get(), o.nic, progress);
+		// From here the VM running here is the VM: it may already have done
+		// work the source's paused copy never saw. A NIC swap that fails (a
+		// guest that does not act on the unplug in time) therefore does not
+		// undo the handoff: the VM stays, with the NICs it has, and both
+		// sides say so. docs/handoff.md "Safety".
+		virt::NicSwap swap;
+		std::string nic_error;
+		try {
+			swap = virt::swap_nics(dom.get(), o.nic, progress);
+		} catch (const Error &e) {
+			nic_error = e.what();
+			swap.macs = virt::domain_macs(dom.get());
+			ctx_.log().warn("the handed-off VM " + t.name + " runs here, but its NIC swap did not complete: " +
+			                nic_error);
+		}
 		double nic_seconds = since(tn);
 		info.macs = swap.macs;
 		json_object *run = json_object_new_object();
@@ -230,6 +251,8 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 			json_object_array_add(macs, json_object_new_string(m.c_str()));
 		json_object_object_add(run, "macs", macs);
 		json_object_object_add(run, "nic_seconds", json_object_new_double(nic_seconds));
+		if (!nic_error.empty())
+			json_object_object_add(run, "nic_error", json_object_new_string(nic_error.c_str()));
 		ch.send(net::FrameType::Running, json_object_to_json_string_ext(run, JSON_C_TO_STRING_PLAIN));
 		json_object_put(run);
 		cleanup.keep();

@@ -109,6 +109,9 @@ struct Pipeline {
 	// Chunk versions (× 4096 bytes) the pipeline delivers per second: what
 	// QEMU's dirty rate, which counts pages, is weighed against.
 	double page_bps = 0;
+	// Where the sender thread's time went (debug log at the end): waiting
+	// for the queue, dedup, compression, the socket.
+	double t_wait = 0, t_dedup = 0, t_compress = 0, t_socket = 0;
 	double downtime_target_s = 0.5;
 	double link_bps = 0;
 	Clock::time_point window_start{};
@@ -162,7 +165,9 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 	p.chooser->set_link_rate(link);
 	p.chooser->observe(batch.payload().data(), batch.payload().size());
 	engine::CodecChoice c = p.chooser->current();
+	auto tc = Clock::now();
 	std::vector<uint8_t> frame = batch.encode(c.codec, c.level);
+	p.t_compress += since(tc);
 	{
 		std::lock_guard<std::mutex> l(p.mu);
 		if (p.items_frames == 0)
@@ -174,7 +179,9 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 		p.raw += raw;
 		p.cv.notify_all();
 	}
+	auto ts = Clock::now();
 	p.ch->send(net::FrameType::Items, frame.data(), frame.size());
+	p.t_socket += since(ts);
 }
 
 void sender_thread(Pipeline &p) {
@@ -189,8 +196,14 @@ void sender_thread(Pipeline &p) {
 			});
 		std::vector<uint8_t> data(4096);
 		uint64_t key, version;
-		while (p.queue->take(&key, data.data(), &version)) {
+		for (;;) {
+			auto tw = Clock::now();
+			if (!p.queue->take(&key, data.data(), &version))
+				break;
+			auto td = Clock::now();
+			p.t_wait += std::chrono::duration<double>(td - tw).count();
 			add_item(p, batch, static_cast<uint8_t>(key >> 56), key & ((1ull << 56) - 1), data.data(), version);
+			p.t_dedup += since(td);
 			if (batch.raw_bytes() >= (1u << 20) || p.queue->waiting() == 0)
 				send_batch(p, batch);
 		}
@@ -232,8 +245,7 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 				// downtime: keep it to what the pipeline moves in half the target.
 				double raw_rate = double(p.window_raw) / w;
 				p.queue->set_budget(static_cast<uint64_t>(raw_rate * p.downtime_target_s / 2));
-				double page_rate = double(p.window_items) * 4096 / w;
-				p.page_bps = p.page_bps > 0 ? 0.5 * p.page_bps + 0.5 * page_rate : page_rate;
+				p.page_bps = p.page_bps > 0 ? 0.5 * p.page_bps + 0.5 * raw_rate : raw_rate;
 				p.window_start = p.last_ack;
 				p.window_bytes = p.window_raw = p.window_items = 0;
 			} else if (p.items_frames == p.acks) {
@@ -490,6 +502,9 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 			info.uuid = json_object_get_string(v);
 		if (j && json_object_object_get_ex(j, "nic_seconds", &v))
 			nic_seconds = json_object_get_double(v);
+		if (j && json_object_object_get_ex(j, "nic_error", &v))
+			ctx.log().warn(std::string("the VM runs at the destination, but its NIC swap did not complete there: ") +
+			               json_object_get_string(v));
 		if (j && json_object_object_get_ex(j, "macs", &v) && json_object_is_type(v, json_type_array))
 			for (size_t i = 0; i < json_object_array_length(v); i++)
 				info.macs.push_back(json_object_get_string(json_object_array_get_idx(v, i)));
@@ -504,6 +519,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	// Paused here until the destination resumed it: RUNNING comes after the
 	// NIC swap, which happens with the VM already running there.
 	info.downtime_seconds = std::max(0.0, since(paused_at) - nic_seconds);
+	auto running_at = Clock::now();
 
 	// The destination runs it: the source's copy goes, with its files.
 	std::string inst_dir = src.disks[0].file.substr(0, src.disks[0].file.find_last_of('/'));
@@ -514,6 +530,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		virDomainUndefine(dom.get());
 	if (inst_dir.rfind(st.instances_dir() + "/", 0) == 0)
 		store::remove_tree(inst_dir);
+	auto cleaned_at = Clock::now();
 
 	info.bytes_sent = ch.bytes_sent();
 	info.bytes_received = ch.bytes_received();
@@ -527,6 +544,18 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	double link_s = std::chrono::duration<double>(p.last_ack - p.first_send).count();
 	info.link_mbps = link_s > 0 ? double(info.bytes_sent) * 8 / link_s / 1e6 : 0;
 	info.total_seconds = since(t0);
+	auto f2 = [](double v) {
+		char b[32];
+		snprintf(b, sizeof b, "%.2f", v);
+		return std::string(b);
+	};
+	ctx.log().debug("handoff timeline: total " + f2(info.total_seconds) + " s, first item after " +
+	                f2(std::chrono::duration<double>(p.first_send - t0).count()) + " s, items " + f2(link_s) +
+	                " s, NIC swap at the destination " + f2(nic_seconds) + " s, running there after " +
+	                f2(std::chrono::duration<double>(running_at - t0).count()) + " s, source cleanup " +
+	                f2(std::chrono::duration<double>(cleaned_at - running_at).count()) + " s; sender thread: waiting " +
+	                f2(p.t_wait) + " s, dedup " + f2(p.t_dedup) + " s, compression " + f2(p.t_compress) +
+	                " s, socket " + f2(p.t_socket) + " s; codec " + info.codec);
 	return info;
 }
 

@@ -5,6 +5,8 @@
 #include "virt/base_xml.h"
 #include "virt/connection.h"
 
+#include <libvirt/virterror.h>
+
 #include <chrono>
 #include <set>
 #include <thread>
@@ -103,6 +105,13 @@ void check_nic_request(virConnectPtr conn, const NicRequest &req) {
 	}
 }
 
+std::vector<std::string> domain_macs(virDomainPtr dom) {
+	std::vector<std::string> v;
+	for (const auto &n : domain_nics(live_xml(dom)))
+		v.push_back(n.mac);
+	return v;
+}
+
 NicSwap swap_nics(virDomainPtr dom, const NicRequest &req, Progress &progress, int release_timeout_s) {
 	NicSwap out;
 	std::string name = virDomainGetName(dom);
@@ -112,14 +121,30 @@ NicSwap swap_nics(virDomainPtr dom, const NicRequest &req, Progress &progress, i
 		progress.report("nic", i, nics.size());
 		if (virDomainDetachDeviceFlags(dom, nic.current.c_str(), VIR_DOMAIN_AFFECT_LIVE) < 0)
 			fail_libvirt("cannot unplug NIC " + nic.mac + " of " + name);
-		// libvirt returns once QEMU asked the guest; the device is gone only
-		// when the guest has released it.
+		// libvirt returns once QEMU asked the guest (or after waiting 5 s
+		// for it); the device is gone only when the guest has released it.
+		// The request is an ACPI event the guest can miss: a kernel busy
+		// right after resume clears the GPE status bit before handling it
+		// (QEMU's hw/acpi/pcihp.c says so and lets device_del be repeated
+		// at once for that reason). So the request is repeated every 3 s
+		// until the guest acts on one or the time is up.
 		auto deadline = Clock::now() + std::chrono::seconds(release_timeout_s);
+		auto again = Clock::now() + std::chrono::seconds(3);
+		unsigned requests = 1;
 		while (macs_of(dom).count(nic.mac)) {
 			if (Clock::now() > deadline)
 				fail(CLOUDLET_E_TIMEOUT, "the guest of " + name + " did not release NIC " + nic.mac + " within " +
-				                             std::to_string(release_timeout_s) +
-				                             " s (does its kernel handle ACPI hot-plug?)");
+				                             std::to_string(release_timeout_s) + " s (asked " + std::to_string(requests) +
+				                             " times; does its kernel handle ACPI hot-plug?)");
+			if (Clock::now() > again) {
+				// A repeat may be refused while QEMU still counts the last
+				// one as pending; the wait goes on either way.
+				if (virDomainDetachDeviceFlags(dom, nic.current.c_str(), VIR_DOMAIN_AFFECT_LIVE) == 0)
+					requests++;
+				else
+					virResetLastError();
+				again = Clock::now() + std::chrono::seconds(3);
+			}
 			std::this_thread::sleep_for(std::chrono::milliseconds(10));
 		}
 		std::set<std::string> before = macs_of(dom);

@@ -35,4 +35,7 @@ void check_nic_request(virConnectPtr conn, const NicRequest &req);
 // guest may take to release an unplugged NIC (CLOUDLET_E_TIMEOUT after).
 NicSwap swap_nics(virDomainPtr dom, const NicRequest &req, Progress &progress, int release_timeout_s = 20);
 
+// The MACs of a running domain's NICs, in the order of its XML.
+std::vector<std::string> domain_macs(virDomainPtr dom);
+
 } // namespace cloudlet::virt
