@@ -104,11 +104,10 @@ struct Pipeline {
 	// The link's rate from ACKs: bytes of ITEMS frames acknowledged per
 	// second over the last window, while items were waiting to go.
 	std::vector<uint64_t> frame_bytes, frame_raw; // bytes of each ITEMS frame sent, and before compression
-	std::vector<uint64_t> frame_items;            // chunk versions in each ITEMS frame
-	uint64_t window_raw = 0, window_items = 0;
-	// Chunk versions (× 4096 bytes) the pipeline delivers per second: what
-	// QEMU's dirty rate, which counts pages, is weighed against.
-	double page_bps = 0;
+	uint64_t window_raw = 0;
+	// Item bytes before compression the pipeline delivers per second
+	// (smoothed): what QEMU's dirty rate is weighed against for throttling.
+	double move_bps = 0;
 	// Where the sender thread's time went (debug log at the end): waiting
 	// for the queue, dedup, compression, the socket.
 	double t_wait = 0, t_dedup = 0, t_compress = 0, t_socket = 0;
@@ -156,7 +155,7 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 	if (batch.empty())
 		return;
-	uint64_t raw = batch.raw_bytes(), items = batch.items();
+	uint64_t raw = batch.raw_bytes();
 	double link;
 	{
 		std::lock_guard<std::mutex> l(p.mu);
@@ -175,7 +174,6 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 		p.items_frames++;
 		p.frame_bytes.push_back(frame.size() + 32);
 		p.frame_raw.push_back(raw);
-		p.frame_items.push_back(items);
 		p.raw += raw;
 		p.cv.notify_all();
 	}
@@ -234,7 +232,6 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 			p.last_ack = Clock::now();
 			p.window_bytes += p.frame_bytes.at(p.acks);
 			p.window_raw += p.frame_raw.at(p.acks);
-			p.window_items += p.frame_items.at(p.acks);
 			p.acks++;
 			// Only while more is in flight does the ACK pace measure the link.
 			double w = std::chrono::duration<double>(p.last_ack - p.window_start).count();
@@ -245,12 +242,12 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 				// downtime: keep it to what the pipeline moves in half the target.
 				double raw_rate = double(p.window_raw) / w;
 				p.queue->set_budget(static_cast<uint64_t>(raw_rate * p.downtime_target_s / 2));
-				p.page_bps = p.page_bps > 0 ? 0.5 * p.page_bps + 0.5 * raw_rate : raw_rate;
+				p.move_bps = p.move_bps > 0 ? 0.5 * p.move_bps + 0.5 * raw_rate : raw_rate;
 				p.window_start = p.last_ack;
-				p.window_bytes = p.window_raw = p.window_items = 0;
+				p.window_bytes = p.window_raw = 0;
 			} else if (p.items_frames == p.acks) {
 				p.window_start = p.last_ack; // idle: the next window starts fresh
-				p.window_bytes = p.window_raw = p.window_items = 0;
+				p.window_bytes = p.window_raw = 0;
 			}
 			p.cv.notify_all();
 		}
@@ -429,7 +426,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 			double move;
 			{
 				std::lock_guard<std::mutex> l(p.mu);
-				move = p.page_bps;
+				move = p.move_bps;
 			}
 			auto steps = engine::throttle_steps(double(st.dirty_pages_rate) * 4096, st.cpu_throttle_pct, move);
 			if (steps && steps != steps_set) {
@@ -438,7 +435,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 				                std::to_string(steps->increment) + " % (dirty " +
 				                std::to_string(st.dirty_pages_rate) + " pages/s, throttle " +
 				                std::to_string(st.cpu_throttle_pct) + " %, pipeline " +
-				                std::to_string(int(move / 4096)) + " pages/s)");
+				                std::to_string(int(move / 1000)) + " kB/s)");
 				steps_set = steps;
 			}
 		};

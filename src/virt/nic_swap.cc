@@ -26,12 +26,6 @@ std::string live_xml(virDomainPtr d) {
 	return s;
 }
 
-std::set<std::string> macs_of(virDomainPtr d) {
-	std::set<std::string> s;
-	for (const auto &n : domain_nics(live_xml(d)))
-		s.insert(n.mac);
-	return s;
-}
 
 bool valid_mac(const std::string &m) {
 	if (m.size() != 17)
@@ -111,6 +105,13 @@ std::vector<std::string> domain_macs(virDomainPtr dom) {
 		v.push_back(n.mac);
 	return v;
 }
+
+namespace {
+std::set<std::string> macs_of(virDomainPtr d) {
+	std::vector<std::string> v = domain_macs(d);
+	return {v.begin(), v.end()};
+}
+} // namespace
 
 NicSwap swap_nics(virDomainPtr dom, const NicRequest &req, Progress &progress, int release_timeout_s) {
 	NicSwap out;
