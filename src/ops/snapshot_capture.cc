@@ -8,7 +8,9 @@
 #include "stream_writer.h"
 #include "store/base_store.h"
 #include "util/error.h"
+#include "engine/page_ledger.h"
 #include "virt/domain.h"
+#include "virt/guest_ram.h"
 #include "virt/qemu_migration.h"
 
 #include <fcntl.h>
@@ -53,19 +55,30 @@ private:
 	std::atomic<uint64_t> &count_;
 };
 
-// Passes pages to the image writer and counts page versions.
+// Passes pages to the image writer and counts page versions; with a
+// ledger, also notes each page's newest version for the check after QEMU
+// is done (engine/page_ledger.h).
 class CountingSink : public qemu::StreamSink {
 public:
-	explicit CountingSink(qemu::StreamSink &inner) : inner_(inner) {}
-	void on_ram_blocks(const qemu::StreamInfo &i) override { inner_.on_ram_blocks(i); }
+	CountingSink(qemu::StreamSink &inner, bool keep_ledger) : inner_(inner), keep_ledger_(keep_ledger) {}
+	void on_ram_blocks(const qemu::StreamInfo &i) override {
+		if (keep_ledger_)
+			ledger = std::make_unique<engine::PageLedger>(i.total_pages);
+		inner_.on_ram_blocks(i);
+	}
 	void on_page(uint32_t block, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t section) override {
 		records++;
+		if (ledger)
+			ledger->record(linear, data, fill);
 		inner_.on_page(block, linear, data, fill, section);
 	}
+	qemu::StreamSink &inner() { return inner_; }
 	uint64_t records = 0;
+	std::unique_ptr<engine::PageLedger> ledger;
 
 private:
 	qemu::StreamSink &inner_;
+	bool keep_ledger_;
 };
 
 // Removes a file on scope exit unless released.
@@ -112,9 +125,11 @@ private:
 class StreamReceiver {
 public:
 	// Pages go to `writer` (the memory image) or, without one, to `sink`.
+	// `keep_ledger`: note what each page's newest version was (reconcile()).
 	StreamReceiver(int fd, std::string what, std::unique_ptr<qemu::ImageFileWriter> writer, qemu::StreamSink *sink,
-	               Wakeup &wake)
-	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)), sink_(sink), wake_(wake) {
+	               Wakeup &wake, bool keep_ledger)
+	    : fd_(fd), what_(std::move(what)), writer_(std::move(writer)), sink_(sink), wake_(wake),
+	      counting_(writer_ ? static_cast<qemu::StreamSink &>(*writer_) : *sink_, keep_ledger) {
 		thread_ = std::thread([this] { run(); });
 	}
 	~StreamReceiver() { abort_and_join(); }
@@ -146,6 +161,33 @@ public:
 	const qemu::StreamInfo &info() const { return info_; }
 	uint64_t bytes() const { return bytes_.load(); }
 	uint64_t records() const { return records_; }
+	// After the thread ended cleanly, with the VM paused: the pages of RAM
+	// block `block` whose real content (read from QEMU's process) is not
+	// what the stream last said go to the output as one more version.
+	// Returns how many; throws CLOUDLET_E_UNSUPPORTED if the RAM cannot be read.
+	uint64_t reconcile(virDomainPtr dom, const std::string &block) {
+		if (!counting_.ledger)
+			return 0;
+		const qemu::RamBlock *rb = nullptr;
+		uint32_t index = 0;
+		for (uint32_t i = 0; i < info_.blocks.size(); i++)
+			if (info_.blocks[i].name == block) {
+				rb = &info_.blocks[i];
+				index = i;
+			}
+		if (!rb)
+			fail(CLOUDLET_E_UNSUPPORTED, "the stream has no RAM block " + block);
+		virt::GuestRam ram(dom, block, rb->length);
+		uint64_t section = info_.ram_sections;
+		return counting_.ledger->reconcile(
+		    rb->first_page, rb->pages(), [&](uint64_t off, uint8_t *buf, size_t n) { ram.read(off, buf, n); },
+		    [&](uint64_t linear, const uint8_t *data) { counting_.inner().on_page(index, linear, data, 0, section); });
+	}
+	// The memory image file is complete (after reconcile()).
+	void finish_writer() {
+		if (writer_)
+			writer_->finish(info_);
+	}
 
 private:
 	void run() {
@@ -153,11 +195,8 @@ private:
 			qemu::FdSource fs(fd_, what_);
 			CountingSource cs(fs, bytes_);
 			qemu::Reader r(cs, what_);
-			CountingSink sink(writer_ ? *writer_ : *sink_);
-			info_ = qemu::parse_stream(r, sink);
-			if (writer_)
-				writer_->finish(info_);
-			records_ = sink.records;
+			info_ = qemu::parse_stream(r, counting_);
+			records_ = counting_.records;
 		} catch (...) {
 			error_ = std::current_exception();
 			shutdown(fd_, SHUT_RDWR);
@@ -183,6 +222,7 @@ private:
 	qemu::StreamInfo info_;
 	std::atomic<uint64_t> bytes_{0};
 	uint64_t records_ = 0;
+	CountingSink counting_;
 };
 
 // Progress over a byte sink (the save image being written).
@@ -297,7 +337,11 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		} catch (const Error &e) {
 			log.debug(std::string("polling only: ") + e.what());
 		}
-		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), opts.sink, wake);
+		// A live capture of a TCG guest is checked against the paused VM
+		// after QEMU is done (virt/guest_ram.h: QEMU < 9.0 loses dirty pages).
+		bool check = opts.live && virt::virt_type(dom.get()) == "qemu";
+		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), opts.sink, wake,
+		                  check);
 		bool cancel_sent = false, cancelled = false;
 		Clock::time_point cancel_at{};
 		virt::MigrationStatus st;
@@ -357,6 +401,23 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 			                             (st.error.empty() ? "" : ": " + st.error));
 		if (rx.error())
 			std::rethrow_exception(rx.error());
+		if (check) {
+			auto tc = Clock::now();
+			try {
+				res.corrected_pages = rx.reconcile(dom.get(), qemu::kMainRamBlock);
+				res.checked = true;
+				log.debug("checked the paused VM's RAM against the stream in " + std::to_string(seconds_since(tc)) +
+				          " s: " + std::to_string(res.corrected_pages) + " pages QEMU had not sent in their last version");
+			} catch (const Error &e) {
+				if (e.status() != CLOUDLET_E_UNSUPPORTED)
+					throw;
+				log.warn(std::string("the pages QEMU sent could not be checked against the paused VM, and QEMU "
+				                     "before 9.0 can lose guest writes in a live migration under TCG: ") +
+				         e.what());
+			}
+			res.check_seconds = seconds_since(tc);
+		}
+		rx.finish_writer();
 		res.stream_bytes = rx.bytes();
 		res.page_records = rx.records();
 		res.ram_sections = rx.info().ram_sections;

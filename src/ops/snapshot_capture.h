@@ -53,6 +53,11 @@ struct CaptureResult {
 	double seconds = 0;           // whole operation
 	double downtime_ms = 0;       // how long QEMU kept the VM paused (live)
 	qemu::StreamInfo stream;      // what the stream said (device state included)
+	// Live TCG captures: the paused VM's RAM was compared with the stream's
+	// newest page versions (docs/capture.md), and so many pages were wrong.
+	bool checked = false;
+	uint64_t corrected_pages = 0;
+	double check_seconds = 0;
 };
 
 // Throws CLOUDLET_E_NOT_FOUND (no such domain), E_INVALID_ARG (not running

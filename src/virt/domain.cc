@@ -1,6 +1,7 @@
 #include "virt/domain.h"
 
 #include "util/error.h"
+#include "util/xml.h"
 #include "virt/qmp_client.h"
 
 #include <libvirt/virterror.h>
@@ -49,6 +50,13 @@ std::string save_xml(virDomainPtr dom) {
 	std::string s = x;
 	free(x);
 	return s;
+}
+
+std::string virt_type(virDomainPtr dom) {
+	auto doc = xml::parse(save_xml(dom), "the XML of domain " + std::string(virDomainGetName(dom)));
+	xmlNode *root = xmlDocGetRootElement(doc.get());
+	auto t = root ? xml::attr(root, "type") : std::nullopt;
+	return t ? *t : "";
 }
 
 void resume(virDomainPtr dom) {

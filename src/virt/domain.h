@@ -19,6 +19,9 @@ const char *state_name(int state); // "running", "paused", "shut off" ...
 // The domain's XML as a save image carries it (secure + migratable).
 std::string save_xml(virDomainPtr dom);
 
+// The domain's virt type: "kvm", "qemu" (TCG) ... (the root's type attribute).
+std::string virt_type(virDomainPtr dom);
+
 // Resumes the vCPUs. QEMU may have paused them behind libvirt's back (the
 // final pass of a migration we started over QMP): libvirt learns that from
 // an event a moment later, so wait for it to agree before asking it to

@@ -3,9 +3,11 @@
 // auto-converge steps. Fixtures under
 // tests/data/ are real documents captured from libvirt 9.0 / QEMU 7.2.
 #include "engine/convergence.h"
+#include "engine/page_ledger.h"
 #include "ops/context.h"
 #include "util/error.h"
 #include "virt/boot_probe.h"
+#include "virt/guest_ram.h"
 #include "virt/host_caps.h"
 
 #include <cstdarg>
@@ -14,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <set>
+#include <vector>
 #include <sstream>
 #include <string>
 
@@ -134,6 +138,61 @@ static void test_throttle_steps(void **) {
 	assert_int_equal(s->increment, 10);
 }
 
+// The ledger hands over exactly the pages whose real content is not the
+// newest version the stream gave (or that the stream never gave), whatever
+// the thread count, and nothing for a memory that matches.
+static void test_page_ledger(void **) {
+	const uint64_t pages = 1000; // not a multiple of the 256-page read stripes
+	std::vector<uint8_t> mem(pages * 4096);
+	for (size_t i = 0; i < mem.size(); i++)
+		mem[i] = static_cast<uint8_t>(i * 7 + i / 4096);
+	for (unsigned threads : {1u, 2u, 3u}) {
+		engine::PageLedger l(pages + 10);
+		for (uint64_t p = 0; p < pages; p++)
+			if (p != 500) // never sent
+				l.record(p + 10, mem.data() + p * 4096, 0);
+		std::vector<uint8_t> real = mem;
+		real[3 * 4096 + 17] ^= 1;    // a write the stream missed
+		real[999 * 4096 + 4095] ^= 0x80;
+		l.record(10 + 700, nullptr, 0); // the stream's last word: a zero page
+		std::set<uint64_t> fixed;
+		auto read = [&](uint64_t off, uint8_t *buf, size_t n) {
+			assert_true(off + n <= real.size());
+			memcpy(buf, real.data() + off, n);
+		};
+		uint64_t n = l.reconcile(10, pages, read, [&](uint64_t linear, const uint8_t *d) {
+			assert_memory_equal(d, real.data() + (linear - 10) * 4096, 4096);
+			fixed.insert(linear);
+		}, threads);
+		assert_int_equal(n, 4);
+		assert_true((fixed == std::set<uint64_t>{13, 510, 710, 1009}));
+		// After the fixes are recorded, the same memory needs nothing.
+		for (uint64_t p : fixed)
+			l.record(p, real.data() + (p - 10) * 4096, 0);
+		assert_int_equal(l.reconcile(10, pages, read, [](uint64_t, const uint8_t *) { fail(); }, threads), 0);
+	}
+	engine::PageLedger l(4);
+	assert_int_equal(l.reconcile(0, 0, [](uint64_t, uint8_t *, size_t) { fail(); }, [](uint64_t, const uint8_t *) {}), 0);
+	bool threw = false;
+	try {
+		l.reconcile(2, 3, [](uint64_t, uint8_t *, size_t) {}, [](uint64_t, const uint8_t *) {});
+	} catch (const Error &) {
+		threw = true;
+	}
+	assert_true(threw);
+}
+
+// HMP's gpa2hva answer, as QEMU 7.2 prints it.
+static void test_parse_gpa2hva(void **) {
+	using virt::parse_gpa2hva;
+	assert_int_equal(parse_gpa2hva("Host virtual address for 0x0 (pc.ram) is 0x7ff13be00000\r\n", "pc.ram"),
+	                 0x7ff13be00000ull);
+	assert_int_equal(parse_gpa2hva("Host virtual address for 0x0 (pc.ram) is 0x7ff13be00000\r\n", "pc.bios"), 0);
+	assert_int_equal(parse_gpa2hva("No memory is mapped at address 0x0\r\n", "pc.ram"), 0);
+	assert_int_equal(parse_gpa2hva("Host virtual address for 0x0 (pc.ram) is 0xzz", "pc.ram"), 0);
+	assert_int_equal(parse_gpa2hva("", "pc.ram"), 0);
+}
+
 int main() {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_domcaps_tcg),
@@ -142,6 +201,8 @@ int main() {
 	    cmocka_unit_test(test_classify_console),
 	    cmocka_unit_test(test_settings_resolution),
 	    cmocka_unit_test(test_throttle_steps),
+	    cmocka_unit_test(test_page_ledger),
+	    cmocka_unit_test(test_parse_gpa2hva),
 	};
 	return cmocka_run_group_tests_name("internal", tests, nullptr, nullptr);
 }
