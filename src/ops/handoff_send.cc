@@ -481,7 +481,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		}
 		progress.report("final", 0, 0);
 		ch.send(net::FrameType::Final, final_payload(p, cap.stream.device_state));
-		info.drain_seconds = since(paused_at);
+		info.drain_seconds = cap.paused_seconds + since(paused_at); // from QEMU's pause
 		auto tf = Clock::now();
 		ch.expect(net::FrameType::Ready, std::max(timeout_ms, 120000));
 		info.restore_seconds = since(tf);
@@ -515,7 +515,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	}
 	// Paused here until the destination resumed it: RUNNING comes after the
 	// NIC swap, which happens with the VM already running there.
-	info.downtime_seconds = std::max(0.0, since(paused_at) - nic_seconds);
+	// From QEMU's pause: its final pass and the capture's check came first.
+	info.downtime_seconds = std::max(0.0, cap.paused_seconds + since(paused_at) - nic_seconds);
 	auto running_at = Clock::now();
 
 	// The destination runs it: the source's copy goes, with its files.
@@ -550,7 +551,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	                f2(std::chrono::duration<double>(p.first_send - t0).count()) + " s, items " + f2(link_s) +
 	                " s, NIC swap at the destination " + f2(nic_seconds) + " s, running there after " +
 	                f2(std::chrono::duration<double>(running_at - t0).count()) + " s, source cleanup " +
-	                f2(std::chrono::duration<double>(cleaned_at - running_at).count()) + " s; sender thread: waiting " +
+	                f2(std::chrono::duration<double>(cleaned_at - running_at).count()) + " s; paused: QEMU's final pass " +
+	                f2(cap.downtime_ms / 1000) + " s, then " + f2(cap.paused_seconds - cap.downtime_ms / 1000) +
+	                " s to the capture's end (its RAM check " + f2(cap.check_seconds) + " s, " +
+	                std::to_string(cap.corrected_pages) + " pages corrected); sender thread: waiting " +
 	                f2(p.t_wait) + " s, dedup " + f2(p.t_dedup) + " s, compression " + f2(p.t_compress) +
 	                " s, socket " + f2(p.t_socket) + " s; codec " + info.codec);
 	return info;

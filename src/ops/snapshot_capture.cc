@@ -301,6 +301,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	const Logger &log = ctx.log();
 	auto restore_prior_state = [&] { virt::restore_run_state(dom.get(), res.was_running, log); };
 
+	Clock::time_point ended_at = Clock::now(); // when QEMU's migration ended
 	try {
 		if (!opts.live && res.was_running) {
 			if (virDomainSuspend(dom.get()) < 0)
@@ -349,8 +350,10 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		for (;;) {
 			rx_failed_first = rx.failed();
 			st = mig.status();
-			if (st.terminal())
+			if (st.terminal()) {
+				ended_at = Clock::now();
 				break;
+			}
 			if (!cancel_sent) {
 				try {
 					uint64_t total = std::max(st.total, st.transferred + st.remaining);
@@ -459,6 +462,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 	res.final_state = virt::release(dom.get(), res.was_running, opts.stop, "the capture is complete (" + path + ")",
 	                                opts.keep_paused);
 	res.seconds = seconds_since(t0);
+	res.paused_seconds = res.downtime_ms / 1000 + seconds_since(ended_at);
 	log.info("captured " + res.domain_name + " into " + path);
 	return res;
 }

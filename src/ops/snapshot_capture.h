@@ -52,6 +52,9 @@ struct CaptureResult {
 	uint64_t file_bytes = 0;      // size of what was written
 	double seconds = 0;           // whole operation
 	double downtime_ms = 0;       // how long QEMU kept the VM paused (live)
+	// Live, keep_paused: how long the VM has been paused when the capture
+	// returns (QEMU's downtime, then the end of the stream and the check).
+	double paused_seconds = 0;
 	qemu::StreamInfo stream;      // what the stream said (device state included)
 	// Live TCG captures: the paused VM's RAM was compared with the stream's
 	// newest page versions (docs/capture.md), and so many pages were wrong.
