@@ -24,11 +24,4 @@ std::optional<ThrottleSteps> throttle_steps(double dirty_bps, unsigned current_p
 	return s;
 }
 
-unsigned downtime_limit_ms(unsigned target_ms, double qemu_bytes_per_s, double move_bytes_per_s) {
-	if (qemu_bytes_per_s <= 0 || move_bytes_per_s <= 0 || move_bytes_per_s >= qemu_bytes_per_s)
-		return target_ms;
-	double ms = double(target_ms) * move_bytes_per_s / qemu_bytes_per_s;
-	return static_cast<unsigned>(std::clamp(ms, 5.0, double(target_ms)));
-}
-
 } // namespace cloudlet::engine

@@ -31,13 +31,4 @@ struct ThrottleSteps {
 // to the target in one trigger, never below QEMU's defaults.
 std::optional<ThrottleSteps> throttle_steps(double dirty_bytes_per_s, unsigned current_pct, double move_bytes_per_s);
 
-// QEMU stops iterating once what is dirty fits `downtime-limit` at the
-// bandwidth it measures — the rate its stream goes into our socket. Our
-// queue takes bursts faster than the link drains them, so QEMU's figure can
-// be several times the link's, and its last pass (the VM paused) then holds
-// that many times the target. The limit that makes QEMU's threshold what
-// the pipeline moves in `target_ms`: target × pipeline rate / QEMU's rate,
-// at most the target, at least 5 ms. Either rate unknown (0): the target.
-unsigned downtime_limit_ms(unsigned target_ms, double qemu_bytes_per_s, double move_bytes_per_s);
-
 } // namespace cloudlet::engine

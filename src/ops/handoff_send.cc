@@ -422,22 +422,11 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		// by QEMU's auto-converge, in steps sized from the two rates
 		// (engine/convergence.h) rather than QEMU's 20 % + 10 % ladder.
 		std::optional<engine::ThrottleSteps> steps_set;
-		// And QEMU's downtime limit follows the ratio of its rate to the
-		// pipeline's (engine/convergence.h), so its last pass fits.
-		unsigned limit_set = co.downtime_limit_ms;
 		co.on_status = [&](virt::OutgoingMigration &mig, const virt::MigrationStatus &st) {
 			double move;
 			{
 				std::lock_guard<std::mutex> l(p.mu);
 				move = p.move_bps;
-			}
-			unsigned limit = engine::downtime_limit_ms(co.downtime_limit_ms, st.mbps * 1e6 / 8, move);
-			if (limit != limit_set && (limit_set == 0 || limit * 5 < limit_set * 4 || limit * 4 > limit_set * 5)) {
-				mig.set_downtime_limit(limit);
-				ctx.log().debug("QEMU's downtime limit " + std::to_string(limit) + " ms (QEMU measures " +
-				                std::to_string(int(st.mbps * 1000 / 8)) + " kB/s, pipeline " +
-				                std::to_string(int(move / 1000)) + " kB/s)");
-				limit_set = limit;
 			}
 			auto steps = engine::throttle_steps(double(st.dirty_pages_rate) * 4096, st.cpu_throttle_pct, move);
 			if (steps && steps != steps_set) {

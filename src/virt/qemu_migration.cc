@@ -192,25 +192,8 @@ MigrationStatus OutgoingMigration::status() {
 		s.total = u64_member(ram, "total");
 		s.dirty_sync_count = u64_member(ram, "dirty-sync-count");
 		s.dirty_pages_rate = u64_member(ram, "dirty-pages-rate");
-		json_object *m = nullptr;
-		if (json_object_object_get_ex(ram, "mbps", &m))
-			s.mbps = json_object_get_double(m);
 	}
 	return s;
-}
-
-void OutgoingMigration::set_downtime_limit(unsigned ms) {
-	if (!saved_downtime_) {
-		qemu::JsonPtr params = qmp_.execute("query-migrate-parameters");
-		json_object *dl = nullptr;
-		if (!json_object_object_get_ex(params.get(), "downtime-limit", &dl))
-			return;
-		old_downtime_ = json_object_get_int64(dl);
-		saved_downtime_ = true;
-	}
-	qemu::JsonPtr args(json_object_new_object());
-	json_object_object_add(args.get(), "downtime-limit", json_object_new_int64(std::max(1u, ms)));
-	qmp_.execute("migrate-set-parameters", args.get());
 }
 
 void OutgoingMigration::set_throttle_steps(unsigned initial, unsigned increment) {

@@ -24,7 +24,6 @@ struct MigrationStatus {
 	uint64_t dirty_pages_rate = 0; // pages/s
 	uint64_t downtime_ms = 0;      // VM paused for the final pass (once completed)
 	unsigned cpu_throttle_pct = 0; // auto-converge's current vCPU throttle (0: none)
-	double mbps = 0;               // QEMU's measured stream bandwidth, megabits/s
 	bool terminal() const { return status == "completed" || status == "failed" || status == "cancelled"; }
 };
 
@@ -55,9 +54,6 @@ public:
 	// 1..99); takes effect at QEMU's next throttle decision. The previous
 	// values come back in the destructor.
 	void set_throttle_steps(unsigned initial, unsigned increment);
-	// QEMU's downtime limit from now on (the value before prepare() comes
-	// back in the destructor).
-	void set_downtime_limit(unsigned ms);
 	// Asks QEMU to stop the migration; QEMU resumes a VM it had paused for
 	// the final pass.
 	void cancel();

@@ -138,17 +138,6 @@ static void test_throttle_steps(void **) {
 	assert_int_equal(s->increment, 10);
 }
 
-// QEMU's threshold (its rate × the limit) is made what the pipeline moves
-// in the target; never above the target, never below 5 ms.
-static void test_downtime_limit(void **) {
-	using engine::downtime_limit_ms;
-	assert_int_equal(downtime_limit_ms(250, 0, 3e6), 250);      // QEMU's rate unknown
-	assert_int_equal(downtime_limit_ms(250, 20e6, 0), 250);     // ours unknown
-	assert_int_equal(downtime_limit_ms(250, 20e6, 3e6), 37);    // 250 × 3/20
-	assert_int_equal(downtime_limit_ms(250, 2e6, 3e6), 250);    // QEMU slower than the link: the target
-	assert_int_equal(downtime_limit_ms(250, 1e12, 3e6), 5);     // floor
-}
-
 // The ledger hands over exactly the pages whose real content is not the
 // newest version the stream gave (or that the stream never gave), whatever
 // the thread count, and nothing for a memory that matches.
@@ -212,7 +201,6 @@ int main() {
 	    cmocka_unit_test(test_classify_console),
 	    cmocka_unit_test(test_settings_resolution),
 	    cmocka_unit_test(test_throttle_steps),
-	    cmocka_unit_test(test_downtime_limit),
 	    cmocka_unit_test(test_page_ledger),
 	    cmocka_unit_test(test_parse_gpa2hva),
 	};
