@@ -29,8 +29,6 @@ public:
 	                   const std::function<void(uint64_t offset, uint8_t *buf, size_t n)> &read,
 	                   const std::function<void(uint64_t linear, const uint8_t *data)> &fix, unsigned threads = 2);
 
-	uint64_t pages() const { return hashes_.size(); }
-
 private:
 	std::vector<uint64_t> hashes_;
 	std::vector<bool> seen_;

@@ -7,8 +7,8 @@
 #include "stream_parser.h"
 #include "stream_writer.h"
 #include "store/base_store.h"
-#include "util/error.h"
 #include "engine/page_ledger.h"
+#include "util/error.h"
 #include "virt/domain.h"
 #include "virt/guest_ram.h"
 #include "virt/qemu_migration.h"
@@ -170,7 +170,7 @@ public:
 			return 0;
 		const qemu::RamBlock *rb = nullptr;
 		uint32_t index = 0;
-		for (uint32_t i = 0; i < info_.blocks.size(); i++)
+		for (uint32_t i = 0; !rb && i < info_.blocks.size(); i++)
 			if (info_.blocks[i].name == block) {
 				rb = &info_.blocks[i];
 				index = i;

@@ -7,7 +7,7 @@
 // sync clears bits without resetting the vCPUs' TLB write entries, so later
 // stores through those entries mark nothing). A live capture of a TCG guest
 // can therefore end with pages whose last version never entered the stream
-// (measured here: 33-44 pages of a busy Debian guest in 1 run of 3,
+// (measured here: 33 and 44 pages of a busy Debian guest in 2 of 4 runs,
 // docs/handoff.md). Comparing the paused source against what was sent
 // catches every such page. The RAM is located with HMP `gpa2hva` through
 // libvirt's monitor passthrough and QEMU's pid from libvirt's pid file.
@@ -30,10 +30,9 @@ public:
 	// permission to read another process's memory).
 	GuestRam(virDomainPtr dom, const std::string &block, uint64_t block_bytes);
 
-	// Reads `n` bytes at `offset` into the block. Throws CLOUDLET_E_IO.
+	// Reads `n` bytes at `offset` into the block. Throws CLOUDLET_E_IO, or
+	// CLOUDLET_E_UNSUPPORTED when the process may not be read or is gone.
 	void read(uint64_t offset, uint8_t *buf, size_t n) const;
-
-	pid_t pid() const { return pid_; }
 
 private:
 	std::string what_;
