@@ -38,31 +38,28 @@ void PageLedger::record(uint64_t linear, const uint8_t *data, uint8_t fill) {
 	seen_[linear] = true;
 }
 
-uint64_t PageLedger::reconcile(uint64_t first, uint64_t count,
-                               const std::function<void(uint64_t, uint8_t *, size_t)> &read,
-                               const std::function<void(uint64_t, const uint8_t *)> &fix, unsigned threads) {
+void PageLedger::hash_paused(uint64_t first, uint64_t count, const ReadFn &read, unsigned threads,
+                             const std::atomic<bool> *stop) {
 	if (first > hashes_.size() || count > hashes_.size() - first)
 		fail(CLOUDLET_E_INTERNAL, "page ledger: pages beyond the stream's RAM");
+	paused_valid_ = false;
+	paused_.assign(count, 0);
 	threads = std::max(1u, threads);
-	std::vector<uint64_t> fixed(threads, 0);
 	std::vector<std::exception_ptr> errors(threads);
+	std::atomic<bool> stopped{false};
 	// Interleaved 1 MiB stripes: both threads stay on cold memory evenly.
 	auto work = [&](unsigned t) {
 		try {
 			std::vector<uint8_t> buf(kReadPages * kPage);
 			for (uint64_t at = uint64_t(t) * kReadPages; at < count; at += uint64_t(threads) * kReadPages) {
+				if (stop && stop->load(std::memory_order_relaxed)) {
+					stopped = true;
+					return;
+				}
 				uint64_t n = std::min<uint64_t>(kReadPages, count - at);
 				read(at * kPage, buf.data(), n * kPage);
-				for (uint64_t i = 0; i < n; i++) {
-					uint64_t linear = first + at + i;
-					const uint8_t *p = buf.data() + i * kPage;
-					// seen_ is only read here: no writer runs during reconcile.
-					if (seen_[linear] && hashes_[linear] == XXH3_64bits(p, kPage))
-						continue;
-					std::lock_guard<std::mutex> l(fix_mu_);
-					fix(linear, p);
-					fixed[t]++;
-				}
+				for (uint64_t i = 0; i < n; i++)
+					paused_[at + i] = XXH3_64bits(buf.data() + i * kPage, kPage);
 			}
 		} catch (...) {
 			errors[t] = std::current_exception();
@@ -77,10 +74,32 @@ uint64_t PageLedger::reconcile(uint64_t first, uint64_t count,
 	for (auto &e : errors)
 		if (e)
 			std::rethrow_exception(e);
-	uint64_t total = 0;
-	for (uint64_t f : fixed)
-		total += f;
-	return total;
+	if (stopped)
+		return;
+	paused_first_ = first;
+	paused_count_ = count;
+	paused_valid_ = true;
+}
+
+void PageLedger::forget_paused() {
+	paused_valid_ = false;
+}
+
+uint64_t PageLedger::reconcile(uint64_t first, uint64_t count, const ReadFn &read, const FixFn &fix,
+                               unsigned threads) {
+	if (!paused_valid_ || paused_first_ != first || paused_count_ != count)
+		hash_paused(first, count, read, threads);
+	uint64_t fixed = 0;
+	std::vector<uint8_t> page(kPage);
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t linear = first + i;
+		if (seen_[linear] && hashes_[linear] == paused_[i])
+			continue;
+		read(i * kPage, page.data(), kPage);
+		fix(linear, page.data());
+		fixed++;
+	}
+	return fixed;
 }
 
 } // namespace cloudlet::engine

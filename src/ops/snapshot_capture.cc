@@ -62,9 +62,17 @@ class CountingSink : public qemu::StreamSink {
 public:
 	CountingSink(qemu::StreamSink &inner, bool keep_ledger) : inner_(inner), keep_ledger_(keep_ledger) {}
 	void on_ram_blocks(const qemu::StreamInfo &i) override {
-		if (keep_ledger_)
+		if (keep_ledger_) {
 			ledger = std::make_unique<engine::PageLedger>(i.total_pages);
+			std::lock_guard lk(blocks_mu_);
+			blocks_ = i.blocks;
+		}
 		inner_.on_ram_blocks(i);
+	}
+	// The RAM block table once the stream has given it (any thread).
+	std::vector<qemu::RamBlock> blocks() {
+		std::lock_guard lk(blocks_mu_);
+		return blocks_;
 	}
 	void on_page(uint32_t block, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t section) override {
 		records++;
@@ -79,6 +87,8 @@ public:
 private:
 	qemu::StreamSink &inner_;
 	bool keep_ledger_;
+	std::mutex blocks_mu_;
+	std::vector<qemu::RamBlock> blocks_;
 };
 
 // Removes a file on scope exit unless released.
@@ -132,7 +142,11 @@ public:
 	      counting_(writer_ ? static_cast<qemu::StreamSink &>(*writer_) : *sink_, keep_ledger) {
 		thread_ = std::thread([this] { run(); });
 	}
-	~StreamReceiver() { abort_and_join(); }
+	~StreamReceiver() {
+		prescan_stop_ = true;
+		join_prescan();
+		abort_and_join();
+	}
 
 	// Waits up to `limit` for the thread to finish; true if it did.
 	bool wait(std::chrono::milliseconds limit) {
@@ -161,27 +175,85 @@ public:
 	const qemu::StreamInfo &info() const { return info_; }
 	uint64_t bytes() const { return bytes_.load(); }
 	uint64_t records() const { return records_; }
-	// After the thread ended cleanly, with the VM paused: the pages of RAM
-	// block `block` whose real content (read from QEMU's process) is not
+	// Locates RAM block `block` in QEMU's process once the stream has named
+	// it; true when done. Early, because QEMU holds its big lock through its
+	// final pass, so its monitor cannot answer then. Throws
+	// CLOUDLET_E_UNSUPPORTED if the RAM cannot be read.
+	bool locate_ram(virDomainPtr dom, const std::string &block) {
+		std::vector<qemu::RamBlock> blocks = counting_.blocks();
+		if (blocks.empty())
+			return false; // no table yet
+		for (uint32_t i = 0; i < blocks.size(); i++)
+			if (blocks[i].name == block) {
+				auto ram = std::make_unique<virt::GuestRam>(dom, block, blocks[i].length);
+				std::lock_guard lk(mu_);
+				ram_index_ = i;
+				ram_block_ = blocks[i];
+				ram_ = std::move(ram);
+				return true;
+			}
+		fail(CLOUDLET_E_UNSUPPORTED, "the stream has no RAM block " + block);
+	}
+	// The VM stopped (QEMU's STOP event, on libvirt's event thread): if this
+	// is QEMU's final pass, the RAM no longer changes, so its hashes can be
+	// taken now, beside the pass, instead of after it (PageLedger::hash_paused).
+	void vm_stopped() {
+		std::lock_guard lk(mu_);
+		if (!ram_ || prescan_.joinable() || done_)
+			return;
+		prescan_stop_ = false;
+		prescan_ok_ = false;
+		prescan_ = std::thread([this] {
+			auto t = Clock::now();
+			try {
+				counting_.ledger->hash_paused(
+				    ram_block_.first_page, ram_block_.pages(),
+				    [this](uint64_t off, uint8_t *buf, size_t n) { ram_->read(off, buf, n); }, 2, &prescan_stop_);
+				prescan_ok_ = !prescan_stop_;
+			} catch (const Error &) {
+				// reconcile() reads the RAM itself and reports what is wrong
+			}
+			prescan_seconds_ = seconds_since(t);
+		});
+	}
+	// The VM ran again (RESUME): hashes taken since its STOP are stale.
+	void vm_resumed() {
+		std::lock_guard lk(mu_);
+		prescan_stop_ = true;
+		prescan_stale_ = true;
+	}
+	// After the thread ended cleanly, with the VM paused: the pages of the
+	// located RAM block whose real content (read from QEMU's process) is not
 	// what the stream last said go to the output as one more version.
 	// Returns how many; throws CLOUDLET_E_UNSUPPORTED if the RAM cannot be read.
 	uint64_t reconcile(virDomainPtr dom, const std::string &block) {
+		join_prescan();
 		if (!counting_.ledger)
 			return 0;
-		const qemu::RamBlock *rb = nullptr;
-		uint32_t index = 0;
-		for (uint32_t i = 0; !rb && i < info_.blocks.size(); i++)
-			if (info_.blocks[i].name == block) {
-				rb = &info_.blocks[i];
-				index = i;
-			}
-		if (!rb)
-			fail(CLOUDLET_E_UNSUPPORTED, "the stream has no RAM block " + block);
-		virt::GuestRam ram(dom, block, rb->length);
+		if (!ram_ && !locate_ram(dom, block))
+			fail(CLOUDLET_E_UNSUPPORTED, "the stream has no RAM block table");
+		if (!prescan_ok_ || prescan_stale_)
+			counting_.ledger->forget_paused();
+		else
+			used_prescan_ = true;
 		uint64_t section = info_.ram_sections;
+		uint32_t index = ram_index_;
 		return counting_.ledger->reconcile(
-		    rb->first_page, rb->pages(), [&](uint64_t off, uint8_t *buf, size_t n) { ram.read(off, buf, n); },
+		    ram_block_.first_page, ram_block_.pages(),
+		    [&](uint64_t off, uint8_t *buf, size_t n) { ram_->read(off, buf, n); },
 		    [&](uint64_t linear, const uint8_t *data) { counting_.inner().on_page(index, linear, data, 0, section); });
+	}
+	// Whether reconcile() used hashes taken during QEMU's final pass, and how long they took.
+	bool used_prescan() const { return used_prescan_; }
+	double prescan_seconds() const { return prescan_seconds_; }
+	void join_prescan() {
+		std::thread t;
+		{
+			std::lock_guard lk(mu_);
+			t = std::move(prescan_);
+		}
+		if (t.joinable())
+			t.join();
 	}
 	// The memory image file is complete (after reconcile()).
 	void finish_writer() {
@@ -223,6 +295,15 @@ private:
 	std::atomic<uint64_t> bytes_{0};
 	uint64_t records_ = 0;
 	CountingSink counting_;
+	// The RAM block checked after a live capture, and its hashes taken
+	// during QEMU's final pass (guarded by mu_ until the prescan is joined).
+	std::unique_ptr<virt::GuestRam> ram_;
+	qemu::RamBlock ram_block_;
+	uint32_t ram_index_ = 0;
+	std::thread prescan_;
+	std::atomic<bool> prescan_stop_{false}, prescan_ok_{false};
+	bool prescan_stale_ = false, used_prescan_ = false;
+	double prescan_seconds_ = 0;
 };
 
 // Progress over a byte sink (the save image being written).
@@ -327,28 +408,48 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		log.info("capture of " + res.domain_name + ": QEMU is migrating into our socket");
 
 		Wakeup wake;
-		// QEMU's MIGRATION events end the 50 ms wait at once; polling stays
-		// the source of truth (events need the caller's or our event loop).
-		std::unique_ptr<virt::QmpEventSubscription> events;
-		try {
-			events = virt::QmpClient(dom.get()).subscribe("MIGRATION", [&wake, &log](const qemu::QmpEvent &e) {
-				log.debug("QEMU migration event: " + e.member("status"));
-				wake.notify();
-			});
-		} catch (const Error &e) {
-			log.debug(std::string("polling only: ") + e.what());
-		}
 		// A live capture of a TCG guest is checked against the paused VM
 		// after QEMU is done (virt/guest_ram.h: QEMU < 9.0 loses dirty pages).
 		bool check = opts.live && virt::virt_type(dom.get()) == "qemu";
 		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), opts.sink, wake,
 		                  check);
+		bool ram_located = false;
+		// QEMU's MIGRATION events end the 50 ms wait at once; polling stays
+		// the source of truth (events need the caller's or our event loop).
+		// STOP starts the check's hashing beside QEMU's final pass.
+		std::unique_ptr<virt::QmpEventSubscription> events;
+		try {
+			events = virt::QmpClient(dom.get()).subscribe("", [&wake, &log, &rx](const qemu::QmpEvent &e) {
+				if (e.name == "MIGRATION") {
+					log.debug("QEMU migration event: " + e.member("status"));
+					wake.notify();
+				} else if (e.name == "STOP") {
+					rx.vm_stopped();
+				} else if (e.name == "RESUME") {
+					rx.vm_resumed();
+				}
+			});
+		} catch (const Error &e) {
+			log.debug(std::string("polling only: ") + e.what());
+		}
 		bool cancel_sent = false, cancelled = false;
 		Clock::time_point cancel_at{};
 		virt::MigrationStatus st;
 		bool rx_failed_first = false; // the receiver failed before QEMU ended
 		for (;;) {
 			rx_failed_first = rx.failed();
+			if (check && !ram_located) {
+				try {
+					ram_located = rx.locate_ram(dom.get(), qemu::kMainRamBlock);
+				} catch (const Error &e) {
+					if (e.status() != CLOUDLET_E_UNSUPPORTED)
+						throw;
+					log.warn(std::string("the pages QEMU sends cannot be checked against the paused VM, and QEMU "
+					                     "before 9.0 can lose guest writes in a live migration under TCG: ") +
+					         e.what());
+					check = false;
+				}
+			}
 			st = mig.status();
 			if (st.terminal()) {
 				ended_at = Clock::now();
@@ -404,13 +505,18 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 			                             (st.error.empty() ? "" : ": " + st.error));
 		if (rx.error())
 			std::rethrow_exception(rx.error());
+		events.reset(); // no STOP/RESUME from here on
 		if (check) {
 			auto tc = Clock::now();
 			try {
 				res.corrected_pages = rx.reconcile(dom.get(), qemu::kMainRamBlock);
 				res.checked = true;
 				log.debug("checked the paused VM's RAM against the stream in " + std::to_string(seconds_since(tc)) +
-				          " s: " + std::to_string(res.corrected_pages) + " pages QEMU had not sent in their last version");
+				          " s after QEMU's end" +
+				          (rx.used_prescan() ? " (hashed during QEMU's final pass in " +
+				                                   std::to_string(rx.prescan_seconds()) + " s)"
+				                             : "") +
+				          ": " + std::to_string(res.corrected_pages) + " pages QEMU had not sent in their last version");
 			} catch (const Error &e) {
 				if (e.status() != CLOUDLET_E_UNSUPPORTED)
 					throw;

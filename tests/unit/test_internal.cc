@@ -171,6 +171,40 @@ static void test_page_ledger(void **) {
 			l.record(p, real.data() + (p - 10) * 4096, 0);
 		assert_int_equal(l.reconcile(10, pages, read, [](uint64_t, const uint8_t *) { fail(); }, threads), 0);
 	}
+	// The paused VM hashed while QEMU's final pass still streams: versions
+	// recorded after hash_paused() count, and its hashes are used.
+	{
+		engine::PageLedger l(pages);
+		for (uint64_t p = 0; p < pages; p++)
+			l.record(p, p == 42 ? nullptr : mem.data() + p * 4096, 0); // page 42: an old version
+		std::vector<uint8_t> real = mem;
+		real[7 * 4096] ^= 1; // the final pass will bring page 7; nothing brings page 9
+		real[9 * 4096 + 100] ^= 1;
+		uint64_t reads = 0;
+		auto read = [&](uint64_t off, uint8_t *buf, size_t n) {
+			reads += n;
+			memcpy(buf, real.data() + off, n);
+		};
+		l.hash_paused(0, pages, read, 2);
+		assert_int_equal(reads, pages * 4096);
+		l.record(7, real.data() + 7 * 4096, 0); // the final pass
+		std::set<uint64_t> fixed;
+		reads = 0;
+		assert_int_equal(l.reconcile(0, pages, read, [&](uint64_t linear, const uint8_t *) { fixed.insert(linear); }), 2);
+		assert_true((fixed == std::set<uint64_t>{9, 42}));
+		assert_int_equal(reads, 2 * 4096); // only the two pages fixed were read again
+		// The VM ran after the hashes: forgotten, the range is hashed anew.
+		real[11 * 4096] ^= 1;
+		l.forget_paused();
+		fixed.clear();
+		assert_int_equal(l.reconcile(0, pages, read, [&](uint64_t linear, const uint8_t *) { fixed.insert(linear); }), 3);
+		assert_true((fixed == std::set<uint64_t>{9, 11, 42}));
+		// A stopped hash_paused() leaves nothing that reconcile() would trust.
+		std::atomic<bool> stop{true};
+		real[13 * 4096] ^= 1;
+		l.hash_paused(0, pages, read, 2, &stop);
+		assert_int_equal(l.reconcile(0, pages, read, [](uint64_t, const uint8_t *) {}), 4);
+	}
 	engine::PageLedger l(4);
 	assert_int_equal(l.reconcile(0, 0, [](uint64_t, uint8_t *, size_t) { fail(); }, [](uint64_t, const uint8_t *) {}), 0);
 	bool threw = false;
