@@ -414,6 +414,14 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 		StreamReceiver rx(ours.fd, "migration stream of domain " + res.domain_name, std::move(writer), opts.sink, wake,
 		                  check);
 		bool ram_located = false;
+		// The RAM cannot be read (CLOUDLET_E_UNSUPPORTED): go on, unchecked, and say so.
+		auto warn_unchecked = [&log](const Error &e) {
+			if (e.status() != CLOUDLET_E_UNSUPPORTED)
+				throw; // called inside a handler: the exception as caught
+			log.warn(std::string("the pages QEMU sent cannot be checked against the paused VM, and QEMU "
+			                     "before 9.0 can lose guest writes in a live migration under TCG: ") +
+			         e.what());
+		};
 		// QEMU's MIGRATION events end the 50 ms wait at once; polling stays
 		// the source of truth (events need the caller's or our event loop).
 		// STOP starts the check's hashing beside QEMU's final pass.
@@ -442,11 +450,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 				try {
 					ram_located = rx.locate_ram(dom.get(), qemu::kMainRamBlock);
 				} catch (const Error &e) {
-					if (e.status() != CLOUDLET_E_UNSUPPORTED)
-						throw;
-					log.warn(std::string("the pages QEMU sends cannot be checked against the paused VM, and QEMU "
-					                     "before 9.0 can lose guest writes in a live migration under TCG: ") +
-					         e.what());
+					warn_unchecked(e);
 					check = false;
 				}
 			}
@@ -518,11 +522,7 @@ CaptureResult snapshot_capture(Context &ctx, const std::string &domain, const st
 				                             : "") +
 				          ": " + std::to_string(res.corrected_pages) + " pages QEMU had not sent in their last version");
 			} catch (const Error &e) {
-				if (e.status() != CLOUDLET_E_UNSUPPORTED)
-					throw;
-				log.warn(std::string("the pages QEMU sent could not be checked against the paused VM, and QEMU "
-				                     "before 9.0 can lose guest writes in a live migration under TCG: ") +
-				         e.what());
+				warn_unchecked(e);
 			}
 			res.check_seconds = seconds_since(tc);
 		}
