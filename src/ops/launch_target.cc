@@ -9,6 +9,7 @@
 #include "virt/base_xml.h"
 #include "virt/domain.h"
 #include "virt/host_caps.h"
+#include "virt/nic_swap.h"
 #include "virt/streamed_restore.h"
 
 #include <sys/stat.h>
@@ -63,6 +64,9 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 
 	// 2. This host can run it: the memory state holds the base's CPU model.
 	t.virt_type = req.virt_type.empty() ? m.virt_type : req.virt_type;
+	// The launch VM's NICs are restored on the network asked for (then
+	// swapped for fresh ones on it), not on the base's.
+	t.nic_backend = virt::nic_backend(req.nic);
 	t.conn = ctx.connection();
 	virt::VirtTypeCaps caps = virt::query_virt_type(*t.conn, t.virt_type, m.cpu_model);
 	if (caps.offered != CLOUDLET_YES)
@@ -140,6 +144,7 @@ std::string launch_xml(const LaunchTarget &t, const format::OverlayHeader &h) {
 	plan.virt_type = t.virt_type;
 	plan.base_dir = t.base.dir;
 	plan.instance_dir = t.dir;
+	plan.nic_backend = t.nic_backend;
 	for (size_t i = 0; i < t.disk_parts.size(); i++)
 		plan.disks.push_back({h.disks[i].name, t.layer_paths[i], t.base.dir + "/" + t.disk_parts[i]->file});
 	return virt::synthesis_xml(read_text_file(t.base.dir + "/domain.xml", 16u << 20), h.domain_xml, plan);

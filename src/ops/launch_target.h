@@ -47,6 +47,7 @@ private:
 
 struct LaunchTarget {
 	std::string name, uuid, dir, virt_type, base_id;
+	std::string nic_backend; // virt::InstancePlan::nic_backend, from the NIC request
 	BaseInfo base;
 	std::vector<const store::Part *> disk_parts; // in the header's disk order
 	std::vector<std::unique_ptr<MappedFile>> disk_maps;

@@ -192,7 +192,16 @@ std::string synthesis_xml(const std::string &base_canonical, const std::string &
 	if (base_nics.empty())
 		fail(CLOUDLET_E_UNSUPPORTED, "the launch VM has NICs but its base has none to model them on");
 	xmlNode *devices = base_nics[0]->parent;
-	xmlNode *templ = xmlCopyNode(base_nics[0], 1);
+	xmlNode *templ;
+	if (plan.nic_backend.empty()) {
+		templ = xmlCopyNode(base_nics[0], 1);
+	} else {
+		auto backend = xml::parse(plan.nic_backend, "the NIC backend");
+		xmlNode *root = xmlDocGetRootElement(backend.get());
+		if (!root || !xmlStrEqual(root->name, reinterpret_cast<const xmlChar *>("interface")))
+			fail(CLOUDLET_E_INVALID_ARG, "the NIC backend must be one <interface> element");
+		templ = xmlDocCopyNode(root, d, 1);
+	}
 	for (xmlNode *n : base_nics)
 		remove_node(n);
 	for (xmlNode *ln : launch_nics) {

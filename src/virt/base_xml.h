@@ -42,6 +42,13 @@ struct InstancePlan {
 	std::string name, uuid, virt_type;
 	std::string base_dir, instance_dir;
 	std::vector<InstanceDisk> disks;
+	// For synthesis_xml: an <interface> element whose backend (type, source,
+	// driver) the restored NICs take instead of the base's NIC's: the
+	// network this host gives the instance. QEMU's NIC state must find the
+	// backend it was saved with (a launch VM on a tap saved vnet_hdr=on,
+	// which a user-mode backend refuses), and the caller's network is the
+	// one this host provides. "": the base's NIC.
+	std::string nic_backend;
 };
 
 // The instance's XML from the base's canonical XML.
@@ -53,7 +60,7 @@ std::string instance_xml(const std::string &canonical_xml, const InstancePlan &p
 // resume, so they must be restored at the same PCI address with the same
 // MAC and model. Only those three facts are taken from the overlay's
 // (untrusted) launch XML, each checked; the rest of each NIC (type, network)
-// is the base's. Throws CLOUDLET_E_CORRUPT for a malformed launch XML and
+// is plan.nic_backend's, else the base's. Throws CLOUDLET_E_CORRUPT for a malformed launch XML and
 // CLOUDLET_E_UNSUPPORTED when the launch VM has NICs but the base none.
 std::string synthesis_xml(const std::string &base_canonical_xml, const std::string &launch_xml,
                           const InstancePlan &plan);

@@ -99,6 +99,18 @@ void check_nic_request(virConnectPtr conn, const NicRequest &req) {
 	}
 }
 
+std::string nic_backend(const NicRequest &req) {
+	if (!req.nic_xml.empty())
+		return req.nic_xml;
+	if (req.network.empty())
+		return "";
+	auto doc = xml::new_doc("interface");
+	xmlNode *root = xmlDocGetRootElement(doc.get());
+	xml::set_attr(root, "type", "network");
+	xml::add(root, "source", {}, {{"network", req.network}});
+	return xml::to_string(doc.get());
+}
+
 std::vector<std::string> domain_macs(virDomainPtr dom) {
 	std::vector<std::string> v;
 	for (const auto &n : domain_nics(live_xml(dom)))

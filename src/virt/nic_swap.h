@@ -22,6 +22,11 @@ struct NicRequest {
 	std::string nic_xml;  // a whole <interface> element, used as given (its MAC if it has one)
 };
 
+// The <interface> whose backend a launch VM's NICs are restored on
+// (InstancePlan::nic_backend): the request's NIC XML, else an interface on
+// its libvirt network, else "" (the base's NIC).
+std::string nic_backend(const NicRequest &req);
+
 struct NicSwap {
 	std::vector<std::string> old_macs, macs;
 };

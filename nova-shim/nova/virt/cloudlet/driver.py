@@ -39,6 +39,15 @@ def _library_log(level, message):
     _LOG_LEVELS.get(level, LOG.debug)("libcloudlet: %s", message)
 
 
+def _refuse(instance, reason):
+    """A spawn that no other host would do better: the compute manager then
+    records the reason as the instance's fault and does not reschedule (an
+    InstanceDeployFailure is rescheduled, and once the hosts run out the
+    fault only says "Exceeded maximum number of retries")."""
+    return exception.BuildAbortException(instance_uuid=instance.uuid,
+                                         reason=reason)
+
+
 class CloudletDriver(libvirt_driver.LibvirtDriver):
 
     def __init__(self, virtapi, read_only=False, **kwargs):
@@ -80,7 +89,7 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
         try:
             plan = properties.plan_spawn(instance)
         except properties.PlanError as e:
-            raise exception.InstanceDeployFailure(reason=str(e))
+            raise _refuse(instance, str(e))
         if plan is None:
             return super().spawn(context, instance, image_meta, injected_files,
                                  admin_password, allocations,
@@ -94,13 +103,12 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
     def _spawn_cloudlet(self, context, instance, image_meta, plan,
                         network_info, block_device_info, power_on):
         if block_device_info and block_device_info.get("block_device_mapping"):
-            raise exception.InstanceDeployFailure(
-                reason="cloudlet instances run on their base's disks; "
-                       "attach volumes after the spawn")
+            raise _refuse(instance, "cloudlet instances run on their base's "
+                                    "disks; attach volumes after the spawn")
         if len(network_info) > 1:
-            raise exception.InstanceDeployFailure(
-                reason="cloudlet instances get one NIC (the base's, made fresh); "
-                       "%d ports were requested" % len(network_info))
+            raise _refuse(instance, "cloudlet instances get one NIC (the base's, "
+                                    "made fresh); %d ports were requested"
+                          % len(network_info))
         nic = {}
         if network_info:
             # Nova's own <interface> for the port: MAC, bridge/tap, model.
@@ -136,8 +144,11 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                 if network_info:
                     self.unplug_vifs(instance, network_info)
             LOG.error("cloudlet %s failed: %s", plan.kind, e, instance=instance)
-            raise exception.InstanceDeployFailure(
-                reason="cloudlet %s failed: %s" % (plan.kind, e))
+            reason = "cloudlet %s failed: %s" % (plan.kind, e)
+            if isinstance(e, cloudlet.NotFoundError) and plan.base_id:
+                # This host lacks the base: another host may hold it.
+                raise exception.InstanceDeployFailure(reason=reason)
+            raise _refuse(instance, reason)
         finally:
             self._spawning.pop(instance.uuid, None)
             cancel.close()
@@ -165,7 +176,9 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
         with conf.work_file("base-", ".pkg") as path:
             self._image_api.download(context, plan.base_package, dest_path=path)
             try:
-                info = threads.execute(ctx.base_import, path)
+                # Named by its ID: a host's store is shared by every
+                # tenant's bases, whose own names may clash.
+                info = threads.execute(ctx.base_import, path, name=plan.base_id)
             except cloudlet.ExistsError as e:
                 # A base we hold already: not the one that was missing.
                 raise overlay_source.SourceError(

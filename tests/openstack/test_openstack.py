@@ -1,0 +1,251 @@
+"""OpenStack++ through a running OpenStack: the test cloud of
+tests/openstack/cloud (Keystone, Glance, Placement, Nova with the cloudlet
+driver in a real nova-compute, Neutron with the linuxbridge agent, MariaDB,
+RabbitMQ: Debian 12's packages), driven only through the cloud's public,
+Keystone-authenticated APIs as a tenant (openstacksdk; admin only to find
+which libvirt domain a server is, so the harness can open its console).
+
+What is checked from inside each guest (the harness's shell channel): files
+in RAM, a disk range read past the page cache, the MAC Neutron gave the port.
+"""
+import contextlib
+import http.server
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+import cloudlet
+import harness
+import openstack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.environ.get("CLOUDLET_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
+STATE = "/var/lib/cloudlet-openstack"
+NOVA_STORE = STATE + "/store-compute1"
+
+CUSTOMISE = ("dd if=/dev/urandom of=/ram/app.bin bs=1M count=4 2>/dev/null && "
+             "yes 'cloudlet app state' | head -c 2000000 > /ram/text && "
+             "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 seek=32 2>/dev/null && sync")
+FINGERPRINT = ("cd /ram && md5sum app.bin text && echo 3 > /proc/sys/vm/drop_caches && "
+               "dd if=/dev/vda bs=65536 skip=32 count=16 2>/dev/null | md5sum && "
+               "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum")
+MACS = "cat /sys/class/net/*/address"
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    subprocess.run([os.path.join(HERE, "cloud"), "up", BUILD], check=True)
+    harness.setup()
+    demo = openstack.connect(cloud="cloudlet-test-demo")
+    admin = openstack.connect(cloud="cloudlet-test")
+    yield demo, admin
+    for s in demo.compute.servers():
+        if s.name.startswith("cltest-"):
+            demo.compute.delete_server(s)
+
+
+class Cloud:
+    """What a test does as the tenant, and what it looks up as admin."""
+
+    def __init__(self, demo, admin):
+        self.c = demo
+        self.admin = admin
+        self.network = demo.network.find_network("provider")
+        self.flavor = demo.compute.find_flavor("cloudlet.small")
+
+    def upload(self, name, path=None, data=b"", **properties):
+        kw = dict(name=name, disk_format="raw", container_format="bare",
+                  visibility="private", allow_duplicates=True, **properties)
+        if path:
+            kw["filename"] = path
+        else:
+            kw["data"] = data
+        return self.image_active(self.c.image.create_image(**kw))
+
+    def image_active(self, img, wait=300):
+        deadline = time.monotonic() + wait
+        while True:
+            img = self.c.image.get_image(img.id)
+            if img.status == "active":
+                return img
+            assert img.status in ("queued", "saving", "uploading", "importing"), img.status
+            assert time.monotonic() < deadline, "image %s still %s" % (img.id, img.status)
+            time.sleep(1)
+
+    def boot(self, name, image, metadata=None, wait=True):
+        s = self.c.compute.create_server(
+            name="cltest-" + name, image_id=image.id, flavor_id=self.flavor.id,
+            networks=[{"uuid": self.network.id}], metadata=metadata or {})
+        if wait:
+            s = self.c.compute.wait_for_server(s, status="ACTIVE", failures=["ERROR"],
+                                               interval=2, wait=600)
+        return s
+
+    def failed(self, s):
+        """The server as it ends in ERROR: its fault message."""
+        s = self.c.compute.wait_for_server(s, status="ERROR", failures=["ACTIVE"],
+                                           interval=2, wait=600)
+        # Nova's own fault record, as `openstack server show` prints it.
+        body = self.c.compute.get("/servers/" + s.id).json()["server"]
+        return body.get("fault", {}).get("message", "")
+
+    def domain(self, s):
+        return self.admin.compute.get_server(s.id).instance_name
+
+    def guest(self, s):
+        return harness.Guest.attach(self.domain(s))
+
+    def port_mac(self, s):
+        ports = list(self.c.network.ports(device_id=s.id))
+        assert len(ports) == 1
+        return ports[0].mac_address
+
+    def delete(self, s):
+        domain = self.domain(s)
+        self.c.compute.delete_server(s)
+        self.c.compute.wait_for_delete(s, interval=2, wait=300)
+        return domain
+
+    def left_on_host(self, domain):
+        """What a server left on the compute host: its domain, its store files."""
+        left = []
+        if subprocess.run(["virsh", "-c", "qemu:///system", "dominfo", domain],
+                          capture_output=True).returncode == 0:
+            left.append("domain " + domain)
+        inst = os.path.join(NOVA_STORE, "instances", domain)
+        if os.path.exists(inst):
+            left.append(inst)
+        tmp = os.path.join(NOVA_STORE, "tmp")
+        if os.path.isdir(tmp):
+            left += [os.path.join(tmp, f) for f in os.listdir(tmp)
+                     if not f.startswith(".")]
+        return left
+
+
+@pytest.fixture(scope="module")
+def base_images(cloud, tmp_path_factory):
+    """Import base VM: a base package made with the library (as `cloudlet base
+    create` + `base export` would) goes into Glance as the tenant, with the
+    base image that links it (docs/nova.md)."""
+    cl = Cloud(*cloud)
+    work = tmp_path_factory.mktemp("base")
+    os.chmod(work, 0o755)
+    g = harness.Guest.start("osbase")
+    try:
+        g.check("dd if=/dev/urandom of=/dev/vda bs=65536 count=16 2>/dev/null && sync && "
+                "echo in-the-base-memory > /ram/marker")
+        with cloudlet.Context(store_dir=str(work / "store")) as ctx:
+            info = ctx.base_create(g.domain, name="osbase", stop=True)
+            ctx.base_export(info.id, str(work / "base.pkg"))
+        g.poweroff()
+    finally:
+        g.close()
+    pkg = cl.upload("cltest-base-package", path=str(work / "base.pkg"))
+    base = cl.upload("cltest-base", data=b"\0" * 65536, is_cloudlet="True",
+                     cloudlet_type="cloudlet_base_disk", base_sha256_uuid=info.id,
+                     cloudlet_base_package=pkg.id)
+    yield cl, info.id, base
+    for img in (base, pkg):
+        cl.c.image.delete_image(img, ignore_missing=True)
+    # The compute host imported the base into its store on first use; a
+    # test's base is of no use to the next run.
+    with cloudlet.Context(store_dir=NOVA_STORE) as ctx:
+        with contextlib.suppress(cloudlet.NotFoundError):
+            ctx.base_remove(info.id)
+
+
+@contextlib.contextmanager
+def http_serving(path):
+    """A plain HTTP server of one file, as an app developer's web host."""
+    folder, name = os.path.split(path)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=folder)  # noqa: E731
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield "http://127.0.0.1:%d/%s" % (srv.server_address[1], name)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_five_operations_through_the_api(base_images, tmp_path):
+    cl, base_id, base = base_images
+
+    # Resume base VM: a boot of the base image is a resume of its memory
+    # state (the package imported into the host's store on first use), with
+    # a fresh NIC carrying the Neutron port's MAC.
+    t = time.monotonic()
+    a = cl.boot("resumed", base)
+    print("resume through Nova: ACTIVE after %.1f s" % (time.monotonic() - t))
+    ga = cl.guest(a)
+    assert cl.port_mac(a) in ga.check(MACS).split()
+    # the base's memory state, not a fresh boot: a RAM file of the base is there
+    assert ga.check("cat /ram/marker").strip() == "in-the-base-memory"
+    ga.check(CUSTOMISE)
+    launch = ga.check(FINGERPRINT)
+
+    # Create VM overlay: a snapshot of the customised server is its overlay.
+    t = time.monotonic()
+    ov = cl.c.compute.create_server_image(a, "cltest-overlay", wait=True, timeout=600)
+    ov = cl.image_active(ov)
+    print("overlay through Nova: %d bytes in Glance after %.1f s" % (
+        ov.size, time.monotonic() - t))
+    props = ov.properties
+    assert props["cloudlet_type"] == "cloudlet_overlay"
+    assert props["base_sha256_uuid"] == base_id
+    assert cl.c.compute.get_server(a).status == "ACTIVE"
+    assert ga.check(FINGERPRINT) == launch  # the snapshot left it running as it was
+    # ... downloadable, and a valid overlay of that base
+    path = str(tmp_path / "app.ovl")
+    with open(path, "wb") as f:
+        cl.c.image.download_image(ov, output=f)
+    assert os.path.getsize(path) == ov.size
+    with cloudlet.Context(store_dir=str(tmp_path / "store")) as ctx:
+        assert ctx.overlay_inspect(path).base_id == base_id
+
+    # VM synthesis from the overlay in Glance, and from an http URL.
+    t = time.monotonic()
+    b = cl.boot("synth-glance", base, metadata={"overlay_url": "glance://" + ov.id})
+    print("synthesis through Nova (glance://): ACTIVE after %.1f s" % (time.monotonic() - t))
+    gb = cl.guest(b)
+    assert gb.check(FINGERPRINT) == launch
+    assert cl.port_mac(b) in gb.check(MACS).split()
+    os.chmod(tmp_path, 0o755)
+    with http_serving(path) as url:
+        c = cl.boot("synth-http", base, metadata={"overlay_url": url})
+    gc = cl.guest(c)
+    assert gc.check(FINGERPRINT) == launch
+
+    for s, g in ((a, ga), (b, gb), (c, gc)):
+        domain = cl.delete(s)
+        g.close()
+        assert cl.left_on_host(domain) == []
+    cl.c.image.delete_image(ov)
+
+
+def test_bad_overlays_end_in_error_and_leave_nothing(base_images, tmp_path):
+    cl, base_id, base = base_images
+    junk = tmp_path / "junk.ovl"
+    junk.write_bytes(os.urandom(1 << 20))
+    os.chmod(tmp_path, 0o755)
+    not_overlay = cl.upload("cltest-not-an-overlay", data=os.urandom(1 << 16),
+                            cloudlet_type="cloudlet_overlay", base_sha256_uuid=base_id)
+    with http_serving(str(junk)) as url:
+        cases = [
+            ("glance image that is not an overlay", "glance://" + not_overlay.id, "overlay"),
+            ("http URL of random bytes", url, "overlay"),
+            ("unreachable URL", "http://127.0.0.1:9/nothing.ovl", "connect"),
+            ("unknown scheme", "ftp://example.org/x.ovl", "overlay_url"),
+        ]
+        for what, url_, expect in cases:
+            s = cl.boot("bad", base, metadata={"overlay_url": url_}, wait=False)
+            message = cl.failed(s)
+            print("%s: %s" % (what, message))
+            assert expect.lower() in message.lower(), (what, message)
+            assert "Exceeded maximum number of retries" not in message, what
+            assert cl.left_on_host(cl.delete(s)) == [], what
+    cl.c.image.delete_image(not_overlay)
