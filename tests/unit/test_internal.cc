@@ -6,9 +6,12 @@
 #include "engine/page_ledger.h"
 #include "ops/context.h"
 #include "util/error.h"
+#include "util/xml.h"
+#include "virt/base_xml.h"
 #include "virt/boot_probe.h"
 #include "virt/guest_ram.h"
 #include "virt/host_caps.h"
+#include "virt/nic_swap.h"
 
 #include <cstdarg>
 #include <cstddef>
@@ -227,6 +230,61 @@ static void test_parse_gpa2hva(void **) {
 	assert_int_equal(parse_gpa2hva("", "pc.ram"), 0);
 }
 
+// A launch VM's NICs are restored with the launch's MAC, model and PCI
+// address, on the backend of the NIC asked for (Nova's tap on a bridge),
+// else on the base's: QEMU's saved virtio-net state of a VM that ran on a
+// tap needs a tap again (vnet_hdr).
+static void test_synthesis_nic_backend(void **) {
+	const std::string base = "<domain type='qemu'><name>cloudlet-base</name><devices>"
+	                         "<interface type='user'><model type='virtio'/></interface></devices></domain>";
+	const std::string launch = "<domain><devices><interface type='bridge'><mac address='fa:16:3e:00:00:01'/>"
+	                           "<source bridge='brq-old'/><target dev='tap-old'/><model type='virtio'/>"
+	                           "<address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>"
+	                           "</interface></devices></domain>";
+	cloudlet::virt::InstancePlan plan;
+	plan.name = "i";
+	plan.uuid = "00000000-0000-0000-0000-000000000001";
+	plan.virt_type = "qemu";
+	auto nic_of = [](const std::string &xml) {
+		auto doc = cloudlet::xml::parse(xml, "test");
+		auto v = cloudlet::xml::select(doc.get(), "/domain/devices/interface");
+		assert_int_equal(v.size(), 1);
+		auto get = [&](const char *e) { return cloudlet::xml::value(doc.get(), e).value_or(""); };
+		return std::vector<std::string>{get("/domain/devices/interface/@type"),
+		                                get("/domain/devices/interface/source/@bridge"),
+		                                get("/domain/devices/interface/mac/@address"),
+		                                get("/domain/devices/interface/model/@type"),
+		                                get("/domain/devices/interface/address/@slot"),
+		                                get("/domain/devices/interface/target/@dev")};
+	};
+	// No request: the base's backend.
+	auto v = nic_of(cloudlet::virt::synthesis_xml(base, launch, plan));
+	assert_true((v == std::vector<std::string>{"user", "", "fa:16:3e:00:00:01", "virtio", "0x07", ""}));
+	// Nova's <interface>: its backend; its MAC and tap name are the fresh NIC's, not the restored one's.
+	cloudlet::virt::NicRequest req;
+	req.nic_xml = "<interface type='bridge'><mac address='fa:16:3e:99:99:99'/><source bridge='brq-new'/>"
+	              "<target dev='tap-new'/><model type='virtio'/></interface>";
+	plan.nic_backend = cloudlet::virt::nic_backend(req);
+	v = nic_of(cloudlet::virt::synthesis_xml(base, launch, plan));
+	assert_true((v == std::vector<std::string>{"bridge", "brq-new", "fa:16:3e:00:00:01", "virtio", "0x07", ""}));
+	// A libvirt network by name.
+	req = {};
+	req.network = "default";
+	plan.nic_backend = cloudlet::virt::nic_backend(req);
+	auto doc = cloudlet::xml::parse(cloudlet::virt::synthesis_xml(base, launch, plan), "test");
+	assert_string_equal(cloudlet::xml::value(doc.get(), "/domain/devices/interface/@type").value_or("").c_str(), "network");
+	assert_string_equal(cloudlet::xml::value(doc.get(), "/domain/devices/interface/source/@network").value_or("").c_str(),
+	                    "default");
+	// Not an <interface>: refused.
+	plan.nic_backend = "<disk/>";
+	try {
+		cloudlet::virt::synthesis_xml(base, launch, plan);
+		fail_msg("a backend that is not an <interface> was accepted");
+	} catch (const cloudlet::Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_INVALID_ARG);
+	}
+}
+
 int main() {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_domcaps_tcg),
@@ -237,6 +295,7 @@ int main() {
 	    cmocka_unit_test(test_throttle_steps),
 	    cmocka_unit_test(test_page_ledger),
 	    cmocka_unit_test(test_parse_gpa2hva),
+	    cmocka_unit_test(test_synthesis_nic_backend),
 	};
 	return cmocka_run_group_tests_name("internal", tests, nullptr, nullptr);
 }
