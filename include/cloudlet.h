@@ -513,6 +513,17 @@ CLOUDLET_API cloudlet_status cloudlet_base_export(cloudlet_ctx *ctx, const char 
 CLOUDLET_API cloudlet_status cloudlet_base_import(cloudlet_base_info **out, cloudlet_ctx *ctx,
                                                   const char *path, const cloudlet_base_options *opts);
 
+/**
+ * Describes the base a package file holds without importing it: its ID,
+ * name, parts and sizes, from the package's header and manifest (the
+ * manifest is checked to hash to the ID). The parts are not read:
+ * `status` is "unverified", and only cloudlet_base_import() verifies them.
+ * `imported_from` is `path`; allocated sizes are 0. For clients that
+ * publish a package (e.g. into Glance) and need its base ID.
+ */
+CLOUDLET_API cloudlet_status cloudlet_base_package_inspect(cloudlet_base_info **out, cloudlet_ctx *ctx,
+                                                           const char *path);
+
 CLOUDLET_API void cloudlet_base_info_free(cloudlet_base_info *info);
 
 /** Options for cloudlet_base_resume(). */

@@ -393,6 +393,13 @@ class Context(_Closing):
                        _L.cloudlet_base_info_free, [self._h(), _b(path)],
                        opts, keep, prog)
 
+    def base_package_inspect(self, path):
+        """What a package file holds (ID, name, parts) without importing it;
+        the parts are not read (status "unverified") -> BaseInfo."""
+        return _invoke(_L.cloudlet_base_package_inspect, _lib.base_info,
+                       _L.cloudlet_base_info_free, [self._h(), _b(path)],
+                       None, None, None)
+
     def base_resume(self, base, name=None, virt_type=None, uuid=None, mac=None,
                     network=None, nic_xml=None, progress=None, cancel=None):
         """Start a new instance of a base -> InstanceInfo (uuid: the domain's UUID;

@@ -576,6 +576,7 @@ FUNCTIONS = {
     "cloudlet_base_remove": (S, [ctx_p, c_char_p]),
     "cloudlet_base_export": (S, [ctx_p, c_char_p, c_char_p, P(base_options)]),
     "cloudlet_base_import": (S, [P(P(base_info)), ctx_p, c_char_p, P(base_options)]),
+    "cloudlet_base_package_inspect": (S, [P(P(base_info)), ctx_p, c_char_p]),
     "cloudlet_base_info_free": (None, [P(base_info)]),
     "cloudlet_resume_options_init": (S, [P(resume_options), c_uint]),
     "cloudlet_base_resume": (S, [P(P(instance_info)), ctx_p, c_char_p, P(resume_options)]),

@@ -250,6 +250,17 @@ def test_base_import_missing_file(ctx, store):
         ctx.base_import(os.path.join(store, "missing.pkg"))
 
 
+def test_base_package_inspect_refuses_what_is_not_a_package(ctx, store):
+    with pytest.raises((cloudlet.NotFoundError, cloudlet.CloudletIOError)):
+        ctx.base_package_inspect(os.path.join(store, "missing.pkg"))
+    path = os.path.join(store, "garbage.pkg")
+    with open(path, "wb") as f:
+        f.write(b"\x00garbage" * 512)
+    with pytest.raises(cloudlet.CorruptError) as ei:
+        ctx.base_package_inspect(path)
+    assert "magic" in ei.value.message and path in ei.value.message
+
+
 def test_overlay_inspect_garbage_is_corrupt(ctx, store):
     path = os.path.join(store, "garbage.overlay")
     with open(path, "wb") as f:

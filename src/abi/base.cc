@@ -174,6 +174,17 @@ CLOUDLET_API cloudlet_status cloudlet_base_import(cloudlet_base_info **out, clou
 	});
 }
 
+CLOUDLET_API cloudlet_status cloudlet_base_package_inspect(cloudlet_base_info **out, cloudlet_ctx *ctx,
+                                                           const char *path) {
+	return guard(__func__, [&] {
+		require(out != nullptr, "out is NULL");
+		*out = nullptr;
+		require(ctx != nullptr, "ctx is NULL");
+		require(path != nullptr && *path, "path is NULL or empty");
+		*out = to_c(cloudlet::ops::base_package_inspect(path));
+	});
+}
+
 CLOUDLET_API void cloudlet_base_info_free(cloudlet_base_info *info) { delete static_cast<BaseInfoHolder *>(info); }
 
 CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, cloudlet_ctx *ctx, const char *base,

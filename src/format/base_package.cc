@@ -115,9 +115,11 @@ void write_base_package(int fd, const std::string &out_name, const PackageHeader
 	out.write(digest.data(), digest.size(), false);
 }
 
-PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progress &progress) {
+namespace {
+
+// The header, fed to `all` (the trailer's hash covers it).
+PackageHeader read_header(qemu::Reader &r, engine::Sha256 &all) {
 	const uint8_t *magic = r.bytes(8, "package magic");
-	engine::Sha256 all;
 	all.update(magic, 8);
 	if (memcmp(magic, kMagic, 8) != 0)
 		r.fail_at(0, "not a libcloudlet base package (bad magic)");
@@ -150,6 +152,19 @@ PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progres
 	h.manifest.assign(json_object_get_string(man), static_cast<size_t>(json_object_get_string_len(man)));
 	if (engine::sha256_hex(h.manifest.data(), h.manifest.size()) != h.id)
 		fail(CLOUDLET_E_CORRUPT, "the package's manifest does not hash to its base ID " + h.id);
+	return h;
+}
+
+} // namespace
+
+PackageHeader read_base_package_header(qemu::Reader &r) {
+	engine::Sha256 unused;
+	return read_header(r, unused);
+}
+
+PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progress &progress) {
+	engine::Sha256 all;
+	PackageHeader h = read_header(r, all);
 	store::Manifest m = store::Manifest::parse(h.manifest, "package manifest");
 	uint64_t done = 0, total = m.total_bytes();
 	for (const auto &p : m.parts) {

@@ -21,6 +21,11 @@ struct PackageHeader {
 void write_base_package(int fd, const std::string &out_name, const PackageHeader &h, const store::Manifest &m,
                         const std::string &dir, Progress &progress);
 
+// Reads only a package's header: magic, version, the manifest, checked to
+// hash to the ID the header names. The parts are not read (nothing says
+// they match until read_base_package has hashed them).
+PackageHeader read_base_package_header(qemu::Reader &r);
+
 // Reads a package, creating its files in `dir` (which must be empty).
 // Checks, before trusting anything: magic, version, sizes; that the
 // manifest hashes to the ID; every part against its SHA-256 and size; the

@@ -44,6 +44,9 @@ BaseInfo base_show(Context &ctx, const std::string &id_or_name, bool full, Progr
 void base_remove(Context &ctx, const std::string &id_or_name);
 void base_export(Context &ctx, const std::string &id_or_name, const std::string &path, Progress &progress);
 BaseInfo base_import(Context &ctx, const std::string &path, const std::string &name, Progress &progress);
+// What a package holds, from its header and manifest (ID checked against the
+// manifest); the parts are not read, so status is "unverified".
+BaseInfo base_package_inspect(const std::string &path);
 
 struct ResumeOptions {
 	std::string name;      // "" : "<base name>-<8 hex>"

@@ -80,4 +80,26 @@ BaseInfo base_import(Context &ctx, const std::string &path, const std::string &n
 	return stored_base_info(st, e, m);
 }
 
+BaseInfo base_package_inspect(const std::string &path) {
+	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail_errno("cannot open " + path, errno);
+	struct Close {
+		int fd;
+		~Close() { close(fd); }
+	} closer{fd};
+	qemu::FdSource src(fd, path);
+	qemu::Reader r(src, path);
+	format::PackageHeader h = format::read_base_package_header(r);
+	BaseInfo info;
+	info.manifest = store::Manifest::parse(h.manifest, path);
+	info.entry.id = h.id;
+	info.entry.name = h.name;
+	info.entry.imported_from = path;
+	info.entry.bytes = info.manifest.total_bytes();
+	info.status = "unverified";
+	info.part_allocated.assign(info.manifest.parts.size(), 0);
+	return info;
+}
+
 } // namespace cloudlet::ops

@@ -225,6 +225,15 @@ static void test_export_remove_import(void **) {
 	struct stat st;
 	assert_int_equal(stat(pkg.c_str(), &st), 0);
 	print_message("# package: %lld bytes\n", (long long)st.st_size);
+	// What the package holds, read without importing it.
+	cloudlet_base_info *pi = nullptr;
+	assert_int_equal(cloudlet_base_package_inspect(&pi, ctx, pkg.c_str()), CLOUDLET_OK);
+	assert_string_equal(pi->id, base_id.c_str());
+	assert_string_equal(pi->name, "testbase");
+	assert_string_equal(pi->status, "unverified");
+	assert_string_equal(pi->imported_from, pkg.c_str());
+	assert_true(pi->part_count >= 2 && pi->total_bytes > 0);
+	cloudlet_base_info_free(pi);
 	assert_int_equal(cloudlet_base_remove(ctx, base_id.c_str()), CLOUDLET_OK);
 	assert_false(exists(store_dir + "/bases/" + base_id));
 	cloudlet_base_info *b = nullptr;
@@ -256,6 +265,25 @@ static void test_export_remove_import(void **) {
 	assert_int_equal(cloudlet_base_import(nullptr, ctx, bad.c_str(), &o), CLOUDLET_E_CORRUPT);
 	print_message("# damaged package: %s\n", cloudlet_last_error_message());
 	assert_int_equal(entries(store_dir + "/tmp"), tmp_before);
+	// Its header is intact, so inspect still reads it; only import hashes the parts.
+	assert_int_equal(cloudlet_base_package_inspect(&pi, ctx, bad.c_str()), CLOUDLET_OK);
+	cloudlet_base_info_free(pi);
+	// A package whose manifest was changed no longer hashes to its ID.
+	{
+		std::string forged = pkg + ".forged";
+		assert_int_equal(system(("cp '" + pkg + "' '" + forged + "'").c_str()), 0);
+		FILE *g = fopen(forged.c_str(), "r+b");
+		assert_non_null(g);
+		fseek(g, 200, SEEK_SET); // inside the header's manifest text
+		int x = fgetc(g);
+		fseek(g, 200, SEEK_SET);
+		fputc(x == '1' ? '2' : '1', g);
+		fclose(g);
+		assert_int_not_equal(cloudlet_base_package_inspect(&pi, ctx, forged.c_str()), CLOUDLET_OK);
+		assert_null(pi);
+		print_message("# forged manifest: %s\n", cloudlet_last_error_message());
+		unlink(forged.c_str());
+	}
 	// And a truncated one.
 	assert_int_equal(truncate(bad.c_str(), st.st_size - 100), 0);
 	assert_int_equal(cloudlet_base_import(nullptr, ctx, bad.c_str(), &o), CLOUDLET_E_CORRUPT);

@@ -94,6 +94,9 @@ static void test_null_arguments(void **state) {
 	assert_int_equal(cloudlet_base_remove(ctx, ""), CLOUDLET_E_INVALID_ARG);
 	assert_int_equal(cloudlet_base_export(ctx, "b", NULL, NULL), CLOUDLET_E_INVALID_ARG);
 	assert_int_equal(cloudlet_base_import(NULL, ctx, NULL, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_package_inspect(NULL, ctx, "p"), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_base_package_inspect(&bi, ctx, NULL), CLOUDLET_E_INVALID_ARG);
+	assert_null(bi);
 	cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;
 	ro.virt_type = "xen";
 	assert_int_equal(cloudlet_base_resume(NULL, ctx, "b", &ro), CLOUDLET_E_INVALID_ARG);
