@@ -5,6 +5,7 @@ Run:  cd /work/main && CLOUDLET_LIBRARY=/work/main/build/src/libcloudlet.so.0 \
 """
 
 import builtins
+import contextlib
 import ctypes
 import dataclasses
 import os
@@ -490,3 +491,35 @@ def test_library_lookup():
     env["CLOUDLET_LIBRARY"] = "/nonexistent/libcloudlet.so.0"
     r = _run_python("import cloudlet", env)
     assert r.returncode != 0 and "/nonexistent/libcloudlet.so.0" in r.stderr
+
+
+def test_cancel_reaches_a_synthesis_blocked_on_the_network(ctx):
+    """A server that accepts and then sends nothing: the read blocks; a
+    cancel must end it at once, not at the stall timeout (~35 s)."""
+    import socket
+    import time
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    held = []
+
+    def accept():
+        with contextlib.suppress(OSError):
+            while True:
+                c, _ = srv.accept()
+                c.recv(65536)  # the request; then silence
+                held.append(c)
+    threading.Thread(target=accept, daemon=True).start()
+    cancel = cloudlet.Cancel()
+    threading.Timer(1.0, cancel.trigger).start()
+    t = time.monotonic()
+    try:
+        with pytest.raises(cloudlet.CancelledError):
+            ctx.synthesize("http://127.0.0.1:%d/x.ovl" % srv.getsockname()[1], cancel=cancel)
+        took = time.monotonic() - t
+        assert took < 5, "cancel took %.1f s" % took
+    finally:
+        cancel.close()
+        srv.close()
+        for c in held:
+            c.close()

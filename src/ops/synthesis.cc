@@ -11,6 +11,7 @@
 #include "ops/synthesis.h"
 
 #include "ops/launch_target.h"
+#include "util/cancel_relay.h"
 #include "util/error.h"
 #include "virt/domain.h"
 
@@ -98,9 +99,11 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	} close_fd{fd};
 	uint64_t space_needed = 64ull << 20;
 	std::string what = overlay;
+	std::unique_ptr<CancelRelay> relay; // a cancel wakes a read blocked on the network
 	if (net::is_url(overlay)) {
 		auto http = std::make_unique<net::HttpSource>(overlay, o.http);
 		what = http->display_url();
+		relay = std::make_unique<CancelRelay>(progress, [h = http.get()] { h->cancel(); });
 		src = std::move(http);
 	} else {
 		fd = open(overlay.c_str(), O_RDONLY | O_CLOEXEC);
