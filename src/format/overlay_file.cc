@@ -373,10 +373,13 @@ OverlayFootprint overlay_footprint(int fd, const std::string &name) {
 	uint64_t size = static_cast<uint64_t>(st.st_size);
 	if (size < 64)
 		bad("too short to be an overlay");
-	uint8_t tail[16];
+	uint8_t head[8], tail[16];
+	at(0, head, 8);
+	if (memcmp(head, kMagic, 8) != 0)
+		bad("not a libcloudlet overlay (bad magic)");
 	at(size - 16, tail, 16);
 	if (memcmp(tail + 8, kEofMagic, 8) != 0)
-		bad("no end magic (truncated?)");
+		bad("an overlay without its end (no end magic: truncated?)");
 	uint64_t footer = get64(tail);
 	uint8_t fh[12];
 	if (footer > size - 12)
