@@ -32,6 +32,9 @@ cloudlet_opts = [
     cfg.StrOpt("handoff_token_file", default="/etc/nova/cloudlet-handoff.token",
                help="The handoff secret shared with the other cloudlets "
                     "(>= 32 bytes, mode 0600, readable by nova-compute)."),
+    cfg.FloatOpt("delete_poll_seconds", default=2.0, min=0.1,
+                 help="how often a cloudlet spawn checks whether its instance is "
+                      "being deleted (a delete waits for the build otherwise)"),
     cfg.IntOpt("handoff_wait_seconds", default=600, min=1,
                help="How long a handoff spawn waits for the source to connect."),
 ]

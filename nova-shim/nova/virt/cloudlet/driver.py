@@ -16,6 +16,7 @@ from oslo_log import log as logging
 
 from nova.compute import task_states
 from nova import exception
+from nova import objects
 from nova.virt.libvirt import driver as libvirt_driver
 
 import cloudlet
@@ -119,9 +120,15 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             self.plug_vifs(instance, network_info)
         cancel = cloudlet.Cancel()
         self._spawning[instance.uuid] = cancel
+        watching = threading.Event()
+        watcher = threading.Thread(target=self._cancel_on_delete,
+                                   args=(context, instance.uuid, cancel, watching),
+                                   daemon=True)
+        watcher.start()
         ctx = self._cloudlet()
         common = dict(name=instance.name, uuid=instance.uuid,
                       virt_type=CONF.libvirt.virt_type, cancel=cancel, **nic)
+        staged = None  # a Glance overlay's local copy, named in messages by its URL
         try:
             if plan.base_id:
                 self._ensure_base(context, plan)
@@ -131,6 +138,8 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             elif plan.kind == "synthesize":
                 with overlay_source.resolve(plan.overlay_url, context,
                                             self._image_api) as src:
+                    if src != plan.overlay_url:
+                        staged = src
                     info = threads.execute(
                         ctx.synthesize, src, base=plan.base_id,
                         max_download_bytes=CONF.cloudlet.max_overlay_mb << 20,
@@ -145,11 +154,17 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                     self.unplug_vifs(instance, network_info)
             LOG.error("cloudlet %s failed: %s", plan.kind, e, instance=instance)
             reason = "cloudlet %s failed: %s" % (plan.kind, e)
+            if staged:
+                # The tenant knows the overlay by its URL, not by the
+                # compute host's work file.
+                reason = reason.replace(staged, plan.overlay_url)
             if isinstance(e, cloudlet.NotFoundError) and plan.base_id:
                 # This host lacks the base: another host may hold it.
                 raise exception.InstanceDeployFailure(reason=reason)
             raise _refuse(instance, reason)
         finally:
+            watching.set()
+            watcher.join()
             self._spawning.pop(instance.uuid, None)
             cancel.close()
         instance.system_metadata[properties.SYS_BASE_ID] = info.base_id
@@ -160,6 +175,29 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
         if not power_on:
             # A restored memory image runs at once; hold it paused.
             self._host.get_guest(instance).pause()
+
+    @staticmethod
+    def _cancel_on_delete(context, uuid, cancel, done):
+        """Cancels a cloudlet spawn whose instance a user deletes meanwhile.
+
+        destroy() cannot: the compute manager runs a delete only once the
+        build has released the instance's lock (both hold it), so a slow
+        synthesis would make a delete wait for all of it. The API marks the
+        instance task_state=deleting at once, though; that is what this
+        watches (a green thread under nova-compute's eventlet, while the
+        library call runs in a native one)."""
+        while not done.wait(CONF.cloudlet.delete_poll_seconds):
+            try:
+                inst = objects.Instance.get_by_uuid(context, uuid, expected_attrs=[])
+            except exception.InstanceNotFound:
+                inst = None
+            except Exception as e:  # the conductor may be briefly away; ask again
+                LOG.debug("cloudlet: cannot read instance %s: %s", uuid, e)
+                continue
+            if inst is None or inst.task_state == task_states.DELETING or inst.deleted:
+                LOG.info("cloudlet: instance %s is being deleted; cancelling its spawn", uuid)
+                cancel.trigger()
+                return
 
     def _ensure_base(self, context, plan):
         """The base must be in the store; import its package from Glance
@@ -216,8 +254,12 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                         block_device_info=block_device_info,
                         destroy_disks=destroy_disks,
                         destroy_secrets=destroy_secrets, **kwargs)
-        if destroy_disks and self.is_cloudlet_instance(instance):
+        if destroy_disks:
             # The instance's files (disk layers over the base) in the store.
+            # Asked even when the instance does not say it is a cloudlet
+            # one: a delete that arrived during the spawn makes the compute
+            # manager drop the spawn's system metadata (its save expects
+            # task_state spawning), so the record may not know.
             try:
                 self._cloudlet().instance_remove(instance.name)
             except cloudlet.NotFoundError:
