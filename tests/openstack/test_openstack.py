@@ -10,6 +10,7 @@ in RAM, a disk range read past the page cache, the MAC Neutron gave the port.
 """
 import contextlib
 import http.server
+import json
 import os
 import subprocess
 import tempfile
@@ -34,6 +35,21 @@ FINGERPRINT = ("cd /ram && md5sum app.bin text && echo 3 > /proc/sys/vm/drop_cac
                "dd if=/dev/vda bs=65536 skip=32 count=16 2>/dev/null | md5sum && "
                "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum")
 MACS = "cat /sys/class/net/*/address"
+SOURCE = os.path.dirname(os.path.dirname(HERE))
+
+
+def osc(*args, cloud="cloudlet-test-demo", check=True):
+    """`openstack --os-cloud CLOUD ARGS -f json` with this tree's
+    `openstack cloudlet` plugin (osc-plugin/) and binding on the path, as the
+    Debian package python3-cloudlet-osc installs them."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(SOURCE, "osc-plugin"), os.path.join(SOURCE, "python-ctypes")]))
+    r = subprocess.run(["openstack", "--os-cloud", cloud] + list(args) + ["-f", "json"],
+                       env=env, capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, (args, r.stderr)
+        return json.loads(r.stdout)
+    return r
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +160,17 @@ def base_images(cloud, tmp_path_factory):
         g.poweroff()
     finally:
         g.close()
-    pkg = cl.upload("cltest-base-package", path=str(work / "base.pkg"))
-    base = cl.upload("cltest-base", data=b"\0" * 65536, is_cloudlet="True",
-                     cloudlet_type="cloudlet_base_disk", base_sha256_uuid=info.id,
-                     cloudlet_base_package=pkg.id)
+    with cloudlet.Context(store_dir=str(work / "store")) as ctx:
+        seen = ctx.base_package_inspect(str(work / "base.pkg"))
+    assert seen.id == info.id and seen.status == "unverified"
+    out = osc("cloudlet", "base", "import", str(work / "base.pkg"), "--name", "cltest-base")
+    assert out["base_id"] == info.id
+    pkg = cl.image_active(cl.c.image.get_image(out["package_image"]))
+    base = cl.image_active(cl.c.image.get_image(out["base_image"]))
+    assert base.properties["cloudlet_base_package"] == pkg.id
+    assert base.properties["base_sha256_uuid"] == info.id
+    assert any(r["ID"] == base.id and r["Package image"] == pkg.id
+               for r in osc("cloudlet", "base", "list"))
     yield cl, info.id, base
     for img in (base, pkg):
         cl.c.image.delete_image(img, ignore_missing=True)
@@ -156,6 +179,53 @@ def base_images(cloud, tmp_path_factory):
     with cloudlet.Context(store_dir=NOVA_STORE) as ctx:
         with contextlib.suppress(cloudlet.NotFoundError):
             ctx.base_remove(info.id)
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Serves a file at 2 KiB/s: a synthesis that stays under way."""
+    path_ = None
+    requested = None
+
+    def do_GET(self):
+        size = os.path.getsize(self.path_)
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        type(self).requested.set()
+        with open(self.path_, "rb") as f:
+            with contextlib.suppress(OSError):
+                while chunk := f.read(1024):
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(0.5)
+
+    def log_message(self, *a):
+        pass
+
+
+class _Huge(http.server.BaseHTTPRequestHandler):
+    """Declares a body far over any overlay limit."""
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 50))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            self.wfile.write(b"\0" * 65536)
+
+    def log_message(self, *a):
+        pass
+
+
+@contextlib.contextmanager
+def serving(handler):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield "http://127.0.0.1:%d/x.ovl" % srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 @contextlib.contextmanager
@@ -200,9 +270,10 @@ def test_five_operations_through_the_api(base_images, tmp_path):
     assert cl.c.compute.get_server(a).status == "ACTIVE"
     assert ga.check(FINGERPRINT) == launch  # the snapshot left it running as it was
     # ... downloadable, and a valid overlay of that base
+    assert any(r["ID"] == ov.id for r in osc("cloudlet", "overlay", "list", "--base", base_id[:12]))
     path = str(tmp_path / "app.ovl")
-    with open(path, "wb") as f:
-        cl.c.image.download_image(ov, output=f)
+    out = osc("cloudlet", "overlay", "download", ov.id, "--file", path)
+    assert out["base_id"] == base_id and out["bytes"] == ov.size
     assert os.path.getsize(path) == ov.size
     with cloudlet.Context(store_dir=str(tmp_path / "store")) as ctx:
         assert ctx.overlay_inspect(path).base_id == base_id
@@ -234,12 +305,13 @@ def test_bad_overlays_end_in_error_and_leave_nothing(base_images, tmp_path):
     os.chmod(tmp_path, 0o755)
     not_overlay = cl.upload("cltest-not-an-overlay", data=os.urandom(1 << 16),
                             cloudlet_type="cloudlet_overlay", base_sha256_uuid=base_id)
-    with http_serving(str(junk)) as url:
+    with http_serving(str(junk)) as url, serving(_Huge) as huge:
         cases = [
             ("glance image that is not an overlay", "glance://" + not_overlay.id, "overlay"),
             ("http URL of random bytes", url, "overlay"),
             ("unreachable URL", "http://127.0.0.1:9/nothing.ovl", "connect"),
             ("unknown scheme", "ftp://example.org/x.ovl", "overlay_url"),
+            ("a body over the overlay size limit", huge, "too large"),
         ]
         for what, url_, expect in cases:
             s = cl.boot("bad", base, metadata={"overlay_url": url_}, wait=False)
@@ -247,5 +319,46 @@ def test_bad_overlays_end_in_error_and_leave_nothing(base_images, tmp_path):
             print("%s: %s" % (what, message))
             assert expect.lower() in message.lower(), (what, message)
             assert "Exceeded maximum number of retries" not in message, what
+            assert STATE not in message, what  # no compute host paths for tenants
             assert cl.left_on_host(cl.delete(s)) == [], what
     cl.c.image.delete_image(not_overlay)
+
+
+def test_delete_while_synthesis_runs_leaves_nothing(base_images, tmp_path):
+    """A tenant deletes a server whose overlay is still arriving: the spawn
+    is cancelled (the driver triggers the library's cancel), the download
+    stops, and the host keeps nothing of it."""
+    cl, base_id, base = base_images
+    a = cl.boot("for-overlay", base)
+    ov = cl.c.compute.create_server_image(a, "cltest-overlay-2", wait=True, timeout=600)
+    path = str(tmp_path / "slow.ovl")
+    with open(path, "wb") as f:
+        cl.c.image.download_image(cl.image_active(ov), output=f)
+    cl.delete(a)
+    _Trickle.path_ = path
+    _Trickle.requested = threading.Event()
+    with serving(_Trickle) as url:
+        s = cl.boot("deleted-early", base, metadata={"overlay_url": url}, wait=False)
+        assert _Trickle.requested.wait(300), "the compute host never fetched the overlay"
+        time.sleep(2)
+        state = cl.admin.compute.get_server(s.id)
+        assert state.status == "BUILD" and state.task_state == "spawning", (state.status, state.task_state)
+        t = time.monotonic()
+        domain = cl.delete(s)
+        print("delete during synthesis: gone after %.1f s" % (time.monotonic() - t))
+    assert cl.left_on_host(domain) == []
+    cl.c.image.delete_image(ov)
+
+
+def test_client_refuses_what_is_not_a_package_or_an_overlay(base_images, tmp_path):
+    cl, base_id, base = base_images
+    junk = tmp_path / "junk.pkg"
+    junk.write_bytes(os.urandom(1 << 16))
+    before = {i.id for i in cl.c.image.images()}
+    r = osc("cloudlet", "base", "import", str(junk), check=False)
+    assert r.returncode != 0 and "not a usable base package" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert {i.id for i in cl.c.image.images()} == before  # nothing uploaded
+    r = osc("cloudlet", "overlay", "download", base.id, "--file", str(tmp_path / "x"), check=False)
+    assert r.returncode != 0 and "not a VM overlay" in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / "x")

@@ -8,17 +8,11 @@ every one of them as ``image_<key>`` (values cut at 255 characters).
 """
 import dataclasses
 
-# server metadata
-META_OVERLAY_URL = "overlay_url"   # synthesize this overlay
-META_HANDOFF = "handoff_info"      # receive a VM handed off from another cloudlet
-
-# Glance image properties
-PROP_CLOUDLET = "is_cloudlet"
-PROP_TYPE = "cloudlet_type"
-PROP_BASE_ID = "base_sha256_uuid"
-PROP_BASE_PACKAGE = "cloudlet_base_package"  # Glance ID of the base's one-file package
-TYPE_BASE_DISK = "cloudlet_base_disk"        # a base VM users boot
-TYPE_OVERLAY = "cloudlet_overlay"            # a VM overlay
+# The metadata keys and image properties are OpenStack++'s conventions,
+# shared with the client commands (python-ctypes/cloudlet/openstack.py).
+from cloudlet.openstack import (META_HANDOFF, META_OVERLAY_URL,  # noqa: F401
+                                PROP_BASE_ID, PROP_BASE_PACKAGE, PROP_CLOUDLET,
+                                PROP_TYPE, TYPE_BASE_DISK, TYPE_OVERLAY)
 
 # system metadata this driver writes (persists across nova-compute restarts)
 SYS_BASE_ID = "cloudlet_base_id"             # set on every VM the driver made from a base

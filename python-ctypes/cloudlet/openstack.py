@@ -1,0 +1,30 @@
+"""OpenStack++ conventions: the server metadata and Glance image properties
+that mark cloudlet bases, base packages and overlays (the reference system's
+names, so its bases and overlays stay recognisable; docs/nova.md). Their one
+home: the Nova driver (nova-shim/) and the client commands (osc-plugin/)
+both read them from here."""
+
+# server metadata
+META_OVERLAY_URL = "overlay_url"   # synthesize this overlay
+META_HANDOFF = "handoff_info"      # receive a VM handed off from another cloudlet
+
+# Glance image properties
+PROP_CLOUDLET = "is_cloudlet"
+PROP_TYPE = "cloudlet_type"
+PROP_BASE_ID = "base_sha256_uuid"
+PROP_BASE_PACKAGE = "cloudlet_base_package"  # on a base image: Glance ID of its package
+
+# values of PROP_TYPE
+TYPE_BASE_DISK = "cloudlet_base_disk"        # a base VM users boot
+TYPE_BASE_PACKAGE = "cloudlet_base_package"  # the one-file package of `cloudlet base export`
+TYPE_OVERLAY = "cloudlet_overlay"            # a VM overlay
+
+
+def base_image_properties(base_id, package_image_id):
+    """The base image users boot: it names the base and links its package."""
+    return {PROP_CLOUDLET: "True", PROP_TYPE: TYPE_BASE_DISK,
+            PROP_BASE_ID: base_id, PROP_BASE_PACKAGE: package_image_id}
+
+
+def package_image_properties(base_id):
+    return {PROP_CLOUDLET: "True", PROP_TYPE: TYPE_BASE_PACKAGE, PROP_BASE_ID: base_id}
