@@ -28,14 +28,8 @@ from nova.virt.libvirt import driver as libvirt_driver
 CONF = nova.conf.CONF
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# What the app developer's customisation left in the VM: files in RAM (memory
-# state) and a range of the disk read past the guest's page cache.
-CUSTOMISE = ("dd if=/dev/urandom of=/ram/app.bin bs=1M count=4 2>/dev/null && "
-             "yes 'cloudlet app state' | head -c 2000000 > /ram/text && "
-             "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 seek=32 2>/dev/null && sync")
-FINGERPRINT = ("cd /ram && md5sum app.bin text && echo 3 > /proc/sys/vm/drop_caches && "
-               "dd if=/dev/vda bs=65536 skip=32 count=16 2>/dev/null | md5sum && "
-               "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum")
+CUSTOMISE = harness.APP_STEP
+FINGERPRINT = harness.FINGERPRINT
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@
 #include "ops/base_common.h"
 #include "ops/base_verify.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -81,14 +82,8 @@ BaseInfo base_import(Context &ctx, const std::string &path, const std::string &n
 }
 
 BaseInfo base_package_inspect(const std::string &path) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	struct Close {
-		int fd;
-		~Close() { close(fd); }
-	} closer{fd};
-	qemu::FdSource src(fd, path);
+	UniqueFd fd = open_for_reading(path);
+	qemu::FdSource src(fd.get(), path);
 	qemu::Reader r(src, path);
 	format::PackageHeader h = format::read_base_package_header(r);
 	BaseInfo info;

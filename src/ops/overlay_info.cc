@@ -4,11 +4,7 @@
 #include "byte_reader.h"
 #include "format/overlay_file.h"
 #include "util/error.h"
-
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
+#include "util/unique_fd.h"
 
 namespace cloudlet::ops {
 
@@ -37,15 +33,9 @@ private:
 OverlayInfo overlay_info(const std::string &path, Progress &progress) {
 	OverlayInfo info;
 	info.path = path;
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	struct Close {
-		int fd;
-		~Close() { close(fd); }
-	} c{fd};
+	UniqueFd fd = open_for_reading(path);
 	progress.report("read", 0, 0);
-	qemu::FdSource src(fd, path);
+	qemu::FdSource src(fd.get(), path);
 	qemu::Reader r(src, path);
 	Counter counter(info);
 	format::OverlayCounts n = format::read_overlay(r, counter);

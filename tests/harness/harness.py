@@ -38,6 +38,17 @@ _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [c_void_p]
 
 
+# An app developer's customisation of the small test guest, and what the
+# Python suites compare between a launch VM and its copies: files in RAM
+# (memory state) and disk ranges read past the guest's page cache.
+APP_STEP = ("dd if=/dev/urandom of=/ram/app.bin bs=1M count=4 2>/dev/null && "
+            "yes 'cloudlet app state' | head -c 2000000 > /ram/text && "
+            "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 seek=32 2>/dev/null && sync")
+FINGERPRINT = ("cd /ram && md5sum app.bin text && echo 3 > /proc/sys/vm/drop_caches && "
+               "dd if=/dev/vda bs=65536 skip=32 count=16 2>/dev/null | md5sum && "
+               "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum")
+
+
 class HarnessError(RuntimeError):
     pass
 

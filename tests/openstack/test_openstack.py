@@ -28,12 +28,8 @@ BUILD = os.environ.get("CLOUDLET_BUILD_DIR", os.path.join(HERE, "..", "..", "bui
 STATE = "/var/lib/cloudlet-openstack"
 NOVA_STORE = STATE + "/store-compute1"
 
-CUSTOMISE = ("dd if=/dev/urandom of=/ram/app.bin bs=1M count=4 2>/dev/null && "
-             "yes 'cloudlet app state' | head -c 2000000 > /ram/text && "
-             "dd if=/dev/urandom of=/dev/vda bs=65536 count=16 seek=32 2>/dev/null && sync")
-FINGERPRINT = ("cd /ram && md5sum app.bin text && echo 3 > /proc/sys/vm/drop_caches && "
-               "dd if=/dev/vda bs=65536 skip=32 count=16 2>/dev/null | md5sum && "
-               "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum")
+CUSTOMISE = harness.APP_STEP
+FINGERPRINT = harness.FINGERPRINT
 MACS = "cat /sys/class/net/*/address"
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 
