@@ -40,7 +40,16 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
                     LaunchTarget &t, LaunchCleanup &cleanup) {
 	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
-	// 1. The base: the one the header names, present and intact.
+	// 1. The base: the one the header names, present and intact. A caller
+	// who names a base learns first that the overlay is of another one
+	// (whether or not this host holds that one: Nova must not reschedule a
+	// wrong-base overlay to a host that does).
+	if (!req.base.empty()) {
+		store::CatalogEntry asked = st.find(req.base);
+		if (asked.id != h.base_id)
+			fail(CLOUDLET_E_INVALID_ARG, std::string("wrong base: ") + req.what + " was made from base " + h.base_id +
+			                                 ", not " + asked.id + " (" + asked.name + ")");
+	}
 	store::CatalogEntry e;
 	try {
 		e = st.find(h.base_id);
@@ -49,12 +58,6 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 			throw;
 		fail(CLOUDLET_E_NOT_FOUND,
 		     std::string(req.what) + " needs base " + h.base_id + ", which this cloudlet does not have");
-	}
-	if (!req.base.empty()) {
-		store::CatalogEntry asked = st.find(req.base);
-		if (asked.id != e.id)
-			fail(CLOUDLET_E_INVALID_ARG, std::string("wrong base: ") + req.what + " was made from base " + h.base_id +
-			                                 ", not " + asked.id + " (" + asked.name + ")");
 	}
 	t.base = verify_base(st, e, false, progress);
 	if (t.base.status != "ok")
