@@ -801,6 +801,16 @@ typedef struct cloudlet_handoff_info {
 CLOUDLET_API cloudlet_status cloudlet_handoff_send(cloudlet_handoff_info **out, cloudlet_ctx *ctx, const char *domain,
                                                    const char *destination, const cloudlet_handoff_options *opts);
 
+/**
+ * Checks a token file as cloudlet_handoff_send()/_receive() read it: it
+ * exists, only its owner may read it (no group/other permission bits), and it
+ * holds at least 32 bytes after surrounding whitespace. CLOUDLET_OK, or the
+ * status and message those calls would fail with (CLOUDLET_E_PERMISSION,
+ * CLOUDLET_E_INVALID_ARG, CLOUDLET_E_NOT_FOUND/_IO). For a receiver to refuse
+ * a bad token file before it listens, and to notice one that a rotation broke.
+ */
+CLOUDLET_API cloudlet_status cloudlet_handoff_token_check(const char *token_file);
+
 /** Listens on `address` ("ADDR:PORT"; PORT 0 picks a free one). The context
  *  must outlive the listener. */
 CLOUDLET_API cloudlet_status cloudlet_handoff_listen(cloudlet_handoff_listener **out, cloudlet_ctx *ctx,

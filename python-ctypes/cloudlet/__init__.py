@@ -103,6 +103,12 @@ def version_string():
     return _str(_L.cloudlet_version_string())
 
 
+def handoff_token_check(token_file):
+    """Raise what a handoff would for this token file (owner-only, >= 32
+    bytes); return None if it is usable."""
+    check(_L.cloudlet_handoff_token_check(_b(token_file)))
+
+
 class _Closing:
     """A handle freed exactly once by close(): as a context manager, and when
     garbage-collected if nobody closed it."""

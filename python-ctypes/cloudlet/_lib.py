@@ -596,6 +596,7 @@ FUNCTIONS = {
     "cloudlet_handoff_options_init": (S, [P(handoff_options), c_uint]),
     "cloudlet_handoff_send": (S, [P(P(handoff_info)), ctx_p, c_char_p, c_char_p,
                                   P(handoff_options)]),
+    "cloudlet_handoff_token_check": (S, [c_char_p]),
     "cloudlet_handoff_listen": (S, [P(listener_p), ctx_p, c_char_p]),
     "cloudlet_handoff_listener_port": (S, [listener_p, P(c_uint)]),
     "cloudlet_handoff_receive": (S, [P(P(handoff_info)), listener_p, P(handoff_options)]),

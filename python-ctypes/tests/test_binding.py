@@ -523,3 +523,22 @@ def test_cancel_reaches_a_synthesis_blocked_on_the_network(ctx):
         srv.close()
         for c in held:
             c.close()
+
+
+def test_handoff_token_check(tmp_path):
+    good = tmp_path / "good"
+    good.write_bytes(b"x" * 40 + b"\n")
+    os.chmod(good, 0o600)
+    assert cloudlet.handoff_token_check(str(good)) is None
+    short = tmp_path / "short"
+    short.write_bytes(b"x" * 31)
+    os.chmod(short, 0o600)
+    with pytest.raises(cloudlet.InvalidArgumentError) as e:
+        cloudlet.handoff_token_check(str(short))
+    assert "32" in e.value.message
+    os.chmod(good, 0o644)
+    with pytest.raises(cloudlet.AccessDeniedError) as e:
+        cloudlet.handoff_token_check(str(good))
+    assert "chmod 600" in e.value.message
+    with pytest.raises((cloudlet.NotFoundError, cloudlet.CloudletIOError)):
+        cloudlet.handoff_token_check(str(tmp_path / "missing"))

@@ -122,6 +122,13 @@ CLOUDLET_API cloudlet_status cloudlet_handoff_listen(cloudlet_handoff_listener *
 	});
 }
 
+CLOUDLET_API cloudlet_status cloudlet_handoff_token_check(const char *token_file) {
+	return guard(__func__, [&] {
+		require(token_file != nullptr && *token_file, "token_file is NULL or empty");
+		cloudlet::net::read_token_file(token_file);
+	});
+}
+
 CLOUDLET_API cloudlet_status cloudlet_handoff_listener_port(const cloudlet_handoff_listener *listener,
                                                             unsigned int *port) {
 	return guard(__func__, [&] {

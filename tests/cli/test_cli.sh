@@ -71,5 +71,39 @@ assert d["preferred_virt_type"] == ("kvm" if kvm["usable"] else "qemu")
 assert d["acpi_hotplug"]["available"] is True
 PY
 
+# handoff receive with a token file every handoff would refuse: refused at
+# start (it printed "listening", then spun at 100 % CPU on one error per
+# failed receive and ignored SIGINT: issue 18); SIGINT exits 130; a token
+# file broken by a rotation while it listens ends it too.
+mkdir -p "$tmp/hs"
+head -c 10 /dev/urandom | base64 >"$tmp/short"; chmod 600 "$tmp/short"
+head -c 48 /dev/urandom | base64 >"$tmp/token"; chmod 644 "$tmp/token"
+for t in short token missing; do
+	expect "handoff receive refuses token file '$t' at start" 1 timeout 10 \
+		"$cloudlet" --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/$t"
+	! grep -q listening "$tmp/out" && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "token file" "$tmp/err" \
+		&& ok "token file '$t': one line naming it, before listening" || bad "token file '$t': $(cat "$tmp/out" "$tmp/err")"
+done
+chmod 600 "$tmp/token"
+"$cloudlet" --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/token" >"$tmp/out" 2>"$tmp/err" &
+rpid=$!
+for _ in $(seq 50); do grep -q listening "$tmp/out" && break; sleep 0.1; done
+kill -INT $rpid; wait $rpid; rc=$?
+[ $rc = 130 ] && ok "handoff receive: SIGINT exits 130" || bad "handoff receive: SIGINT gave $rc ($(cat "$tmp/err"))"
+"$cloudlet" --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/token" >"$tmp/out" 2>"$tmp/err" &
+rpid=$!
+for _ in $(seq 50); do grep -q listening "$tmp/out" && break; sleep 0.1; done
+port=$(sed -n 's/.*on port \([0-9]*\).*/\1/p' "$tmp/out")
+chmod 644 "$tmp/token"  # a rotation gone wrong
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null  # one connection that goes away
+for _ in $(seq 50); do kill -0 $rpid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $rpid 2>/dev/null; then
+	bad "handoff receive keeps running on a broken token file"; kill -KILL $rpid
+else
+	wait $rpid; rc=$?
+	[ $rc = 1 ] && grep -q "readable by others" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -le 2 ] \
+		&& ok "handoff receive stops on a token file a rotation broke" || bad "rotation: exit $rc, $(cat "$tmp/err")"
+fi
+
 echo "$pass passed, $failed failed"
 [ "$failed" = 0 ]

@@ -95,6 +95,8 @@ static void test_null_arguments(void **state) {
 	assert_int_equal(cloudlet_base_export(ctx, "b", NULL, NULL), CLOUDLET_E_INVALID_ARG);
 	assert_int_equal(cloudlet_base_import(NULL, ctx, NULL, NULL), CLOUDLET_E_INVALID_ARG);
 	assert_int_equal(cloudlet_base_package_inspect(NULL, ctx, "p"), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_handoff_token_check(NULL), CLOUDLET_E_INVALID_ARG);
+	assert_int_equal(cloudlet_handoff_token_check("/nonexistent/token"), CLOUDLET_E_NOT_FOUND);
 	assert_int_equal(cloudlet_base_package_inspect(&bi, ctx, NULL), CLOUDLET_E_INVALID_ARG);
 	assert_null(bi);
 	cloudlet_resume_options ro = CLOUDLET_RESUME_OPTIONS_INIT;

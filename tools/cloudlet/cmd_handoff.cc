@@ -138,6 +138,13 @@ int cmd_handoff(const Global &g, Args args) {
 		cloudlet_handoff_info_free(info);
 		return 0;
 	}
+	// A token file every handoff would refuse is refused now, not after
+	// "listening" (each receive failed at once, in a loop).
+	if (cloudlet_handoff_token_check(token.c_str()) != CLOUDLET_OK) {
+		std::string why = cloudlet_last_error_message();
+		cloudlet_ctx_free(ctx);
+		throw Failure{"handoff receive: " + why, 1};
+	}
 	cloudlet_handoff_listener *l = nullptr;
 	cloudlet_status st = cloudlet_handoff_listen(&l, ctx, listen.c_str());
 	if (st != CLOUDLET_OK)
@@ -151,6 +158,13 @@ int cmd_handoff(const Global &g, Args args) {
 	}
 	int rc = 0;
 	do {
+		// The token file may have been rotated into something unusable:
+		// that is this host's problem, not a peer's, and retrying cannot mend it.
+		if (cloudlet_handoff_token_check(token.c_str()) != CLOUDLET_OK) {
+			rc = 1;
+			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
+			break;
+		}
 		st = cloudlet_handoff_receive(&info, l, &o);
 		progress.finish();
 		if (st == CLOUDLET_OK) {
@@ -159,8 +173,10 @@ int cmd_handoff(const Global &g, Args args) {
 			else if (!g.quiet)
 				print_receive(info);
 			cloudlet_handoff_info_free(info);
-		} else if (st == CLOUDLET_E_CANCELLED || once) {
-			rc = 1;
+		} else if (st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel) || once) {
+			// Interrupted (SIGINT/SIGTERM) exits 130 as every command does (docs/cli.md).
+			bool interrupted = st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel);
+			rc = interrupted ? 130 : 1;
 			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
 			break;
 		} else {
