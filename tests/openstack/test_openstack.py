@@ -12,6 +12,7 @@ import contextlib
 import http.server
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -358,3 +359,36 @@ def test_client_refuses_what_is_not_a_package_or_an_overlay(base_images, tmp_pat
     r = osc("cloudlet", "overlay", "download", base.id, "--file", str(tmp_path / "x"), check=False)
     assert r.returncode != 0 and "not a VM overlay" in r.stderr, r.stderr
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_overlay_of_another_base_is_refused(base_images, tmp_path):
+    """An overlay made from a base this cloud's base image is not (a
+    developer's mistake): refused as the wrong base, not rescheduled, even
+    though the host lacks that other base too."""
+    cl, base_id, base = base_images
+    os.chmod(tmp_path, 0o755)
+    # Where QEMU's user can reach the resumed instance's files.
+    os.makedirs("/var/lib/cloudlet-test", mode=0o755, exist_ok=True)
+    store = tempfile.mkdtemp(prefix="openstack-other-", dir="/var/lib/cloudlet-test")
+    os.chmod(store, 0o755)
+    g = harness.Guest.start("osother")
+    try:
+        with cloudlet.Context(store_dir=store) as ctx:
+            other = ctx.base_create(g.domain, name="osother", stop=True)
+            g.poweroff()
+            inst = ctx.base_resume(other.id)
+            try:
+                ctx.overlay_create(inst.name, str(tmp_path / "other.ovl"))
+            finally:
+                harness.Guest.attach(inst.name).close()
+                ctx.instance_remove(inst.name)
+    finally:
+        g.close()
+        shutil.rmtree(store, ignore_errors=True)
+    assert other.id != base_id
+    with http_serving(str(tmp_path / "other.ovl")) as url:
+        s = cl.boot("other-base", base, metadata={"overlay_url": url}, wait=False)
+        message = cl.failed(s)
+    print("overlay of another base: %s" % message)
+    assert "wrong base" in message and other.id in message, message
+    assert cl.left_on_host(cl.delete(s)) == []
