@@ -118,18 +118,18 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                 instance, vif, image_meta, instance.flavor,
                 CONF.libvirt.virt_type).to_xml()
             self.plug_vifs(instance, network_info)
+        ctx = self._cloudlet()
         cancel = cloudlet.Cancel()
         self._spawning[instance.uuid] = cancel
         watching = threading.Event()
         watcher = threading.Thread(target=self._cancel_on_delete,
                                    args=(context, instance.uuid, cancel, watching),
                                    daemon=True)
-        watcher.start()
-        ctx = self._cloudlet()
         common = dict(name=instance.name, uuid=instance.uuid,
                       virt_type=CONF.libvirt.virt_type, cancel=cancel, **nic)
         staged = None  # a Glance overlay's local copy, named in messages by its URL
         try:
+            watcher.start()  # inside: the finally below stops it
             if plan.base_id:
                 self._ensure_base(context, plan)
             if plan.kind == "resume":
@@ -164,7 +164,8 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             raise _refuse(instance, reason)
         finally:
             watching.set()
-            watcher.join()
+            if watcher.ident is not None:  # started
+                watcher.join()
             self._spawning.pop(instance.uuid, None)
             cancel.close()
         instance.system_metadata[properties.SYS_BASE_ID] = info.base_id
