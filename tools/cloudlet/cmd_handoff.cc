@@ -167,15 +167,15 @@ int cmd_handoff(const Global &g, Args args) {
 		}
 		st = cloudlet_handoff_receive(&info, l, &o);
 		progress.finish();
+		// Interrupted (SIGINT/SIGTERM) exits 130 as every command does (docs/cli.md).
+		bool interrupted = st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel);
 		if (st == CLOUDLET_OK) {
 			if (g.json)
 				print_json(info_json(info, false));
 			else if (!g.quiet)
 				print_receive(info);
 			cloudlet_handoff_info_free(info);
-		} else if (st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel) || once) {
-			// Interrupted (SIGINT/SIGTERM) exits 130 as every command does (docs/cli.md).
-			bool interrupted = st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel);
+		} else if (interrupted || once) {
 			rc = interrupted ? 130 : 1;
 			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
 			break;
