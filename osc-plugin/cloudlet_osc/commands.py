@@ -13,7 +13,6 @@ on the client: a package's base ID comes from its header, a downloaded
 overlay is checked to be one before the command says so.
 """
 import contextlib
-import logging
 import os
 import shutil
 import tempfile
@@ -23,8 +22,6 @@ from osc_lib import exceptions
 
 import cloudlet
 from cloudlet import openstack as conv
-
-LOG = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
