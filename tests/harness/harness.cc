@@ -644,11 +644,8 @@ int th_guest_install_app_step(th_guest *g) {
 	return 0;
 }
 
-int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path) {
-	*out = nullptr;
-	virConnectPtr c = connection();
-	if (!c)
-		return fail("cannot connect to qemu:///system: " + libvirt_error());
+namespace {
+int attach_domain(th_guest **out, virConnectPtr c, const char *domain, const char *sock_path, const char *console_path) {
 	auto g = std::make_unique<th_guest>();
 	g->name = domain;
 	g->console_path = console_path ? console_path : "";
@@ -680,6 +677,26 @@ int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_
 	}
 	*out = raw;
 	return 0;
+}
+} // namespace
+
+int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path) {
+	*out = nullptr;
+	virConnectPtr c = connection();
+	if (!c)
+		return fail("cannot connect to qemu:///system: " + libvirt_error());
+	return attach_domain(out, c, domain, sock_path, console_path);
+}
+
+int th_guest_attach_domain_at(th_guest **out, const char *uri, const char *domain) {
+	*out = nullptr;
+	virSetErrorFunc(nullptr, silent);
+	virConnectPtr c = virConnectOpen(uri);
+	if (!c)
+		return fail(std::string("cannot connect to ") + uri + ": " + libvirt_error());
+	int rc = attach_domain(out, c, domain, nullptr, nullptr);
+	virConnectClose(c); // the domain handle keeps its own reference
+	return rc;
 }
 
 } // extern "C"

@@ -32,8 +32,10 @@ _h.th_guest_check.argtypes = [c_void_p, c_char_p, c_int]
 _h.th_guest_domain_name.restype = c_char_p
 _h.th_guest_domain_name.argtypes = [c_void_p]
 _h.th_guest_attach_domain.argtypes = [POINTER(c_void_p), c_char_p, c_char_p, c_char_p]
+_h.th_guest_attach_domain_at.argtypes = [POINTER(c_void_p), c_char_p, c_char_p]
 _h.th_guest_poweroff.argtypes = [c_void_p]
 _h.th_guest_destroy.argtypes = [c_void_p]
+_h.th_guest_forget.argtypes = [c_void_p]
 _libc = ctypes.CDLL(None)
 _libc.free.argtypes = [c_void_p]
 
@@ -80,9 +82,15 @@ class Guest:
         return cls(g)
 
     @classmethod
-    def attach(cls, domain):
+    def attach(cls, domain, uri=None):
+        """The running domain's shell channel (of libvirtd at `uri`, default
+        qemu:///system)."""
         g = c_void_p()
-        if _h.th_guest_attach_domain(byref(g), domain.encode(), None, None) != 0:
+        if uri:
+            rc = _h.th_guest_attach_domain_at(byref(g), uri.encode(), domain.encode())
+        else:
+            rc = _h.th_guest_attach_domain(byref(g), domain.encode(), None, None)
+        if rc != 0:
             _fail()
         return cls(g)
 
@@ -107,4 +115,11 @@ class Guest:
     def close(self):
         if self._g:
             _h.th_guest_destroy(self._g)
+            self._g = None
+
+    def detach(self):
+        """Let go of the guest and leave its domain running (it is the code
+        under test's to move or remove)."""
+        if self._g:
+            _h.th_guest_forget(self._g)
             self._g = None

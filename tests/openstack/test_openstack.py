@@ -27,7 +27,12 @@ import openstack
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("CLOUDLET_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
 STATE = "/var/lib/cloudlet-openstack"
-NOVA_STORE = STATE + "/store-compute1"
+# The two compute hosts (tests/openstack/cloud): this machine's libvirtd and
+# store, and compute2's, in its own namespaces, reached through its socket.
+HOST2 = "compute2"
+HOST2_URI = "qemu+unix:///system?socket=%s/host2/run/libvirt/libvirt-sock" % STATE
+STORES = {None: STATE + "/store-compute1", HOST2: STATE + "/store-compute2"}
+URIS = {None: "qemu:///system", HOST2: HOST2_URI}
 
 CUSTOMISE = harness.APP_STEP
 FINGERPRINT = harness.FINGERPRINT
@@ -109,8 +114,12 @@ class Cloud:
     def domain(self, s):
         return self.admin.compute.get_server(s.id).instance_name
 
+    def host(self, s):
+        return self.admin.compute.get_server(s.id).compute_host
+
     def guest(self, s):
-        return harness.Guest.attach(self.domain(s))
+        host = self.host(s)
+        return harness.Guest.attach(self.domain(s), uri=URIS[host if host == HOST2 else None])
 
     def port_mac(self, s):
         ports = list(self.c.network.ports(device_id=s.id))
@@ -123,20 +132,27 @@ class Cloud:
         self.c.compute.wait_for_delete(s, interval=2, wait=300)
         return domain
 
-    def left_on_host(self, domain):
-        """What a server left on the compute host: its domain, its store files."""
+    def left_on_host(self, domain, hosts=(None, HOST2)):
+        """What a server left on the compute hosts: its domain, its store files."""
         left = []
-        if subprocess.run(["virsh", "-c", "qemu:///system", "dominfo", domain],
-                          capture_output=True).returncode == 0:
-            left.append("domain " + domain)
-        inst = os.path.join(NOVA_STORE, "instances", domain)
-        if os.path.exists(inst):
-            left.append(inst)
-        tmp = os.path.join(NOVA_STORE, "tmp")
-        if os.path.isdir(tmp):
-            left += [os.path.join(tmp, f) for f in os.listdir(tmp)
-                     if not f.startswith(".")]
+        for host in hosts:
+            if on_host(domain, host):
+                left.append("domain %s on %s" % (domain, host or "compute1"))
+            store = STORES[host]
+            inst = os.path.join(store, "instances", domain)
+            if os.path.exists(inst):
+                left.append(inst)
+            tmp = os.path.join(store, "tmp")
+            if os.path.isdir(tmp):
+                left += [os.path.join(tmp, f) for f in os.listdir(tmp)
+                         if not f.startswith(".")]
         return left
+
+
+def on_host(domain, host):
+    """Whether `domain` is defined on the libvirtd of `host` (None: compute1)."""
+    return subprocess.run(["virsh", "-c", URIS[host], "dominfo", domain],
+                          capture_output=True).returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +189,11 @@ def base_images(cloud, tmp_path_factory):
         cl.c.image.delete_image(img, ignore_missing=True)
     # The compute host imported the base into its store on first use; a
     # test's base is of no use to the next run.
-    with cloudlet.Context(store_dir=NOVA_STORE) as ctx:
-        with contextlib.suppress(cloudlet.NotFoundError):
-            ctx.base_remove(info.id)
+    for store in STORES.values():
+        if os.path.isdir(store):
+            with cloudlet.Context(store_dir=store) as ctx:
+                with contextlib.suppress(cloudlet.NotFoundError):
+                    ctx.base_remove(info.id)
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
@@ -392,3 +410,84 @@ def test_overlay_of_another_base_is_refused(base_images, tmp_path):
     print("overlay of another base: %s" % message)
     assert "wrong base" in message and other.id in message, message
     assert cl.left_on_host(cl.delete(s)) == []
+
+
+def live_migrate(server_id, host):
+    """`openstack server migrate --live-migration --host HOST` as the admin
+    (Nova's default policy keeps live migration to admins)."""
+    r = subprocess.run(["openstack", "--os-cloud", "cloudlet-test", "--os-compute-api-version", "2.30",
+                        "server", "migrate",
+                        "--live-migration", "--host", host, server_id],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def migrations(cl, s):
+    return cl.admin.compute.get("/os-migrations?instance_uuid=%s" % s.id,
+                                microversion="2.59").json()["migrations"]
+
+
+def wait_migrated(cl, s, wait=600):
+    """Until the server's last migration ended: that migration."""
+    deadline = time.monotonic() + wait
+    while True:
+        last = max(migrations(cl, s), key=lambda m: m["id"])
+        if last["status"] in ("completed", "error", "failed", "cancelled"):
+            server = cl.admin.compute.get_server(s.id)
+            if server.task_state is None:
+                return last
+        assert time.monotonic() < deadline, "migration still %s" % last["status"]
+        time.sleep(1)
+
+
+def port_host(cl, s):
+    ports = list(cl.admin.network.ports(device_id=s.id))
+    assert len(ports) == 1
+    return ports[0].binding_host_id
+
+
+def test_live_migration_through_nova_uses_the_handoff(base_images):
+    """VM handoff within one cloud: `openstack server migrate --live-migration
+    --host OTHER` of a cloudlet instance goes over the cloudlet handoff
+    (nova-compute's log says so, and only what the destination's base lacks
+    crosses), and Nova's records end as after any live migration: host, port
+    binding, a completed migration. Then back again."""
+    cl, base_id, base = base_images
+    a = cl.boot("migrating", base)
+    g = cl.guest(a)
+    g.check(CUSTOMISE)
+    launch = g.check(FINGERPRINT)
+    mac = cl.port_mac(a)
+    g.detach()
+    domain = cl.domain(a)
+    first = cl.host(a)
+    hosts = [h.host for h in cl.admin.compute.services(binary="nova-compute")]
+    assert len(hosts) == 2, hosts
+    for dest in [h for h in hosts if h != first] + [first]:
+        src = cl.host(a)
+        t = time.monotonic()
+        live_migrate(a.id, dest)
+        m = wait_migrated(cl, a)
+        took = time.monotonic() - t
+        assert m["status"] == "completed", m
+        assert m["migration_type"] == "live-migration" and m["dest_compute"] == dest, m
+        assert cl.host(a) == dest
+        assert cl.c.compute.get_server(a).status == "ACTIVE"
+        assert port_host(cl, a) == dest
+        # The VM itself: on the destination's libvirtd, gone from the source's.
+        src_key = HOST2 if src == HOST2 else None
+        dst_key = HOST2 if dest == HOST2 else None
+        assert on_host(domain, dst_key) and not on_host(domain, src_key)
+        assert cl.left_on_host(domain, hosts=(src_key,)) == []
+        g = cl.guest(a)
+        assert g.check(FINGERPRINT) == launch
+        assert mac in g.check(MACS).split()
+        g.detach()
+        log = STATE + "/log/%s.log" % ("nova-compute2" if src == HOST2 else "nova-compute")
+        with open(log) as f:
+            sent = [line for line in f if "cloudlet: live migration to %s" % dest in line
+                    and a.id in line and "bytes sent" in line]
+        assert sent, "no handoff in %s" % log
+        print("live migration %s -> %s through Nova: %.1f s; %s" % (
+            src, dest, took, sent[-1].split("cloudlet: ", 1)[1].replace("\x1b[00m", "").strip()))
+    assert cl.left_on_host(cl.delete(a)) == []

@@ -36,7 +36,14 @@ cloudlet_opts = [
                  help="how often a cloudlet spawn checks whether its instance is "
                       "being deleted (a delete waits for the build otherwise)"),
     cfg.IntOpt("handoff_wait_seconds", default=600, min=1,
-               help="How long a handoff spawn waits for the source to connect."),
+               help="How long a handoff spawn, or the destination of a live "
+                    "migration, waits for the source to connect."),
+    cfg.PortOpt("live_migration_port", default=0,
+                help="The port a live migration's destination listens on for "
+                     "the cloudlet handoff (at [libvirt] "
+                     "live_migration_inbound_addr, else my_ip). 0: any free "
+                     "port, one per migration; the source learns it from the "
+                     "destination through Nova."),
 ]
 
 CONF.register_opts(cloudlet_opts, group="cloudlet")

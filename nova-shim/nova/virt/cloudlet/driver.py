@@ -7,7 +7,8 @@ overlay, resumed from a base VM, or received by handoff from another
 cloudlet. libcloudlet gives the domain Nova's UUID, so everything the
 libvirt driver does by UUID afterwards (get_info, reboot, pause, destroy,
 console) works on it as on any other instance. snapshot() of a cloudlet
-instance makes a VM overlay instead of a disk image (docs/nova.md).
+instance makes a VM overlay instead of a disk image, and a live migration
+of one is carried by the cloudlet handoff (live_migration.py; docs/nova.md).
 """
 import contextlib
 import threading
@@ -22,6 +23,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 import cloudlet
 
 from nova.virt.cloudlet import conf
+from nova.virt.cloudlet import live_migration
 from nova.virt.cloudlet import overlay_source
 from nova.virt.cloudlet import properties
 from nova.virt.cloudlet import threads
@@ -58,6 +60,10 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
         # instance UUID -> cloudlet.Cancel of a cloudlet spawn under way,
         # so that a delete arriving meanwhile stops it.
         self._spawning = {}
+        # instance UUID -> live_migration.Receiving (this host the destination)
+        self._receiving = {}
+        # instance UUID -> cloudlet.Cancel of a handoff sent (the source)
+        self._migrating = {}
 
     # -- the library
 
@@ -112,11 +118,7 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                           % len(network_info))
         nic = {}
         if network_info:
-            # Nova's own <interface> for the port: MAC, bridge/tap, model.
-            vif = network_info[0]
-            nic["nic_xml"] = self.vif_driver.get_config(
-                instance, vif, image_meta, instance.flavor,
-                CONF.libvirt.virt_type).to_xml()
+            nic["nic_xml"] = self._nic_xml(instance, network_info[0])
             self.plug_vifs(instance, network_info)
         ctx = self._cloudlet()
         cancel = cloudlet.Cancel()
@@ -230,6 +232,13 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                 "image %s does not hold base %s but %s" % (
                     plan.base_package, plan.base_id, info.id))
 
+    def _nic_xml(self, instance, vif):
+        """Nova's own <interface> for the port: MAC, bridge/tap, model."""
+        image_meta = objects.ImageMeta.from_instance(instance)
+        return self.vif_driver.get_config(
+            instance, vif, image_meta, instance.flavor,
+            CONF.libvirt.virt_type).to_xml()
+
     def _receive_handoff(self, ctx, common):
         wait = threading.Timer(CONF.cloudlet.handoff_wait_seconds,
                                common["cancel"].trigger)
@@ -243,6 +252,122 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                                        **common)
             finally:
                 wait.cancel()
+
+    # -- live migration (live_migration.py)
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        if not self.is_cloudlet_instance(instance):
+            return super().pre_live_migration(
+                context, instance, block_device_info, network_info,
+                disk_info, migrate_data)
+        if block_device_info and block_device_info.get("block_device_mapping"):
+            raise exception.MigrationPreCheckError(
+                reason="a cloudlet instance with volumes attached cannot be "
+                       "handed off; detach them first")
+        sysmeta = instance.system_metadata or {}
+        plan = properties.SpawnPlan(
+            "receive", sysmeta.get(properties.SYS_BASE_ID), None,
+            properties.image_property(instance, properties.PROP_BASE_PACKAGE))
+        try:
+            # The handoff sends only what this host's copy of the base lacks.
+            self._ensure_base(context, plan)
+        except (cloudlet.CloudletError, overlay_source.SourceError) as e:
+            raise exception.MigrationPreCheckError(
+                reason="base %s is not on %s and could not be imported: %s"
+                       % (plan.base_id, CONF.host, e))
+        self._pre_live_migration_plug_vifs(instance, network_info, migrate_data)
+        nic_xml = None
+        if "vifs" in migrate_data and migrate_data.vifs:
+            # The port's binding for this host (Nova's multiple bindings).
+            nic_xml = self._nic_xml(instance, migrate_data.vifs[0].get_dest_vif())
+        elif network_info:
+            nic_xml = self._nic_xml(instance, network_info[0])
+        try:
+            receiving = live_migration.Receiving(self._cloudlet(), instance, nic_xml)
+        except cloudlet.CloudletError as e:
+            raise exception.MigrationError(
+                reason="cannot listen for the handoff on %s: %s"
+                       % (live_migration.listen_address(), e))
+        self._receiving[instance.uuid] = receiving
+        migrate_data.bdms = []
+        migrate_data.serial_listen_ports = []
+        migrate_data.target_connect_addr = receiving.target
+        LOG.info("cloudlet: live migration: waiting for the handoff on %s",
+                 receiving.target, instance=instance)
+        return migrate_data
+
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        if not self.is_cloudlet_instance(instance):
+            return super().live_migration(
+                context, instance, dest, post_method, recover_method,
+                block_migration=block_migration, migrate_data=migrate_data)
+        target = migrate_data.target_connect_addr
+        cancel = cloudlet.Cancel()
+        self._migrating[instance.uuid] = cancel
+        try:
+            info = live_migration.send(self._cloudlet(), instance, target, cancel)
+        except cloudlet.CloudletError as e:
+            # The handoff's rule: a failed send leaves the VM running here.
+            LOG.error("cloudlet: live migration to %s (%s) failed: %s",
+                      dest, target, e, instance=instance)
+            status = "cancelled" if isinstance(e, cloudlet.CancelledError) else "failed"
+            recover_method(context, instance, dest, migrate_data,
+                           migration_status=status)
+            return
+        finally:
+            self._migrating.pop(instance.uuid, None)
+            cancel.close()
+        LOG.info("cloudlet: live migration to %s: %d bytes sent in %.2f s "
+                 "(downtime %.3f s, %s)", dest, info.bytes_sent,
+                 info.total_seconds, info.downtime_seconds, info.codec,
+                 instance=instance)
+        post_method(context, instance, dest, block_migration, migrate_data)
+
+    def live_migration_abort(self, instance):
+        cancel = self._migrating.get(instance.uuid)
+        if cancel is None:
+            return super().live_migration_abort(instance)
+        LOG.info("cloudlet: live migration aborted by request", instance=instance)
+        cancel.trigger()
+
+    def live_migration_force_complete(self, instance):
+        if instance.uuid in self._migrating:
+            # The handoff converges by itself (it stops copying when the
+            # dirty pages no longer shrink); pausing the VM would not help it.
+            LOG.info("cloudlet: force-complete of a handoff: nothing to do",
+                     instance=instance)
+            return
+        return super().live_migration_force_complete(instance)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info, block_migration=False,
+                                           block_device_info=None):
+        receiving = self._receiving.pop(instance.uuid, None)
+        if receiving is not None:
+            try:
+                info = receiving.finish(CONF.cloudlet.handoff_wait_seconds)
+            except (cloudlet.CloudletError, TimeoutError) as e:
+                raise exception.MigrationError(
+                    reason="the handoff did not complete here: %s" % e)
+            instance.system_metadata[properties.SYS_BASE_ID] = info.base_id
+            instance.system_metadata[properties.SYS_KIND] = "received"
+        return super().post_live_migration_at_destination(
+            context, instance, network_info, block_migration=block_migration,
+            block_device_info=block_device_info)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info, block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        receiving = self._receiving.pop(instance.uuid, None)
+        if receiving is not None:
+            receiving.abandon()
+        return super().rollback_live_migration_at_destination(
+            context, instance, network_info, block_device_info,
+            destroy_disks=destroy_disks, migrate_data=migrate_data)
 
     # -- destroy
 
