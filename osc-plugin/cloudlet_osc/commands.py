@@ -65,30 +65,37 @@ class ImportBase(command.ShowOne):
 
     def take_action(self, args):
         conn = self.app.client_manager.sdk_connection
-        try:
-            with _library() as ctx:
-                info = ctx.base_package_inspect(args.package)
-        except cloudlet.CloudletError as e:
-            raise exceptions.CommandError("%s is not a usable base package: %s"
-                                          % (args.package, e.message))
-        name = args.name or info.name
-        visibility = "public" if args.public else "private"
-        pkg = conn.image.create_image(
-            name=name + "-package", disk_format="raw", container_format="bare",
-            visibility=visibility, filename=args.package, allow_duplicates=True,
-            **conv.package_image_properties(info.id))
-        try:
-            # The image users boot: Nova's scheduler wants an image; the
-            # driver never reads its data for a cloudlet spawn.
-            base = conn.image.create_image(
-                name=name, disk_format="raw", container_format="bare",
-                visibility=visibility, data=b"\0" * 4096, allow_duplicates=True,
-                **conv.base_image_properties(info.id, pkg.id))
-        except Exception:
-            conn.image.delete_image(pkg, ignore_missing=True)
-            raise
+        base, pkg, info, name = import_base(conn, args.package, args.name,
+                                            "public" if args.public else "private")
         return (("base_image", "package_image", "base_id", "name", "package_bytes"),
                 (base.id, pkg.id, info.id, name, os.path.getsize(args.package)))
+
+
+def import_base(conn, package, name=None, visibility="private"):
+    """Upload a base package and the base image linking it -> (base image,
+    package image, package info, name)."""
+    try:
+        with _library() as ctx:
+            info = ctx.base_package_inspect(package)
+    except cloudlet.CloudletError as e:
+        raise exceptions.CommandError("%s is not a usable base package: %s"
+                                      % (package, e.message))
+    name = name or info.name
+    pkg = conn.image.create_image(
+        name=name + "-package", disk_format="raw", container_format="bare",
+        visibility=visibility, filename=package, allow_duplicates=True,
+        **conv.package_image_properties(info.id))
+    try:
+        # The image users boot: Nova's scheduler wants an image; the
+        # driver never reads its data for a cloudlet spawn.
+        base = conn.image.create_image(
+            name=name, disk_format="raw", container_format="bare",
+            visibility=visibility, data=b"\0" * 4096, allow_duplicates=True,
+            **conv.base_image_properties(info.id, pkg.id))
+    except Exception:
+        conn.image.delete_image(pkg, ignore_missing=True)
+        raise
+    return base, pkg, info, name
 
 
 class ListBases(command.Lister):

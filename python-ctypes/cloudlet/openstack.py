@@ -6,7 +6,16 @@ both read them from here."""
 
 # server metadata
 META_OVERLAY_URL = "overlay_url"   # synthesize this overlay
-META_HANDOFF = "handoff_info"      # receive a VM handed off from another cloudlet
+# Handoff across clouds (docs/nova.md "Handoff across clouds"):
+META_HANDOFF = "handoff_info"      # destination: receive a VM handed off from another
+                                   # cloudlet; value: this handoff's token (>= 32
+                                   # characters), or "1" for the host's token file
+META_HANDOFF_ADDRESS = "handoff_address"  # destination, written by its host: ADDR:PORT
+META_HANDOFF_TO = "handoff_to"     # source, set by the client: send the VM to ADDR:PORT
+META_HANDOFF_TOKEN = "handoff_token"      # source: the token the destination was given
+META_HANDOFF_STATE = "handoff_state"      # source, written by its host: "sending",
+                                          # "sent" or "failed: <why>"
+HANDOFF_TOKEN_MIN = 32
 
 # Glance image properties
 PROP_CLOUDLET = "is_cloudlet"

@@ -4,7 +4,9 @@ Nova, through their APIs (openstacksdk), idempotently: what exists is kept.
 
     register.py identity PASSWORD   service project, users, services, endpoints,
                                     the tenant project "demo" and its user
-    register.py resources            the provider network, its subnet, flavors
+    register.py resources PASSWORD   the provider network, its subnet, flavors,
+                                    and project "other" with its user: the
+                                    destination "cloud" of cross-cloud handoffs
 
 One process for all of it: each `openstack` CLI call costs 2-4 s here.
 """
@@ -64,8 +66,25 @@ def identity(password):
                                       region_id=REGION)
 
 
-def resources():
+def other_tenant(c, password):
+    """Project "other" and its user: a second project of this Keystone stands
+    in for a second cloud (its own credentials, images, servers and quotas;
+    docs/openstack.md says why not a second Keystone)."""
+    ident = c.identity
+    default = ident.find_domain("Default")
+    proj = ident.find_project("other", domain_id=default.id) or ident.create_project(
+        name="other", domain_id=default.id, description="the other cloud of handoff tests")
+    u = ident.find_user("other", domain_id=default.id)
+    if u is None:
+        u = ident.create_user(name="other", password=password, domain_id=default.id,
+                              default_project_id=proj.id)
+    member = ident.find_role("member")
+    ident.assign_project_role_to_user(proj, u, member)
+
+
+def resources(password):
     c = admin()
+    other_tenant(c, password)
     net = c.network.find_network("provider")
     if net is None:
         net = c.network.create_network(
@@ -89,6 +108,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "identity":
         identity(sys.argv[2])
     elif sys.argv[1] == "resources":
-        resources()
+        resources(sys.argv[2])
     else:
-        sys.exit("register.py identity PASSWORD | resources")
+        sys.exit("register.py identity PASSWORD | resources PASSWORD")

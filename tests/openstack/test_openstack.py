@@ -9,6 +9,7 @@ What is checked from inside each guest (the harness's shell channel): files
 in RAM, a disk range read past the page cache, the MAC Neutron gave the port.
 """
 import contextlib
+import copy
 import http.server
 import json
 import os
@@ -19,6 +20,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 import cloudlet
 import harness
@@ -33,6 +35,9 @@ HOST2 = "compute2"
 HOST2_URI = "qemu+unix:///system?socket=%s/host2/run/libvirt/libvirt-sock" % STATE
 STORES = {None: STATE + "/store-compute1", HOST2: STATE + "/store-compute2"}
 URIS = {None: "qemu:///system", HOST2: HOST2_URI}
+# The app developer's web host for http:// overlays: this machine's end of
+# the link to compute2, reachable from both compute hosts.
+WEB_HOST = "10.231.0.1"
 
 CUSTOMISE = harness.APP_STEP
 FINGERPRINT = harness.FINGERPRINT
@@ -61,9 +66,10 @@ def cloud():
     demo = openstack.connect(cloud="cloudlet-test-demo")
     admin = openstack.connect(cloud="cloudlet-test")
     yield demo, admin
-    for s in demo.compute.servers():
-        if s.name.startswith("cltest-"):
-            demo.compute.delete_server(s)
+    for conn in (demo, openstack.connect(cloud="cloudlet-test-other")):
+        for s in conn.compute.servers():
+            if s.name.startswith("cltest-"):
+                conn.compute.delete_server(s)
 
 
 class Cloud:
@@ -185,6 +191,13 @@ def base_images(cloud, tmp_path_factory):
     assert any(r["ID"] == base.id and r["Package image"] == pkg.id
                for r in osc("cloudlet", "base", "list"))
     yield cl, info.id, base
+    # What failed tests left running would keep the base busy in a store.
+    for conn in (cl.c, openstack.connect(cloud="cloudlet-test-other")):
+        left = [s for s in conn.compute.servers() if s.name.startswith("cltest-")]
+        for s in left:
+            conn.compute.delete_server(s)
+        for s in left:
+            conn.compute.wait_for_delete(s, interval=2, wait=300)
     for img in (base, pkg):
         cl.c.image.delete_image(img, ignore_missing=True)
     # The compute host imported the base into its store on first use; a
@@ -233,11 +246,11 @@ class _Huge(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def serving(handler):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv = http.server.ThreadingHTTPServer((WEB_HOST, 0), handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        yield "http://127.0.0.1:%d/x.ovl" % srv.server_address[1]
+        yield "http://%s:%d/x.ovl" % (WEB_HOST, srv.server_address[1])
     finally:
         srv.shutdown()
         srv.server_close()
@@ -248,10 +261,10 @@ def http_serving(path):
     """A plain HTTP server of one file, as an app developer's web host."""
     folder, name = os.path.split(path)
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=folder)  # noqa: E731
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv = http.server.ThreadingHTTPServer((WEB_HOST, 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        yield "http://127.0.0.1:%d/%s" % (srv.server_address[1], name)
+        yield "http://%s:%d/%s" % (WEB_HOST, srv.server_address[1], name)
     finally:
         srv.shutdown()
         srv.server_close()
@@ -324,7 +337,7 @@ def test_bad_overlays_end_in_error_and_leave_nothing(base_images, tmp_path):
         cases = [
             ("glance image that is not an overlay", "glance://" + not_overlay.id, "overlay"),
             ("http URL of random bytes", url, "overlay"),
-            ("unreachable URL", "http://127.0.0.1:9/nothing.ovl", "connect"),
+            ("unreachable URL", "http://%s:9/nothing.ovl" % WEB_HOST, "connect"),
             ("unknown scheme", "ftp://example.org/x.ovl", "overlay_url"),
             ("a body over the overlay size limit", huge, "too large"),
         ]
@@ -491,3 +504,135 @@ def test_live_migration_through_nova_uses_the_handoff(base_images):
         print("live migration %s -> %s through Nova: %.1f s; %s" % (
             src, dest, took, sent[-1].split("cloudlet: ", 1)[1].replace("\x1b[00m", "").strip()))
     assert cl.left_on_host(cl.delete(a)) == []
+
+
+@contextlib.contextmanager
+def slow_link(mbit):
+    """The link between the two compute hosts (the veth pair to compute2's
+    namespace, which carries only host-to-host traffic: the controller's
+    services reach compute2 through netns-relay) held at `mbit` Mbit/s each
+    way with tbf (this kernel has no netem)."""
+    tbf = ["root", "tbf", "rate", "%dmbit" % mbit, "burst", "32kb", "latency", "400ms"]
+    ends = [["tc", "qdisc", "%s", "dev", "cltc2-h"],
+            ["ip", "netns", "exec", "cltc2", "tc", "qdisc", "%s", "dev", "cltc2-n"]]
+    for e in ends:
+        subprocess.run([a.replace("%s", "replace") for a in e] + tbf, check=True)
+    try:
+        yield
+    finally:
+        for e in ends:
+            subprocess.run([a.replace("%s", "del") for a in e] + ["root"], check=False)
+
+
+def test_aborted_live_migration_leaves_the_vm_running_on_the_source(base_images):
+    """`openstack server migration abort` while the handoff is under way (on a
+    slow link): the migration ends cancelled, the server is ACTIVE on its
+    source host with its state, and the destination keeps nothing."""
+    cl, base_id, base = base_images
+    a = cl.boot("aborted", base)
+    g = cl.guest(a)
+    g.check(CUSTOMISE)
+    launch = g.check(FINGERPRINT)
+    g.detach()
+    domain = cl.domain(a)
+    src = cl.host(a)
+    dest = [h.host for h in cl.admin.compute.services(binary="nova-compute") if h.host != src][0]
+    src_key, dst_key = [HOST2 if h == HOST2 else None for h in (src, dest)]
+    with slow_link(2):
+        live_migrate(a.id, dest)
+        deadline = time.monotonic() + 300
+        while True:
+            m = max(migrations(cl, a), key=lambda m: m["id"])
+            if m["status"] == "running":
+                break
+            assert m["status"] in ("accepted", "queued", "preparing"), m
+            assert time.monotonic() < deadline, m
+            time.sleep(0.5)
+        time.sleep(2)  # the handoff is sending
+        r = subprocess.run(["openstack", "--os-cloud", "cloudlet-test", "--os-compute-api-version",
+                            "2.24", "server", "migration", "abort", a.id, str(m["id"])],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        m = wait_migrated(cl, a)
+    assert m["status"] == "cancelled", m
+    server = cl.admin.compute.get_server(a.id)
+    assert server.status == "ACTIVE" and server.compute_host == src
+    assert port_host(cl, a) == src
+    assert on_host(domain, src_key)
+    # The destination's rollback is Nova's cast after the migration's end.
+    deadline = time.monotonic() + 120
+    while cl.left_on_host(domain, hosts=(dst_key,)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert cl.left_on_host(domain, hosts=(dst_key,)) == []
+    g = cl.guest(a)
+    assert g.check(FINGERPRINT) == launch
+    g.detach()
+    assert cl.left_on_host(cl.delete(a)) == []
+
+
+def test_handoff_to_another_cloud_with_one_client_command(base_images, tmp_path):
+    """VM handoff across clouds (the seed's section 4.5): `openstack cloudlet
+    handoff SERVER --to-cloud OTHER` as the tenant. Project "other" of this
+    Keystone stands in for the second cloud (its own credentials, images and
+    servers: docs/openstack.md). The VM arrives running as a new server
+    there, with the state it had; the source server is deleted; the base was
+    copied to the destination because its project lacked it. Wrong
+    destination credentials change nothing anywhere."""
+    cl, base_id, base = base_images
+    other = openstack.connect(cloud="cloudlet-test-other")
+    a = cl.boot("handing-off", base)
+    g = cl.guest(a)
+    g.check(CUSTOMISE)
+    launch = g.check(FINGERPRINT)
+    g.detach()
+    domain = cl.domain(a)
+
+    # Wrong destination credentials: refused before anything is touched.
+    with open("/etc/openstack/clouds.yaml") as f:
+        clouds = yaml.safe_load(f)
+    clouds["clouds"]["wrong"] = copy.deepcopy(clouds["clouds"]["cloudlet-test-other"])
+    clouds["clouds"]["wrong"]["auth"]["password"] = "not-the-password"
+    wrong = tmp_path / "clouds.yaml"
+    wrong.write_text(yaml.safe_dump(clouds))
+    before = {s.id for s in cl.admin.compute.servers(all_projects=True)}
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(wrong))
+    r = subprocess.run(["openstack", "--os-cloud", "cloudlet-test-demo", "cloudlet", "handoff",
+                        a.id, "--to-cloud", "wrong", "-f", "json"],
+                       env=dict(env, PYTHONPATH=os.pathsep.join(
+                           [os.path.join(SOURCE, "osc-plugin"), os.path.join(SOURCE, "python-ctypes")])),
+                       capture_output=True, text=True)
+    print("handoff with wrong credentials: exit %d, %s" % (r.returncode, r.stderr.strip()[-200:]))
+    assert r.returncode != 0 and "cannot authenticate to the destination cloud" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert {s.id for s in cl.admin.compute.servers(all_projects=True)} == before
+    assert cl.c.compute.get_server(a).status == "ACTIVE"
+    assert not any(k.startswith("handoff") for k in (cl.c.compute.get_server(a).metadata or {}))
+
+    # The handoff.
+    t = time.monotonic()
+    out = osc("cloudlet", "handoff", a.id, "--to-cloud", "cloudlet-test-other")
+    took = time.monotonic() - t
+    new = other.compute.get_server(out["server"])
+    assert new.status == "ACTIVE"
+    print("handoff to another cloud with one command: %.1f s (server %s on %s)" % (
+        took, new.id, cl.admin.compute.get_server(new.id).compute_host))
+    assert out["source_deleted"] is True
+    cl.c.compute.wait_for_delete(a, interval=2, wait=300)
+    copied = [i for i in other.image.images()
+              if (i.properties or {}).get("base_sha256_uuid") == base_id]
+    assert copied, "the base was not copied to the destination"
+    gn = cl.guest(new)
+    assert gn.check(FINGERPRINT) == launch
+    ports = list(other.network.ports(device_id=new.id))
+    assert len(ports) == 1 and ports[0].mac_address in gn.check(MACS).split()
+    gn.detach()
+    assert not any(k.startswith("handoff") for k in (other.compute.get_server(new).metadata or {}))
+    new_domain = cl.domain(new)
+    other.compute.delete_server(new)
+    other.compute.wait_for_delete(new, interval=2, wait=300)
+    assert cl.left_on_host(domain) == [] and cl.left_on_host(new_domain) == []
+    for img in copied:
+        pkg = (img.properties or {}).get("cloudlet_base_package")
+        other.image.delete_image(img, ignore_missing=True)
+        if pkg:
+            other.image.delete_image(pkg, ignore_missing=True)

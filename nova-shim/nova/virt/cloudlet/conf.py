@@ -28,7 +28,13 @@ cloudlet_opts = [
                help="Refuse overlays larger than this (downloads included)."),
     cfg.StrOpt("handoff_listen", default="0.0.0.0:7300",
                help="ADDR:PORT a spawn with metadata handoff_info listens on "
-                    "for the VM handed off from another cloudlet."),
+                    "for the VM handed off from another cloudlet (port 0: any "
+                    "free port, one per handoff)."),
+    cfg.StrOpt("handoff_address",
+               help="The address other clouds reach this host's handoff "
+                    "listener at, published in the receiving server's metadata "
+                    "(handoff_address). Default: [libvirt] "
+                    "live_migration_inbound_addr, else my_ip."),
     cfg.StrOpt("handoff_token_file", default="/etc/nova/cloudlet-handoff.token",
                help="The handoff secret shared with the other cloudlets "
                     "(>= 32 bytes, mode 0600, readable by nova-compute)."),
@@ -38,6 +44,9 @@ cloudlet_opts = [
     cfg.IntOpt("handoff_wait_seconds", default=600, min=1,
                help="How long a handoff spawn, or the destination of a live "
                     "migration, waits for the source to connect."),
+    cfg.FloatOpt("handoff_poll_seconds", default=2.0, min=0.1,
+                 help="How often this host looks for its servers whose metadata "
+                      "asks for a handoff to another cloud (handoff_to)."),
     cfg.PortOpt("live_migration_port", default=0,
                 help="The port a live migration's destination listens on for "
                      "the cloudlet handoff (at [libvirt] "

@@ -23,6 +23,7 @@ from nova.virt.libvirt import driver as libvirt_driver
 import cloudlet
 
 from nova.virt.cloudlet import conf
+from nova.virt.cloudlet import handoff_out
 from nova.virt.cloudlet import live_migration
 from nova.virt.cloudlet import overlay_source
 from nova.virt.cloudlet import properties
@@ -76,7 +77,16 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                     log_level=cloudlet.LogLevel.INFO)
             return self._cloudlet_ctx
 
+    def init_host(self, host, **kwargs):
+        super().init_host(host)
+        # Handoffs to other clouds, asked for through server metadata.
+        self._handoff_out = handoff_out.Watcher(self)
+        self._handoff_out.start()
+
     def cleanup_host(self, host, **kwargs):
+        watcher = getattr(self, "_handoff_out", None)
+        if watcher is not None:
+            watcher.stop()
         with self._cloudlet_lock:
             ctx, self._cloudlet_ctx = self._cloudlet_ctx, None
         if ctx is not None:
@@ -148,7 +158,7 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                         **common)
                 kind = "synthesized"
             else:
-                info = self._receive_handoff(ctx, common)
+                info = self._receive_handoff(ctx, instance, plan, common)
                 kind = "received"
         except (cloudlet.CloudletError, overlay_source.SourceError) as e:
             with contextlib.suppress(Exception):
@@ -239,19 +249,32 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             instance, vif, image_meta, instance.flavor,
             CONF.libvirt.virt_type).to_xml()
 
-    def _receive_handoff(self, ctx, common):
+    def _receive_handoff(self, ctx, instance, plan, common):
         wait = threading.Timer(CONF.cloudlet.handoff_wait_seconds,
                                common["cancel"].trigger)
         wait.daemon = True
-        with ctx.handoff_listen(CONF.cloudlet.handoff_listen) as listener:
-            LOG.info("cloudlet: waiting for a handoff on port %d", listener.port)
+        with contextlib.ExitStack() as stack:
+            token_file = CONF.cloudlet.handoff_token_file
+            if plan.token:
+                token_file = stack.enter_context(handoff_out.token_file(plan.token))
+            listener = stack.enter_context(ctx.handoff_listen(CONF.cloudlet.handoff_listen))
+            address = "%s:%d" % (CONF.cloudlet.handoff_address or
+                                 CONF.libvirt.live_migration_inbound_addr or
+                                 CONF.my_ip, listener.port)
+            # Where the client tells the source to send (the server's own
+            # metadata: the tenant who asked for the handoff reads it).
+            instance.metadata[properties.META_HANDOFF_ADDRESS] = address
+            instance.save()
+            LOG.info("cloudlet: waiting for a handoff at %s", address, instance=instance)
             wait.start()
             try:
-                return threads.execute(listener.receive,
-                                       CONF.cloudlet.handoff_token_file,
-                                       **common)
+                info = threads.execute(listener.receive, token_file, **common)
             finally:
                 wait.cancel()
+        # Done with: the token no longer opens anything; the address is stale.
+        for key in (properties.META_HANDOFF, properties.META_HANDOFF_ADDRESS):
+            instance.metadata.pop(key, None)
+        return info
 
     # -- live migration (live_migration.py)
 

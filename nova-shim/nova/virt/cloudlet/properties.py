@@ -10,9 +10,12 @@ import dataclasses
 
 # The metadata keys and image properties are OpenStack++'s conventions,
 # shared with the client commands (python-ctypes/cloudlet/openstack.py).
-from cloudlet.openstack import (META_HANDOFF, META_OVERLAY_URL,  # noqa: F401
-                                PROP_BASE_ID, PROP_BASE_PACKAGE, PROP_CLOUDLET,
-                                PROP_TYPE, TYPE_BASE_DISK, TYPE_OVERLAY)
+from cloudlet.openstack import (HANDOFF_TOKEN_MIN, META_HANDOFF,  # noqa: F401
+                                META_HANDOFF_ADDRESS, META_HANDOFF_STATE,
+                                META_HANDOFF_TO, META_HANDOFF_TOKEN,
+                                META_OVERLAY_URL, PROP_BASE_ID,
+                                PROP_BASE_PACKAGE, PROP_CLOUDLET, PROP_TYPE,
+                                TYPE_BASE_DISK, TYPE_OVERLAY)
 
 # system metadata this driver writes (persists across nova-compute restarts)
 SYS_BASE_ID = "cloudlet_base_id"             # set on every VM the driver made from a base
@@ -31,6 +34,7 @@ class SpawnPlan:
     base_id: str = None       # from the image, when it is a base
     overlay_url: str = None   # synthesize
     base_package: str = None  # Glance ID of the base package, to import a missing base
+    token: str = None         # receive: this handoff's own token (None: the host's file)
 
 
 def image_property(instance, key):
@@ -58,7 +62,13 @@ def plan_spawn(instance):
             raise PlanError("metadata %s is empty" % META_OVERLAY_URL)
         return SpawnPlan("synthesize", base_id, overlay.strip(), package)
     if handoff:
-        return SpawnPlan("receive", base_id, None, package)
+        token = meta[META_HANDOFF].strip()
+        if token in ("", "1", "true", "True"):
+            token = None
+        elif len(token) < HANDOFF_TOKEN_MIN:
+            raise PlanError("metadata %s: a handoff token has at least %d characters"
+                            % (META_HANDOFF, HANDOFF_TOKEN_MIN))
+        return SpawnPlan("receive", base_id, None, package, token)
     if is_base:
         return SpawnPlan("resume", base_id, None, package)
     return None
