@@ -645,7 +645,8 @@ int th_guest_install_app_step(th_guest *g) {
 }
 
 namespace {
-int attach_domain(th_guest **out, virConnectPtr c, const char *domain, const char *sock_path, const char *console_path) {
+int attach_domain(th_guest **out, virConnectPtr c, const char *domain, const char *sock_path, const char *console_path,
+                  const char *seen_prefix = nullptr, const char *here_prefix = nullptr) {
 	auto g = std::make_unique<th_guest>();
 	g->name = domain;
 	g->console_path = console_path ? console_path : "";
@@ -668,6 +669,8 @@ int attach_domain(th_guest **out, virConnectPtr c, const char *domain, const cha
 			virDomainFree(g->dom);
 			return fail(std::string("domain ") + domain + " has no test shell channel");
 		}
+		if (seen_prefix && here_prefix && g->sock_path.rfind(seen_prefix, 0) == 0)
+			g->sock_path = here_prefix + g->sock_path.substr(strlen(seen_prefix));
 	}
 	th_guest *raw = g.release();
 	if (attach(raw) != 0) {
@@ -688,13 +691,14 @@ int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_
 	return attach_domain(out, c, domain, sock_path, console_path);
 }
 
-int th_guest_attach_domain_at(th_guest **out, const char *uri, const char *domain) {
+int th_guest_attach_domain_at(th_guest **out, const char *uri, const char *domain, const char *seen_prefix,
+                              const char *here_prefix) {
 	*out = nullptr;
 	virSetErrorFunc(nullptr, silent);
 	virConnectPtr c = virConnectOpen(uri);
 	if (!c)
 		return fail(std::string("cannot connect to ") + uri + ": " + libvirt_error());
-	int rc = attach_domain(out, c, domain, nullptr, nullptr);
+	int rc = attach_domain(out, c, domain, nullptr, nullptr, seen_prefix, here_prefix);
 	virConnectClose(c); // the domain handle keeps its own reference
 	return rc;
 }

@@ -93,8 +93,11 @@ const char *th_guest_console_tail(th_guest *g, unsigned max_bytes);
  *  folder. */
 int th_guest_attach_domain(th_guest **out, const char *domain, const char *sock_path, const char *console_path);
 /** The same for a domain of another libvirtd (a URI such as
- * qemu+unix:///system?socket=PATH: the test cloud's second compute host). */
-int th_guest_attach_domain_at(th_guest **out, const char *uri, const char *domain);
+ *  qemu+unix:///system?socket=PATH: the test cloud's second compute host),
+ *  whose files that host sees under `seen_prefix` and this process under
+ *  `here_prefix` (its own mount namespace; both NULL: the same paths). */
+int th_guest_attach_domain_at(th_guest **out, const char *uri, const char *domain, const char *seen_prefix,
+                              const char *here_prefix);
 
 /** Destroys the domain and removes its work folder. NULL is ignored. */
 void th_guest_destroy(th_guest *g);

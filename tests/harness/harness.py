@@ -32,7 +32,7 @@ _h.th_guest_check.argtypes = [c_void_p, c_char_p, c_int]
 _h.th_guest_domain_name.restype = c_char_p
 _h.th_guest_domain_name.argtypes = [c_void_p]
 _h.th_guest_attach_domain.argtypes = [POINTER(c_void_p), c_char_p, c_char_p, c_char_p]
-_h.th_guest_attach_domain_at.argtypes = [POINTER(c_void_p), c_char_p, c_char_p]
+_h.th_guest_attach_domain_at.argtypes = [POINTER(c_void_p), c_char_p, c_char_p, c_char_p, c_char_p]
 _h.th_guest_poweroff.argtypes = [c_void_p]
 _h.th_guest_destroy.argtypes = [c_void_p]
 _h.th_guest_forget.argtypes = [c_void_p]
@@ -82,12 +82,15 @@ class Guest:
         return cls(g)
 
     @classmethod
-    def attach(cls, domain, uri=None):
+    def attach(cls, domain, uri=None, paths=None):
         """The running domain's shell channel (of libvirtd at `uri`, default
-        qemu:///system)."""
+        qemu:///system; `paths`: (prefix that host sees, the same folder
+        here) when it has its own mount namespace)."""
         g = c_void_p()
         if uri:
-            rc = _h.th_guest_attach_domain_at(byref(g), uri.encode(), domain.encode())
+            seen, here = paths or (None, None)
+            rc = _h.th_guest_attach_domain_at(byref(g), uri.encode(), domain.encode(),
+                                              seen and seen.encode(), here and here.encode())
         else:
             rc = _h.th_guest_attach_domain(byref(g), domain.encode(), None, None)
         if rc != 0:

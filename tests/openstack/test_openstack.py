@@ -33,8 +33,10 @@ STATE = "/var/lib/cloudlet-openstack"
 # store, and compute2's, in its own namespaces, reached through its socket.
 HOST2 = "compute2"
 HOST2_URI = "qemu+unix:///system?socket=%s/host2/run/libvirt/libvirt-sock" % STATE
-STORES = {None: STATE + "/store-compute1", HOST2: STATE + "/store-compute2"}
+STORES = {None: "/var/lib/nova/cloudlet", HOST2: STATE + "/host2/nova/cloudlet"}
 URIS = {None: "qemu:///system", HOST2: HOST2_URI}
+# compute2's /var/lib/nova (its store, its VMs' sockets) as this machine sees it
+HOST2_PATHS = ("/var/lib/nova/", STATE + "/host2/nova/")
 # The app developer's web host for http:// overlays: this machine's end of
 # the link to compute2, reachable from both compute hosts.
 WEB_HOST = "10.231.0.1"
@@ -124,8 +126,9 @@ class Cloud:
         return self.admin.compute.get_server(s.id).compute_host
 
     def guest(self, s):
-        host = self.host(s)
-        return harness.Guest.attach(self.domain(s), uri=URIS[host if host == HOST2 else None])
+        if self.host(s) == HOST2:
+            return harness.Guest.attach(self.domain(s), uri=HOST2_URI, paths=HOST2_PATHS)
+        return harness.Guest.attach(self.domain(s))
 
     def port_mac(self, s):
         ports = list(self.c.network.ports(device_id=s.id))
@@ -161,13 +164,11 @@ def on_host(domain, host):
                           capture_output=True).returncode == 0
 
 
-@pytest.fixture(scope="module")
-def base_images(cloud, tmp_path_factory):
+def make_base_images(cl, work):
     """Import base VM: a base package made with the library (as `cloudlet base
     create` + `base export` would) goes into Glance as the tenant, with the
-    base image that links it (docs/nova.md)."""
-    cl = Cloud(*cloud)
-    work = tmp_path_factory.mktemp("base")
+    base image that links it (docs/nova.md) -> (base ID, base image, package
+    image)."""
     os.chmod(work, 0o755)
     g = harness.Guest.start("osbase")
     try:
@@ -190,7 +191,12 @@ def base_images(cloud, tmp_path_factory):
     assert base.properties["base_sha256_uuid"] == info.id
     assert any(r["ID"] == base.id and r["Package image"] == pkg.id
                for r in osc("cloudlet", "base", "list"))
-    yield cl, info.id, base
+    return info.id, base, pkg
+
+
+def remove_base_images(cl, base_id, images):
+    """The images, and the base in each compute host's store (imported on
+    first use; a test's base is of no use to the next run)."""
     # What failed tests left running would keep the base busy in a store.
     for conn in (cl.c, openstack.connect(cloud="cloudlet-test-other")):
         left = [s for s in conn.compute.servers() if s.name.startswith("cltest-")]
@@ -198,15 +204,21 @@ def base_images(cloud, tmp_path_factory):
             conn.compute.delete_server(s)
         for s in left:
             conn.compute.wait_for_delete(s, interval=2, wait=300)
-    for img in (base, pkg):
+    for img in images:
         cl.c.image.delete_image(img, ignore_missing=True)
-    # The compute host imported the base into its store on first use; a
-    # test's base is of no use to the next run.
     for store in STORES.values():
         if os.path.isdir(store):
             with cloudlet.Context(store_dir=store) as ctx:
                 with contextlib.suppress(cloudlet.NotFoundError):
-                    ctx.base_remove(info.id)
+                    ctx.base_remove(base_id)
+
+
+@pytest.fixture(scope="module")
+def base_images(cloud, tmp_path_factory):
+    cl = Cloud(*cloud)
+    base_id, base, pkg = make_base_images(cl, tmp_path_factory.mktemp("base"))
+    yield cl, base_id, base
+    remove_base_images(cl, base_id, (base, pkg))
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
