@@ -79,11 +79,7 @@ def main():
     results = []
     a = None
     try:
-        a = cl.boot("bench-migration", base)
-        g = cl.guest(a)
-        g.check(T.CUSTOMISE)
-        launch = g.check(T.FINGERPRINT)
-        g.detach()
+        a, launch = cl.customised("bench-migration", base)
         domain = cl.domain(a)
         h1 = [h.host for h in cl.admin.compute.services(binary="nova-compute") if h.host != T.HOST2][0]
         if cl.host(a) == T.HOST2:  # start on this machine's host

@@ -70,6 +70,15 @@ def _destination_base(src, dst, base_id, package_id, log):
     return base
 
 
+def _still_waiting(server, deadline, failed, late):
+    """Raise if the destination server failed or time is up; else pause."""
+    if server.status == "ERROR":
+        raise exceptions.CommandError("%s: %s" % (failed, (server.fault or {}).get("message", "ERROR")))
+    if time.monotonic() > deadline:
+        raise exceptions.CommandError(late)
+    time.sleep(1)
+
+
 class Handoff(command.ShowOne):
     """Hand a running cloudlet server off to another cloud.
 
@@ -170,12 +179,8 @@ class Handoff(command.ShowOne):
             addr = (s.metadata or {}).get(conv.META_HANDOFF_ADDRESS)
             if addr:
                 return addr
-            if s.status == "ERROR":
-                raise exceptions.CommandError("the destination could not receive: %s"
-                                              % (s.fault or {}).get("message", "ERROR"))
-            if time.monotonic() > deadline:
-                raise exceptions.CommandError("the destination did not start listening")
-            time.sleep(1)
+            _still_waiting(s, deadline, "the destination could not receive",
+                           "the destination did not start listening")
 
     @staticmethod
     def _wait_arrived(src, dst, server, new, deadline):
@@ -188,9 +193,5 @@ class Handoff(command.ShowOne):
             if state.startswith("failed"):
                 raise exceptions.CommandError("the source host could not send: %s"
                                               % state[len("failed: "):])
-            if s.status == "ERROR":
-                raise exceptions.CommandError("the destination failed: %s"
-                                              % (s.fault or {}).get("message", "ERROR"))
-            if time.monotonic() > deadline:
-                raise exceptions.CommandError("the handoff did not finish in time")
-            time.sleep(1)
+            _still_waiting(s, deadline, "the destination failed",
+                           "the handoff did not finish in time")

@@ -111,6 +111,16 @@ class Cloud:
                                                interval=2, wait=600)
         return s
 
+    def customised(self, name, base):
+        """A server resumed from `base` with the app step done, left running
+        -> (server, its fingerprint)."""
+        s = self.boot(name, base)
+        g = self.guest(s)
+        g.check(CUSTOMISE)
+        launch = g.check(FINGERPRINT)
+        g.detach()
+        return s, launch
+
     def failed(self, s):
         """The server as it ends in ERROR: its fault message."""
         s = self.c.compute.wait_for_server(s, status="ERROR", failures=["ACTIVE"],
@@ -478,12 +488,8 @@ def test_live_migration_through_nova_uses_the_handoff(base_images):
     crosses), and Nova's records end as after any live migration: host, port
     binding, a completed migration. Then back again."""
     cl, base_id, base = base_images
-    a = cl.boot("migrating", base)
-    g = cl.guest(a)
-    g.check(CUSTOMISE)
-    launch = g.check(FINGERPRINT)
+    a, launch = cl.customised("migrating", base)
     mac = cl.port_mac(a)
-    g.detach()
     domain = cl.domain(a)
     first = cl.host(a)
     hosts = [h.host for h in cl.admin.compute.services(binary="nova-compute")]
@@ -541,11 +547,7 @@ def test_aborted_live_migration_leaves_the_vm_running_on_the_source(base_images)
     slow link): the migration ends cancelled, the server is ACTIVE on its
     source host with its state, and the destination keeps nothing."""
     cl, base_id, base = base_images
-    a = cl.boot("aborted", base)
-    g = cl.guest(a)
-    g.check(CUSTOMISE)
-    launch = g.check(FINGERPRINT)
-    g.detach()
+    a, launch = cl.customised("aborted", base)
     domain = cl.domain(a)
     src = cl.host(a)
     dest = [h.host for h in cl.admin.compute.services(binary="nova-compute") if h.host != src][0]
@@ -592,11 +594,7 @@ def test_handoff_to_another_cloud_with_one_client_command(base_images, tmp_path)
     destination credentials change nothing anywhere."""
     cl, base_id, base = base_images
     other = openstack.connect(cloud="cloudlet-test-other")
-    a = cl.boot("handing-off", base)
-    g = cl.guest(a)
-    g.check(CUSTOMISE)
-    launch = g.check(FINGERPRINT)
-    g.detach()
+    a, launch = cl.customised("handing-off", base)
     domain = cl.domain(a)
 
     # Wrong destination credentials: refused before anything is touched.
