@@ -37,6 +37,21 @@ STORES = {None: "/var/lib/nova/cloudlet", HOST2: STATE + "/host2/nova/cloudlet"}
 URIS = {None: "qemu:///system", HOST2: HOST2_URI}
 # compute2's /var/lib/nova (its store, its VMs' sockets) as this machine sees it
 HOST2_PATHS = ("/var/lib/nova/", STATE + "/host2/nova/")
+
+
+def host_key(host):
+    """The STORES/URIS key of a Nova host name (None: this machine's host)."""
+    return HOST2 if host == HOST2 else None
+
+
+def handoff_logged(src, dest, uuid):
+    """The last line of the source host's nova-compute log saying it live-
+    migrated `uuid` to `dest` by handoff (what it sent), or None."""
+    log = STATE + "/log/%s.log" % ("nova-compute2" if src == HOST2 else "nova-compute")
+    with open(log) as f:
+        sent = [line for line in f if "cloudlet: live migration to %s" % dest in line
+                and uuid in line and "bytes sent" in line]
+    return sent[-1].split("cloudlet: ", 1)[1].replace("\x1b[00m", "").strip() if sent else None
 # The app developer's web host for http:// overlays: this machine's end of
 # the link to compute2, reachable from both compute hosts.
 WEB_HOST = "10.231.0.1"
@@ -136,7 +151,7 @@ class Cloud:
         return self.admin.compute.get_server(s.id).compute_host
 
     def guest(self, s):
-        if self.host(s) == HOST2:
+        if host_key(self.host(s)):
             return harness.Guest.attach(self.domain(s), uri=HOST2_URI, paths=HOST2_PATHS)
         return harness.Guest.attach(self.domain(s))
 
@@ -506,21 +521,16 @@ def test_live_migration_through_nova_uses_the_handoff(base_images):
         assert cl.c.compute.get_server(a).status == "ACTIVE"
         assert port_host(cl, a) == dest
         # The VM itself: on the destination's libvirtd, gone from the source's.
-        src_key = HOST2 if src == HOST2 else None
-        dst_key = HOST2 if dest == HOST2 else None
+        src_key, dst_key = host_key(src), host_key(dest)
         assert on_host(domain, dst_key) and not on_host(domain, src_key)
         assert cl.left_on_host(domain, hosts=(src_key,)) == []
         g = cl.guest(a)
         assert g.check(FINGERPRINT) == launch
         assert mac in g.check(MACS).split()
         g.detach()
-        log = STATE + "/log/%s.log" % ("nova-compute2" if src == HOST2 else "nova-compute")
-        with open(log) as f:
-            sent = [line for line in f if "cloudlet: live migration to %s" % dest in line
-                    and a.id in line and "bytes sent" in line]
-        assert sent, "no handoff in %s" % log
-        print("live migration %s -> %s through Nova: %.1f s; %s" % (
-            src, dest, took, sent[-1].split("cloudlet: ", 1)[1].replace("\x1b[00m", "").strip()))
+        sent = handoff_logged(src, dest, a.id)
+        assert sent, "no handoff from %s to %s in its nova-compute log" % (src, dest)
+        print("live migration %s -> %s through Nova: %.1f s; %s" % (src, dest, took, sent))
     assert cl.left_on_host(cl.delete(a)) == []
 
 
@@ -551,7 +561,7 @@ def test_aborted_live_migration_leaves_the_vm_running_on_the_source(base_images)
     domain = cl.domain(a)
     src = cl.host(a)
     dest = [h.host for h in cl.admin.compute.services(binary="nova-compute") if h.host != src][0]
-    src_key, dst_key = [HOST2 if h == HOST2 else None for h in (src, dest)]
+    src_key, dst_key = host_key(src), host_key(dest)
     with slow_link(2):
         live_migrate(a.id, dest)
         deadline = time.monotonic() + 300

@@ -24,6 +24,7 @@ import cloudlet
 
 from nova.virt.cloudlet import conf
 from nova.virt.cloudlet import handoff_out
+from nova.virt.cloudlet import handoff_shared
 from nova.virt.cloudlet import live_migration
 from nova.virt.cloudlet import overlay_source
 from nova.virt.cloudlet import properties
@@ -250,27 +251,19 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             CONF.libvirt.virt_type).to_xml()
 
     def _receive_handoff(self, ctx, instance, plan, common):
-        wait = threading.Timer(CONF.cloudlet.handoff_wait_seconds,
-                               common["cancel"].trigger)
-        wait.daemon = True
         with contextlib.ExitStack() as stack:
             token_file = CONF.cloudlet.handoff_token_file
             if plan.token:
-                token_file = stack.enter_context(handoff_out.token_file(plan.token))
+                token_file = stack.enter_context(handoff_shared.token_file(plan.token))
             listener = stack.enter_context(ctx.handoff_listen(CONF.cloudlet.handoff_listen))
             address = "%s:%d" % (CONF.cloudlet.handoff_address or
-                                 CONF.libvirt.live_migration_inbound_addr or
-                                 CONF.my_ip, listener.port)
+                                 handoff_shared.migration_host(), listener.port)
             # Where the client tells the source to send (the server's own
             # metadata: the tenant who asked for the handoff reads it).
             instance.metadata[properties.META_HANDOFF_ADDRESS] = address
             instance.save()
             LOG.info("cloudlet: waiting for a handoff at %s", address, instance=instance)
-            wait.start()
-            try:
-                info = threads.execute(listener.receive, token_file, **common)
-            finally:
-                wait.cancel()
+            info = handoff_shared.receive(listener, token_file, **common)  # common: cancel too
         # Done with: the token no longer opens anything; the address is stale.
         for key in (properties.META_HANDOFF, properties.META_HANDOFF_ADDRESS):
             instance.metadata.pop(key, None)

@@ -12,7 +12,6 @@ host every [cloudlet] handoff_poll_seconds and sends each once. It writes
 `handoff_state` ("sending", then "sent" or "failed: <why>") and removes the
 token. A failed send leaves the VM running here (the handoff's rule).
 """
-import contextlib
 import threading
 
 from oslo_log import log as logging
@@ -22,20 +21,12 @@ import cloudlet
 from nova import context as nova_context
 from nova import objects
 from nova.virt.cloudlet import conf
+from nova.virt.cloudlet import handoff_shared
 from nova.virt.cloudlet import properties
 from nova.virt.cloudlet import threads
 
 LOG = logging.getLogger(__name__)
 CONF = conf.CONF
-
-
-@contextlib.contextmanager
-def token_file(token):
-    """The library reads a token from an owner-only file."""
-    with conf.work_file("handoff-", ".token") as path:
-        with open(path, "w") as f:
-            f.write(token)
-        yield path
 
 
 def _save_metadata(uuid, changes):
@@ -96,7 +87,7 @@ class Watcher:
                                  "characters)" % (properties.META_HANDOFF_TOKEN,
                                                   properties.HANDOFF_TOKEN_MIN))
             LOG.info("cloudlet: handing off to %s", target, instance=inst)
-            with token_file(token) as path:
+            with handoff_shared.token_file(token) as path:
                 info = threads.execute(self._driver._cloudlet().handoff_send,
                                        inst.name, target, path)
             LOG.info("cloudlet: handed off to %s: %d bytes sent in %.2f s "

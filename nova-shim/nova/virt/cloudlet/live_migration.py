@@ -27,6 +27,7 @@ from oslo_log import log as logging
 import cloudlet
 
 from nova.virt.cloudlet import conf
+from nova.virt.cloudlet import handoff_shared
 from nova.virt.cloudlet import threads
 
 LOG = logging.getLogger(__name__)
@@ -36,8 +37,7 @@ CONF = conf.CONF
 def listen_address():
     """Where this host, as a destination, listens: Nova's own address for
     migration traffic, and the configured port (0: any)."""
-    host = CONF.libvirt.live_migration_inbound_addr or CONF.my_ip
-    return "%s:%d" % (host, CONF.cloudlet.live_migration_port)
+    return "%s:%d" % (handoff_shared.migration_host(), CONF.cloudlet.live_migration_port)
 
 
 class Receiving:
@@ -51,12 +51,11 @@ class Receiving:
     def __init__(self, ctx, instance, nic_xml):
         self.cancel = cloudlet.Cancel()
         self.listener = ctx.handoff_listen(listen_address())
-        host = listen_address().rsplit(":", 1)[0]
-        self.target = "%s:%d" % (host, self.listener.port)
+        self.target = "%s:%d" % (handoff_shared.migration_host(), self.listener.port)
         self.info = None
         self.error = None
         self._opts = dict(name=instance.name, uuid=instance.uuid,
-                          virt_type=CONF.libvirt.virt_type, cancel=self.cancel)
+                          virt_type=CONF.libvirt.virt_type)
         if nic_xml:
             self._opts["nic_xml"] = nic_xml
         self._uuid = instance.uuid
@@ -66,19 +65,15 @@ class Receiving:
         self._thread.start()
 
     def _run(self):
-        wait = threading.Timer(CONF.cloudlet.handoff_wait_seconds, self.cancel.trigger)
-        wait.daemon = True
-        wait.start()
         try:
-            self.info = threads.execute(self.listener.receive,
-                                        CONF.cloudlet.handoff_token_file, **self._opts)
+            self.info = handoff_shared.receive(self.listener, CONF.cloudlet.handoff_token_file,
+                                               self.cancel, **self._opts)
             LOG.info("cloudlet: live migration received %s (%d bytes in, %.2f s)",
                      self._uuid, self.info.bytes_received, self.info.total_seconds)
         except cloudlet.CloudletError as e:
             self.error = e
             LOG.error("cloudlet: live migration of %s not received: %s", self._uuid, e)
         finally:
-            wait.cancel()
             self.listener.close()
 
     def finish(self, timeout):
