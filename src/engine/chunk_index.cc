@@ -3,6 +3,7 @@
 #include "engine/sha256.h"
 #include "image_file.h"
 #include "util/error.h"
+#include "util/fd_io.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -121,17 +122,6 @@ std::vector<uint8_t> index_header(const std::string &path, IndexKind kind, uint6
 		fail(CLOUDLET_E_INTERNAL, path + ": " + std::to_string(count) + " hashes for an index of " +
 		                              std::to_string(index_entries(kind, source_bytes)));
 	return buf;
-}
-
-void pwrite_all(int fd, const uint8_t *p, size_t n, uint64_t off, const std::string &path) {
-	for (size_t done = 0; done < n;) {
-		ssize_t w = pwrite(fd, p + done, n - done, static_cast<off_t>(off + done));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			fail_errno("cannot write " + path, errno);
-		done += static_cast<size_t>(w);
-	}
 }
 
 } // namespace

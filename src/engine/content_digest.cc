@@ -1,6 +1,7 @@
 #include "engine/content_digest.h"
 
 #include "util/error.h"
+#include "util/fd_io.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

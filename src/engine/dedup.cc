@@ -1,6 +1,7 @@
 #include "engine/dedup.h"
 
 #include "util/error.h"
+#include "util/fd_io.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -34,27 +35,13 @@ ChunkSpill::~ChunkSpill() {
 
 uint64_t ChunkSpill::append(const uint8_t *chunk) {
 	off_t at = static_cast<off_t>(slots_ * kChunkSize);
-	for (size_t done = 0; done < kChunkSize;) {
-		ssize_t n = pwrite(fd_, chunk + done, kChunkSize - done, at + static_cast<off_t>(done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			fail_errno("cannot write a temporary file in " + dir_, n < 0 ? errno : EIO);
-		done += static_cast<size_t>(n);
-	}
+	pwrite_all(fd_, chunk, kChunkSize, static_cast<uint64_t>(at), "a temporary file in " + dir_);
 	return slots_++;
 }
 
 void ChunkSpill::read(uint64_t slot, uint8_t *out) const {
 	off_t at = static_cast<off_t>(slot * kChunkSize);
-	for (size_t done = 0; done < kChunkSize;) {
-		ssize_t n = pread(fd_, out + done, kChunkSize - done, at + static_cast<off_t>(done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			fail_errno("cannot read a temporary file in " + dir_, n < 0 ? errno : EIO);
-		done += static_cast<size_t>(n);
-	}
+	pread_full(fd_, out, kChunkSize, static_cast<uint64_t>(at), "a temporary file in " + dir_);
 }
 
 Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)

@@ -1,6 +1,8 @@
 #include "engine/sha256.h"
 
 #include "util/error.h"
+#include "util/fd_io.h"
+#include "util/unique_fd.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -56,28 +58,15 @@ std::string sha256_hex(const void *data, size_t n) {
 }
 
 std::string sha256_file(const std::string &path, uint64_t *size) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	UniqueFd fd = open_for_reading(path);
+	posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
 	Sha256 h;
 	std::vector<uint8_t> buf(1 << 20);
 	uint64_t total = 0;
-	for (;;) {
-		ssize_t n = read(fd, buf.data(), buf.size());
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int e = errno;
-			close(fd);
-			fail_errno("cannot read " + path, e);
-		}
-		if (n == 0)
-			break;
-		h.update(buf.data(), static_cast<size_t>(n));
-		total += static_cast<uint64_t>(n);
+	while (size_t n = read_full(fd.get(), buf.data(), buf.size(), path)) {
+		h.update(buf.data(), n);
+		total += n;
 	}
-	close(fd);
 	if (size)
 		*size = total;
 	return h.hex();

@@ -3,6 +3,8 @@
 #include "engine/content_digest.h"
 #include "engine/sha256.h"
 #include "util/error.h"
+#include "util/fd_io.h"
+#include "util/json.h"
 #include "util/sparse_file.h"
 
 #include <fcntl.h>
@@ -24,11 +26,6 @@ constexpr uint32_t kVersion = 1;
 constexpr size_t kBlock = 1 << 20;
 constexpr uint32_t kMaxHeader = 4u << 20;
 
-struct JsonFree {
-	void operator()(json_object *o) const { json_object_put(o); }
-};
-using Json = std::unique_ptr<json_object, JsonFree>;
-
 // Writes to the fd and hashes what it wrote.
 class Out {
 public:
@@ -36,15 +33,7 @@ public:
 	void write(const void *p, size_t n, bool hash = true) {
 		if (hash)
 			sha_.update(p, n);
-		const uint8_t *b = static_cast<const uint8_t *>(p);
-		for (size_t off = 0; off < n;) {
-			ssize_t w = ::write(fd_, b + off, n - off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w < 0)
-				fail_errno("cannot write " + name_, errno);
-			off += static_cast<size_t>(w);
-		}
+		write_all(fd_, p, n, name_);
 	}
 	void le32(uint32_t v) {
 		uint8_t b[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
@@ -184,14 +173,7 @@ PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progres
 					const uint8_t *b = r.bytes(want, "block data");
 					all.update(b, want);
 					part_digest.update(b, want);
-					for (size_t w = 0; w < want;) {
-						ssize_t n = pwrite(fd, b + w, want - w, static_cast<off_t>(off + w));
-						if (n < 0 && errno == EINTR)
-							continue;
-						if (n < 0)
-							fail_errno("cannot write " + path, errno);
-						w += static_cast<size_t>(n);
-					}
+					pwrite_all(fd, b, want, off, path);
 				} else {
 					r.fail("block kind " + std::to_string(*k) + " in part " + p.file + " is neither 0 nor 1");
 				}

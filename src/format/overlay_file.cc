@@ -2,6 +2,7 @@
 
 #include "util/base64.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/le_bytes.h"
 
 #include <json-c/json.h>
@@ -30,11 +31,6 @@ constexpr uint32_t kVersion = 1;
 constexpr uint32_t kMaxHeader = 64u << 20;
 constexpr size_t kSegHeader = 40, kRecord = 24;
 constexpr uint64_t kMaxDeviceState = 256ull << 20;
-
-struct JsonFree {
-	void operator()(json_object *o) const { json_object_put(o); }
-};
-using Json = std::unique_ptr<json_object, JsonFree>;
 
 // resize + memcpy: GCC 12 misreads vector::insert of small ranges under -O2
 // as out-of-bounds (-Warray-bounds false positives).

@@ -22,7 +22,4 @@ private:
 // relabelling never touches the original). Mode 0644.
 void copy_file(const std::string &from, const std::string &to);
 
-// Reads a whole (small) file; throws on failure.
-std::string read_file(const std::string &path, size_t max_bytes);
-
 } // namespace cloudlet::host

@@ -4,6 +4,7 @@
 
 #include "host/tempdir.h"
 #include "util/error.h"
+#include "util/small_file.h"
 
 #include <sys/stat.h>
 #include <uuid/uuid.h>
@@ -25,7 +26,7 @@ void write_text_file(const std::string &path, const std::string &text) {
 		fail_errno("cannot write " + path, errno);
 }
 
-std::string read_text_file(const std::string &path, size_t max_bytes) { return host::read_file(path, max_bytes); }
+std::string read_text_file(const std::string &path, size_t max_bytes) { return read_required_small_file(path, max_bytes); }
 
 std::string now_iso8601() {
 	time_t t = time(nullptr);

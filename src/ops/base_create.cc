@@ -14,6 +14,7 @@
 #include "image_file.h"
 #include "ops/base_common.h"
 #include "ops/snapshot_capture.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
@@ -23,13 +24,6 @@
 #include <map>
 
 namespace cloudlet::ops {
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-} // namespace
 
 BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOptions &o, Progress &progress) {
 	auto t0 = Clock::now();

@@ -14,6 +14,7 @@
 #include "ops/base_verify.h"
 #include "save_image.h"
 #include "stream_writer.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
@@ -30,13 +31,6 @@
 #include <chrono>
 
 namespace cloudlet::ops {
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-} // namespace
 
 InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOptions &o, Progress &progress) {
 	auto t0 = Clock::now();

@@ -10,6 +10,7 @@
 #include "ops/launch_target.h"
 #include "save_image.h"
 #include "stream_writer.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 #include "virt/streamed_restore.h"
@@ -31,9 +32,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::string json_string(json_object *o, const char *k) {
 	json_object *v = nullptr;

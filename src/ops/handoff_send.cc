@@ -22,6 +22,7 @@
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
 #include "ops/snapshot_capture.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 
@@ -50,8 +51,6 @@ namespace cloudlet::ops {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 uint64_t key_of(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
 
 int connect_to(const std::string &dest) {

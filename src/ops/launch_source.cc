@@ -4,6 +4,7 @@
 #include "ops/base_common.h"
 #include "ops/base_verify.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/xml.h"
 #include "virt/domain.h"
 
@@ -19,10 +20,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-struct JsonFree {
-	void operator()(json_object *o) const { json_object_put(o); }
-};
 
 uint64_t jnum(json_object *o, const char *k) {
 	json_object *v = nullptr;
@@ -43,7 +40,7 @@ struct Extent {
 
 std::vector<Extent> own_extents(const std::string &qcow2) {
 	std::string out = host::run_program({"qemu-img", "map", "--output=json", "-U", qcow2});
-	std::unique_ptr<json_object, JsonFree> doc(json_tokener_parse(out.c_str()));
+	Json doc(json_tokener_parse(out.c_str()));
 	if (!doc || !json_object_is_type(doc.get(), json_type_array))
 		fail(CLOUDLET_E_IO, "qemu-img map of " + qcow2 + " did not give a JSON list");
 	std::vector<Extent> v;
@@ -65,7 +62,7 @@ std::vector<Extent> own_extents(const std::string &qcow2) {
 
 uint64_t virtual_size(const std::string &image) {
 	std::string out = host::run_program({"qemu-img", "info", "--output=json", "-U", image});
-	std::unique_ptr<json_object, JsonFree> doc(json_tokener_parse(out.c_str()));
+	Json doc(json_tokener_parse(out.c_str()));
 	uint64_t s = doc ? jnum(doc.get(), "virtual-size") : 0;
 	if (!s)
 		fail(CLOUDLET_E_IO, "qemu-img info of " + image + " gave no virtual size");

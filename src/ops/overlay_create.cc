@@ -13,6 +13,7 @@
 #include "ops/launch_source.h"
 #include "ops/snapshot_capture.h"
 #include "stream_writer.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 
@@ -27,9 +28,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Feeds every page of the migration stream to the deduper and the writer.
 class DedupSink : public qemu::StreamSink {

@@ -8,6 +8,7 @@
 #include "stream_writer.h"
 #include "store/base_store.h"
 #include "engine/page_ledger.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 #include "virt/guest_ram.h"
@@ -33,8 +34,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
 	return std::chrono::duration<double>(Clock::now() - t0).count();

@@ -12,6 +12,7 @@
 
 #include "ops/launch_target.h"
 #include "util/cancel_relay.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 
@@ -27,9 +28,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // Counts the time the pipeline waits for overlay bytes.
 class TimedSource : public qemu::Source {

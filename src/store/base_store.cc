@@ -2,6 +2,7 @@
 
 #include "store/owner.h"
 #include "util/error.h"
+#include "util/json.h"
 #include "util/small_file.h"
 
 #include <fcntl.h>
@@ -19,11 +20,6 @@
 namespace cloudlet::store {
 
 namespace {
-
-struct JsonFree {
-	void operator()(json_object *o) const { json_object_put(o); }
-};
-using Json = std::unique_ptr<json_object, JsonFree>;
 
 void make_dir(const std::string &p, mode_t mode) {
 	if (mkdir(p.c_str(), mode) != 0 && errno != EEXIST)

@@ -2,6 +2,7 @@
 
 #include "engine/content_digest.h"
 #include "util/error.h"
+#include "util/json.h"
 
 #include <json-c/json.h>
 
@@ -10,11 +11,6 @@
 namespace cloudlet::store {
 
 namespace {
-
-struct JsonFree {
-	void operator()(json_object *o) const { json_object_put(o); }
-};
-using Json = std::unique_ptr<json_object, JsonFree>;
 
 std::string get_string(json_object *o, const char *key, const std::string &what) {
 	json_object *v = nullptr;

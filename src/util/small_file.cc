@@ -1,30 +1,28 @@
 #include "util/small_file.h"
 
 #include "util/error.h"
+#include "util/fd_io.h"
+#include "util/unique_fd.h"
 
-#include <algorithm>
+#include <fcntl.h>
+
 #include <cerrno>
-#include <cstdio>
 
 namespace cloudlet {
 
 std::optional<std::string> read_small_file(const std::string &path, size_t max_bytes) {
-	FILE *f = fopen(path.c_str(), "re");
-	if (!f) {
+	UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	if (!fd) {
 		if (errno == ENOENT)
 			return std::nullopt;
 		fail_errno("cannot open " + path, errno);
 	}
-	std::string text;
-	char buf[65536];
-	size_t n;
-	while (text.size() < max_bytes && (n = fread(buf, 1, sizeof buf, f)) > 0)
-		text.append(buf, std::min(n, max_bytes - text.size()));
-	bool bad = ferror(f);
-	fclose(f);
-	if (bad)
-		fail(CLOUDLET_E_IO, "cannot read " + path);
-	return text;
+	return read_rest(fd.get(), max_bytes, path);
+}
+
+std::string read_required_small_file(const std::string &path, size_t max_bytes) {
+	UniqueFd fd = open_for_reading(path);
+	return read_rest(fd.get(), max_bytes, path);
 }
 
 } // namespace cloudlet

@@ -1,13 +1,18 @@
-// Reading a small text file whole (catalogs, journals), bounded in size.
+// Reading a small file whole (catalogs, journals, pid files, logs, tokens):
+// the one bounded reader of the library. A file over the bound is an error
+// (CLOUDLET_E_CORRUPT naming it), never silently cut.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 
 namespace cloudlet {
 
-// The file's first `max_bytes` bytes; std::nullopt if it does not exist.
-// Other errors throw CLOUDLET_E_IO naming the file.
+// The whole file; std::nullopt if it does not exist. Other errors throw
+// naming the file.
 std::optional<std::string> read_small_file(const std::string &path, size_t max_bytes);
+// The same for a file that must exist (missing: CLOUDLET_E_NOT_FOUND).
+std::string read_required_small_file(const std::string &path, size_t max_bytes);
 
 } // namespace cloudlet

@@ -58,19 +58,4 @@ uint64_t DataExtents::data_bytes() const {
 	return n;
 }
 
-void pread_full(int fd, void *buf, size_t n, uint64_t offset, const std::string &path) {
-	uint8_t *b = static_cast<uint8_t *>(buf);
-	for (size_t got = 0; got < n;) {
-		ssize_t r = pread(fd, b + got, n - got, static_cast<off_t>(offset + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			fail_errno("cannot read " + path, errno);
-		if (r == 0)
-			fail(CLOUDLET_E_IO, "cannot read " + path + ": it ends at " + std::to_string(offset + got) +
-			                        ", before the " + std::to_string(offset + n) + " bytes expected");
-		got += static_cast<size_t>(r);
-	}
-}
-
 } // namespace cloudlet

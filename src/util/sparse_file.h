@@ -31,8 +31,5 @@ private:
 	std::vector<std::pair<uint64_t, uint64_t>> ext_; // [start, end), sorted, disjoint
 };
 
-// Reads exactly n bytes at `offset` (retrying short reads and EINTR).
-// Throws CLOUDLET_E_IO naming `path`, also when the file ends first.
-void pread_full(int fd, void *buf, size_t n, uint64_t offset, const std::string &path);
 
 } // namespace cloudlet

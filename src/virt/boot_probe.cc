@@ -2,6 +2,7 @@
 
 #include "host/tempdir.h"
 #include "util/error.h"
+#include "util/small_file.h"
 #include "util/xml.h"
 
 #include <libvirt/virterror.h>
@@ -135,7 +136,7 @@ BootProbeResult boot_probe(const Connection &conn, const std::string &virt_type,
 	double last_growth = 0;
 	for (;;) {
 		try {
-			log = host::read_file(console, 16u * 1024 * 1024);
+			log = read_required_small_file(console, 16u * 1024 * 1024);
 		} catch (const Error &) {
 			log.clear(); // not created yet
 		}

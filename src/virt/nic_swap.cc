@@ -1,5 +1,6 @@
 #include "virt/nic_swap.h"
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/xml.h"
 #include "virt/base_xml.h"
@@ -15,8 +16,6 @@ namespace cloudlet::virt {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 std::string live_xml(virDomainPtr d) {
 	char *x = virDomainGetXMLDesc(d, 0);
 	if (!x)
@@ -25,7 +24,6 @@ std::string live_xml(virDomainPtr d) {
 	free(x);
 	return s;
 }
-
 
 bool valid_mac(const std::string &m) {
 	if (m.size() != 17)
