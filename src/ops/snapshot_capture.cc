@@ -7,11 +7,11 @@
 #include "stream_parser.h"
 #include "stream_writer.h"
 #include "store/base_store.h"
-#include "engine/page_ledger.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 #include "virt/guest_ram.h"
+#include "virt/page_ledger.h"
 #include "virt/qemu_migration.h"
 
 #include <fcntl.h>
@@ -56,13 +56,13 @@ private:
 
 // Passes pages to the image writer and counts page versions; with a
 // ledger, also notes each page's newest version for the check after QEMU
-// is done (engine/page_ledger.h).
+// is done (virt/page_ledger.h).
 class CountingSink : public qemu::StreamSink {
 public:
 	CountingSink(qemu::StreamSink &inner, bool keep_ledger) : inner_(inner), keep_ledger_(keep_ledger) {}
 	void on_ram_blocks(const qemu::StreamInfo &i) override {
 		if (keep_ledger_) {
-			ledger = std::make_unique<engine::PageLedger>(i.total_pages);
+			ledger = std::make_unique<virt::PageLedger>(i.total_pages);
 			std::lock_guard lk(blocks_mu_);
 			blocks_ = i.blocks;
 		}
@@ -81,7 +81,7 @@ public:
 	}
 	qemu::StreamSink &inner() { return inner_; }
 	uint64_t records = 0;
-	std::unique_ptr<engine::PageLedger> ledger;
+	std::unique_ptr<virt::PageLedger> ledger;
 
 private:
 	qemu::StreamSink &inner_;

@@ -256,7 +256,7 @@ static void test_live_capture_of_dirtying_guest(void **) {
 
 // Collects a capture's pages, paced like a WAN link (~40 MB/s of page
 // data) so that QEMU makes many passes while the guest dirties memory.
-// The capture's own corrections (engine/page_ledger.h) come last, as one
+// The capture's own corrections (virt/page_ledger.h) come last, as one
 // more version of their pages.
 class PacedSink : public StreamSink {
 public:
