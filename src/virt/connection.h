@@ -49,5 +49,7 @@ struct DomainFree {
 	void operator()(virDomain *d) const { virDomainFree(d); }
 };
 using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
+// What DomainPtr::get() gives: a reference the callee does not own.
+using DomainRef = virDomain *;
 
 } // namespace cloudlet::virt

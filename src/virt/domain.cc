@@ -143,6 +143,11 @@ std::string release(virDomainPtr dom, bool was_running, bool stop, const std::st
 	return "paused";
 }
 
+void restore_domain(const Connection &conn, const std::string &path, const std::string &what) {
+	if (virDomainRestoreFlags(conn.get(), path.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING) != 0)
+		fail_libvirt(what);
+}
+
 // One flag set for every domain we remove, the union of what each remover
 // needed. What gets removed is a VM whose state now lives elsewhere (the
 // handoff's source) or that never became anyone's (a launch that failed,

@@ -69,6 +69,10 @@ void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log);
 std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done,
                     bool keep_paused = false);
 
+// Restores the save image at `path` as a running domain (libvirt's own
+// restore from a file). Throws CLOUDLET_E_LIBVIRT "<what>: <libvirt's reason>".
+void restore_domain(const Connection &conn, const std::string &path, const std::string &what);
+
 // Removes a domain from this host for good: shut off (virDomainDestroy),
 // then, if persistent, undefined with what libvirt would otherwise refuse
 // to undefine it with. Best effort, never throws, libvirt's error cleared:
