@@ -66,7 +66,8 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 			journal.resume_domain(virt::domain_uuid(dom.get()));
 		{
 			qemu::ImageFileWriter memory(work + "/memory.cltmem");
-			virt::MigrationCapture cap = virt::capture_migration(dom.get(), was_running, memory, {}, progress, ctx.log());
+			virt::MigrationCapture cap =
+			    virt::capture_migration(dom.get(), was_running, memory, {}, progress, ctx.log());
 			memory.finish(cap.stream);
 		}
 		entry.capture_seconds = since(tc);

@@ -82,9 +82,9 @@ uint64_t RamCheck::reconcile(virDomainPtr dom, const std::string &block, uint64_
 	else
 		used_prescan_ = true;
 	uint32_t index = ram_index_;
-	return ledger_->reconcile(
-	    ram_block_.first_page, ram_block_.pages(), [&](uint64_t off, uint8_t *buf, size_t n) { ram_->read(off, buf, n); },
-	    [&](uint64_t linear, const uint8_t *data) { out_.on_page(index, linear, data, 0, section); });
+	auto read = [&](uint64_t off, uint8_t *buf, size_t n) { ram_->read(off, buf, n); };
+	auto fix = [&](uint64_t linear, const uint8_t *data) { out_.on_page(index, linear, data, 0, section); };
+	return ledger_->reconcile(ram_block_.first_page, ram_block_.pages(), read, fix);
 }
 
 void RamCheck::join_prescan() {
