@@ -130,13 +130,13 @@ void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log) {
 	}
 }
 
-std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done, bool keep_paused) {
+std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done) {
 	if (stop) {
 		if (virDomainDestroy(dom) < 0)
 			fail_libvirt(done + ", but domain " + virDomainGetName(dom) + " could not be shut off");
 		return "shut off";
 	}
-	if (was_running && !keep_paused) {
+	if (was_running) {
 		resume(dom);
 		return "running";
 	}

@@ -63,11 +63,10 @@ void resume(virDomainPtr dom, const std::string &what = "");
 void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log);
 
 // After it succeeded: shut off with `stop`, else running again if it ran
-// before (unless `keep_paused`). Returns the state it is left in
-// ("shut off", "running", "paused"). `done` names what was achieved, for the
-// error if the domain cannot be shut off.
-std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done,
-                    bool keep_paused = false);
+// before. Returns the state it is left in ("shut off", "running",
+// "paused"). `done` names what was achieved, for the error if the domain
+// cannot be shut off.
+std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done);
 
 // Restores the save image at `path` as a running domain (libvirt's own
 // restore from a file). Throws CLOUDLET_E_LIBVIRT "<what>: <libvirt's reason>".
