@@ -13,11 +13,11 @@
 #include "host/tempdir.h"
 #include "image_file.h"
 #include "ops/base_common.h"
-#include "ops/snapshot_capture.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
+#include "virt/migration_capture.h"
 
 #include <cerrno>
 #include <chrono>
@@ -31,12 +31,12 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
-	std::string dom_name = virDomainGetName(dom.get());
-	int state = virt::domain_state(dom.get());
-	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
-		fail(CLOUDLET_E_INVALID_ARG, "domain " + dom_name + " is " + virt::state_name(state) +
+	std::string dom_name = virt::domain_name(dom.get());
+	virt::RunState state = virt::run_state(dom.get());
+	if (!state.running() && !state.paused())
+		fail(CLOUDLET_E_INVALID_ARG, "domain " + dom_name + " is " + state.name() +
 		                                 "; a base is made from a running or paused domain");
-	bool was_running = state == VIR_DOMAIN_RUNNING;
+	bool was_running = state.running();
 	// Refuse before touching the VM if it cannot be a base.
 	virt::BaseSource src = virt::inspect_base_source(virt::save_xml(dom.get()), ctx.settings().cpu_model);
 	std::string name = o.name.empty() ? dom_name : o.name;
@@ -59,13 +59,17 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	unsigned threads = ctx.settings().worker_threads ? ctx.settings().worker_threads : 2;
 
 	try {
-		// 1. Memory, the VM left paused for the disk copies.
+		// 1. Memory, straight into the base's memory image (the work folder
+		// goes if we fail or die), the VM left paused for the disk copies.
 		auto tc = Clock::now();
-		CaptureOptions co;
-		co.format = CaptureFormat::MemoryImage;
-		co.keep_paused = true;
-		co.journal = &journal;
-		snapshot_capture(ctx, dom_name, work + "/memory.cltmem", co, progress);
+		if (was_running)
+			journal.resume_domain(virt::domain_uuid(dom.get()));
+		{
+			qemu::ImageFileWriter memory(work + "/memory.cltmem");
+			virt::MigrationCapture cap =
+			    virt::capture_migration(dom.get(), was_running, memory, {}, progress, ctx.log());
+			memory.finish(cap.stream);
+		}
 		entry.capture_seconds = since(tc);
 
 		// 2. Disks and boot files, copied while the VM is paused: one instant.

@@ -9,10 +9,9 @@
 #include "engine/sha256.h"
 #include "ops/base_common.h"
 #include "util/error.h"
-#include "virt/connection.h"
+#include "virt/domain.h"
 
 #include <dirent.h>
-#include <libvirt/virterror.h>
 
 #include <algorithm>
 #include <thread>
@@ -127,11 +126,10 @@ void base_remove(Context &ctx, const std::string &key) {
 		if (!users.empty()) {
 			auto conn = ctx.connection();
 			for (const auto &u : users) {
-				virt::DomainPtr dom(virDomainLookupByName(conn->get(), u.c_str()));
-				if (dom && virDomainIsActive(dom.get()) == 1)
+				virt::DomainPtr dom = virt::find_domain(*conn, u);
+				if (dom && virt::is_active(dom.get()))
 					fail(CLOUDLET_E_BUSY, "instance " + u + " of base " + id + " is running; stop it first");
 			}
-			virResetLastError();
 		}
 	}
 	st.remove(id);

@@ -21,7 +21,7 @@
 #include "net/handoff_wire.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
-#include "ops/snapshot_capture.h"
+#include "virt/migration_capture.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
@@ -405,14 +405,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	});
 
 	// 1. Live: QEMU's passes into the queue while the VM runs.
-	CaptureResult cap;
+	virt::MigrationCapture cap;
 	try {
-		CaptureOptions co;
+		virt::MigrationCaptureOptions co;
 		co.live = true;
-		co.format = CaptureFormat::Sink;
-		co.sink = &sink;
-		co.keep_paused = true;
-		co.journal = &journal;
 		// QEMU stops iterating when what is left fits half the downtime
 		// target at the rate it measures — our pipeline's, through the
 		// queue's backpressure; the queue's share is the other half.
@@ -439,7 +435,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 			}
 		};
 		progress.report("live", 0, 0);
-		cap = snapshot_capture(ctx, info.domain, "", co, progress);
+		journal.resume_domain(virt::domain_uuid(dom.get())); // QEMU pauses it for its last pass
+		cap = virt::capture_migration(dom.get(), true, sink, co, progress, ctx.log());
 	} catch (...) {
 		std::exception_ptr own;
 		{

@@ -71,9 +71,9 @@ uint64_t virtual_size(const std::string &image) {
 
 } // namespace
 
-void describe_launch(Context &ctx, virDomainPtr dom, Progress &progress, LaunchSource &out) {
+void describe_launch(Context &ctx, virt::DomainRef dom, Progress &progress, LaunchSource &out) {
 	store::BaseStore st(ctx.settings().store_dir);
-	out.domain = virDomainGetName(dom);
+	out.domain = virt::domain_name(dom);
 	out.xml = virt::save_xml(dom);
 	auto doc = xml::parse(out.xml, "domain XML of " + out.domain);
 	for (xmlNode *d : xml::select(doc.get(), "/domain/devices/disk[@device='disk' or not(@device)]")) {

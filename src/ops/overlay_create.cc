@@ -11,11 +11,11 @@
 #include "image_file.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
-#include "ops/snapshot_capture.h"
 #include "stream_writer.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
+#include "virt/migration_capture.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -91,13 +91,13 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
 	OverlayInfo info;
 	info.path = path;
-	info.domain = virDomainGetName(dom.get());
+	info.domain = virt::domain_name(dom.get());
 	info.codec = auto_codec ? "auto" : engine::codec_name(codec);
-	int state = virt::domain_state(dom.get());
-	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
-		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " is " + virt::state_name(state) +
+	virt::RunState state = virt::run_state(dom.get());
+	if (!state.running() && !state.paused())
+		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " is " + state.name() +
 		                                 "; an overlay is made from a running or paused domain");
-	bool was_running = state == VIR_DOMAIN_RUNNING;
+	bool was_running = state.running();
 
 	// Which base, which disks: the instance's files say (base resume put a
 	// base.id beside its disks).
@@ -147,17 +147,14 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		return w;
 	});
 
-	CaptureResult cap;
+	virt::MigrationCapture cap;
 	try {
 		// 1. Memory: paused for the whole capture (one version of each page),
 		// and left paused for the disks.
 		auto tc = Clock::now();
-		CaptureOptions co;
-		co.format = CaptureFormat::Sink;
-		co.sink = &pages;
-		co.keep_paused = true;
-		co.journal = &journal;
-		cap = snapshot_capture(ctx, info.domain, "", co, progress);
+		if (was_running)
+			journal.resume_domain(virt::domain_uuid(dom.get()));
+		cap = virt::capture_migration(dom.get(), was_running, pages, {}, progress, ctx.log());
 		info.capture_seconds = since(tc);
 		if (!pages.writer)
 			fail(CLOUDLET_E_CORRUPT, "the migration stream of " + info.domain + " had no RAM");

@@ -153,9 +153,8 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 		if (stat(l.c_str(), &st) == 0)
 			out.disk_layer_bytes += static_cast<uint64_t>(st.st_size);
 	}
-	virt::DomainPtr dom(virDomainLookupByName(target.conn->get(), out.name.c_str()));
-	if (!dom)
-		virt::fail_libvirt("the synthesized VM " + out.name + " vanished after restore");
+	virt::DomainPtr dom =
+	    virt::require_domain(*target.conn, out.name, "the synthesized VM " + out.name + " vanished after restore");
 
 	auto tn = Clock::now();
 	virt::NicSwap swap = virt::swap_nics(dom.get(), o.nic, progress);

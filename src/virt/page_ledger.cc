@@ -1,4 +1,4 @@
-#include "engine/page_ledger.h"
+#include "virt/page_ledger.h"
 
 #include "util/error.h"
 
@@ -9,7 +9,7 @@
 #include <exception>
 #include <thread>
 
-namespace cloudlet::engine {
+namespace cloudlet::virt {
 
 namespace {
 constexpr size_t kPage = 4096;
@@ -102,4 +102,4 @@ uint64_t PageLedger::reconcile(uint64_t first, uint64_t count, const ReadFn &rea
 	return fixed;
 }
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::virt
