@@ -37,18 +37,18 @@ void ItemBatch::add(const format::ChunkRecord &r, uint64_t version, const uint8_
 	}
 }
 
-std::vector<uint8_t> ItemBatch::encode(Codec codec, int level) {
+std::vector<uint8_t> ItemBatch::encode(chunk::Codec codec, int level) {
 	std::vector<uint8_t> raw(records_.size() + payload_.size());
 	memcpy(raw.data(), records_.data(), records_.size());
 	if (!payload_.empty())
 		memcpy(raw.data() + records_.size(), payload_.data(), payload_.size());
 	std::vector<uint8_t> stored;
-	if (codec != Codec::None) {
-		compress_block(codec, level, raw.data(), raw.size(), stored);
+	if (codec != chunk::Codec::None) {
+		chunk::compress_block(codec, level, raw.data(), raw.size(), stored);
 		if (stored.size() >= raw.size())
-			codec = Codec::None;
+			codec = chunk::Codec::None;
 	}
-	const std::vector<uint8_t> &body = codec == Codec::None ? raw : stored;
+	const std::vector<uint8_t> &body = codec == chunk::Codec::None ? raw : stored;
 	std::vector<uint8_t> out(kBatchHeader + body.size(), 0);
 	out[0] = static_cast<uint8_t>(codec);
 	put32(out.data() + 4, static_cast<uint32_t>(records_.size() / kRecord));
@@ -72,8 +72,8 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	    (rawlen - n * kRecord) % kChunk)
 		bad(std::to_string(n) + " items in " + std::to_string(rawlen) + " bytes is out of range");
 	std::vector<uint8_t> raw(rawlen);
-	decompress_block(static_cast<Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader, raw.data(),
-	                 rawlen, "handoff ITEMS batch");
+	chunk::decompress_block(static_cast<chunk::Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader,
+	                        raw.data(), rawlen, "handoff ITEMS batch");
 	size_t slots = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;

@@ -4,7 +4,7 @@
 // every record before handing any on.
 #pragma once
 
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
 #include "format/overlay_file.h"
 
 #include <cstdint>
@@ -22,7 +22,7 @@ public:
 	// The stored chunks so far (what compression mostly works on).
 	const std::vector<uint8_t> &payload() const { return payload_; }
 	// The frame payload; clears the batch.
-	std::vector<uint8_t> encode(Codec codec, int level);
+	std::vector<uint8_t> encode(chunk::Codec codec, int level);
 
 private:
 	std::vector<uint8_t> records_, payload_;

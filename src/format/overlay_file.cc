@@ -191,7 +191,7 @@ uint64_t OverlayHeader::chunks_in(uint8_t space) const {
 
 // ---------------------------------------------------------------------------
 
-OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level,
+OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level,
                              size_t segment_bytes, unsigned threads)
     : out_(out), threads_(threads), codec_(codec), level_(level),
       segment_bytes_(std::clamp<size_t>(segment_bytes, kOverlayChunk, kMaxSegmentPayload)) {
@@ -262,10 +262,10 @@ void OverlayWriter::flush_segment() {
 	if (auto_) {
 		auto_ = false;
 		std::vector<uint8_t> z, x;
-		engine::compress_block(engine::Codec::Zstd, 3, raw.data(), raw.size(), z);
-		engine::compress_block(engine::Codec::Lzma, 6, raw.data(), raw.size(), x);
+		chunk::compress_block(chunk::Codec::Zstd, 3, raw.data(), raw.size(), z);
+		chunk::compress_block(chunk::Codec::Lzma, 6, raw.data(), raw.size(), x);
 		bool lzma = x.size() * 10 <= z.size() * 9;
-		codec_ = lzma ? engine::Codec::Lzma : engine::Codec::Zstd;
+		codec_ = lzma ? chunk::Codec::Lzma : chunk::Codec::Zstd;
 		level_ = lzma ? 6 : 3;
 	}
 	uint32_t nrec = static_cast<uint32_t>(records_.size());
@@ -275,13 +275,13 @@ void OverlayWriter::flush_segment() {
 	auto job = [codec = codec_, level = level_, nrec, payload, raw = std::move(raw)]() {
 		Compressed c;
 		std::vector<uint8_t> stored;
-		engine::Codec used = codec;
-		if (used != engine::Codec::None) {
-			engine::compress_block(used, level, raw.data(), raw.size(), stored);
+		chunk::Codec used = codec;
+		if (used != chunk::Codec::None) {
+			chunk::compress_block(used, level, raw.data(), raw.size(), stored);
 			if (stored.size() >= raw.size()) // incompressible: keep it plain
-				used = engine::Codec::None;
+				used = chunk::Codec::None;
 		}
-		const std::vector<uint8_t> &body = used == engine::Codec::None ? raw : stored;
+		const std::vector<uint8_t> &body = used == chunk::Codec::None ? raw : stored;
 		append(c.bytes, kSegMagic, 8);
 		put32(c.bytes, static_cast<uint32_t>(used));
 		put32(c.bytes, nrec);
@@ -332,15 +332,15 @@ uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 		put64(f, t.hash);
 	}
 	std::vector<uint8_t> ds;
-	engine::Codec dcodec = codec_;
-	if (dcodec != engine::Codec::None && !device_state.empty()) {
-		engine::compress_block(dcodec, level_, device_state.data(), device_state.size(), ds);
+	chunk::Codec dcodec = codec_;
+	if (dcodec != chunk::Codec::None && !device_state.empty()) {
+		chunk::compress_block(dcodec, level_, device_state.data(), device_state.size(), ds);
 		if (ds.size() >= device_state.size())
-			dcodec = engine::Codec::None;
+			dcodec = chunk::Codec::None;
 	} else {
-		dcodec = engine::Codec::None;
+		dcodec = chunk::Codec::None;
 	}
-	if (dcodec == engine::Codec::None)
+	if (dcodec == chunk::Codec::None)
 		ds = device_state;
 	put32(f, static_cast<uint32_t>(dcodec));
 	put64(f, device_state.size());
@@ -577,7 +577,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			if (XXH64(stored.data(), stored.size(), 0) != hash)
 				r.fail_at(seg_off, "segment checksum mismatch");
 			std::vector<uint8_t> raw(rawlen);
-			engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), raw.data(),
+			chunk::decompress_block(static_cast<chunk::Codec>(codec), stored.data(), stored.size(), raw.data(),
 			                         rawlen, "overlay segment at offset " + std::to_string(seg_off));
 			if (XXH64(raw.data(), raw.size(), 0) != raw_hash)
 				r.fail_at(seg_off, "segment checksum mismatch after decompression");
@@ -619,7 +619,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		       " bytes, " + std::to_string(ds_stored) + " stored)");
 	std::vector<uint8_t> ds_body, device_state(ds_len);
 	read_into(ds_body, ds_stored, "device state");
-	engine::decompress_block(static_cast<engine::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
+	chunk::decompress_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
 	                         device_state.size(), "overlay device state");
 	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
 		r.fail("device state checksum mismatch");

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "byte_reader.h"
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
 #include "stream_writer.h"
 
 #include <cstdint>
@@ -83,7 +83,7 @@ public:
 	// before compression (1..16 MiB). `threads`: segments compressed at once
 	// (in order of writing regardless); memory is bounded by `threads`
 	// segments in flight.
-	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level, size_t segment_bytes,
+	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level, size_t segment_bytes,
 	              unsigned threads = 1);
 	~OverlayWriter();
 	// A reference record (every kind but Data).
@@ -106,7 +106,7 @@ public:
 	// (level 3) and LZMA (level 6), and LZMA is kept for the whole overlay
 	// only if it is at least 10 % smaller (docs/overlays.md).
 	void choose_codec_from_first_segment() { auto_ = true; }
-	engine::Codec codec() const { return codec_; }
+	chunk::Codec codec() const { return codec_; }
 
 private:
 	struct Compressed {
@@ -118,7 +118,7 @@ private:
 	qemu::ByteSink &out_;
 	unsigned threads_;
 	std::deque<std::future<Compressed>> pending_;
-	engine::Codec codec_;
+	chunk::Codec codec_;
 	bool auto_ = false;
 	int level_;
 	size_t segment_bytes_;

@@ -371,8 +371,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	p.dd = &dd;
 	p.src = &src;
 	bool adaptive = o.codec == "auto";
-	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{engine::Codec::Zstd, 3}
-	                                                : engine::CodecChoice{engine::codec_from_name(o.codec), o.level});
+	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{chunk::Codec::Zstd, 3}
+	                                                : engine::CodecChoice{chunk::codec_from_name(o.codec), o.level});
 	p.chooser = &chooser;
 	p.downtime_target_s = o.downtime_ms / 1000.0;
 	format::OverlayHeader header;

@@ -84,7 +84,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
                            const OverlayCreateOptions &o, Progress &progress) {
 	auto t0 = Clock::now();
 	bool auto_codec = o.codec == "auto";
-	engine::Codec codec = auto_codec ? engine::Codec::Zstd : engine::codec_from_name(o.codec);
+	chunk::Codec codec = auto_codec ? chunk::Codec::Zstd : chunk::codec_from_name(o.codec);
 	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
@@ -92,7 +92,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	OverlayInfo info;
 	info.path = path;
 	info.domain = virDomainGetName(dom.get());
-	info.codec = auto_codec ? "auto" : engine::codec_name(codec);
+	info.codec = auto_codec ? "auto" : chunk::codec_name(codec);
 	int state = virt::domain_state(dom.get());
 	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
 		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " is " + virt::state_name(state) +
@@ -117,7 +117,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	header.domain_xml = xml;
 	header.codec = info.codec;
 	// The level actually used (the codec's default when none was asked for).
-	header.level = o.level >= 0 ? o.level : codec == engine::Codec::Zstd ? 3 : codec == engine::Codec::Lzma ? 6 : 0;
+	header.level = o.level >= 0 ? o.level : codec == chunk::Codec::Zstd ? 3 : codec == chunk::Codec::Lzma ? 6 : 0;
 	header.block_bytes = static_cast<uint32_t>(o.segment_bytes);
 	header.created = now_iso8601();
 	header.creator = "libcloudlet";
@@ -186,7 +186,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	virt::release(dom.get(), was_running, o.stop, "the overlay is captured");
 	info.file_bytes = pages.writer->finish(cap.stream.device_state);
 	if (auto_codec)
-		info.codec = std::string("auto: ") + engine::codec_name(pages.writer->codec());
+		info.codec = std::string("auto: ") + chunk::codec_name(pages.writer->codec());
 	sink.flush();
 	if (fsync(fd) != 0)
 		fail_errno("cannot sync " + part, errno);

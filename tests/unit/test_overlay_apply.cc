@@ -134,7 +134,7 @@ static void apply_and_compare(unsigned threads) {
 	h.domain_xml = "<domain/>";
 	VectorSink out;
 	{
-		format::OverlayWriter w(out, h, engine::Codec::Zstd, 3, 64 * 1024, threads);
+		format::OverlayWriter w(out, h, chunk::Codec::Zstd, 3, 64 * 1024, threads);
 		auto add = [&](uint8_t space, uint64_t chunk, const uint8_t *data) {
 			engine::DedupDecision d = dd.classify(space, chunk, data);
 			if (d.unchanged)
@@ -236,7 +236,7 @@ static void test_shifted_items_versioned(void **) {
 		}
 		batch.add(d.record(0, p), 1, d.payload);
 	}
-	auto frame = batch.encode(engine::Codec::Zstd, 3);
+	auto frame = batch.encode(chunk::Codec::Zstd, 3);
 	// Two shifted pages of mostly zero XOR: the batch is about two pages.
 	assert_true(frame.size() < 2 * 4096 + 1024);
 
@@ -262,7 +262,7 @@ static void test_shifted_items_versioned(void **) {
 	auto refused = [&](const format::ChunkRecord &r) {
 		engine::ItemBatch b;
 		b.add(r, 2, launch[0].data());
-		auto f = b.encode(engine::Codec::None, 0);
+		auto f = b.encode(chunk::Codec::None, 0);
 		try {
 			engine::decode_item_batch(f, 1, [&](const format::ChunkRecord &rr, uint64_t v, const uint8_t *data) {
 				applier.apply_versioned(rr, data, v);
