@@ -86,8 +86,8 @@ bool Deduper::confirm_base_disk(uint64_t ref, const uint8_t *data) const {
 }
 
 DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *data) {
-	using format::ChunkKind;
-	int sk = space == format::kMemorySpace ? 0 : 1;
+	using chunk::ChunkKind;
+	int sk = space == chunk::kMemorySpace ? 0 : 1;
 	if (sk == 0 && ++memory_classified_ % 16384 == 0 && base_.drop_resident)
 		base_.drop_resident();
 	DedupDecision r;
@@ -97,7 +97,7 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 	};
 	// 1. Unchanged at the same position (cheapest: one compare, no hash).
 	const uint8_t *same = nullptr; // the base chunk at this position, if it has data
-	if (space == format::kMemorySpace) {
+	if (space == chunk::kMemorySpace) {
 		if (base_.memory && base_.same_memory_layout && chunk < base_.memory->stream_info().total_pages) {
 			same = base_.memory->page(chunk);
 			if (same ? memcmp(same, data, kChunkSize) == 0 : is_zero_chunk(data)) {

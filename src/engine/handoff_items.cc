@@ -20,17 +20,17 @@ using le::put64;
 
 } // namespace
 
-void ItemBatch::add(const format::ChunkRecord &r, uint64_t version, const uint8_t *payload) {
+void ItemBatch::add(const chunk::ChunkRecord &r, uint64_t version, const uint8_t *payload) {
 	size_t at = records_.size();
 	records_.resize(at + kRecord, 0);
 	uint8_t *p = records_.data() + at;
 	p[0] = r.space;
 	p[1] = static_cast<uint8_t>(r.kind);
-	format::put_shift(p, r.shift);
+	chunk::put_shift(p, r.shift);
 	put64(p + 8, version);
 	put64(p + 16, r.chunk);
 	put64(p + 24, r.ref);
-	if (format::stores_payload(r.kind)) {
+	if (chunk::stores_payload(r.kind)) {
 		size_t pat = payload_.size();
 		payload_.resize(pat + kChunk);
 		memcpy(payload_.data() + pat, payload, kChunk);
@@ -60,7 +60,7 @@ std::vector<uint8_t> ItemBatch::encode(chunk::Codec codec, int level) {
 }
 
 uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
-                           const std::function<void(const format::ChunkRecord &, uint64_t, const uint8_t *)> &apply) {
+                           const std::function<void(const chunk::ChunkRecord &, uint64_t, const uint8_t *)> &apply) {
 	auto bad = [](const std::string &why) { fail(CLOUDLET_E_CORRUPT, "handoff ITEMS batch: " + why); };
 	if (frame.size() < kBatchHeader)
 		bad("shorter than its header");
@@ -77,14 +77,14 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	size_t slots = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		if (p[0] > spaces || p[1] < 1 || p[1] >= format::kChunkKinds)
+		if (p[0] > spaces || p[1] < 1 || p[1] >= chunk::kChunkKinds)
 			bad("item " + std::to_string(i) + ": space " + std::to_string(p[0]) + " / kind " + std::to_string(p[1]));
-		bool shifted = p[1] == static_cast<uint8_t>(format::ChunkKind::ShiftXor);
+		bool shifted = p[1] == static_cast<uint8_t>(chunk::ChunkKind::ShiftXor);
 		if (p[4] | p[5] | p[6] | p[7] || (!shifted && (p[2] | p[3])))
 			bad("item " + std::to_string(i) + ": reserved bytes set");
-		if (shifted && !format::valid_shift(format::get_shift(p)))
-			bad("item " + std::to_string(i) + ": shift " + std::to_string(format::get_shift(p)) + " is out of range");
-		slots += format::stores_payload(static_cast<format::ChunkKind>(p[1]));
+		if (shifted && !chunk::valid_shift(chunk::get_shift(p)))
+			bad("item " + std::to_string(i) + ": shift " + std::to_string(chunk::get_shift(p)) + " is out of range");
+		slots += chunk::stores_payload(static_cast<chunk::ChunkKind>(p[1]));
 	}
 	if (slots * kChunk != rawlen - n * kRecord)
 		bad(std::to_string(slots) + " stored items for " + std::to_string(rawlen - n * kRecord) + " payload bytes");
@@ -92,9 +92,9 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	size_t slot = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		format::ChunkRecord r{p[0], static_cast<format::ChunkKind>(p[1]), get64(p + 16), get64(p + 24),
-		                      format::get_shift(p)};
-		apply(r, get64(p + 8), format::stores_payload(r.kind) ? payload + kChunk * slot++ : nullptr);
+		chunk::ChunkRecord r{p[0], static_cast<chunk::ChunkKind>(p[1]), get64(p + 16), get64(p + 24),
+		                      chunk::get_shift(p)};
+		apply(r, get64(p + 8), chunk::stores_payload(r.kind) ? payload + kChunk * slot++ : nullptr);
 	}
 	return rawlen;
 }

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "chunk/block_codec.h"
-#include "format/overlay_file.h"
+#include "chunk/chunk_record.h"
 
 #include <cstdint>
 #include <functional>
@@ -15,7 +15,7 @@ namespace cloudlet::engine {
 
 class ItemBatch {
 public:
-	void add(const format::ChunkRecord &r, uint64_t version, const uint8_t *payload);
+	void add(const chunk::ChunkRecord &r, uint64_t version, const uint8_t *payload);
 	size_t items() const { return records_.size() / 32; }
 	size_t raw_bytes() const { return records_.size() + payload_.size(); }
 	bool empty() const { return records_.empty(); }
@@ -31,7 +31,8 @@ private:
 // Decodes and checks one batch; calls `apply` for each item in order
 // (`data`: the stored 4096 bytes, or null). Throws CLOUDLET_E_CORRUPT.
 // Returns the bytes before compression.
-uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
-                           const std::function<void(const format::ChunkRecord &, uint64_t version, const uint8_t *data)> &apply);
+uint64_t decode_item_batch(
+    const std::vector<uint8_t> &frame, uint8_t spaces,
+    const std::function<void(const chunk::ChunkRecord &, uint64_t version, const uint8_t *data)> &apply);
 
 } // namespace cloudlet::engine

@@ -18,6 +18,7 @@
 #include "engine/convergence.h"
 #include "engine/dirty_queue.h"
 #include "engine/handoff_items.h"
+#include "format/overlay_file.h"
 #include "net/handoff_wire.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
@@ -134,21 +135,21 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 	{
 		std::lock_guard<std::mutex> l(p.mu);
 		was_sent = !p.sent.insert(key).second;
-		if (space != format::kMemorySpace)
+		if (space != chunk::kMemorySpace)
 			p.disk_sent[key] = XXH3_64bits(data, 4096);
 	}
-	format::ChunkRecord r = d.record(space, chunk);
+	chunk::ChunkRecord r = d.record(space, chunk);
 	if (d.unchanged) {
 		if (!was_sent)
 			return; // the destination has it from the base already
 		// It went out in another version: say explicitly that it is the base's again.
-		r.kind = space == format::kMemorySpace ? format::ChunkKind::BaseMemory : format::ChunkKind::BaseDisk;
-		r.ref = space == format::kMemorySpace ? chunk : (uint64_t(space - 1u) << 56 | chunk * 4096);
+		r.kind = space == chunk::kMemorySpace ? chunk::ChunkKind::BaseMemory : chunk::ChunkKind::BaseDisk;
+		r.ref = space == chunk::kMemorySpace ? chunk : (uint64_t(space - 1u) << 56 | chunk * 4096);
 	}
-	batch.add(r, version, format::stores_payload(r.kind) ? d.payload : nullptr);
+	batch.add(r, version, chunk::stores_payload(r.kind) ? d.payload : nullptr);
 	std::lock_guard<std::mutex> l(p.mu);
-	(space == format::kMemorySpace ? p.memory_items : p.disk_items)++;
-	p.stored += format::stores_payload(r.kind);
+	(space == chunk::kMemorySpace ? p.memory_items : p.disk_items)++;
+	p.stored += chunk::stores_payload(r.kind);
 }
 
 void send_batch(Pipeline &p, engine::ItemBatch &batch) {

@@ -59,13 +59,13 @@ public:
 			memset(page_.data(), fill, page_.size());
 			data = page_.data();
 		}
-		engine::DedupDecision d = dd_.classify(format::kMemorySpace, linear, data);
+		engine::DedupDecision d = dd_.classify(chunk::kMemorySpace, linear, data);
 		if (d.unchanged)
 			return;
-		if (format::stores_payload(d.kind))
-			writer->add_data(d.record(format::kMemorySpace, linear), d.payload);
+		if (chunk::stores_payload(d.kind))
+			writer->add_data(d.record(chunk::kMemorySpace, linear), d.payload);
 		else
-			writer->add_ref(format::kMemorySpace, linear, d.kind, d.ref);
+			writer->add_ref(chunk::kMemorySpace, linear, d.kind, d.ref);
 	}
 	std::unique_ptr<format::OverlayWriter> writer;
 
@@ -171,7 +171,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 				engine::DedupDecision d = dd.classify(space, chunk, data);
 				if (d.unchanged)
 					return;
-				if (format::stores_payload(d.kind))
+				if (chunk::stores_payload(d.kind))
 					pages.writer->add_data(d.record(space, chunk), d.payload);
 				else
 					pages.writer->add_ref(space, chunk, d.kind, d.ref);

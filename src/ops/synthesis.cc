@@ -58,7 +58,7 @@ public:
 		prepare_launch(ctx_, h, req_, progress_, t_, cleanup_);
 		bounds_ = t_.bounds; // the reader checks every reference from here on
 	}
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *data) override {
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) override {
 		auto t = Clock::now();
 		t_.applier->on_chunk(r, data);
 		apply_seconds += since(t);

@@ -29,18 +29,18 @@ extern "C" {
 #include "vector_sink.h"
 
 using namespace cloudlet;
-using format::ChunkKind;
+using chunk::ChunkKind;
 
 namespace {
 
 struct Collected : format::OverlaySink {
 	format::OverlayHeader header;
-	std::vector<format::ChunkRecord> records;
+	std::vector<chunk::ChunkRecord> records;
 	std::vector<std::vector<uint8_t>> data;
 	std::vector<uint8_t> device_state;
 	void on_header(const format::OverlayHeader &h) override { header = h; }
 	void on_device_state(const std::vector<uint8_t> &d) override { device_state = d; }
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *d) override {
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *d) override {
 		records.push_back(r);
 		data.emplace_back(d ? std::vector<uint8_t>(d, d + 4096) : std::vector<uint8_t>());
 	}
@@ -69,7 +69,7 @@ std::vector<uint8_t> page(uint32_t seed, bool compressible) {
 	return p;
 }
 
-std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector<format::ChunkRecord> *expect,
+std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector<chunk::ChunkRecord> *expect,
                            unsigned threads = 1) {
 	VectorSink out;
 	format::OverlayWriter w(out, sample_header(), codec, codec == chunk::Codec::Lzma ? 1 : 3, segment_bytes, threads);
@@ -151,7 +151,7 @@ static void test_codecs(void **) {
 static void test_round_trip(void **) {
 	for (auto codec : {chunk::Codec::None, chunk::Codec::Zstd, chunk::Codec::Lzma}) {
 		for (size_t seg : {size_t(4096 * 7), size_t(4 << 20)}) {
-			std::vector<format::ChunkRecord> expect, again;
+			std::vector<chunk::ChunkRecord> expect, again;
 			auto bytes = build(codec, seg, &expect);
 			// Compressing segments on several threads changes nothing in the file.
 			assert_true(build(codec, seg, &again, 3) == bytes);
@@ -181,7 +181,7 @@ static void test_round_trip(void **) {
 }
 
 static void test_references_checked_against_base(void **) {
-	std::vector<format::ChunkRecord> expect;
+	std::vector<chunk::ChunkRecord> expect;
 	auto bytes = build(chunk::Codec::Zstd, 4 << 20, &expect);
 	Collected c;
 	format::BaseBounds ok{true, 6001, {64 << 20, 8 << 20}};
@@ -231,7 +231,7 @@ static void test_writer_misuse_is_refused_by_reader(void **) {
 }
 
 static void test_damage(void **) {
-	std::vector<format::ChunkRecord> expect;
+	std::vector<chunk::ChunkRecord> expect;
 	auto good = build(chunk::Codec::Zstd, 4096 * 50, &expect);
 	std::mt19937 rng(11);
 	int cases = 0;
