@@ -20,6 +20,8 @@
 
 namespace cloudlet::engine {
 
+using chunk::kChunkSize;
+
 namespace {
 
 constexpr char kMagic[8] = {'C', 'L', 'T', 'I', 'D', 'X', 'v', '1'};

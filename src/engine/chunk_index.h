@@ -4,6 +4,7 @@
 // tamper detection are SHA-256's job (chunk/sha256.h).
 #pragma once
 
+#include "chunk/chunk_record.h"
 #include "chunk/content_digest.h"
 #include "util/mapped_file.h"
 
@@ -16,15 +17,13 @@
 
 namespace cloudlet::engine {
 
-constexpr size_t kChunkSize = 4096;
-
 struct Hash128 {
 	uint64_t lo = 0, hi = 0;
 	bool operator==(const Hash128 &o) const { return lo == o.lo && hi == o.hi; }
 	bool operator!=(const Hash128 &o) const { return !(*this == o); }
 };
 
-Hash128 chunk_hash(const uint8_t *data, size_t n = kChunkSize);
+Hash128 chunk_hash(const uint8_t *data, size_t n = chunk::kChunkSize);
 const Hash128 &zero_chunk_hash();
 
 // Memory and Disk: one entry per 4 KiB chunk (the last zero-padded).
@@ -92,7 +91,7 @@ public:
 	IndexFile(const IndexFile &) = delete;
 	IndexFile &operator=(const IndexFile &) = delete;
 	IndexKind kind() const { return kind_; }
-	uint32_t step() const { return kind_ == IndexKind::DiskSectors ? kSectorStep : kChunkSize; }
+	uint32_t step() const { return kind_ == IndexKind::DiskSectors ? kSectorStep : chunk::kChunkSize; }
 	uint64_t count() const { return count_; }
 	uint64_t source_bytes() const { return source_bytes_; }
 	Hash128 at(uint64_t i) const; // bounds-checked

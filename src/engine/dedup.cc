@@ -11,6 +11,8 @@
 
 namespace cloudlet::engine {
 
+using chunk::kChunkSize;
+
 bool is_zero_chunk(const uint8_t *p) {
 	// Word-wise OR: the compiler vectorises it; memory speed.
 	uint64_t acc = 0;

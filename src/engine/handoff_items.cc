@@ -9,7 +9,9 @@ namespace cloudlet::engine {
 
 namespace {
 
-constexpr size_t kRecord = 32, kChunk = 4096, kBatchHeader = 12;
+using chunk::kChunkSize;
+
+constexpr size_t kRecord = 32, kBatchHeader = 12;
 constexpr uint32_t kMaxItems = 65536;
 constexpr uint32_t kMaxRaw = kMaxItems * kRecord + (16u << 20);
 
@@ -32,8 +34,8 @@ void ItemBatch::add(const chunk::ChunkRecord &r, uint64_t version, const uint8_t
 	put64(p + 24, r.ref);
 	if (chunk::stores_payload(r.kind)) {
 		size_t pat = payload_.size();
-		payload_.resize(pat + kChunk);
-		memcpy(payload_.data() + pat, payload, kChunk);
+		payload_.resize(pat + kChunkSize);
+		memcpy(payload_.data() + pat, payload, kChunkSize);
 	}
 }
 
@@ -69,7 +71,7 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	if (codec > 2 || frame[1] || frame[2] || frame[3])
 		bad("unknown codec or reserved bytes set");
 	if (n == 0 || n > kMaxItems || rawlen > kMaxRaw || rawlen < uint64_t(n) * kRecord ||
-	    (rawlen - n * kRecord) % kChunk)
+	    (rawlen - n * kRecord) % kChunkSize)
 		bad(std::to_string(n) + " items in " + std::to_string(rawlen) + " bytes is out of range");
 	std::vector<uint8_t> raw(rawlen);
 	chunk::decompress_block(static_cast<chunk::Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader,
@@ -86,7 +88,7 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 			bad("item " + std::to_string(i) + ": shift " + std::to_string(chunk::get_shift(p)) + " is out of range");
 		slots += chunk::stores_payload(static_cast<chunk::ChunkKind>(p[1]));
 	}
-	if (slots * kChunk != rawlen - n * kRecord)
+	if (slots * kChunkSize != rawlen - n * kRecord)
 		bad(std::to_string(slots) + " stored items for " + std::to_string(rawlen - n * kRecord) + " payload bytes");
 	const uint8_t *payload = raw.data() + n * kRecord;
 	size_t slot = 0;
@@ -94,7 +96,7 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
 		chunk::ChunkRecord r{p[0], static_cast<chunk::ChunkKind>(p[1]), get64(p + 16), get64(p + 24),
 		                      chunk::get_shift(p)};
-		apply(r, get64(p + 8), chunk::stores_payload(r.kind) ? payload + kChunk * slot++ : nullptr);
+		apply(r, get64(p + 8), chunk::stores_payload(r.kind) ? payload + kChunkSize * slot++ : nullptr);
 	}
 	return rawlen;
 }

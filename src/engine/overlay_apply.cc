@@ -7,6 +7,8 @@
 
 namespace cloudlet::engine {
 
+using chunk::kChunkSize;
+
 namespace {
 
 using chunk::ChunkKind;

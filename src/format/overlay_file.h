@@ -131,7 +131,7 @@ struct OverlayCounts {
 // record may become one 4 KiB chunk, and every stored chunk a second copy.
 struct OverlayFootprint {
 	uint64_t segments = 0, records = 0, stored_chunks = 0;
-	uint64_t bound_bytes() const { return (records + stored_chunks) * 4096; }
+	uint64_t bound_bytes() const { return (records + stored_chunks) * chunk::kChunkSize; }
 };
 // Throws CLOUDLET_E_CORRUPT if the footer or a segment header is malformed.
 OverlayFootprint overlay_footprint(int fd, const std::string &name);

@@ -129,7 +129,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		req.uuid = o.uuid;
 		req.nic = o.nic;
 		req.what = "the handoff";
-		req.space_needed = (64ull << 20) + h.total_pages * 4096;
+		req.space_needed = (64ull << 20) + h.total_pages * chunk::kChunkSize;
 		try {
 			prepare_launch(ctx_, h, req, progress, t, cleanup);
 		} catch (const Error &e) {

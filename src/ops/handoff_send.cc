@@ -136,7 +136,7 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 		std::lock_guard<std::mutex> l(p.mu);
 		was_sent = !p.sent.insert(key).second;
 		if (space != chunk::kMemorySpace)
-			p.disk_sent[key] = XXH3_64bits(data, 4096);
+			p.disk_sent[key] = XXH3_64bits(data, chunk::kChunkSize);
 	}
 	chunk::ChunkRecord r = d.record(space, chunk);
 	if (d.unchanged) {
@@ -144,7 +144,7 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 			return; // the destination has it from the base already
 		// It went out in another version: say explicitly that it is the base's again.
 		r.kind = space == chunk::kMemorySpace ? chunk::ChunkKind::BaseMemory : chunk::ChunkKind::BaseDisk;
-		r.ref = space == chunk::kMemorySpace ? chunk : (uint64_t(space - 1u) << 56 | chunk * 4096);
+		r.ref = space == chunk::kMemorySpace ? chunk : (uint64_t(space - 1u) << 56 | chunk * chunk::kChunkSize);
 	}
 	batch.add(r, version, chunk::stores_payload(r.kind) ? d.payload : nullptr);
 	std::lock_guard<std::mutex> l(p.mu);
@@ -192,7 +192,7 @@ void sender_thread(Pipeline &p) {
 				if (batch.raw_bytes() >= (1u << 20))
 					send_batch(p, batch);
 			});
-		std::vector<uint8_t> data(4096);
+		std::vector<uint8_t> data(chunk::kChunkSize);
 		uint64_t key, version;
 		for (;;) {
 			auto tw = Clock::now();
@@ -262,12 +262,12 @@ class QueueSink : public qemu::StreamSink {
 public:
 	QueueSink(Pipeline &p, format::OverlayHeader &h, const std::string &name, int timeout_ms,
 	          std::function<void()> start)
-	    : p_(p), h_(h), name_(name), timeout_ms_(timeout_ms), start_(std::move(start)), zero_(4096, 0) {}
+	    : p_(p), h_(h), name_(name), timeout_ms_(timeout_ms), start_(std::move(start)), zero_(chunk::kChunkSize, 0) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		h_.total_pages = info.total_pages;
 		h_.ram_blocks.clear();
 		for (const auto &b : info.blocks)
-			h_.ram_blocks.push_back({b.name, b.pages() * 4096});
+			h_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
 		h_.stream_version = info.version;
 		h_.ram_section_id = info.ram_section_id;
 		h_.ram_instance_id = info.ram_instance_id;
@@ -297,7 +297,7 @@ public:
 	void on_page(uint32_t, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t) override {
 		if (!data) {
 			if (fill) {
-				std::vector<uint8_t> f(4096, fill);
+				std::vector<uint8_t> f(chunk::kChunkSize, fill);
 				p_.queue->put(key_of(0, linear), f.data(), ++p_.version);
 				return;
 			}
@@ -428,7 +428,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 				std::lock_guard<std::mutex> l(p.mu);
 				move = p.move_bps;
 			}
-			auto steps = engine::throttle_steps(double(st.dirty_pages_rate) * 4096, st.cpu_throttle_pct, move);
+			auto steps =
+			    engine::throttle_steps(double(st.dirty_pages_rate) * chunk::kChunkSize, st.cpu_throttle_pct, move);
 			if (steps && steps != steps_set) {
 				mig.set_throttle_steps(steps->initial, steps->increment);
 				ctx.log().debug("auto-converge steps " + std::to_string(steps->initial) + "/" +
@@ -465,7 +466,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 				{
 					std::lock_guard<std::mutex> l(p.mu);
 					auto it = p.disk_sent.find(key);
-					same = it != p.disk_sent.end() && it->second == XXH3_64bits(data, 4096);
+					same = it != p.disk_sent.end() && it->second == XXH3_64bits(data, chunk::kChunkSize);
 				}
 				if (!same)
 					queue.put(key, data, ++p.version);

@@ -35,12 +35,12 @@ public:
 	DedupSink(engine::Deduper &dd, engine::DedupBase &base, const qemu::StreamInfo &base_stream,
 	          format::OverlayHeader &header, std::function<std::unique_ptr<format::OverlayWriter>()> make_writer)
 	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), make_writer_(std::move(make_writer)),
-	      page_(engine::kChunkSize) {}
+	      page_(chunk::kChunkSize) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		header_.total_pages = info.total_pages;
 		header_.ram_blocks.clear();
 		for (const auto &b : info.blocks)
-			header_.ram_blocks.push_back({b.name, b.pages() * engine::kChunkSize});
+			header_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
 		header_.stream_version = info.version;
 		header_.ram_section_id = info.ram_section_id;
 		header_.ram_instance_id = info.ram_instance_id;
@@ -196,7 +196,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	info.counts = dd.counts();
 	info.memory_chunks = header.total_pages;
 	for (const auto &d : disks)
-		info.disk_chunks += (d.bytes + engine::kChunkSize - 1) / engine::kChunkSize;
+		info.disk_chunks += (d.bytes + chunk::kChunkSize - 1) / chunk::kChunkSize;
 	// Chunks never looked at (the base's clusters) are unchanged too.
 	info.counts.n[1][0] += info.disk_chunks - info.counts.total(1);
 	info.segments = pages.writer->segments();

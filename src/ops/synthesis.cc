@@ -138,7 +138,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	out.apply_seconds = sink.apply_seconds;
 	out.memory_chunks = sink.header.total_pages;
 	for (const auto &d : sink.header.disks)
-		out.disk_chunks += (d.bytes + 4095) / 4096;
+		out.disk_chunks += (d.bytes + chunk::kChunkSize - 1) / chunk::kChunkSize;
 	out.name = target.name;
 	out.uuid = target.uuid;
 	out.dir = target.dir;
