@@ -91,7 +91,7 @@ private:
 	const DedupBase &base_;
 	ChunkTable memory_table_, disk_table_, self_table_;
 	ChunkSpill spill_;
-	std::vector<uint64_t> self_refs_; // spill slot -> (space << 56 | chunk)
+	std::vector<uint64_t> self_refs_; // spill slot -> its chunk key (chunk/chunk_ref.h)
 	DedupCounts counts_;
 	bool ordinal_self_refs_ = false;
 	ShiftIndex shifts_; // anchors of stored chunks, by spill slot

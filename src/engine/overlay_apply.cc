@@ -1,5 +1,6 @@
 #include "engine/overlay_apply.h"
 
+#include "chunk/chunk_ref.h"
 #include "util/error.h"
 
 #include <algorithm>
@@ -17,7 +18,11 @@ using chunk::ChunkKind;
 constexpr uint64_t kTagShift = 60, kRefMask = (1ull << kTagShift) - 1;
 enum : uint64_t { kSame = 0, kZero = 1, kBaseMemory = 2, kBaseDisk = 3, kStored = 4 };
 uint64_t tag(uint64_t kind, uint64_t ref) { return kind << kTagShift | ref; }
-uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
+// A base disk reference as a memory tag: the disk above bit 48, the offset in 512-byte sectors (see page()).
+uint64_t base_disk_tag(uint64_t ref) {
+	auto [d, off] = chunk::unpack_ref(ref);
+	return tag(kBaseDisk, uint64_t(d) << 48 | off / 512);
+}
 
 } // namespace
 
@@ -67,7 +72,7 @@ const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const c
 		return p ? p : zero_.data();
 	}
 	case ChunkKind::BaseDisk: {
-		uint64_t d = r.ref >> 56, off = r.ref & ((1ull << 56) - 1);
+		auto [d, off] = chunk::unpack_ref(r.ref);
 		if (d >= base_.disks.size() || off + kChunkSize > base_.disks[d].bytes)
 			fail(CLOUDLET_E_CORRUPT, "overlay refers to base disk " + std::to_string(d) + " at " + std::to_string(off) +
 			                             ", beyond its end");
@@ -139,9 +144,8 @@ void OverlayApplier::on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) 
 			t = tag(kBaseMemory, r.ref);
 			return;
 		case ChunkKind::BaseDisk: {
-			uint64_t d = r.ref >> 56, off = r.ref & ((1ull << 56) - 1);
 			content_of(r.space, r.chunk, r, data); // bounds check
-			t = tag(kBaseDisk, d << 48 | off / 512);
+			t = base_disk_tag(r.ref);
 			return;
 		}
 		default:
@@ -158,7 +162,7 @@ void OverlayApplier::on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) 
 		else
 			slot = spill_.append(content);
 		if (chunk::stores_payload(r.kind))
-			stored_[key(r.space, r.chunk)] = slot;
+			stored_[chunk::pack_ref(r.space, r.chunk)] = slot;
 		if (r.space == chunk::kMemorySpace) {
 			memory_.at(r.chunk) = tag(kStored, slot);
 			return;
@@ -215,7 +219,7 @@ bool OverlayApplier::apply_versioned(const chunk::ChunkRecord &r, const uint8_t 
 		else if (r.kind == ChunkKind::BaseMemory)
 			t = tag(kBaseMemory, r.ref);
 		else
-			t = tag(kBaseDisk, (r.ref >> 56) << 48 | (r.ref & ((1ull << 56) - 1)) / 512);
+			t = base_disk_tag(r.ref);
 		return true;
 	}
 	DiskLatest &d = disk_latest_[r.space - 1u][r.chunk];

@@ -74,7 +74,7 @@ private:
 	// kind in the top 4 bits and its reference below (see page()).
 	std::vector<uint64_t> memory_;
 	ChunkSpill spill_;
-	std::unordered_map<uint64_t, uint64_t> stored_; // space << 56 | chunk -> spill slot (for SELF)
+	std::unordered_map<uint64_t, uint64_t> stored_; // chunk key (chunk/chunk_ref.h) -> spill slot (for SELF)
 	bool versioned_ = false;
 	std::vector<uint64_t> memory_version_;
 	struct DiskLatest {

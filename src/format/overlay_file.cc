@@ -474,7 +474,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 					bad("base memory page " + std::to_string(rec.ref) + " does not exist");
 				break;
 			case ChunkKind::BaseDisk: {
-				uint64_t d = rec.ref >> 56, off = rec.ref & ((1ull << 56) - 1);
+				auto [d, off] = chunk::unpack_ref(rec.ref);
 				if (off % 512 || d >= h.disks.size() ||
 				    (bounds.known && (d >= bounds.disk_bytes.size() || off + kChunkSize > bounds.disk_bytes[d])))
 					bad("base disk reference " + std::to_string(d) + ":" + std::to_string(off) + " is out of range");

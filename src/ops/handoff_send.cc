@@ -13,6 +13,7 @@
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
 
+#include "chunk/chunk_ref.h"
 #include "engine/codec_chooser.h"
 #include "engine/dedup.h"
 #include "engine/convergence.h"
@@ -51,8 +52,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-uint64_t key_of(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
 
 int connect_to(const std::string &dest) {
 	size_t colon = dest.rfind(':');
@@ -129,7 +128,7 @@ struct Pipeline {
 // Classifies one chunk against the base and what was sent, adds its item.
 void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chunk, const uint8_t *data,
               uint64_t version) {
-	uint64_t key = key_of(space, chunk);
+	uint64_t key = chunk::pack_ref(space, chunk);
 	engine::DedupDecision d = p.dd->classify(space, chunk, data);
 	bool was_sent;
 	{
@@ -144,7 +143,9 @@ void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chu
 			return; // the destination has it from the base already
 		// It went out in another version: say explicitly that it is the base's again.
 		r.kind = space == chunk::kMemorySpace ? chunk::ChunkKind::BaseMemory : chunk::ChunkKind::BaseDisk;
-		r.ref = space == chunk::kMemorySpace ? chunk : (uint64_t(space - 1u) << 56 | chunk * chunk::kChunkSize);
+		r.ref = space == chunk::kMemorySpace
+		            ? chunk
+		            : chunk::pack_ref(static_cast<uint8_t>(space - 1u), chunk * chunk::kChunkSize);
 	}
 	batch.add(r, version, chunk::stores_payload(r.kind) ? d.payload : nullptr);
 	std::lock_guard<std::mutex> l(p.mu);
@@ -200,7 +201,8 @@ void sender_thread(Pipeline &p) {
 				break;
 			auto td = Clock::now();
 			p.t_wait += std::chrono::duration<double>(td - tw).count();
-			add_item(p, batch, static_cast<uint8_t>(key >> 56), key & ((1ull << 56) - 1), data.data(), version);
+			chunk::RefParts at = chunk::unpack_ref(key);
+			add_item(p, batch, at.selector, at.position, data.data(), version);
 			p.t_dedup += since(td);
 			if (batch.raw_bytes() >= (1u << 20) || p.queue->waiting() == 0)
 				send_batch(p, batch);
@@ -298,12 +300,12 @@ public:
 		if (!data) {
 			if (fill) {
 				std::vector<uint8_t> f(chunk::kChunkSize, fill);
-				p_.queue->put(key_of(0, linear), f.data(), ++p_.version);
+				p_.queue->put(chunk::pack_ref(chunk::kMemorySpace, linear), f.data(), ++p_.version);
 				return;
 			}
 			data = zero_.data();
 		}
-		p_.queue->put(key_of(0, linear), data, ++p_.version);
+		p_.queue->put(chunk::pack_ref(chunk::kMemorySpace, linear), data, ++p_.version);
 	}
 
 private:
@@ -461,7 +463,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		for (size_t di = 0; di < src.disks.size(); di++) {
 			uint8_t space = static_cast<uint8_t>(di + 1);
 			for_each_own_chunk(src.disks[di], [&](uint64_t chunk, const uint8_t *data) {
-				uint64_t key = key_of(space, chunk);
+				uint64_t key = chunk::pack_ref(space, chunk);
 				bool same;
 				{
 					std::lock_guard<std::mutex> l(p.mu);

@@ -3,6 +3,7 @@
 // reader refuses truncations, flips, bad references, duplicate chunks and
 // trailing data with CLOUDLET_E_CORRUPT (never a crash: also under ASan).
 #include "byte_reader.h"
+#include "chunk/chunk_ref.h"
 #include "chunk/block_codec.h"
 #include "engine/chunk_table.h"
 #include "engine/dedup.h"
@@ -80,7 +81,7 @@ std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector
 	}
 	w.add_ref(0, 5000, ChunkKind::Zero, 0);
 	w.add_ref(0, 5001, ChunkKind::BaseMemory, 123);
-	w.add_ref(1, 10, ChunkKind::BaseDisk, (uint64_t(0) << 56) | 512 * 9);
+	w.add_ref(1, 10, ChunkKind::BaseDisk, chunk::pack_ref(0, 512 * 9));
 	w.add_ref(2, 3, ChunkKind::Self, 7); // memory chunk 7 (space 0) was stored
 	auto p = page(999, false);
 	w.add_data(2, 4, p.data());
@@ -376,7 +377,7 @@ static void test_dedup_categories(void **) {
 	expect(1, 1, fresh.data(), false, K::Self, 5);
 	auto other = page(78, false);
 	expect(1, 2, other.data(), false, K::Data, 0);
-	expect(0, 10, other.data(), false, K::Self, uint64_t(1) << 56 | 2);
+	expect(0, 10, other.data(), false, K::Self, chunk::pack_ref(1, 2));
 	// A page that changed a little against the base page at its position is
 	// stored as XOR against it; mostly zeros, so it compresses to little.
 	std::vector<uint8_t> tweaked(mem.data(11), mem.data(11) + 4096);
