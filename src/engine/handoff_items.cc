@@ -1,5 +1,6 @@
 #include "engine/handoff_items.h"
 
+#include "chunk/record_check.h"
 #include "util/error.h"
 #include "util/le_bytes.h"
 
@@ -19,6 +20,10 @@ using le::get32;
 using le::get64;
 using le::put32;
 using le::put64;
+
+chunk::ChunkRecord item_record(const uint8_t *p) {
+	return {p[0], static_cast<chunk::ChunkKind>(p[1]), get64(p + 16), get64(p + 24), chunk::get_shift(p)};
+}
 
 } // namespace
 
@@ -76,17 +81,19 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	std::vector<uint8_t> raw(rawlen);
 	chunk::decompress_block(static_cast<chunk::Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader,
 	                        raw.data(), rawlen, "handoff ITEMS batch");
+	// What the batch alone shows; chunk numbers and references against the
+	// session and its base are the applier's to check.
+	chunk::RecordBounds rules;
+	rules.disks = spaces;
 	size_t slots = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		if (p[0] > spaces || p[1] < 1 || p[1] >= chunk::kChunkKinds)
-			bad("item " + std::to_string(i) + ": space " + std::to_string(p[0]) + " / kind " + std::to_string(p[1]));
-		bool shifted = p[1] == static_cast<uint8_t>(chunk::ChunkKind::ShiftXor);
-		if (p[4] | p[5] | p[6] | p[7] || (!shifted && (p[2] | p[3])))
+		if (!chunk::reserved_bytes_clear(p))
 			bad("item " + std::to_string(i) + ": reserved bytes set");
-		if (shifted && !chunk::valid_shift(chunk::get_shift(p)))
-			bad("item " + std::to_string(i) + ": shift " + std::to_string(chunk::get_shift(p)) + " is out of range");
-		slots += chunk::stores_payload(static_cast<chunk::ChunkKind>(p[1]));
+		chunk::ChunkRecord r = item_record(p);
+		if (std::string why = chunk::record_problem(r, rules); !why.empty())
+			bad("item " + std::to_string(i) + ": " + why);
+		slots += chunk::stores_payload(r.kind);
 	}
 	if (slots * kChunkSize != rawlen - n * kRecord)
 		bad(std::to_string(slots) + " stored items for " + std::to_string(rawlen - n * kRecord) + " payload bytes");
@@ -94,8 +101,7 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	size_t slot = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		chunk::ChunkRecord r{p[0], static_cast<chunk::ChunkKind>(p[1]), get64(p + 16), get64(p + 24),
-		                      chunk::get_shift(p)};
+		chunk::ChunkRecord r = item_record(p);
 		apply(r, get64(p + 8), chunk::stores_payload(r.kind) ? payload + kChunkSize * slot++ : nullptr);
 	}
 	return rawlen;

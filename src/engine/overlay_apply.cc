@@ -61,6 +61,13 @@ OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeade
 		layer_specs_.push_back({layers[d], h.disks[d].bytes});
 		layers_.push_back(std::make_unique<qemu::Qcow2LayerWriter>(layers[d], h.disks[d].bytes, base.disks[d].path, "raw"));
 	}
+	// Handoff items (apply_versioned) are checked against the launch layout
+	// and the base; SELF and SHIFT_XOR name the n-th stored chunk of the session.
+	format::BaseBounds known{true, base.memory->stream_info().total_pages, {}};
+	for (const auto &d : base.disks)
+		known.disk_bytes.push_back(d.bytes);
+	item_rules_ = format::record_bounds(h, known);
+	item_rules_.stored = [this](uint64_t ref) { return ref < spill_slots_; };
 }
 
 // The 4096 bytes a record stands for, for kinds that reference content.
@@ -186,10 +193,9 @@ void OverlayApplier::set_versioned() {
 bool OverlayApplier::apply_versioned(const chunk::ChunkRecord &r, const uint8_t *data, uint64_t version) {
 	if ((++applied_ & 4095) == 0)
 		progress_.report("apply", applied_, 0);
-	if (r.space > layers_.size() || (r.space == chunk::kMemorySpace && r.chunk >= memory_.size()) ||
-	    (r.space != chunk::kMemorySpace && r.chunk >= (layer_specs_[r.space - 1u].bytes + kChunkSize - 1) / kChunkSize))
+	if (std::string why = chunk::record_problem(r, item_rules_); !why.empty())
 		fail(CLOUDLET_E_CORRUPT, "handoff item for chunk " + std::to_string(r.chunk) + " of space " +
-		                             std::to_string(r.space) + " is out of range");
+		                             std::to_string(r.space) + ": " + why);
 	// Stored content takes the next slot even when a newer version is
 	// already here: the sender counts every stored chunk for SELF.
 	uint64_t slot = 0;
@@ -197,14 +203,7 @@ bool OverlayApplier::apply_versioned(const chunk::ChunkRecord &r, const uint8_t 
 		slot = spill_.append(content_of(r.space, r.chunk, r, data));
 		spill_slots_++;
 	} else if (r.kind == ChunkKind::Self) {
-		if (r.ref >= spill_slots_)
-			fail(CLOUDLET_E_CORRUPT, "handoff item refers to stored chunk " + std::to_string(r.ref) + " of " +
-			                             std::to_string(spill_slots_));
 		slot = r.ref;
-	} else if (r.kind == ChunkKind::BaseDisk) {
-		content_of(r.space, r.chunk, r, data); // bounds check
-	} else if (r.kind == ChunkKind::BaseMemory && r.ref >= base_.memory->stream_info().total_pages) {
-		fail(CLOUDLET_E_CORRUPT, "handoff item refers to base page " + std::to_string(r.ref) + ", beyond the base");
 	}
 	bool stored = chunk::stores_payload(r.kind) || r.kind == ChunkKind::Self;
 	if (r.space == chunk::kMemorySpace) {

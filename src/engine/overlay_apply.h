@@ -76,6 +76,7 @@ private:
 	ChunkSpill spill_;
 	std::unordered_map<uint64_t, uint64_t> stored_; // chunk key (chunk/chunk_ref.h) -> spill slot (for SELF)
 	bool versioned_ = false;
+	chunk::RecordBounds item_rules_; // what apply_versioned checks an item against
 	std::vector<uint64_t> memory_version_;
 	struct DiskLatest {
 		uint64_t version = 0;

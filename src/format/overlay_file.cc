@@ -175,6 +175,17 @@ uint64_t OverlayHeader::chunks_in(uint8_t space) const {
 	return d < disks.size() ? (disks[d].bytes + kChunkSize - 1) / kChunkSize : 0;
 }
 
+chunk::RecordBounds record_bounds(const OverlayHeader &h, const BaseBounds &base) {
+	chunk::RecordBounds b;
+	b.disks = static_cast<uint8_t>(h.disks.size());
+	for (size_t space = 0; space <= h.disks.size(); space++)
+		b.space_chunks.push_back(h.chunks_in(static_cast<uint8_t>(space)));
+	b.base_known = base.known;
+	b.base_memory_pages = base.memory_pages;
+	b.base_disk_bytes = base.disk_bytes;
+	return b;
+}
+
 // ---------------------------------------------------------------------------
 
 OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level,
@@ -422,7 +433,11 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		                             std::to_string(bounds.disk_bytes.size()));
 	sink.on_header(h);
 
+	// Chunk keys named so far, and those of stored chunks (what SELF and
+	// SHIFT_XOR may refer to).
 	std::unordered_set<uint64_t> named, data_seen;
+	chunk::RecordBounds rules = record_bounds(h, bounds);
+	rules.stored = [&](uint64_t ref) { return data_seen.count(ref) != 0; };
 	struct Seen {
 		uint64_t offset, bytes, hash;
 	};
@@ -454,60 +469,16 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			auto bad = [&](const std::string &why) {
 				r.fail_at(seg_off + 8 + kSegHeader + uint64_t(i) * kRecord, "record " + std::to_string(i) + ": " + why);
 			};
-			if (q[4] | q[5] | q[6] | q[7] || (q[1] != static_cast<uint8_t>(ChunkKind::ShiftXor) && (q[2] | q[3])))
+			if (!chunk::reserved_bytes_clear(q))
 				bad("reserved bytes are not zero");
-			if (rec.space > h.disks.size())
-				bad("space " + std::to_string(rec.space) + " does not exist");
-			if (q[1] < 1 || q[1] >= chunk::kChunkKinds)
-				bad("unknown kind " + std::to_string(q[1]));
-			if (rec.chunk >= h.chunks_in(rec.space))
-				bad("chunk " + std::to_string(rec.chunk) + " is beyond its space");
-			if (!named.insert(chunk::pack_ref(rec.space, rec.chunk)).second)
+			if (std::string why = chunk::record_problem(rec, rules); !why.empty())
+				bad(why);
+			uint64_t key = chunk::pack_ref(rec.space, rec.chunk);
+			if (!named.insert(key).second)
 				bad("chunk " + std::to_string(rec.chunk) + " is named twice");
-			switch (rec.kind) {
-			case ChunkKind::Zero:
-				if (rec.ref)
-					bad("zero record with a reference");
-				break;
-			case ChunkKind::BaseMemory:
-				if (bounds.known && rec.ref >= bounds.memory_pages)
-					bad("base memory page " + std::to_string(rec.ref) + " does not exist");
-				break;
-			case ChunkKind::BaseDisk: {
-				auto [d, off] = chunk::unpack_ref(rec.ref);
-				if (off % 512 || d >= h.disks.size() ||
-				    (bounds.known && (d >= bounds.disk_bytes.size() || off + kChunkSize > bounds.disk_bytes[d])))
-					bad("base disk reference " + std::to_string(d) + ":" + std::to_string(off) + " is out of range");
-				break;
-			}
-			case ChunkKind::Self:
-				if (!data_seen.count(rec.ref))
-					bad("refers to a chunk not stored earlier in the overlay");
-				break;
-			case ChunkKind::DataXor:
-				if (rec.ref)
-					bad("data record with a reference");
-				if (bounds.known &&
-				    (rec.space == chunk::kMemorySpace ? rec.chunk >= bounds.memory_pages
-				                               : (rec.chunk + 1) * kChunkSize > bounds.disk_bytes[rec.space - 1u]))
-					bad("a delta against a base chunk that does not exist");
+			if (chunk::stores_payload(rec.kind)) {
 				slots++;
-				data_seen.insert(chunk::pack_ref(rec.space, rec.chunk));
-				break;
-			case ChunkKind::Data:
-				if (rec.ref)
-					bad("data record with a reference");
-				slots++;
-				data_seen.insert(chunk::pack_ref(rec.space, rec.chunk));
-				break;
-			case ChunkKind::ShiftXor:
-				if (!chunk::valid_shift(rec.shift))
-					bad("shift " + std::to_string(rec.shift) + " is out of range");
-				if (!data_seen.count(rec.ref))
-					bad("refers to a chunk not stored earlier in the overlay");
-				slots++;
-				data_seen.insert(chunk::pack_ref(rec.space, rec.chunk));
-				break;
+				data_seen.insert(key);
 			}
 			list[i] = rec;
 		}

@@ -7,6 +7,7 @@
 #include "byte_reader.h"
 #include "chunk/block_codec.h"
 #include "chunk/chunk_record.h"
+#include "chunk/record_check.h"
 #include "stream_writer.h"
 
 #include <cstdint>
@@ -119,6 +120,11 @@ struct BaseBounds {
 	uint64_t memory_pages = 0;
 	std::vector<uint64_t> disk_bytes; // per base disk, same order as the overlay's disks
 };
+
+// The limits a record of an overlay with header `h` is checked against
+// (chunk/record_check.h), with the base's when `base` is known. `stored` is
+// left for the reader to fill.
+chunk::RecordBounds record_bounds(const OverlayHeader &h, const BaseBounds &base);
 
 struct OverlayCounts {
 	uint64_t records[chunk::kChunkKinds] = {}; // by kind, [0] unused
