@@ -1,7 +1,7 @@
 // The overlay calls: argument checks and translation to ops/overlay.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "format/overlay_file.h"
+#include "chunk/chunk_record.h"
 #include "ops/overlay.h"
 
 #include <cloudlet.h>

@@ -1,7 +1,7 @@
 // The synthesis call: argument checks and translation to ops/synthesis.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "format/overlay_file.h"
+#include "chunk/chunk_record.h"
 #include "ops/synthesis.h"
 
 #include <cloudlet.h>

@@ -527,7 +527,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 				r.fail_at(seg_off, "segment checksum mismatch");
 			std::vector<uint8_t> raw(rawlen);
 			chunk::decompress_block(static_cast<chunk::Codec>(codec), stored.data(), stored.size(), raw.data(),
-			                         rawlen, "overlay segment at offset " + std::to_string(seg_off));
+			                        rawlen, "overlay segment at offset " + std::to_string(seg_off));
 			if (XXH64(raw.data(), raw.size(), 0) != raw_hash)
 				r.fail_at(seg_off, "segment checksum mismatch after decompression");
 			stats.add_decode(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -569,7 +569,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	std::vector<uint8_t> ds_body, device_state(ds_len);
 	read_into(ds_body, ds_stored, "device state");
 	chunk::decompress_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
-	                         device_state.size(), "overlay device state");
+	                        device_state.size(), "overlay device state");
 	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
 		r.fail("device state checksum mismatch");
 	const uint8_t *t = r.bytes(24, "footer trailer");
