@@ -1,7 +1,7 @@
 // The overlay calls: argument checks and translation to ops/overlay.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "format/overlay_file.h"
+#include "chunk/chunk_record.h"
 #include "ops/overlay.h"
 
 #include <cloudlet.h>
@@ -32,7 +32,7 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 	}
 	// Deltas against a stored chunk at a byte shift are deltas to the ABI
 	// (its arrays cannot grow); version 2 says how many of them were shifted.
-	using cloudlet::format::ChunkKind;
+	using cloudlet::chunk::ChunkKind;
 	constexpr int kShift = static_cast<int>(ChunkKind::ShiftXor);
 	p.memory[CLOUDLET_CHUNK_DELTA] += i.counts.n[0][kShift];
 	p.disk[CLOUDLET_CHUNK_DELTA] += i.counts.n[1][kShift];

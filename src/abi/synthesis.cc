@@ -1,7 +1,7 @@
 // The synthesis call: argument checks and translation to ops/synthesis.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "format/overlay_file.h"
+#include "chunk/chunk_record.h"
 #include "ops/synthesis.h"
 
 #include <cloudlet.h>
@@ -84,7 +84,7 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		p.disk_chunks = r.disk_chunks;
 		for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++)
 			p.records[k] = r.counts.records[k];
-		p.records[CLOUDLET_CHUNK_DELTA] += r.counts.records[static_cast<int>(cloudlet::format::ChunkKind::ShiftXor)];
+		p.records[CLOUDLET_CHUNK_DELTA] += r.counts.records[static_cast<int>(cloudlet::chunk::ChunkKind::ShiftXor)];
 		p.disk_layer_bytes = r.disk_layer_bytes;
 		p.fetch_seconds = r.fetch_seconds;
 		p.decompress_seconds = r.decompress_seconds;

@@ -6,7 +6,7 @@
 // the data and the link change.
 #pragma once
 
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,7 +16,7 @@
 namespace cloudlet::engine {
 
 struct CodecChoice {
-	Codec codec = Codec::Zstd;
+	chunk::Codec codec = chunk::Codec::Zstd;
 	int level = 3;
 	std::string name() const;
 };

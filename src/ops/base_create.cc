@@ -6,9 +6,9 @@
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
 
+#include "chunk/content_digest.h"
+#include "chunk/sha256.h"
 #include "engine/chunk_index.h"
-#include "engine/content_digest.h"
-#include "engine/sha256.h"
 #include "host/process.h"
 #include "host/tempdir.h"
 #include "image_file.h"
@@ -94,7 +94,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	virt::release(dom.get(), was_running, o.stop, "the base is captured");
 
 	// 3. Indexes and digests: one pass over each part, each pass on every
-	// thread (engine/content_digest.h).
+	// thread (chunk/content_digest.h).
 	auto th = Clock::now();
 	{
 		FILE *f = fopen((work + "/domain.xml").c_str(), "wb");
@@ -124,7 +124,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	progress.report("index", 0, total);
 	for (const auto &p : m.parts) {
 		std::string path = work + "/" + p.file;
-		engine::ScanOptions scan = engine::scan_step(threads, progress, "index", done, total);
+		chunk::ScanOptions scan = chunk::scan_step(threads, progress, "index", done, total);
 		if (p.role == "memory") {
 			digests[p.file] = engine::index_memory_image(path, work + "/memory.idx", scan);
 		} else if (p.role == "disk") {
@@ -141,11 +141,11 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 		std::string path = work + "/" + p.file;
 		p.size = store::stamp_of(path).size;
 		auto it = digests.find(p.file);
-		p.digest = it != digests.end() ? it->second : engine::digest_file(path, threads);
+		p.digest = it != digests.end() ? it->second : chunk::digest_file(path, threads);
 	}
 	std::string manifest = m.to_json();
 	write_text_file(work + "/manifest.json", manifest);
-	entry.id = engine::sha256_hex(manifest.data(), manifest.size());
+	entry.id = chunk::sha256_hex(manifest.data(), manifest.size());
 	entry.hash_seconds = since(th);
 
 	entry.name = name;

@@ -53,7 +53,7 @@ std::vector<Extent> own_extents(const std::string &qcow2) {
 		if (x.data && !json_object_object_get_ex(e, "offset", &off))
 			fail(CLOUDLET_E_UNSUPPORTED, qcow2 + ": clusters at " + std::to_string(x.start) +
 			                                 " are compressed or encrypted; overlays read plain clusters only");
-		if (x.start % engine::kChunkSize)
+		if (x.start % chunk::kChunkSize)
 			fail(CLOUDLET_E_UNSUPPORTED, qcow2 + ": an extent at " + std::to_string(x.start) + " is not 4 KiB aligned");
 		v.push_back(x);
 	}
@@ -125,7 +125,7 @@ void describe_launch(Context &ctx, virt::DomainRef dom, Progress &progress, Laun
 }
 
 void for_each_own_chunk(const LaunchDisk &d, const std::function<void(uint64_t, const uint8_t *)> &f) {
-	std::vector<uint8_t> chunk(engine::kChunkSize), zero(engine::kChunkSize, 0);
+	std::vector<uint8_t> chunk(chunk::kChunkSize), zero(chunk::kChunkSize, 0);
 	int qfd = open(d.file.c_str(), O_RDONLY | O_CLOEXEC);
 	if (qfd < 0)
 		fail_errno("cannot open " + d.file, errno);
@@ -134,20 +134,20 @@ void for_each_own_chunk(const LaunchDisk &d, const std::function<void(uint64_t, 
 		~Close() { close(fd); }
 	} qclose{qfd};
 	for (const Extent &x : own_extents(d.file)) {
-		for (uint64_t off = 0; off < x.length; off += engine::kChunkSize) {
+		for (uint64_t off = 0; off < x.length; off += chunk::kChunkSize) {
 			uint64_t at = x.start + off;
 			if (at >= d.bytes)
 				break;
 			const uint8_t *data = zero.data();
 			if (x.data) {
-				size_t want = static_cast<size_t>(std::min<uint64_t>(engine::kChunkSize, d.bytes - at));
+				size_t want = static_cast<size_t>(std::min<uint64_t>(chunk::kChunkSize, d.bytes - at));
 				std::fill(chunk.begin(), chunk.end(), 0);
 				ssize_t n = pread(qfd, chunk.data(), want, static_cast<off_t>(x.host_offset + off));
 				if (n != static_cast<ssize_t>(want))
 					fail_errno("cannot read " + d.file, n < 0 ? errno : EIO);
 				data = chunk.data();
 			}
-			f(at / engine::kChunkSize, data);
+			f(at / chunk::kChunkSize, data);
 		}
 	}
 }

@@ -58,7 +58,7 @@ public:
 		prepare_launch(ctx_, h, req_, progress_, t_, cleanup_);
 		bounds_ = t_.bounds; // the reader checks every reference from here on
 	}
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *data) override {
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) override {
 		auto t = Clock::now();
 		t_.applier->on_chunk(r, data);
 		apply_seconds += since(t);
@@ -138,7 +138,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	out.apply_seconds = sink.apply_seconds;
 	out.memory_chunks = sink.header.total_pages;
 	for (const auto &d : sink.header.disks)
-		out.disk_chunks += (d.bytes + 4095) / 4096;
+		out.disk_chunks += (d.bytes + chunk::kChunkSize - 1) / chunk::kChunkSize;
 	out.name = target.name;
 	out.uuid = target.uuid;
 	out.dir = target.dir;
