@@ -6,6 +6,7 @@
 #include "ops/handoff.h"
 
 #include "engine/handoff_items.h"
+#include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
 #include "ops/launch_target.h"
 #include "save_image.h"
@@ -16,7 +17,6 @@
 #include "virt/streamed_restore.h"
 
 #include <arpa/inet.h>
-#include <json-c/json.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,13 +32,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-std::string json_string(json_object *o, const char *k) {
-	json_object *v = nullptr;
-	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		fail(CLOUDLET_E_CORRUPT, std::string("handoff message lacks the string '") + k + "'");
-	return json_object_get_string(v);
-}
 
 std::string peer_name(const sockaddr_storage &a) {
 	char host[NI_MAXHOST], port[NI_MAXSERV];
@@ -118,13 +111,10 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 	LaunchTarget t;
 	format::OverlayHeader h;
 	try {
-		net::Frame offer = ch.expect(net::FrameType::Offer, timeout_ms);
-		json_object *j = json_tokener_parse(offer.text().c_str());
-		std::unique_ptr<json_object, decltype(&json_object_put)> own(j, json_object_put);
-		std::string source_name = json_string(j, "name");
-		h = format::parse_header(json_string(j, "header"), "handoff OFFER from " + info.peer);
+		net::Offer offer = net::expect_message<net::Offer>(ch, timeout_ms);
+		h = format::parse_header(offer.header, "handoff OFFER from " + info.peer);
 		LaunchRequest req;
-		req.name = o.name.empty() ? source_name : o.name;
+		req.name = o.name.empty() ? offer.name : o.name;
 		req.virt_type = o.virt_type;
 		req.uuid = o.uuid;
 		req.nic = o.nic;
@@ -133,11 +123,11 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		try {
 			prepare_launch(ctx_, h, req, progress, t, cleanup);
 		} catch (const Error &e) {
-			ch.send(net::FrameType::Refuse, net::abort_payload(e.status(), e.what()));
+			ch.send(net::FrameType::Refuse, net::Stop{e.status(), e.what()}.encode());
 			throw;
 		}
 		t.applier->set_versioned();
-		ch.send(net::FrameType::Accept, "{}");
+		net::send_message(ch, net::Accept{});
 		info.domain = t.name;
 		info.uuid = t.uuid;
 		info.dir = t.dir;
@@ -183,23 +173,12 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 					        (r.space == format::kMemorySpace ? info.memory_items : info.disk_items)++;
 				        });
 				    frames++;
-				    uint8_t ack[16];
-				    for (int i = 0; i < 8; i++) {
-					    ack[i] = static_cast<uint8_t>(frames >> (8 * i));
-					    ack[8 + i] = static_cast<uint8_t>(raw >> (8 * i));
-				    }
-				    ch.send(net::FrameType::Ack, ack, sizeof ack);
+				    net::send_message(ch, net::Ack{frames, raw});
 				    std::sort(changed.begin(), changed.end());
 				    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
 				    w.pages(*t.applier, changed);
 			    }
-			    // FINAL: u32 JSON length, the JSON, the device state.
-			    if (f.payload.size() < 4)
-				    fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
-			    uint32_t jl = f.payload[0] | f.payload[1] << 8 | f.payload[2] << 16 | uint32_t(f.payload[3]) << 24;
-			    if (jl > f.payload.size() - 4)
-				    fail(CLOUDLET_E_CORRUPT, "malformed FINAL from " + info.peer);
-			    std::vector<uint8_t> ds(f.payload.begin() + 4 + jl, f.payload.end());
+			    std::vector<uint8_t> ds = net::Final::decode(f.payload, info.peer).device_state;
 			    t.applier->on_device_state(ds);
 			    auto tf = Clock::now();
 			    t.applier->finish(); // the disk layers, before QEMU re-reads them
@@ -213,12 +192,8 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		info.raw_bytes = raw;
 		info.stored_items = t.applier->stored_chunks();
 
-		json_object *r = json_object_new_object();
-		json_object_object_add(r, "name", json_object_new_string(t.name.c_str()));
-		json_object_object_add(r, "uuid", json_object_new_string(t.uuid.c_str()));
-		ch.send(net::FrameType::Ready, json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
-		json_object_put(r);
-		ch.expect(net::FrameType::Go, timeout_ms);
+		net::send_message(ch, net::Ready{t.name, t.uuid});
+		net::expect_message<net::Go>(ch, timeout_ms);
 
 		virt::DomainPtr dom(virDomainLookupByName(t.conn->get(), t.name.c_str()));
 		if (!dom || virDomainResume(dom.get()) != 0)
@@ -241,23 +216,18 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		}
 		double nic_seconds = since(tn);
 		info.macs = swap.macs;
-		json_object *run = json_object_new_object();
-		json_object_object_add(run, "name", json_object_new_string(t.name.c_str()));
-		json_object_object_add(run, "uuid", json_object_new_string(t.uuid.c_str()));
-		json_object *macs = json_object_new_array();
-		for (const auto &m : swap.macs)
-			json_object_array_add(macs, json_object_new_string(m.c_str()));
-		json_object_object_add(run, "macs", macs);
-		json_object_object_add(run, "nic_seconds", json_object_new_double(nic_seconds));
-		if (!nic_error.empty())
-			json_object_object_add(run, "nic_error", json_object_new_string(nic_error.c_str()));
-		ch.send(net::FrameType::Running, json_object_to_json_string_ext(run, JSON_C_TO_STRING_PLAIN));
-		json_object_put(run);
+		net::Running running;
+		running.name = t.name;
+		running.uuid = t.uuid;
+		running.macs = swap.macs;
+		running.nic_seconds = nic_seconds;
+		running.nic_error = nic_error;
+		net::send_message(ch, running);
 		cleanup.keep();
 	} catch (const Error &e) {
 		try {
 			if (e.status() != CLOUDLET_E_IO && e.status() != CLOUDLET_E_TIMEOUT)
-				ch.send(net::FrameType::Abort, net::abort_payload(e.status(), e.what()));
+				ch.send(net::FrameType::Abort, net::Stop{e.status(), e.what()}.encode());
 		} catch (...) {
 		}
 		throw;

@@ -18,6 +18,7 @@
 #include "engine/convergence.h"
 #include "engine/dirty_queue.h"
 #include "engine/handoff_items.h"
+#include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
@@ -26,7 +27,6 @@
 #include "util/error.h"
 #include "virt/domain.h"
 
-#include <json-c/json.h>
 #include <libvirt/virterror.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -171,7 +171,7 @@ void send_batch(Pipeline &p, engine::ItemBatch &batch) {
 		if (p.items_frames == 0)
 			p.first_send = p.window_start = Clock::now();
 		p.items_frames++;
-		p.frame_bytes.push_back(frame.size() + 32);
+		p.frame_bytes.push_back(frame.size() + net::kFrameOverhead);
 		p.frame_raw.push_back(raw);
 		p.raw += raw;
 		p.cv.notify_all();
@@ -224,9 +224,7 @@ void ack_thread(Pipeline &p, int timeout_ms) {
 				if (p.failed || (p.sender_done && p.acks == p.items_frames))
 					return;
 			}
-			net::Frame f = p.ch->expect(net::FrameType::Ack, timeout_ms);
-			if (f.payload.size() != 16)
-				fail(CLOUDLET_E_CORRUPT, "malformed ACK from " + p.ch->peer());
+			net::expect_message<net::Ack>(*p.ch, timeout_ms);
 			std::lock_guard<std::mutex> l(p.mu);
 			p.last_ack = Clock::now();
 			p.window_bytes += p.frame_bytes.at(p.acks);
@@ -277,14 +275,9 @@ public:
 		for (size_t i = 0; same && i < bb.size(); i++)
 			same = bb[i].name == info.blocks[i].name && bb[i].length == info.blocks[i].length;
 		p_.src->dedup.same_memory_layout = same;
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "name", json_object_new_string(name_.c_str()));
-		json_object_object_add(o, "header", json_object_new_string(format::header_json(h_).c_str()));
-		std::string offer = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-		json_object_put(o);
 		try {
-			p_.ch->send(net::FrameType::Offer, offer);
-			p_.ch->expect(net::FrameType::Accept, timeout_ms_);
+			net::send_message(*p_.ch, net::Offer{name_, format::header_json(h_)});
+			net::expect_message<net::Accept>(*p_.ch, timeout_ms_);
 		} catch (...) {
 			// The capture reports a failing sink in its own words; keep
 			// the destination's (a refusal says why).
@@ -313,22 +306,6 @@ private:
 	std::function<void()> start_;
 	std::vector<uint8_t> zero_;
 };
-
-std::string final_payload(const Pipeline &p, const std::vector<uint8_t> &device_state) {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "memory_items", json_object_new_uint64(p.memory_items));
-	json_object_object_add(o, "disk_items", json_object_new_uint64(p.disk_items));
-	json_object_object_add(o, "stored_items", json_object_new_uint64(p.stored));
-	std::string j = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	json_object_put(o);
-	std::string s(4, '\0');
-	uint32_t n = static_cast<uint32_t>(j.size());
-	for (int i = 0; i < 4; i++)
-		s[i] = static_cast<char>(n >> (8 * i));
-	s += j;
-	s.append(reinterpret_cast<const char *>(device_state.data()), device_state.size());
-	return s;
-}
 
 } // namespace
 
@@ -479,39 +456,31 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 				std::rethrow_exception(p.error);
 		}
 		progress.report("final", 0, 0);
-		ch.send(net::FrameType::Final, final_payload(p, cap.stream.device_state));
+		net::send_message(ch, net::Final{p.memory_items, p.disk_items, p.stored, std::move(cap.stream.device_state)});
 		info.drain_seconds = cap.paused_seconds + since(paused_at); // from QEMU's pause
 		auto tf = Clock::now();
-		ch.expect(net::FrameType::Ready, std::max(timeout_ms, 120000));
+		net::expect_message<net::Ready>(ch, std::max(timeout_ms, 120000));
 		info.restore_seconds = since(tf);
-		ch.send(net::FrameType::Go, nullptr, 0);
+		net::send_message(ch, net::Go{});
 	} catch (...) {
 		stop_threads();
 		virt::restore_run_state(dom.get(), true, ctx.log());
 		throw;
 	}
-	double nic_seconds = 0;
+	net::Running running;
 	try {
-		net::Frame f = ch.expect(net::FrameType::Running, timeout_ms);
-		json_object *j = json_tokener_parse(f.text().c_str()), *v = nullptr;
-		if (j && json_object_object_get_ex(j, "uuid", &v))
-			info.uuid = json_object_get_string(v);
-		if (j && json_object_object_get_ex(j, "nic_seconds", &v))
-			nic_seconds = json_object_get_double(v);
-		if (j && json_object_object_get_ex(j, "nic_error", &v))
-			ctx.log().warn(std::string("the VM runs at the destination, but its NIC swap did not complete there: ") +
-			               json_object_get_string(v));
-		if (j && json_object_object_get_ex(j, "macs", &v) && json_object_is_type(v, json_type_array))
-			for (size_t i = 0; i < json_object_array_length(v); i++)
-				info.macs.push_back(json_object_get_string(json_object_array_get_idx(v, i)));
-		if (j)
-			json_object_put(j);
+		running = net::expect_message<net::Running>(ch, timeout_ms);
 	} catch (const Error &e) {
 		// After GO: two copies rather than none (docs/protocols/handoff.md).
 		virt::restore_run_state(dom.get(), true, ctx.log());
 		fail(CLOUDLET_E_IO, std::string("the destination was told to run the VM but did not confirm (") + e.what() +
 		                        "); the source VM runs again — the destination may be running it too");
 	}
+	if (!running.nic_error.empty())
+		ctx.log().warn("the VM runs at the destination, but its NIC swap did not complete there: " + running.nic_error);
+	info.uuid = running.uuid;
+	info.macs = running.macs;
+	double nic_seconds = running.nic_seconds;
 	// Paused here until the destination resumed it: RUNNING comes after the
 	// NIC swap, which happens with the VM already running there.
 	// From QEMU's pause: its final pass and the capture's check came first.
