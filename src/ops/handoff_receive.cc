@@ -8,6 +8,7 @@
 #include "engine/handoff_items.h"
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
+#include "net/tcp.h"
 #include "ops/launch_target.h"
 #include "save_image.h"
 #include "stream_writer.h"
@@ -16,95 +17,25 @@
 #include "virt/domain.h"
 #include "virt/streamed_restore.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 
 namespace cloudlet::ops {
 
-namespace {
+HandoffListener::HandoffListener(Context &ctx, const std::string &address)
+    : ctx_(ctx), listener_(std::make_unique<net::TcpListener>(address)) {}
 
-std::string peer_name(const sockaddr_storage &a) {
-	char host[NI_MAXHOST], port[NI_MAXSERV];
-	if (getnameinfo(reinterpret_cast<const sockaddr *>(&a), sizeof a, host, sizeof host, port, sizeof port,
-	                NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-		return "the source";
-	return std::string(host) + ":" + port;
-}
+HandoffListener::~HandoffListener() = default;
 
-} // namespace
-
-HandoffListener::HandoffListener(Context &ctx, const std::string &address) : ctx_(ctx) {
-	size_t colon = address.rfind(':');
-	if (colon == std::string::npos || colon + 1 == address.size())
-		fail(CLOUDLET_E_INVALID_ARG, "listen address '" + address + "' is not ADDR:PORT");
-	std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-	if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-		host = host.substr(1, host.size() - 2);
-	addrinfo hints{};
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	addrinfo *res = nullptr;
-	if (int e = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res))
-		fail(CLOUDLET_E_INVALID_ARG, "cannot resolve " + address + ": " + gai_strerror(e));
-	std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> own(res, freeaddrinfo);
-	fd_ = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd_ < 0)
-		fail_errno("cannot create a socket", errno);
-	int one = 1;
-	setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd_, res->ai_addr, res->ai_addrlen) != 0 || listen(fd_, 4) != 0) {
-		int e = errno;
-		close(fd_);
-		fail_errno("cannot listen on " + address, e);
-	}
-	sockaddr_storage a{};
-	socklen_t len = sizeof a;
-	getsockname(fd_, reinterpret_cast<sockaddr *>(&a), &len);
-	port_ = ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&a)->sin6_port
-	                                      : reinterpret_cast<sockaddr_in *>(&a)->sin_port);
-}
-
-HandoffListener::~HandoffListener() {
-	if (fd_ >= 0)
-		close(fd_);
-}
+unsigned HandoffListener::port() const { return listener_->port(); }
 
 HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress) {
 	int timeout_ms = o.timeout_s * 1000;
-	// Wait for a source, checking for cancellation.
-	int cfd = -1;
-	sockaddr_storage peer{};
-	while (cfd < 0) {
-		pollfd pfd{fd_, POLLIN, 0};
-		int r = poll(&pfd, 1, 200);
-		progress.check();
-		if (r <= 0)
-			continue;
-		socklen_t len = sizeof peer;
-		cfd = accept4(fd_, reinterpret_cast<sockaddr *>(&peer), &len, SOCK_CLOEXEC);
-		if (cfd < 0 && errno != EINTR && errno != ECONNABORTED)
-			fail_errno("accept failed", errno);
-	}
-	struct CloseFd {
-		int fd;
-		~CloseFd() { close(fd); }
-	} close_fd{cfd};
-	int one = 1;
-	setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	net::TcpConnection conn = listener_->accept(progress); // cancellable wait for a source
 	auto t0 = Clock::now();
 	HandoffInfo info;
-	info.peer = peer_name(peer);
-	net::FrameChannel ch(cfd, info.peer, o.token);
+	info.peer = conn.peer.empty() ? "the source" : conn.peer;
+	net::FrameChannel ch(conn.fd.get(), info.peer, o.token);
 	ch.server_handshake(timeout_ms); // a wrong token ends here: nothing was sent or created
 
 	LaunchCleanup cleanup;

@@ -20,6 +20,7 @@
 #include "engine/handoff_items.h"
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
+#include "net/tcp.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
 #include "ops/snapshot_capture.h"
@@ -28,11 +29,6 @@
 #include "virt/domain.h"
 
 #include <libvirt/virterror.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -52,35 +48,6 @@ namespace cloudlet::ops {
 namespace {
 
 uint64_t key_of(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
-
-int connect_to(const std::string &dest) {
-	size_t colon = dest.rfind(':');
-	if (colon == std::string::npos || colon == 0 || colon + 1 == dest.size())
-		fail(CLOUDLET_E_INVALID_ARG, "destination '" + dest + "' is not HOST:PORT");
-	std::string host = dest.substr(0, colon), port = dest.substr(colon + 1);
-	if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-		host = host.substr(1, host.size() - 2);
-	addrinfo hints{};
-	hints.ai_socktype = SOCK_STREAM;
-	addrinfo *res = nullptr;
-	if (int e = getaddrinfo(host.c_str(), port.c_str(), &hints, &res))
-		fail(CLOUDLET_E_IO, "cannot resolve " + dest + ": " + gai_strerror(e));
-	std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> own(res, freeaddrinfo);
-	int err = 0;
-	for (addrinfo *a = res; a; a = a->ai_next) {
-		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-		if (fd < 0)
-			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-			return fd;
-		}
-		err = errno;
-		close(fd);
-	}
-	fail(CLOUDLET_E_IO, "cannot connect to " + dest + ": " + errno_message("connect", err));
-}
 
 // Everything the sending threads share.
 struct Pipeline {
@@ -326,12 +293,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	info.base_id = src.base.entry.id;
 
 	// Authenticated before anything about the VM is sent.
-	int fd = connect_to(destination);
-	struct CloseFd {
-		int fd;
-		~CloseFd() { close(fd); }
-	} close_fd{fd};
-	net::FrameChannel ch(fd, destination, o.token);
+	UniqueFd fd = net::connect_tcp(destination);
+	net::FrameChannel ch(fd.get(), destination, o.token);
 	progress.report("handshake", 0, 0);
 	ch.client_handshake(timeout_ms);
 
@@ -370,7 +333,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 			p.failed = true;
 			p.cv.notify_all();
 		}
-		shutdown(fd, SHUT_RDWR); // unblocks a thread inside send/recv
+		ch.shutdown(); // unblocks a thread inside send/recv
 		if (sender.joinable())
 			sender.join();
 		if (acker.joinable())
