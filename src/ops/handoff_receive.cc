@@ -5,20 +5,15 @@
 // failure removes everything this handoff created here.
 #include "ops/handoff.h"
 
-#include "engine/handoff_items.h"
+#include "engine/handoff_inbound.h"
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
 #include "net/tcp.h"
 #include "ops/launch_target.h"
-#include "save_image.h"
-#include "stream_writer.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
 #include "virt/streamed_restore.h"
-
-#include <algorithm>
-#include <chrono>
 
 namespace cloudlet::ops {
 
@@ -40,10 +35,9 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 
 	LaunchCleanup cleanup;
 	LaunchTarget t;
-	format::OverlayHeader h;
 	try {
 		net::Offer offer = net::expect_message<net::Offer>(ch, timeout_ms);
-		h = format::parse_header(offer.header, "handoff OFFER from " + info.peer);
+		format::OverlayHeader h = format::parse_header(offer.header, "handoff OFFER from " + info.peer);
 		LaunchRequest req;
 		req.name = o.name.empty() ? offer.name : o.name;
 		req.virt_type = o.virt_type;
@@ -65,62 +59,22 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		info.base_id = t.base_id;
 
 		// QEMU starts now, while items still come: libvirt restores from a
-		// FIFO that gets the RAM block table and a first pass over every page
-		// (the base's where nothing was sent yet), then a pass per batch over
-		// the pages it changed, and at FINAL the device state. The disk layers
-		// stay empty and valid until FINAL rewrites them in place; QEMU holds
-		// them open inactive during an incoming migration and re-reads them
-		// when it completes (docs/handoff.md).
+		// FIFO that the inbound engine writes as items arrive. The disk
+		// layers stay empty and valid until FINAL rewrites them in place;
+		// QEMU holds them open inactive during an incoming migration and
+		// re-reads them when it completes (docs/handoff.md).
 		std::string xml = launch_xml(t, h);
 		cleanup.domain = t.name;
-		uint8_t spaces = static_cast<uint8_t>(h.disks.size());
-		uint64_t frames = 0, raw = 0;
-		net::Frame f;
+		engine::HandoffInbound in(ch, *t.applier, static_cast<uint8_t>(h.disks.size()), timeout_ms);
 		progress.report("items", 0, 0);
-		double finish_s = 0;
-		Clock::time_point device_state_at = Clock::now();
 		virt::restore_streamed(
-		    t.conn->get(), t.dir + "/restore.fifo",
-		    [&](qemu::ByteSink &sink) {
-			    std::vector<uint8_t> head = qemu::encode_save_header(xml, "", false);
-			    sink.write(head.data(), head.size());
-			    qemu::StreamWriter w(sink, t.applier->stream_info());
-			    w.begin();
-			    w.all_pages(*t.applier, qemu::StreamWriter::kFreshRam);
-			    std::vector<uint64_t> changed;
-			    for (;;) {
-				    f = ch.receive(timeout_ms);
-				    if (f.type == net::FrameType::Final)
-					    break;
-				    ch.fail_on_peer_stop(f);
-				    if (f.type != net::FrameType::Items)
-					    fail(CLOUDLET_E_CORRUPT,
-					         info.peer + " sent " + net::frame_type_name(f.type) + " during the items");
-				    changed.clear();
-				    raw += engine::decode_item_batch(
-				        f.payload, spaces, [&](const format::ChunkRecord &r, uint64_t v, const uint8_t *data) {
-					        if (t.applier->apply_versioned(r, data, v) && r.space == format::kMemorySpace)
-						        changed.push_back(r.chunk);
-					        (r.space == format::kMemorySpace ? info.memory_items : info.disk_items)++;
-				        });
-				    frames++;
-				    net::send_message(ch, net::Ack{frames, raw});
-				    std::sort(changed.begin(), changed.end());
-				    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-				    w.pages(*t.applier, changed);
-			    }
-			    std::vector<uint8_t> ds = net::Final::decode(f.payload, info.peer).device_state;
-			    t.applier->on_device_state(ds);
-			    auto tf = Clock::now();
-			    t.applier->finish(); // the disk layers, before QEMU re-reads them
-			    finish_s = since(tf);
-			    device_state_at = Clock::now();
-			    w.end(ds);
-		    },
-		    true, progress);
-		ctx_.log().debug("handoff FINAL: disk layers written in " + std::to_string(finish_s) +
-		                 " s; device state to restore done " + std::to_string(since(device_state_at)) + " s");
-		info.raw_bytes = raw;
+		    t.conn->get(), t.dir + "/restore.fifo", [&](qemu::ByteSink &sink) { in.produce(sink, xml); }, true,
+		    progress);
+		ctx_.log().debug("handoff FINAL: disk layers written in " + std::to_string(in.finish_seconds()) +
+		                 " s; device state to restore done " + std::to_string(since(in.device_state_at())) + " s");
+		info.memory_items = in.counts().memory_items;
+		info.disk_items = in.counts().disk_items;
+		info.raw_bytes = in.counts().raw_bytes;
 		info.stored_items = t.applier->stored_chunks();
 
 		net::send_message(ch, net::Ready{t.name, t.uuid});
@@ -135,24 +89,19 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		// guest that does not act on the unplug in time) therefore does not
 		// undo the handoff: the VM stays, with the NICs it has, and both
 		// sides say so. docs/handoff.md "Safety".
-		virt::NicSwap swap;
-		std::string nic_error;
-		try {
-			swap = virt::swap_nics(dom.get(), o.nic, progress);
-		} catch (const Error &e) {
-			nic_error = e.what();
-			swap.macs = virt::domain_macs(dom.get());
-			ctx_.log().warn("the handed-off VM " + t.name + " runs here, but its NIC swap did not complete: " +
-			                nic_error);
-		}
-		double nic_seconds = since(tn);
-		info.macs = swap.macs;
 		net::Running running;
 		running.name = t.name;
 		running.uuid = t.uuid;
-		running.macs = swap.macs;
-		running.nic_seconds = nic_seconds;
-		running.nic_error = nic_error;
+		try {
+			running.macs = virt::swap_nics(dom.get(), o.nic, progress).macs;
+		} catch (const Error &e) {
+			running.nic_error = e.what();
+			running.macs = virt::domain_macs(dom.get());
+			ctx_.log().warn("the handed-off VM " + t.name + " runs here, but its NIC swap did not complete: " +
+			                running.nic_error);
+		}
+		running.nic_seconds = since(tn);
+		info.macs = running.macs;
 		net::send_message(ch, running);
 		cleanup.keep();
 	} catch (const Error &e) {
