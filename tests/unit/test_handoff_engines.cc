@@ -14,6 +14,7 @@
 #include "engine/link_rate.h"
 #include "net/handoff_messages.h"
 #include "net/tcp.h"
+#include "status_of.h"
 #include "util/error.h"
 #include "util/le_bytes.h"
 
@@ -47,18 +48,6 @@ using net::Payload;
 namespace {
 
 const std::string kPeer = "198.51.100.7:7000";
-
-// Runs `f`, returns the status of the cloudlet::Error it throws (0 if none).
-int status_of(const std::function<void()> &f, std::string *msg = nullptr) {
-	try {
-		f();
-	} catch (const Error &e) {
-		if (msg)
-			*msg = e.what();
-		return e.status();
-	}
-	return 0;
-}
 
 Payload bytes(const std::string &s) { return Payload(s.begin(), s.end()); }
 std::string text(const Payload &p) { return std::string(p.begin(), p.end()); }

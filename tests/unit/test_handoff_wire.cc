@@ -5,6 +5,7 @@
 // a version mismatch, ABORT/REFUSE and silence all end in clear errors.
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
+#include "status_of.h"
 #include "util/error.h"
 
 #include <fcntl.h>
@@ -42,18 +43,6 @@ struct Pair {
 		close(fd[1]);
 	}
 };
-
-// Runs `f`, returns the status of the cloudlet::Error it throws (0 if none).
-int status_of(const std::function<void()> &f, std::string *msg = nullptr) {
-	try {
-		f();
-	} catch (const Error &e) {
-		if (msg)
-			*msg = e.what();
-		return e.status();
-	}
-	return 0;
-}
 
 } // namespace
 
