@@ -1,10 +1,10 @@
 #include "net/handoff_wire.h"
 
+#include "net/handoff_messages.h"
 #include "util/error.h"
 #include "util/le_bytes.h"
 
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -23,8 +23,7 @@ namespace cloudlet::net {
 
 namespace {
 
-constexpr char kMagic[8] = {'C', 'L', 'T', 'H', 'O', 'F', 'F', '1'};
-constexpr size_t kHeader = 16, kMacBytes = 16, kNonce = 32;
+constexpr size_t kHeader = kFrameHeaderBytes, kMacBytes = kFrameMacBytes, kNonce = Greeting::kNonceBytes;
 
 using le::get32;
 using le::get64;
@@ -108,15 +107,6 @@ std::string read_token_file(const std::string &path) {
 	return s;
 }
 
-std::string abort_payload(int status, const std::string &message) {
-	json_object *o = json_object_new_object();
-	json_object_object_add(o, "status", json_object_new_int(status));
-	json_object_object_add(o, "message", json_object_new_string(message.c_str()));
-	std::string s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-	json_object_put(o);
-	return s;
-}
-
 FrameChannel::FrameChannel(int fd, std::string peer, std::string token)
     : fd_(fd), peer_(std::move(peer)), token_(std::move(token)) {
 	if (token_.size() < kMinTokenBytes)
@@ -129,6 +119,8 @@ FrameChannel::~FrameChannel() {
 	OPENSSL_cleanse(send_key_.data(), send_key_.size());
 	OPENSSL_cleanse(recv_key_.data(), recv_key_.size());
 }
+
+void FrameChannel::shutdown() { ::shutdown(fd_, SHUT_RDWR); }
 
 void FrameChannel::write_all(const uint8_t *p, size_t n) {
 	while (n) {
@@ -219,20 +211,9 @@ Frame FrameChannel::receive(int timeout_ms) {
 void FrameChannel::fail_on_peer_stop(const Frame &f) const {
 	if (f.type != FrameType::Abort && f.type != FrameType::Refuse)
 		return;
-	json_object *o = json_tokener_parse(f.text().c_str());
-	json_object *st = nullptr, *msg = nullptr;
-	int status = CLOUDLET_E_IO;
-	std::string message = "(no reason given)";
-	if (o && json_object_object_get_ex(o, "status", &st))
-		status = json_object_get_int(st);
-	if (o && json_object_object_get_ex(o, "message", &msg))
-		message = json_object_get_string(msg);
-	if (o)
-		json_object_put(o);
-	if (status >= 0 || status < CLOUDLET_E_INTERNAL)
-		status = CLOUDLET_E_IO;
-	fail(static_cast<cloudlet_status>(status),
-	     peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + message);
+	Stop s = Stop::decode(f.payload);
+	fail(static_cast<cloudlet_status>(s.status),
+	     peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + s.message);
 }
 
 Frame FrameChannel::expect(FrameType t, int timeout_ms) {
@@ -245,13 +226,10 @@ Frame FrameChannel::expect(FrameType t, int timeout_ms) {
 }
 
 void FrameChannel::client_handshake(int timeout_ms) {
-	uint8_t ns[kNonce], hello[8 + 4 + kNonce];
-	if (RAND_bytes(ns, kNonce) != 1)
+	Greeting hello;
+	if (RAND_bytes(hello.nonce.data(), kNonce) != 1)
 		fail(CLOUDLET_E_INTERNAL, "no random bytes for the handoff nonce");
-	memcpy(hello, kMagic, 8);
-	put32(hello + 8, kHandoffVersion);
-	memcpy(hello + 12, ns, kNonce);
-	send(FrameType::Hello, hello, sizeof hello);
+	send(FrameType::Hello, hello.encode());
 	Frame c;
 	try {
 		c = expect(FrameType::Challenge, timeout_ms);
@@ -261,34 +239,25 @@ void FrameChannel::client_handshake(int timeout_ms) {
 			                                    "handoff token, or speaks another protocol");
 		throw;
 	}
-	if (c.payload.size() != sizeof hello || memcmp(c.payload.data(), kMagic, 8) != 0)
-		fail(CLOUDLET_E_CORRUPT, peer_ + " sent a malformed CHALLENGE");
-	if (get32(c.payload.data() + 8) != kHandoffVersion)
-		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " +
-		                                 std::to_string(get32(c.payload.data() + 8)) + ", this library 1");
-	const uint8_t *nd = c.payload.data() + 12;
-	send_key_ = derive(token_, "cloudlet-handoff-v1 s->d", ns, nd);
-	recv_key_ = derive(token_, "cloudlet-handoff-v1 d->s", ns, nd);
+	Greeting challenge = Greeting::decode(c.payload, "CHALLENGE", peer_);
+	if (challenge.version != kHandoffVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(challenge.version) +
+		                                 ", this library 1");
+	send_key_ = derive(token_, "cloudlet-handoff-v1 s->d", hello.nonce.data(), challenge.nonce.data());
+	recv_key_ = derive(token_, "cloudlet-handoff-v1 d->s", hello.nonce.data(), challenge.nonce.data());
 }
 
 void FrameChannel::server_handshake(int timeout_ms) {
-	Frame h = expect(FrameType::Hello, timeout_ms);
-	if (h.payload.size() != 8 + 4 + kNonce || memcmp(h.payload.data(), kMagic, 8) != 0)
-		fail(CLOUDLET_E_CORRUPT, peer_ + " sent a malformed HELLO");
-	uint8_t nd[kNonce], ch[8 + 4 + kNonce];
-	if (RAND_bytes(nd, kNonce) != 1)
+	Greeting hello = Greeting::decode(expect(FrameType::Hello, timeout_ms).payload, "HELLO", peer_);
+	Greeting challenge;
+	if (RAND_bytes(challenge.nonce.data(), kNonce) != 1)
 		fail(CLOUDLET_E_INTERNAL, "no random bytes for the handoff nonce");
-	memcpy(ch, kMagic, 8);
-	put32(ch + 8, kHandoffVersion);
-	memcpy(ch + 12, nd, kNonce);
-	uint32_t version = get32(h.payload.data() + 8);
-	send(FrameType::Challenge, ch, sizeof ch);
-	if (version != kHandoffVersion)
-		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(version) +
+	send(FrameType::Challenge, challenge.encode());
+	if (hello.version != kHandoffVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(hello.version) +
 		                                 ", this library 1");
-	const uint8_t *ns = h.payload.data() + 12;
-	send_key_ = derive(token_, "cloudlet-handoff-v1 d->s", ns, nd);
-	recv_key_ = derive(token_, "cloudlet-handoff-v1 s->d", ns, nd);
+	send_key_ = derive(token_, "cloudlet-handoff-v1 d->s", hello.nonce.data(), challenge.nonce.data());
+	recv_key_ = derive(token_, "cloudlet-handoff-v1 s->d", hello.nonce.data(), challenge.nonce.data());
 }
 
 } // namespace cloudlet::net

@@ -1,8 +1,9 @@
 // The handoff protocol's frame layer (docs/protocols/handoff.md): length-
 // prefixed frames with a per-direction sequence number and a truncated
 // HMAC-SHA256, the token handshake that derives per-session keys, and typed
-// receive with timeouts. The operation on top (what is sent when) lives in
-// src/ops/handoff*; this layer knows nothing about VMs.
+// receive with timeouts. The payloads are net/handoff_messages.h; what is
+// sent when is src/ops/handoff* and its engines. This layer knows nothing
+// about VMs.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +31,10 @@ const char *frame_type_name(FrameType t);
 
 constexpr uint32_t kHandoffVersion = 1;
 constexpr size_t kMaxFramePayload = (16u << 20) + (64u << 10);
+// What a frame adds to its payload on the wire: the header (length, type,
+// flags, reserved, sequence number) before it and the truncated MAC after.
+constexpr size_t kFrameHeaderBytes = 16, kFrameMacBytes = 16;
+constexpr size_t kFrameOverhead = kFrameHeaderBytes + kFrameMacBytes;
 constexpr size_t kMinTokenBytes = 32;
 
 // Reads a token file: at least 32 bytes once surrounding whitespace is
@@ -64,6 +69,7 @@ public:
 	void send(FrameType t, const std::string &payload) {
 		send(t, reinterpret_cast<const uint8_t *>(payload.data()), payload.size());
 	}
+	void send(FrameType t, const std::vector<uint8_t> &payload) { send(t, payload.data(), payload.size()); }
 	// The next frame, checked (length, reserved bytes, sequence, MAC).
 	// CLOUDLET_E_CORRUPT for a bad frame, CLOUDLET_E_IO when the peer closed
 	// or the socket failed, CLOUDLET_E_TIMEOUT after `timeout_ms` without
@@ -76,6 +82,10 @@ public:
 	// becomes the error it carries (the peer's status and message); any
 	// other frame returns.
 	void fail_on_peer_stop(const Frame &f) const;
+
+	// Ends both directions of the socket: a thread blocked in send() or
+	// receive() on this channel returns with an error.
+	void shutdown();
 
 	uint64_t bytes_sent() const { return sent_; }
 	uint64_t bytes_received() const { return received_; }
@@ -90,8 +100,5 @@ private:
 	std::vector<uint8_t> send_key_, recv_key_;
 	uint64_t send_seq_ = 0, recv_seq_ = 0, sent_ = 0, received_ = 0;
 };
-
-// The JSON payload of ABORT/REFUSE frames.
-std::string abort_payload(int status, const std::string &message);
 
 } // namespace cloudlet::net

@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+namespace cloudlet::net {
+class TcpListener;
+}
+
 namespace cloudlet::ops {
 
 struct HandoffOptions {
@@ -56,15 +60,14 @@ public:
 	~HandoffListener();
 	HandoffListener(const HandoffListener &) = delete;
 	HandoffListener &operator=(const HandoffListener &) = delete;
-	unsigned port() const { return port_; }
+	unsigned port() const;
 	// Waits for one connection and serves it. On failure nothing of it is
 	// left on this cloudlet.
 	HandoffInfo receive(const HandoffOptions &o, Progress &progress);
 
 private:
 	Context &ctx_;
-	int fd_ = -1;
-	unsigned port_ = 0;
+	std::unique_ptr<net::TcpListener> listener_;
 };
 
 } // namespace cloudlet::ops

@@ -3,7 +3,9 @@
 // in order; a wrong token is refused on the first frame, before anything
 // but HELLO was sent; an altered, replayed, oversized or truncated frame,
 // a version mismatch, ABORT/REFUSE and silence all end in clear errors.
+#include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
+#include "status_of.h"
 #include "util/error.h"
 
 #include <fcntl.h>
@@ -41,18 +43,6 @@ struct Pair {
 		close(fd[1]);
 	}
 };
-
-// Runs `f`, returns the status of the cloudlet::Error it throws (0 if none).
-int status_of(const std::function<void()> &f, std::string *msg = nullptr) {
-	try {
-		f();
-	} catch (const Error &e) {
-		if (msg)
-			*msg = e.what();
-		return e.status();
-	}
-	return 0;
-}
 
 } // namespace
 
@@ -172,12 +162,12 @@ static void test_abort_and_refuse_carry_reason(void **) {
 	std::thread t([&] { d.server_handshake(5000); });
 	s.client_handshake(5000);
 	t.join();
-	d.send(FrameType::Refuse, net::abort_payload(CLOUDLET_E_NOT_FOUND, "this cloudlet does not have base 1234"));
+	d.send(FrameType::Refuse, net::Stop{CLOUDLET_E_NOT_FOUND, "this cloudlet does not have base 1234"}.encode());
 	std::string msg;
 	assert_int_equal(status_of([&] { s.expect(FrameType::Accept, 1000); }, &msg), CLOUDLET_E_NOT_FOUND);
 	assert_non_null(strstr(msg.c_str(), "refused the handoff: this cloudlet does not have base 1234"));
 	// A receiver taking several types gets the same error from the frame itself.
-	d.send(FrameType::Abort, net::abort_payload(CLOUDLET_E_CANCELLED, "stopped by its operator"));
+	d.send(FrameType::Abort, net::Stop{CLOUDLET_E_CANCELLED, "stopped by its operator"}.encode());
 	net::Frame abort = s.receive(1000);
 	assert_int_equal(status_of([&] { s.fail_on_peer_stop(abort); }, &msg), CLOUDLET_E_CANCELLED);
 	assert_non_null(strstr(msg.c_str(), "aborted the handoff: stopped by its operator"));

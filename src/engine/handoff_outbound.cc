@@ -1,0 +1,308 @@
+#include "engine/handoff_outbound.h"
+
+#include "chunk/chunk_ref.h"
+#include "engine/convergence.h"
+#include "engine/handoff_items.h"
+#include "net/handoff_messages.h"
+#include "util/clock.h"
+#include "util/error.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace cloudlet::engine {
+
+namespace {
+
+constexpr uint64_t kBatchRawBytes = 1u << 20; // an ITEMS frame's share before compression
+
+
+} // namespace
+
+// Everything the sink and the two threads share.
+struct HandoffOutbound::State {
+	std::atomic<uint64_t> version{0}; // when content was read: over memory and disk together
+	std::mutex mu;
+	std::condition_variable cv;
+	std::thread sender, acker;
+	bool sender_done = false, failed = false;
+	std::exception_ptr error;
+	std::unordered_set<uint64_t> sent;                // chunks sent at least once
+	std::unordered_map<uint64_t, uint64_t> disk_sent; // disk chunk -> XXH3 of the content sent
+	OutboundCounts counts;
+	std::optional<ThrottleSteps> steps_set;
+};
+
+// The launch layout into the header and the OFFER when QEMU's RAM block
+// table arrives; then every page version into the queue.
+class HandoffOutbound::QueueSink : public qemu::StreamSink {
+public:
+	QueueSink(HandoffOutbound &out, format::OverlayHeader &h, std::function<void()> offer)
+	    : out_(out), h_(h), offer_(std::move(offer)), zero_(chunk::kChunkSize, 0) {}
+	void on_ram_blocks(const qemu::StreamInfo &info) override {
+		h_.total_pages = info.total_pages;
+		h_.ram_blocks.clear();
+		for (const auto &b : info.blocks)
+			h_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
+		h_.stream_version = info.version;
+		h_.ram_section_id = info.ram_section_id;
+		h_.ram_instance_id = info.ram_instance_id;
+		h_.ram_version = info.ram_version;
+		h_.config_section = info.config_section;
+		// Same-position comparison only makes sense if pages line up.
+		const auto &bb = out_.src_.base_memory->blocks;
+		bool same = bb.size() == info.blocks.size();
+		for (size_t i = 0; same && i < bb.size(); i++)
+			same = bb[i].name == info.blocks[i].name && bb[i].length == info.blocks[i].length;
+		out_.src_.dedup->same_memory_layout = same;
+		try {
+			offer_();
+		} catch (...) {
+			// The capture reports a failing sink in its own words; keep
+			// the destination's (a refusal says why).
+			out_.fail_with(std::current_exception());
+			throw;
+		}
+		out_.start();
+	}
+	void on_page(uint32_t, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t) override {
+		if (!data) {
+			if (fill) {
+				std::vector<uint8_t> f(chunk::kChunkSize, fill);
+				out_.queue_.put(chunk::pack_ref(chunk::kMemorySpace, linear), f.data(), ++out_.st_->version);
+				return;
+			}
+			data = zero_.data();
+		}
+		out_.queue_.put(chunk::pack_ref(chunk::kMemorySpace, linear), data, ++out_.st_->version);
+	}
+
+private:
+	HandoffOutbound &out_;
+	format::OverlayHeader &h_;
+	std::function<void()> offer_;
+	std::vector<uint8_t> zero_;
+};
+
+HandoffOutbound::HandoffOutbound(net::FrameChannel &ch, DirtyQueue &queue, Deduper &dd, CodecChooser &chooser,
+                                 OutboundSource src, double downtime_target_s, int timeout_ms)
+    : ch_(ch), queue_(queue), dd_(dd), chooser_(chooser), src_(std::move(src)), downtime_target_s_(downtime_target_s),
+      timeout_ms_(timeout_ms), st_(std::make_unique<State>()) {}
+
+HandoffOutbound::~HandoffOutbound() {
+	if (st_->sender.joinable() || st_->acker.joinable())
+		stop(); // an error left the threads running
+}
+
+qemu::StreamSink &HandoffOutbound::sink(format::OverlayHeader &header, std::function<void()> offer) {
+	sink_ = std::make_unique<QueueSink>(*this, header, std::move(offer));
+	return *sink_;
+}
+
+void HandoffOutbound::start() {
+	st_->sender = std::thread([this] { sender_thread(); });
+	st_->acker = std::thread([this] { ack_thread(); });
+}
+
+void HandoffOutbound::stop() {
+	queue_.abort();
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		st_->failed = true;
+		st_->cv.notify_all();
+	}
+	ch_.shutdown(); // unblocks a thread inside send/recv
+	if (st_->sender.joinable())
+		st_->sender.join();
+	if (st_->acker.joinable())
+		st_->acker.join();
+}
+
+void HandoffOutbound::fail_with(std::exception_ptr e) {
+	std::lock_guard<std::mutex> l(st_->mu);
+	if (!st_->error)
+		st_->error = e;
+	st_->failed = true;
+	st_->cv.notify_all();
+	queue_.abort();
+}
+
+std::exception_ptr HandoffOutbound::error() const {
+	std::lock_guard<std::mutex> l(st_->mu);
+	return st_->error;
+}
+
+OutboundCounts HandoffOutbound::counts() const {
+	std::lock_guard<std::mutex> l(st_->mu);
+	return st_->counts;
+}
+
+void HandoffOutbound::steer(virt::OutgoingMigration &mig, const virt::MigrationStatus &s, const Logger &log) {
+	double move;
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		move = rate_.move_bps();
+	}
+	auto steps = throttle_steps(double(s.dirty_pages_rate) * chunk::kChunkSize, s.cpu_throttle_pct, move);
+	if (!steps || steps == st_->steps_set)
+		return;
+	mig.set_throttle_steps(steps->initial, steps->increment);
+	log.debug("auto-converge steps " + std::to_string(steps->initial) + "/" + std::to_string(steps->increment) +
+	          " % (dirty " + std::to_string(s.dirty_pages_rate) + " pages/s, throttle " +
+	          std::to_string(s.cpu_throttle_pct) + " %, pipeline " + std::to_string(int(move / 1000)) + " kB/s)");
+	st_->steps_set = steps;
+}
+
+// Classifies one chunk against the base and what was sent, adds its item.
+void HandoffOutbound::add_item(ItemBatch &batch, uint8_t space, uint64_t chunk, const uint8_t *data,
+                               uint64_t version) {
+	uint64_t key = chunk::pack_ref(space, chunk);
+	DedupDecision d = dd_.classify(space, chunk, data);
+	bool was_sent;
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		was_sent = !st_->sent.insert(key).second;
+		if (space != chunk::kMemorySpace)
+			st_->disk_sent[key] = XXH3_64bits(data, chunk::kChunkSize);
+	}
+	chunk::ChunkRecord r = d.record(space, chunk);
+	if (d.unchanged) {
+		if (!was_sent)
+			return; // the destination has it from the base already
+		// It went out in another version: say explicitly that it is the base's again.
+		r.kind = space == chunk::kMemorySpace ? chunk::ChunkKind::BaseMemory : chunk::ChunkKind::BaseDisk;
+		r.ref = space == chunk::kMemorySpace ? chunk : chunk::pack_ref(static_cast<uint8_t>(space - 1u), chunk * chunk::kChunkSize);
+	}
+	batch.add(r, version, chunk::stores_payload(r.kind) ? d.payload : nullptr);
+	std::lock_guard<std::mutex> l(st_->mu);
+	(space == chunk::kMemorySpace ? st_->counts.memory_items : st_->counts.disk_items)++;
+	st_->counts.stored_items += chunk::stores_payload(r.kind);
+}
+
+void HandoffOutbound::send_batch(ItemBatch &batch) {
+	if (batch.empty())
+		return;
+	uint64_t raw = batch.raw_bytes();
+	double link;
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		link = rate_.link_bps();
+	}
+	chooser_.set_link_rate(link);
+	chooser_.observe(batch.payload().data(), batch.payload().size());
+	CodecChoice c = chooser_.current();
+	auto tc = Clock::now();
+	std::vector<uint8_t> frame = batch.encode(c.codec, c.level);
+	times_.compress += since(tc);
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		rate_.sent(frame.size() + net::kFrameOverhead, raw, Clock::now());
+		st_->counts.raw_bytes += raw;
+		st_->cv.notify_all();
+	}
+	auto ts = Clock::now();
+	ch_.send(net::FrameType::Items, frame);
+	times_.socket += since(ts);
+}
+
+void HandoffOutbound::sender_thread() {
+	try {
+		ItemBatch batch;
+		// The disks' own chunks first: they are what changed on disk since the base.
+		for (size_t di = 0; di < src_.disks; di++)
+			src_.for_each_own_chunk(di, [&](uint64_t chunk, const uint8_t *data) {
+				add_item(batch, static_cast<uint8_t>(di + 1), chunk, data, ++st_->version);
+				if (batch.raw_bytes() >= kBatchRawBytes)
+					send_batch(batch);
+			});
+		std::vector<uint8_t> data(chunk::kChunkSize);
+		uint64_t key, version;
+		for (;;) {
+			auto tw = Clock::now();
+			if (!queue_.take(&key, data.data(), &version))
+				break;
+			auto td = Clock::now();
+			times_.wait += std::chrono::duration<double>(td - tw).count();
+			chunk::RefParts at = chunk::unpack_ref(key);
+			add_item(batch, at.selector, at.position, data.data(), version);
+			times_.dedup += since(td);
+			if (batch.raw_bytes() >= kBatchRawBytes || queue_.waiting() == 0)
+				send_batch(batch);
+		}
+		send_batch(batch);
+		std::lock_guard<std::mutex> l(st_->mu);
+		if (st_->failed)
+			return;
+		st_->sender_done = true;
+		st_->cv.notify_all();
+	} catch (...) {
+		fail_with(std::current_exception());
+	}
+}
+
+void HandoffOutbound::ack_thread() {
+	try {
+		for (;;) {
+			{
+				std::unique_lock<std::mutex> l(st_->mu);
+				st_->cv.wait(l, [&] {
+					return st_->failed || st_->sender_done || rate_.frames_sent() > rate_.frames_acked();
+				});
+				if (st_->failed || (st_->sender_done && rate_.frames_acked() == rate_.frames_sent()))
+					return;
+			}
+			net::Ack ack = net::expect_message<net::Ack>(ch_, timeout_ms_);
+			std::lock_guard<std::mutex> l(st_->mu);
+			if (ack.frames != rate_.frames_acked() + 1)
+				fail(CLOUDLET_E_CORRUPT, ch_.peer() + " acknowledged " + std::to_string(ack.frames) +
+				                             " ITEMS frames where " + std::to_string(rate_.frames_acked() + 1) +
+				                             " were due");
+			// What waits in the queue at the pause goes out during the
+			// downtime: keep it to what the pipeline moves in half the target.
+			if (rate_.acked(Clock::now()))
+				queue_.set_budget(static_cast<uint64_t>(rate_.window_raw_bps() * downtime_target_s_ / 2));
+			st_->cv.notify_all();
+		}
+	} catch (...) {
+		fail_with(std::current_exception());
+	}
+}
+
+void HandoffOutbound::queue_changed_disk_chunks() {
+	for (size_t di = 0; di < src_.disks; di++) {
+		uint8_t space = static_cast<uint8_t>(di + 1);
+		src_.for_each_own_chunk(di, [&](uint64_t chunk, const uint8_t *data) {
+			uint64_t key = chunk::pack_ref(space, chunk);
+			bool same;
+			{
+				std::lock_guard<std::mutex> l(st_->mu);
+				auto it = st_->disk_sent.find(key);
+				same = it != st_->disk_sent.end() && it->second == XXH3_64bits(data, chunk::kChunkSize);
+			}
+			if (!same)
+				queue_.put(key, data, ++st_->version);
+		});
+	}
+}
+
+void HandoffOutbound::drain() {
+	queue_.close();
+	if (st_->sender.joinable())
+		st_->sender.join();
+	if (st_->acker.joinable())
+		st_->acker.join();
+	if (std::exception_ptr e = error())
+		std::rethrow_exception(e);
+}
+
+} // namespace cloudlet::engine
