@@ -11,7 +11,6 @@
 #include <deque>
 #include <new>
 #include <cstring>
-#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -54,48 +53,6 @@ template <class E> int enum_value(const E &e) {
 inline void require(bool ok, const char *what) {
 	if (!ok)
 		throw Error(CLOUDLET_E_INVALID_ARG, what);
-}
-
-// Checks an options struct's version field: 1..current is accepted.
-inline void require_version(unsigned int version, unsigned int current, const char *what) {
-	if (version == 0 || version > current)
-		throw Error(CLOUDLET_E_VERSION, std::string(what) + " version " + std::to_string(version) +
-		                                    " is not supported (this library knows 1.." +
-		                                    std::to_string(current) + "; initialise it with the _INIT macro)");
-}
-
-// How many bytes of an options struct a caller of `version` has: the sizes
-// of the struct's earlier versions, oldest first (fields are only appended);
-// the current version is the whole struct.
-template <class T> size_t options_bytes(unsigned int version, std::initializer_list<size_t> older_sizes) {
-	if (version - 1 < older_sizes.size())
-		return *(older_sizes.begin() + (version - 1));
-	return sizeof(T);
-}
-
-// The body of every *_options_init(): checks, then the _INIT defaults with
-// the requested version, written only as far as that version's struct goes.
-template <class T>
-void init_options(T *opts, unsigned int version, unsigned int current, const T &defaults, const char *what,
-                  std::initializer_list<size_t> older_sizes = {}) {
-	require(opts != nullptr, "opts is NULL");
-	require_version(version, current, what);
-	T o = defaults;
-	o.version = version;
-	std::memcpy(static_cast<void *>(opts), &o, options_bytes<T>(version, older_sizes));
-}
-
-// The caller's options (version-checked), or the defaults for NULL. Only the
-// fields the caller's version has are read; newer ones keep their defaults.
-template <class T>
-T options_or_default(const T *opts, unsigned int current, const T &defaults, const char *what,
-                     std::initializer_list<size_t> older_sizes = {}) {
-	if (!opts)
-		return defaults;
-	require_version(opts->version, current, what);
-	T o = defaults;
-	std::memcpy(static_cast<void *>(&o), opts, options_bytes<T>(opts->version, older_sizes));
-	return o;
 }
 
 // Strings handed out inside a report: stable addresses for the report's life.

@@ -1,6 +1,7 @@
 // The handoff calls: argument checks and translation to ops/handoff.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
 #include "net/handoff_wire.h"
 #include "ops/handoff.h"
 
@@ -17,7 +18,7 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 struct HandoffHolder : cloudlet_handoff_info, cloudlet::abi::StringKeeper {
@@ -27,9 +28,7 @@ struct HandoffHolder : cloudlet_handoff_info, cloudlet::abi::StringKeeper {
 std::string str(const char *s) { return s ? s : ""; }
 
 cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloudlet_handoff_options *o) {
-	*o = options_or_default(opts, CLOUDLET_HANDOFF_OPTIONS_VERSION,
-	                        cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options",
-	                        {offsetof(cloudlet_handoff_options, uuid)});
+	*o = read_options(opts);
 	require(o->token_file != nullptr && *o->token_file, "token_file is required");
 	cloudlet::ops::HandoffOptions h;
 	h.token = cloudlet::net::read_token_file(o->token_file);
@@ -87,9 +86,7 @@ extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_HANDOFF_OPTIONS_VERSION,
-		             cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options",
-		             {offsetof(cloudlet_handoff_options, uuid)});
+		init_options(opts, version);
 	});
 }
 

@@ -1,6 +1,7 @@
 // The overlay calls: argument checks and translation to ops/overlay.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
 #include "format/overlay_file.h"
 #include "ops/overlay.h"
 
@@ -10,7 +11,7 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 struct OverlayInfoHolder : cloudlet_overlay_info, cloudlet::abi::StringKeeper {};
@@ -49,19 +50,13 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 	return h;
 }
 
-cloudlet_overlay_options opts_of(const cloudlet_overlay_options *opts) {
-	return options_or_default(opts, CLOUDLET_OVERLAY_OPTIONS_VERSION,
-	                          cloudlet_overlay_options CLOUDLET_OVERLAY_OPTIONS_INIT, "cloudlet_overlay_options");
-}
-
 } // namespace
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_overlay_options_init(cloudlet_overlay_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_OVERLAY_OPTIONS_VERSION,
-		             cloudlet_overlay_options CLOUDLET_OVERLAY_OPTIONS_INIT, "cloudlet_overlay_options");
+		init_options(opts, version);
 	});
 }
 
@@ -73,7 +68,7 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_create(cloudlet_overlay_info **out
 		require(ctx != nullptr, "ctx is NULL");
 		require(domain != nullptr && *domain, "domain is NULL or empty");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_overlay_options o = opts_of(opts);
+		cloudlet_overlay_options o = read_options(opts);
 		cloudlet::ops::OverlayCreateOptions co;
 		co.codec = o.codec ? o.codec : "zstd";
 		require(co.codec == "zstd" || co.codec == "lzma" || co.codec == "none" || co.codec == "auto",
@@ -97,7 +92,7 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_inspect(cloudlet_overlay_info **ou
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_overlay_options o = opts_of(opts);
+		cloudlet_overlay_options o = read_options(opts);
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		*out = to_c(cloudlet::ops::overlay_info(path, progress));
 	});

@@ -1,6 +1,7 @@
 // The synthesis call: argument checks and translation to ops/synthesis.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
 #include "format/overlay_file.h"
 #include "ops/synthesis.h"
 
@@ -12,7 +13,7 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 struct SynthesisHolder : cloudlet_synthesis_info, cloudlet::abi::StringKeeper {
@@ -27,9 +28,7 @@ extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
-		             cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT, "cloudlet_synthesis_options",
-		             {offsetof(cloudlet_synthesis_options, uuid)});
+		init_options(opts, version);
 	});
 }
 
@@ -40,10 +39,7 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 			*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(overlay != nullptr && *overlay, "overlay is NULL or empty");
-		cloudlet_synthesis_options o = options_or_default(opts, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
-		                                                  cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT,
-		                                                  "cloudlet_synthesis_options",
-		                                                  {offsetof(cloudlet_synthesis_options, uuid)});
+		cloudlet_synthesis_options o = read_options(opts);
 		cloudlet::ops::SynthesisOptions so;
 		so.base = str(o.base);
 		so.name = str(o.name);
