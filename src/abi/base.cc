@@ -2,6 +2,7 @@
 #include "abi/guard.h"
 #include "abi/handles.h"
 #include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/base.h"
 
 #include <cloudlet.h>
@@ -64,9 +65,7 @@ struct BaseListHolder : cloudlet_base_list {
 	}
 };
 
-struct InstanceHolder : cloudlet_instance_info, cloudlet::abi::StringKeeper {
-	cloudlet::abi::NicArrays nics;
-};
+using InstanceHolder = cloudlet::abi::VmReportHolder<cloudlet_instance_info>;
 
 } // namespace
 
@@ -205,15 +204,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 		cloudlet_instance_info &p = *h;
 		p = cloudlet_instance_info{};
 		p.version = 1;
-		p.name = h->keep(r.name);
-		p.uuid = h->keep(r.uuid);
-		p.base_id = h->keep(r.base_id);
-		p.dir = h->keep(r.dir);
-		p.virt_type = h->keep(r.virt_type);
-		h->nics.fill(*h, r.macs, r.old_macs);
-		p.nic_count = h->nics.macs.size();
-		p.macs = h->nics.macs.data();
-		p.old_macs = h->nics.old_macs.data();
+		cloudlet::abi::fill_instance(*h, r);
 		p.seconds = r.seconds;
 		p.restore_seconds = r.restore_seconds;
 		p.nic_seconds = r.nic_seconds;

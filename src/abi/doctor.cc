@@ -4,6 +4,7 @@
 #include "abi/guard.h"
 #include "abi/handles.h"
 #include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/doctor.h"
 
 #include <cloudlet.h>

@@ -8,11 +8,9 @@
 
 #include <cloudlet.h>
 
-#include <deque>
 #include <new>
 #include <cstring>
 #include <string>
-#include <vector>
 
 namespace cloudlet::abi {
 
@@ -54,23 +52,5 @@ inline void require(bool ok, const char *what) {
 	if (!ok)
 		throw Error(CLOUDLET_E_INVALID_ARG, what);
 }
-
-// Strings handed out inside a report: stable addresses for the report's life.
-struct StringKeeper {
-	std::deque<std::string> strings;
-	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
-};
-
-// The NICs of a result as parallel arrays of nic_count entries: the new
-// MACs and the ones they replaced ("" where the old one is not known).
-struct NicArrays {
-	std::vector<const char *> macs, old_macs;
-	void fill(StringKeeper &k, const std::vector<std::string> &now, const std::vector<std::string> &before) {
-		for (size_t i = 0; i < now.size(); i++) {
-			macs.push_back(k.keep(now[i]));
-			old_macs.push_back(k.keep(i < before.size() ? before[i] : ""));
-		}
-	}
-};
 
 } // namespace cloudlet::abi

@@ -2,6 +2,7 @@
 #include "abi/guard.h"
 #include "abi/handles.h"
 #include "abi/options.h"
+#include "abi/reports.h"
 #include "net/handoff_wire.h"
 #include "ops/handoff.h"
 
@@ -21,9 +22,7 @@ using cloudlet::abi::init_options;
 using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
-struct HandoffHolder : cloudlet_handoff_info, cloudlet::abi::StringKeeper {
-	cloudlet::abi::NicArrays nics; // only the new MACs are handed out
-};
+using HandoffHolder = cloudlet::abi::VmReportHolder<cloudlet_handoff_info>; // only the new MACs are handed out
 
 std::string str(const char *s) { return s ? s : ""; }
 
@@ -61,9 +60,7 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	p.peer = h->keep(r.peer);
 	p.base_id = h->keep(r.base_id);
 	p.dir = h->keep(r.dir);
-	h->nics.fill(*h, r.macs, {});
-	p.nic_count = h->nics.macs.size();
-	p.macs = h->nics.macs.data();
+	h->nics.fill(*h, p, r.macs, {});
 	p.bytes_sent = r.bytes_sent;
 	p.bytes_received = r.bytes_received;
 	p.memory_items = r.memory_items;

@@ -2,6 +2,7 @@
 #include "abi/guard.h"
 #include "abi/handles.h"
 #include "abi/options.h"
+#include "abi/reports.h"
 #include "format/overlay_file.h"
 #include "ops/overlay.h"
 

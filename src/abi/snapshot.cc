@@ -3,6 +3,7 @@
 #include "abi/guard.h"
 #include "abi/handles.h"
 #include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/snapshot_capture.h"
 #include "ops/snapshot_info.h"
 

@@ -2,6 +2,7 @@
 #include "abi/guard.h"
 #include "abi/handles.h"
 #include "abi/options.h"
+#include "abi/reports.h"
 #include "format/overlay_file.h"
 #include "ops/synthesis.h"
 
@@ -16,9 +17,7 @@ using cloudlet::abi::init_options;
 using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
-struct SynthesisHolder : cloudlet_synthesis_info, cloudlet::abi::StringKeeper {
-	cloudlet::abi::NicArrays nics;
-};
+using SynthesisHolder = cloudlet::abi::VmReportHolder<cloudlet_synthesis_info>;
 
 std::string str(const char *s) { return s ? s : ""; }
 
@@ -65,16 +64,8 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		cloudlet_synthesis_info &p = *h;
 		p = cloudlet_synthesis_info{};
 		p.version = 1;
-		p.name = h->keep(r.name);
-		p.uuid = h->keep(r.uuid);
-		p.base_id = h->keep(r.base_id);
-		p.dir = h->keep(r.dir);
-		p.virt_type = h->keep(r.virt_type);
+		cloudlet::abi::fill_instance(*h, r);
 		p.source = h->keep(r.source);
-		h->nics.fill(*h, r.macs, r.old_macs);
-		p.nic_count = h->nics.macs.size();
-		p.macs = h->nics.macs.data();
-		p.old_macs = h->nics.old_macs.data();
 		p.overlay_bytes = r.counts.file_bytes;
 		p.memory_chunks = r.memory_chunks;
 		p.disk_chunks = r.disk_chunks;
