@@ -262,11 +262,11 @@ void OverlayWriter::flush_segment() {
 	if (auto_) {
 		auto_ = false;
 		std::vector<uint8_t> z, x;
-		engine::compress_block(engine::Codec::Zstd, 3, raw.data(), raw.size(), z);
-		engine::compress_block(engine::Codec::Lzma, 6, raw.data(), raw.size(), x);
+		engine::compress_block(engine::Codec::Zstd, -1, raw.data(), raw.size(), z);
+		engine::compress_block(engine::Codec::Lzma, -1, raw.data(), raw.size(), x);
 		bool lzma = x.size() * 10 <= z.size() * 9;
 		codec_ = lzma ? engine::Codec::Lzma : engine::Codec::Zstd;
-		level_ = lzma ? 6 : 3;
+		level_ = engine::default_level(codec_);
 	}
 	uint32_t nrec = static_cast<uint32_t>(records_.size());
 	uint64_t payload = payload_.size();

@@ -117,7 +117,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	header.domain_xml = xml;
 	header.codec = info.codec;
 	// The level actually used (the codec's default when none was asked for).
-	header.level = o.level >= 0 ? o.level : codec == engine::Codec::Zstd ? 3 : codec == engine::Codec::Lzma ? 6 : 0;
+	header.level = o.level >= 0 ? o.level : engine::default_level(codec);
 	header.block_bytes = static_cast<uint32_t>(o.segment_bytes);
 	header.created = now_iso8601();
 	header.creator = "libcloudlet";
