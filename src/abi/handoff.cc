@@ -3,8 +3,8 @@
 #include "abi/handles.h"
 #include "abi/options.h"
 #include "abi/reports.h"
-#include "net/handoff_wire.h"
 #include "ops/handoff.h"
+#include "ops/handoff_choices.h"
 
 #include <cloudlet.h>
 
@@ -30,7 +30,7 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	*o = read_options(opts);
 	require(o->token_file != nullptr && *o->token_file, "token_file is required");
 	cloudlet::ops::HandoffOptions h;
-	h.token = cloudlet::net::read_token_file(o->token_file);
+	h.token = cloudlet::ops::read_handoff_token(o->token_file);
 	require(o->timeout_seconds <= 3600, "timeout_seconds is out of range");
 	if (o->timeout_seconds)
 		h.timeout_s = static_cast<int>(o->timeout_seconds);
@@ -38,7 +38,7 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	require(h.codec == "auto" || h.codec == "zstd" || h.codec == "lzma" || h.codec == "none",
 	        "codec must be auto, zstd, lzma or none");
 	require(o->level >= -1 && o->level <= 22, "level is out of range");
-	h.level = o->level >= 0 ? o->level : h.codec == "lzma" ? 6 : 3;
+	h.level = cloudlet::ops::handoff_level(h.codec, o->level);
 	h.name = str(o->name);
 	h.virt_type = str(o->virt_type);
 	require(h.virt_type.empty() || h.virt_type == "qemu" || h.virt_type == "kvm",
@@ -119,7 +119,7 @@ CLOUDLET_API cloudlet_status cloudlet_handoff_listen(cloudlet_handoff_listener *
 CLOUDLET_API cloudlet_status cloudlet_handoff_token_check(const char *token_file) {
 	return guard(__func__, [&] {
 		require(token_file != nullptr && *token_file, "token_file is NULL or empty");
-		cloudlet::net::read_token_file(token_file);
+		cloudlet::ops::read_handoff_token(token_file);
 	});
 }
 

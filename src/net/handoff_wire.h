@@ -32,11 +32,6 @@ constexpr uint32_t kHandoffVersion = 1;
 constexpr size_t kMaxFramePayload = (16u << 20) + (64u << 10);
 constexpr size_t kMinTokenBytes = 32;
 
-// Reads a token file: at least 32 bytes once surrounding whitespace is
-// trimmed, not readable by group or others (CLOUDLET_E_PERMISSION), like an
-// ssh key.
-std::string read_token_file(const std::string &path);
-
 struct Frame {
 	FrameType type = FrameType::Abort;
 	std::vector<uint8_t> payload;
