@@ -28,15 +28,6 @@ Codec codec_from_name(const std::string &name) {
 	fail(CLOUDLET_E_INVALID_ARG, "unknown codec '" + name + "' (none, zstd, lzma)");
 }
 
-int default_level(Codec c) {
-	switch (c) {
-	case Codec::Zstd: return 3;
-	case Codec::Lzma: return 6;
-	case Codec::None: break;
-	}
-	return 0;
-}
-
 void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vector<uint8_t> &out) {
 	size_t at = out.size();
 	switch (c) {

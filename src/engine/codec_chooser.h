@@ -17,7 +17,7 @@ namespace cloudlet::engine {
 
 struct CodecChoice {
 	Codec codec = Codec::Zstd;
-	int level = 3;
+	int level = default_level(Codec::Zstd);
 	std::string name() const;
 };
 
