@@ -3,7 +3,6 @@
 #include "abi/handles.h"
 #include "abi/options.h"
 #include "abi/reports.h"
-#include "format/overlay_file.h"
 #include "ops/overlay.h"
 
 #include <cloudlet.h>
@@ -28,18 +27,13 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 	p.domain = h->keep(i.domain);
 	p.memory_chunks = i.memory_chunks;
 	p.disk_chunks = i.disk_chunks;
-	for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++) {
-		p.memory[k] = i.counts.n[0][k];
-		p.disk[k] = i.counts.n[1][k];
-	}
-	// Deltas against a stored chunk at a byte shift are deltas to the ABI
-	// (its arrays cannot grow); version 2 says how many of them were shifted.
-	using cloudlet::format::ChunkKind;
-	constexpr int kShift = static_cast<int>(ChunkKind::ShiftXor);
-	p.memory[CLOUDLET_CHUNK_DELTA] += i.counts.n[0][kShift];
-	p.disk[CLOUDLET_CHUNK_DELTA] += i.counts.n[1][kShift];
-	p.memory_shifted = i.counts.n[0][kShift];
-	p.disk_shifted = i.counts.n[1][kShift];
+	// Shifted deltas count as deltas (the arrays cannot grow); version 2
+	// says how many of them were shifted.
+	cloudlet::ops::KindCounts memory = i.memory_kinds(), disk = i.disk_kinds();
+	cloudlet::abi::copy_kinds(p.memory, memory);
+	cloudlet::abi::copy_kinds(p.disk, disk);
+	p.memory_shifted = memory.shifted;
+	p.disk_shifted = disk.shifted;
 	p.segments = i.segments;
 	p.payload_bytes = i.payload_bytes;
 	p.stored_bytes = i.stored_bytes;

@@ -4,6 +4,11 @@
 // it all. Fields several reports share are filled here, once.
 #pragma once
 
+#include "ops/kind_counts.h"
+
+#include <cloudlet.h>
+
+#include <cstdint>
 #include <deque>
 #include <string>
 #include <vector>
@@ -51,6 +56,14 @@ template <class Report, class Result> void fill_instance(VmReportHolder<Report> 
 	p.dir = h.keep(r.dir);
 	p.virt_type = h.keep(r.virt_type);
 	h.nics.fill(h, p, r.macs, r.old_macs);
+}
+
+// A report's chunk counts per CLOUDLET_CHUNK_*: the kinds ops counts by
+// (shifted deltas already folded into the deltas) are exactly those.
+inline void copy_kinds(uint64_t (&out)[CLOUDLET_CHUNK_KINDS], const ops::KindCounts &c) {
+	static_assert(ops::KindCounts::kKinds == CLOUDLET_CHUNK_KINDS && ops::KindCounts::kDelta == CLOUDLET_CHUNK_DELTA);
+	for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++)
+		out[k] = c.n[k];
 }
 
 } // namespace cloudlet::abi

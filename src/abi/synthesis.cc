@@ -3,7 +3,6 @@
 #include "abi/handles.h"
 #include "abi/options.h"
 #include "abi/reports.h"
-#include "format/overlay_file.h"
 #include "ops/synthesis.h"
 
 #include <cloudlet.h>
@@ -69,9 +68,7 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		p.overlay_bytes = r.counts.file_bytes;
 		p.memory_chunks = r.memory_chunks;
 		p.disk_chunks = r.disk_chunks;
-		for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++)
-			p.records[k] = r.counts.records[k];
-		p.records[CLOUDLET_CHUNK_DELTA] += r.counts.records[static_cast<int>(cloudlet::format::ChunkKind::ShiftXor)];
+		cloudlet::abi::copy_kinds(p.records, r.record_kinds()); // shifted deltas count as deltas
 		p.disk_layer_bytes = r.disk_layer_bytes;
 		p.fetch_seconds = r.fetch_seconds;
 		p.decompress_seconds = r.decompress_seconds;
