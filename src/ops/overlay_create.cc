@@ -15,6 +15,7 @@
 #include "stream_writer.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 #include "virt/domain.h"
 
 #include <fcntl.h>
@@ -125,20 +126,18 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	std::string part = path + ".part";
 	store::UndoJournal journal(st.root(), "overlay-create"); // if we die: no part file, the VM runs
 	journal.remove_path(part);
-	int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
+	UniqueFd fd(open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd)
 		fail_errno("cannot create " + part, errno);
-	struct Out {
-		int fd;
+	struct Out { // the part file goes unless it became the overlay
 		std::string part;
 		bool keep = false;
 		~Out() {
-			close(fd);
 			if (!keep)
 				unlink(part.c_str());
 		}
-	} out{fd, part};
-	qemu::FdSink sink(fd, part);
+	} out{part};
+	qemu::FdSink sink(fd.get(), part);
 	DedupSink pages(dd, db, base_mem.stream_info(), header, [&] {
 		unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
 		auto w = std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes, threads);
@@ -188,7 +187,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	if (auto_codec)
 		info.codec = std::string("auto: ") + engine::codec_name(pages.writer->codec());
 	sink.flush();
-	if (fsync(fd) != 0)
+	if (fsync(fd.get()) != 0)
 		fail_errno("cannot sync " + part, errno);
 	if (rename(part.c_str(), path.c_str()) != 0)
 		fail_errno("cannot rename " + part + " to " + path, errno);
