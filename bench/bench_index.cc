@@ -8,8 +8,8 @@
 // Without FILE, a 1 GiB file of pseudo-random data is written to
 // $TMPDIR/cloudlet-bench-index-1g.bin once and reused. Prints the median of
 // 5 runs of each and the ratios to cat; asserts nothing.
+#include "chunk/sha256.h"
 #include "engine/chunk_index.h"
-#include "engine/sha256.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -102,7 +102,7 @@ int main(int argc, char **argv) {
 		tn.push_back(now() - t0);
 		sink += h1[run].lo ^ hn[run].hi;
 		t0 = now();
-		cloudlet::engine::sha256_file(path);
+		cloudlet::chunk::sha256_file(path);
 		tsha.push_back(now() - t0);
 	}
 	double c = median(tcat), a = median(t1), b = median(tn), s = median(tsha);

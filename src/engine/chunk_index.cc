@@ -1,6 +1,6 @@
 #include "engine/chunk_index.h"
 
-#include "engine/sha256.h"
+#include "chunk/sha256.h"
 #include "image_file.h"
 #include "util/error.h"
 #include "util/fd_io.h"
@@ -19,6 +19,8 @@
 #include <thread>
 
 namespace cloudlet::engine {
+
+using chunk::kChunkSize;
 
 namespace {
 
@@ -140,7 +142,7 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 	pwrite_all(fd.get(), buf.data(), buf.size(), 0, path);
 	if (close(fd.release()) != 0) // where a deferred write error shows
 		fail_errno("cannot write " + path, errno);
-	return sha256_hex(buf.data(), buf.size());
+	return chunk::sha256_hex(buf.data(), buf.size());
 }
 
 IndexWriter::IndexWriter(const std::string &path, IndexKind kind, uint64_t source_bytes)
@@ -178,7 +180,7 @@ void IndexWriter::finish() {
 }
 
 std::string index_disk_file(const std::string &disk, const std::string &idx4k, const std::string &idx512,
-                            ScanOptions scan) {
+                            chunk::ScanOptions scan) {
 	struct stat st;
 	if (stat(disk.c_str(), &st) != 0)
 		fail_errno("cannot stat " + disk, errno);
@@ -186,7 +188,7 @@ std::string index_disk_file(const std::string &disk, const std::string &idx4k, c
 	IndexWriter w4(idx4k, IndexKind::Disk, size), w512(idx512, IndexKind::DiskSectors, size);
 	const Hash128 zero = zero_chunk_hash();
 	scan.lookahead = kChunkSize - kSectorStep; // windows starting in a leaf's last 3.5 KiB end in the next
-	scan.visit = [&](const LeafView &v) {
+	scan.visit = [&](const chunk::LeafView &v) {
 		thread_local std::vector<Hash128> h;
 		// 4 KiB chunks; the last is zero-padded (the view is zero past the end).
 		size_t n = (v.length + kChunkSize - 1) / kChunkSize;
@@ -208,19 +210,19 @@ std::string index_disk_file(const std::string &disk, const std::string &idx4k, c
 		}
 		w512.put(first, h.data(), h.size());
 	};
-	std::string digest = scan_file(disk, scan).digest;
+	std::string digest = chunk::scan_file(disk, scan).digest;
 	w4.finish();
 	w512.finish();
 	return digest;
 }
 
-std::string index_memory_image(const std::string &image, const std::string &idx, ScanOptions scan) {
+std::string index_memory_image(const std::string &image, const std::string &idx, chunk::ScanOptions scan) {
 	qemu::ImageFile img(image);
 	const uint64_t slots = img.data_slots(), data_from = img.data_offset();
 	const uint64_t data_to = data_from + slots * kChunkSize;
 	const Hash128 zero = zero_chunk_hash();
 	std::vector<Hash128> slot_hash(slots);
-	scan.visit = [&](const LeafView &v) {
+	scan.visit = [&](const chunk::LeafView &v) {
 		// Leaves and the data region are both 4096-aligned.
 		uint64_t from = std::max(v.offset, data_from), to = std::min(v.offset + v.length, data_to);
 		for (uint64_t at = from; at < to; at += kChunkSize) {
@@ -228,7 +230,7 @@ std::string index_memory_image(const std::string &image, const std::string &idx,
 			slot_hash[(at - data_from) / kChunkSize] = v.hole(rel, rel + kChunkSize) ? zero : chunk_hash(v.data + rel);
 		}
 	};
-	std::string digest = scan_file(image, scan).digest;
+	std::string digest = chunk::scan_file(image, scan).digest;
 	uint64_t pages = img.stream_info().total_pages;
 	IndexWriter w(idx, IndexKind::Memory, pages * kChunkSize);
 	std::vector<Hash128> h;

@@ -1,10 +1,11 @@
 // Chunk indexes: one 128-bit XXH3 hash per 4 KiB chunk of a memory image
 // or disk, for fast lookup when overlays are computed against a base
 // (docs/formats/base.md). XXH3 is for finding candidates; identity and
-// tamper detection are SHA-256's job (engine/sha256.h).
+// tamper detection are SHA-256's job (chunk/sha256.h).
 #pragma once
 
-#include "engine/content_digest.h"
+#include "chunk/chunk_record.h"
+#include "chunk/content_digest.h"
 #include "util/mapped_file.h"
 #include "util/unique_fd.h"
 
@@ -17,15 +18,13 @@
 
 namespace cloudlet::engine {
 
-constexpr size_t kChunkSize = 4096;
-
 struct Hash128 {
 	uint64_t lo = 0, hi = 0;
 	bool operator==(const Hash128 &o) const { return lo == o.lo && hi == o.hi; }
 	bool operator!=(const Hash128 &o) const { return !(*this == o); }
 };
 
-Hash128 chunk_hash(const uint8_t *data, size_t n = kChunkSize);
+Hash128 chunk_hash(const uint8_t *data, size_t n = chunk::kChunkSize);
 const Hash128 &zero_chunk_hash();
 
 // Memory and Disk: one entry per 4 KiB chunk (the last zero-padded).
@@ -76,12 +75,12 @@ private:
 // indexes, Disk and DiskSectors, as they are computed, and returns the
 // disk's digest. Memory: a few MiB per thread, whatever the disk's size.
 std::string index_disk_file(const std::string &disk, const std::string &idx4k, const std::string &idx512,
-                            ScanOptions scan);
+                            chunk::ScanOptions scan);
 
 // One pass over a memory image (qemu/image_file.h): the Memory index, one
 // entry per linear page, and the image's digest. Only the image's header
 // and page index are mapped; memory: 16 bytes per page with data.
-std::string index_memory_image(const std::string &image, const std::string &idx, ScanOptions scan);
+std::string index_memory_image(const std::string &image, const std::string &idx, chunk::ScanOptions scan);
 
 // A read-only, mmap'ed index file, validated on open.
 class IndexFile {
@@ -90,7 +89,7 @@ public:
 	IndexFile(const IndexFile &) = delete;
 	IndexFile &operator=(const IndexFile &) = delete;
 	IndexKind kind() const { return kind_; }
-	uint32_t step() const { return kind_ == IndexKind::DiskSectors ? kSectorStep : kChunkSize; }
+	uint32_t step() const { return kind_ == IndexKind::DiskSectors ? kSectorStep : chunk::kChunkSize; }
 	uint64_t count() const { return count_; }
 	uint64_t source_bytes() const { return source_bytes_; }
 	Hash128 at(uint64_t i) const; // bounds-checked

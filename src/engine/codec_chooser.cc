@@ -5,7 +5,7 @@
 
 namespace cloudlet::engine {
 
-std::string CodecChoice::name() const { return std::string(codec_name(codec)) + "-" + std::to_string(level); }
+std::string CodecChoice::name() const { return std::string(chunk::codec_name(codec)) + "-" + std::to_string(level); }
 
 double CodecChooser::Estimate::delivered_bps(double link_bps) const {
 	double cpu = cpu_bps > 0 ? cpu_bps : 1e12;
@@ -17,6 +17,7 @@ double CodecChooser::Estimate::delivered_bps(double link_bps) const {
 void CodecChooser::observe(const uint8_t *raw, size_t n) {
 	if (!adaptive_ || n == 0 || batches_++ % kTrialEvery != 0)
 		return;
+	using chunk::Codec;
 	static const CodecChoice kCandidates[] = {
 	    {Codec::Zstd, 1}, {Codec::Zstd, 3}, {Codec::Zstd, 9}, {Codec::Lzma, 1}, {Codec::Lzma, 6}};
 	size_t sample = std::min<size_t>(n, 256u << 10);
@@ -24,7 +25,7 @@ void CodecChooser::observe(const uint8_t *raw, size_t n) {
 	std::vector<uint8_t> out;
 	for (const auto &c : kCandidates) {
 		auto t0 = std::chrono::steady_clock::now();
-		compress_block(c.codec, c.level, raw, sample, out);
+		chunk::compress_block(c.codec, c.level, raw, sample, out);
 		double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 		Estimate e;
 		e.choice = c;

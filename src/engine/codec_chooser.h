@@ -6,7 +6,7 @@
 // the data and the link change.
 #pragma once
 
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -16,8 +16,8 @@
 namespace cloudlet::engine {
 
 struct CodecChoice {
-	Codec codec = Codec::Zstd;
-	int level = default_level(Codec::Zstd);
+	chunk::Codec codec = chunk::Codec::Zstd;
+	int level = chunk::default_level(chunk::Codec::Zstd);
 	std::string name() const;
 };
 

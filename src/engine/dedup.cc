@@ -1,5 +1,6 @@
 #include "engine/dedup.h"
 
+#include "chunk/chunk_ref.h"
 #include "util/error.h"
 #include "util/fd_io.h"
 
@@ -10,6 +11,8 @@
 #include <cstring>
 
 namespace cloudlet::engine {
+
+using chunk::kChunkSize;
 
 bool is_zero_chunk(const uint8_t *p) {
 	// Word-wise OR: the compiler vectorises it; memory speed.
@@ -55,14 +58,14 @@ Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)
 			for (uint64_t i = 0; i < ix->count(); i++) {
 				Hash128 h = ix->at(i);
 				if (h != zero && (i + 1) * kChunkSize <= base.disks[d].bytes)
-					disk_table_.insert(h.lo, uint64_t(d) << 56 | i * kChunkSize);
+					disk_table_.insert(h.lo, chunk::pack_ref(static_cast<uint8_t>(d), i * kChunkSize));
 			}
 	for (size_t d = 0; d < base.disks.size(); d++)
 		if (const IndexFile *ix = base.disks[d].sector_index)
 			for (uint64_t i = 0; i < ix->count(); i++) {
 				Hash128 h = ix->at(i);
 				if (h != zero)
-					disk_table_.insert(h.lo, uint64_t(d) << 56 | i * kSectorStep);
+					disk_table_.insert(h.lo, chunk::pack_ref(static_cast<uint8_t>(d), i * kSectorStep));
 			}
 	// The indexes are in the tables now: their pages need not stay resident.
 	if (base.memory_index)
@@ -74,15 +77,15 @@ Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)
 }
 
 bool Deduper::confirm_base_disk(uint64_t ref, const uint8_t *data) const {
-	uint64_t d = ref >> 56, off = ref & ((1ull << 56) - 1);
+	auto [d, off] = chunk::unpack_ref(ref);
 	if (d >= base_.disks.size() || off + kChunkSize > base_.disks[d].bytes)
 		return false;
 	return memcmp(base_.disks[d].data + off, data, kChunkSize) == 0;
 }
 
 DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *data) {
-	using format::ChunkKind;
-	int sk = space == format::kMemorySpace ? 0 : 1;
+	using chunk::ChunkKind;
+	int sk = space == chunk::kMemorySpace ? 0 : 1;
 	if (sk == 0 && ++memory_classified_ % 16384 == 0 && base_.drop_resident)
 		base_.drop_resident();
 	DedupDecision r;
@@ -92,7 +95,7 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 	};
 	// 1. Unchanged at the same position (cheapest: one compare, no hash).
 	const uint8_t *same = nullptr; // the base chunk at this position, if it has data
-	if (space == format::kMemorySpace) {
+	if (space == chunk::kMemorySpace) {
 		if (base_.memory && base_.same_memory_layout && chunk < base_.memory->stream_info().total_pages) {
 			same = base_.memory->page(chunk);
 			if (same ? memcmp(same, data, kChunkSize) == 0 : is_zero_chunk(data)) {
@@ -169,7 +172,7 @@ DedupDecision Deduper::classify(uint8_t space, uint64_t chunk, const uint8_t *da
 		}
 	}
 	uint64_t slot = spill_.append(data);
-	self_refs_.push_back(uint64_t(space) << 56 | chunk);
+	self_refs_.push_back(chunk::pack_ref(space, chunk));
 	self_table_.insert(h.lo, slot);
 	shifts_.add(slot, data);
 	return done(static_cast<int>(r.kind));

@@ -6,10 +6,10 @@
 // comparing bytes before it is used.
 #pragma once
 
+#include "chunk/chunk_record.h"
 #include "engine/chunk_index.h"
 #include "engine/chunk_table.h"
 #include "engine/shift_match.h"
-#include "format/overlay_file.h"
 #include "image_file.h"
 #include "util/unique_fd.h"
 
@@ -54,16 +54,16 @@ private:
 
 struct DedupDecision {
 	bool unchanged = false;                 // no record needed
-	format::ChunkKind kind = format::ChunkKind::Data;
+	chunk::ChunkKind kind = chunk::ChunkKind::Data;
 	uint64_t ref = 0;
 	int16_t shift = 0;                      // ShiftXor
 	const uint8_t *payload = nullptr;       // stored kinds: the bytes to store (valid until the next call)
-	format::ChunkRecord record(uint8_t space, uint64_t chunk) const { return {space, kind, chunk, ref, shift}; }
+	chunk::ChunkRecord record(uint8_t space, uint64_t chunk) const { return {space, kind, chunk, ref, shift}; }
 };
 
 struct DedupCounts {
 	// [space kind: 0 memory, 1 disk][category: 0 unchanged, 1..6 ChunkKind]
-	uint64_t n[2][format::kChunkKinds] = {};
+	uint64_t n[2][chunk::kChunkKinds] = {};
 	uint64_t total(int space) const {
 		uint64_t t = 0;
 		for (uint64_t v : n[space])
@@ -89,7 +89,7 @@ private:
 	const DedupBase &base_;
 	ChunkTable memory_table_, disk_table_, self_table_;
 	ChunkSpill spill_;
-	std::vector<uint64_t> self_refs_; // spill slot -> (space << 56 | chunk)
+	std::vector<uint64_t> self_refs_; // spill slot -> its chunk key (chunk/chunk_ref.h)
 	DedupCounts counts_;
 	bool ordinal_self_refs_ = false;
 	ShiftIndex shifts_; // anchors of stored chunks, by spill slot

@@ -1,5 +1,6 @@
 #include "engine/dirty_queue.h"
 
+#include "chunk/chunk_record.h"
 #include "util/error.h"
 
 #include <fcntl.h>
@@ -9,24 +10,24 @@
 
 namespace cloudlet::engine {
 
-namespace {
-constexpr size_t kChunk = 4096;
-}
+using chunk::kChunkSize;
 
 DirtyQueue::DirtyQueue(const std::string &dir, uint64_t budget_bytes)
-    : dir_(dir), budget_slots_(std::max<uint64_t>(16, budget_bytes / kChunk)) {
+    : dir_(dir), budget_slots_(std::max<uint64_t>(16, budget_bytes / kChunkSize)) {
 	fd_.reset(open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
 	if (!fd_)
 		fail_errno("cannot create a temporary file in " + dir, errno);
 }
 
 void DirtyQueue::pwrite_slot(uint64_t slot, const uint8_t *data) {
-	if (::pwrite(fd_.get(), data, kChunk, static_cast<off_t>(slot * kChunk)) != static_cast<ssize_t>(kChunk))
+	if (::pwrite(fd_.get(), data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) !=
+	    static_cast<ssize_t>(kChunkSize))
 		fail_errno("cannot write a temporary file in " + dir_, errno ? errno : EIO);
 }
 
 void DirtyQueue::pread_slot(uint64_t slot, uint8_t *data) {
-	if (::pread(fd_.get(), data, kChunk, static_cast<off_t>(slot * kChunk)) != static_cast<ssize_t>(kChunk))
+	if (::pread(fd_.get(), data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) !=
+	    static_cast<ssize_t>(kChunkSize))
 		fail_errno("cannot read a temporary file in " + dir_, errno ? errno : EIO);
 }
 
@@ -88,7 +89,7 @@ void DirtyQueue::abort() {
 
 void DirtyQueue::set_budget(uint64_t bytes) {
 	std::lock_guard<std::mutex> l(mu_);
-	budget_slots_ = std::max<uint64_t>(16, bytes / kChunk);
+	budget_slots_ = std::max<uint64_t>(16, bytes / kChunkSize);
 	room_.notify_all();
 }
 

@@ -1,5 +1,6 @@
 #include "engine/handoff_items.h"
 
+#include "chunk/record_check.h"
 #include "util/error.h"
 #include "util/le_bytes.h"
 
@@ -9,7 +10,9 @@ namespace cloudlet::engine {
 
 namespace {
 
-constexpr size_t kRecord = 32, kChunk = 4096, kBatchHeader = 12;
+using chunk::kChunkSize;
+
+constexpr size_t kRecord = 32, kBatchHeader = 12;
 constexpr uint32_t kMaxItems = 65536;
 constexpr uint32_t kMaxRaw = kMaxItems * kRecord + (16u << 20);
 
@@ -18,37 +21,41 @@ using le::get64;
 using le::put32;
 using le::put64;
 
+chunk::ChunkRecord item_record(const uint8_t *p) {
+	return {p[0], static_cast<chunk::ChunkKind>(p[1]), get64(p + 16), get64(p + 24), chunk::get_shift(p)};
+}
+
 } // namespace
 
-void ItemBatch::add(const format::ChunkRecord &r, uint64_t version, const uint8_t *payload) {
+void ItemBatch::add(const chunk::ChunkRecord &r, uint64_t version, const uint8_t *payload) {
 	size_t at = records_.size();
 	records_.resize(at + kRecord, 0);
 	uint8_t *p = records_.data() + at;
 	p[0] = r.space;
 	p[1] = static_cast<uint8_t>(r.kind);
-	format::put_shift(p, r.shift);
+	chunk::put_shift(p, r.shift);
 	put64(p + 8, version);
 	put64(p + 16, r.chunk);
 	put64(p + 24, r.ref);
-	if (format::stores_payload(r.kind)) {
+	if (chunk::stores_payload(r.kind)) {
 		size_t pat = payload_.size();
-		payload_.resize(pat + kChunk);
-		memcpy(payload_.data() + pat, payload, kChunk);
+		payload_.resize(pat + kChunkSize);
+		memcpy(payload_.data() + pat, payload, kChunkSize);
 	}
 }
 
-std::vector<uint8_t> ItemBatch::encode(Codec codec, int level) {
+std::vector<uint8_t> ItemBatch::encode(chunk::Codec codec, int level) {
 	std::vector<uint8_t> raw(records_.size() + payload_.size());
 	memcpy(raw.data(), records_.data(), records_.size());
 	if (!payload_.empty())
 		memcpy(raw.data() + records_.size(), payload_.data(), payload_.size());
 	std::vector<uint8_t> stored;
-	if (codec != Codec::None) {
-		compress_block(codec, level, raw.data(), raw.size(), stored);
+	if (codec != chunk::Codec::None) {
+		chunk::compress_block(codec, level, raw.data(), raw.size(), stored);
 		if (stored.size() >= raw.size())
-			codec = Codec::None;
+			codec = chunk::Codec::None;
 	}
-	const std::vector<uint8_t> &body = codec == Codec::None ? raw : stored;
+	const std::vector<uint8_t> &body = codec == chunk::Codec::None ? raw : stored;
 	std::vector<uint8_t> out(kBatchHeader + body.size(), 0);
 	out[0] = static_cast<uint8_t>(codec);
 	put32(out.data() + 4, static_cast<uint32_t>(records_.size() / kRecord));
@@ -60,7 +67,7 @@ std::vector<uint8_t> ItemBatch::encode(Codec codec, int level) {
 }
 
 uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
-                           const std::function<void(const format::ChunkRecord &, uint64_t, const uint8_t *)> &apply) {
+                           const std::function<void(const chunk::ChunkRecord &, uint64_t, const uint8_t *)> &apply) {
 	auto bad = [](const std::string &why) { fail(CLOUDLET_E_CORRUPT, "handoff ITEMS batch: " + why); };
 	if (frame.size() < kBatchHeader)
 		bad("shorter than its header");
@@ -69,32 +76,33 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	if (codec > 2 || frame[1] || frame[2] || frame[3])
 		bad("unknown codec or reserved bytes set");
 	if (n == 0 || n > kMaxItems || rawlen > kMaxRaw || rawlen < uint64_t(n) * kRecord ||
-	    (rawlen - n * kRecord) % kChunk)
+	    (rawlen - n * kRecord) % kChunkSize)
 		bad(std::to_string(n) + " items in " + std::to_string(rawlen) + " bytes is out of range");
 	std::vector<uint8_t> raw(rawlen);
-	decompress_block(static_cast<Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader, raw.data(),
-	                 rawlen, "handoff ITEMS batch");
+	chunk::decompress_block(static_cast<chunk::Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader,
+	                        raw.data(), rawlen, "handoff ITEMS batch");
+	// What the batch alone shows; chunk numbers and references against the
+	// session and its base are the applier's to check.
+	chunk::RecordBounds rules;
+	rules.disks = spaces;
 	size_t slots = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		if (p[0] > spaces || p[1] < 1 || p[1] >= format::kChunkKinds)
-			bad("item " + std::to_string(i) + ": space " + std::to_string(p[0]) + " / kind " + std::to_string(p[1]));
-		bool shifted = p[1] == static_cast<uint8_t>(format::ChunkKind::ShiftXor);
-		if (p[4] | p[5] | p[6] | p[7] || (!shifted && (p[2] | p[3])))
+		if (!chunk::reserved_bytes_clear(p))
 			bad("item " + std::to_string(i) + ": reserved bytes set");
-		if (shifted && !format::valid_shift(format::get_shift(p)))
-			bad("item " + std::to_string(i) + ": shift " + std::to_string(format::get_shift(p)) + " is out of range");
-		slots += format::stores_payload(static_cast<format::ChunkKind>(p[1]));
+		chunk::ChunkRecord r = item_record(p);
+		if (std::string why = chunk::record_problem(r, rules); !why.empty())
+			bad("item " + std::to_string(i) + ": " + why);
+		slots += chunk::stores_payload(r.kind);
 	}
-	if (slots * kChunk != rawlen - n * kRecord)
+	if (slots * kChunkSize != rawlen - n * kRecord)
 		bad(std::to_string(slots) + " stored items for " + std::to_string(rawlen - n * kRecord) + " payload bytes");
 	const uint8_t *payload = raw.data() + n * kRecord;
 	size_t slot = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = raw.data() + size_t(i) * kRecord;
-		format::ChunkRecord r{p[0], static_cast<format::ChunkKind>(p[1]), get64(p + 16), get64(p + 24),
-		                      format::get_shift(p)};
-		apply(r, get64(p + 8), format::stores_payload(r.kind) ? payload + kChunk * slot++ : nullptr);
+		chunk::ChunkRecord r = item_record(p);
+		apply(r, get64(p + 8), chunk::stores_payload(r.kind) ? payload + kChunkSize * slot++ : nullptr);
 	}
 	return rawlen;
 }

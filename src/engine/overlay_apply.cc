@@ -1,5 +1,6 @@
 #include "engine/overlay_apply.h"
 
+#include "chunk/chunk_ref.h"
 #include "util/error.h"
 
 #include <algorithm>
@@ -7,15 +8,21 @@
 
 namespace cloudlet::engine {
 
+using chunk::kChunkSize;
+
 namespace {
 
-using format::ChunkKind;
+using chunk::ChunkKind;
 
 // memory_ tags
 constexpr uint64_t kTagShift = 60, kRefMask = (1ull << kTagShift) - 1;
 enum : uint64_t { kSame = 0, kZero = 1, kBaseMemory = 2, kBaseDisk = 3, kStored = 4 };
 uint64_t tag(uint64_t kind, uint64_t ref) { return kind << kTagShift | ref; }
-uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
+// A base disk reference as a memory tag: the disk above bit 48, the offset in 512-byte sectors (see page()).
+uint64_t base_disk_tag(uint64_t ref) {
+	auto [d, off] = chunk::unpack_ref(ref);
+	return tag(kBaseDisk, uint64_t(d) << 48 | off / 512);
+}
 
 } // namespace
 
@@ -54,10 +61,17 @@ OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeade
 		layer_specs_.push_back({layers[d], h.disks[d].bytes});
 		layers_.push_back(std::make_unique<qemu::Qcow2LayerWriter>(layers[d], h.disks[d].bytes, base.disks[d].path, "raw"));
 	}
+	// Handoff items (apply_versioned) are checked against the launch layout
+	// and the base; SELF and SHIFT_XOR name the n-th stored chunk of the session.
+	format::BaseBounds known{true, base.memory->stream_info().total_pages, {}};
+	for (const auto &d : base.disks)
+		known.disk_bytes.push_back(d.bytes);
+	item_rules_ = format::record_bounds(h, known);
+	item_rules_.stored = [this](uint64_t ref) { return ref < spill_slots_; };
 }
 
 // The 4096 bytes a record stands for, for kinds that reference content.
-const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const format::ChunkRecord &r,
+const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const chunk::ChunkRecord &r,
                                           const uint8_t *data) {
 	switch (r.kind) {
 	case ChunkKind::BaseMemory: {
@@ -65,7 +79,7 @@ const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const f
 		return p ? p : zero_.data();
 	}
 	case ChunkKind::BaseDisk: {
-		uint64_t d = r.ref >> 56, off = r.ref & ((1ull << 56) - 1);
+		auto [d, off] = chunk::unpack_ref(r.ref);
 		if (d >= base_.disks.size() || off + kChunkSize > base_.disks[d].bytes)
 			fail(CLOUDLET_E_CORRUPT, "overlay refers to base disk " + std::to_string(d) + " at " + std::to_string(off) +
 			                             ", beyond its end");
@@ -95,7 +109,7 @@ const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const f
 				fail(CLOUDLET_E_CORRUPT, "overlay refers to a chunk it has not stored");
 			slot = it->second;
 		}
-		if (!format::valid_shift(r.shift))
+		if (!chunk::valid_shift(r.shift))
 			fail(CLOUDLET_E_CORRUPT, "shifted delta with shift " + std::to_string(r.shift));
 		spill_.read(slot, buf_.data());
 		shifted_view(buf_.data(), r.shift, view_.data());
@@ -105,7 +119,7 @@ const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const f
 	}
 	case ChunkKind::DataXor: {
 		const uint8_t *b;
-		if (space == format::kMemorySpace) {
+		if (space == chunk::kMemorySpace) {
 			b = chunk < base_.memory->stream_info().total_pages ? base_.memory->page(chunk) : nullptr;
 			if (!same_layout_)
 				fail(CLOUDLET_E_CORRUPT, "overlay has a memory delta although its memory layout differs from the base");
@@ -124,10 +138,10 @@ const uint8_t *OverlayApplier::content_of(uint8_t space, uint64_t chunk, const f
 	}
 }
 
-void OverlayApplier::on_chunk(const format::ChunkRecord &r, const uint8_t *data) {
+void OverlayApplier::on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) {
 	if ((++applied_ & 4095) == 0)
 		progress_.report("apply", applied_, 0);
-	if (r.space == format::kMemorySpace) {
+	if (r.space == chunk::kMemorySpace) {
 		uint64_t &t = memory_.at(r.chunk);
 		switch (r.kind) {
 		case ChunkKind::Zero:
@@ -137,9 +151,8 @@ void OverlayApplier::on_chunk(const format::ChunkRecord &r, const uint8_t *data)
 			t = tag(kBaseMemory, r.ref);
 			return;
 		case ChunkKind::BaseDisk: {
-			uint64_t d = r.ref >> 56, off = r.ref & ((1ull << 56) - 1);
 			content_of(r.space, r.chunk, r, data); // bounds check
-			t = tag(kBaseDisk, d << 48 | off / 512);
+			t = base_disk_tag(r.ref);
 			return;
 		}
 		default:
@@ -147,17 +160,17 @@ void OverlayApplier::on_chunk(const format::ChunkRecord &r, const uint8_t *data)
 		}
 	}
 	const uint8_t *content = content_of(r.space, r.chunk, r, data);
-	if (format::stores_payload(r.kind) || r.space == format::kMemorySpace) {
+	if (chunk::stores_payload(r.kind) || r.space == chunk::kMemorySpace) {
 		// Stored chunks may be referred to later (SELF); memory pages are
 		// read back when the stream is written.
 		uint64_t slot;
-		if (r.kind == ChunkKind::Self && r.space == format::kMemorySpace)
+		if (r.kind == ChunkKind::Self && r.space == chunk::kMemorySpace)
 			slot = stored_.at(r.ref);
 		else
 			slot = spill_.append(content);
-		if (format::stores_payload(r.kind))
-			stored_[key(r.space, r.chunk)] = slot;
-		if (r.space == format::kMemorySpace) {
+		if (chunk::stores_payload(r.kind))
+			stored_[chunk::pack_ref(r.space, r.chunk)] = slot;
+		if (r.space == chunk::kMemorySpace) {
 			memory_.at(r.chunk) = tag(kStored, slot);
 			return;
 		}
@@ -177,31 +190,23 @@ void OverlayApplier::set_versioned() {
 		l->finish(); // empty: everything from the base, until finish() rewrites it
 }
 
-bool OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version) {
+bool OverlayApplier::apply_versioned(const chunk::ChunkRecord &r, const uint8_t *data, uint64_t version) {
 	if ((++applied_ & 4095) == 0)
 		progress_.report("apply", applied_, 0);
-	if (r.space > layers_.size() || (r.space == format::kMemorySpace && r.chunk >= memory_.size()) ||
-	    (r.space != format::kMemorySpace && r.chunk >= (layer_specs_[r.space - 1u].bytes + kChunkSize - 1) / kChunkSize))
+	if (std::string why = chunk::record_problem(r, item_rules_); !why.empty())
 		fail(CLOUDLET_E_CORRUPT, "handoff item for chunk " + std::to_string(r.chunk) + " of space " +
-		                             std::to_string(r.space) + " is out of range");
+		                             std::to_string(r.space) + ": " + why);
 	// Stored content takes the next slot even when a newer version is
 	// already here: the sender counts every stored chunk for SELF.
 	uint64_t slot = 0;
-	if (format::stores_payload(r.kind)) {
+	if (chunk::stores_payload(r.kind)) {
 		slot = spill_.append(content_of(r.space, r.chunk, r, data));
 		spill_slots_++;
 	} else if (r.kind == ChunkKind::Self) {
-		if (r.ref >= spill_slots_)
-			fail(CLOUDLET_E_CORRUPT, "handoff item refers to stored chunk " + std::to_string(r.ref) + " of " +
-			                             std::to_string(spill_slots_));
 		slot = r.ref;
-	} else if (r.kind == ChunkKind::BaseDisk) {
-		content_of(r.space, r.chunk, r, data); // bounds check
-	} else if (r.kind == ChunkKind::BaseMemory && r.ref >= base_.memory->stream_info().total_pages) {
-		fail(CLOUDLET_E_CORRUPT, "handoff item refers to base page " + std::to_string(r.ref) + ", beyond the base");
 	}
-	bool stored = format::stores_payload(r.kind) || r.kind == ChunkKind::Self;
-	if (r.space == format::kMemorySpace) {
+	bool stored = chunk::stores_payload(r.kind) || r.kind == ChunkKind::Self;
+	if (r.space == chunk::kMemorySpace) {
 		if (version < memory_version_[r.chunk])
 			return false;
 		memory_version_[r.chunk] = version;
@@ -213,7 +218,7 @@ bool OverlayApplier::apply_versioned(const format::ChunkRecord &r, const uint8_t
 		else if (r.kind == ChunkKind::BaseMemory)
 			t = tag(kBaseMemory, r.ref);
 		else
-			t = tag(kBaseDisk, (r.ref >> 56) << 48 | (r.ref & ((1ull << 56) - 1)) / 512);
+			t = base_disk_tag(r.ref);
 		return true;
 	}
 	DiskLatest &d = disk_latest_[r.space - 1u][r.chunk];
@@ -237,7 +242,7 @@ void OverlayApplier::finish() {
 			std::vector<std::pair<uint64_t, DiskLatest>> v(disk_latest_[d].begin(), disk_latest_[d].end());
 			std::sort(v.begin(), v.end(), [](const auto &a, const auto &b) { return a.first < b.first; });
 			for (const auto &[chunk, e] : v) {
-				format::ChunkRecord r{static_cast<uint8_t>(d + 1), e.kind, chunk, e.ref};
+				chunk::ChunkRecord r{static_cast<uint8_t>(d + 1), e.kind, chunk, e.ref};
 				if (e.kind == ChunkKind::Zero) {
 					layers_[d]->zero_chunk(chunk);
 				} else if (e.kind == ChunkKind::Data) {

@@ -37,7 +37,7 @@ public:
 	OverlayApplier(const ApplyBase &base, const format::OverlayHeader &h, const std::vector<std::string> &layers,
 	               const std::string &scratch_dir, Progress &progress);
 
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *data) override;
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) override;
 
 	// Handoff (docs/protocols/handoff.md): a chunk may come several times;
 	// the highest `version` wins whatever the order, SELF references name
@@ -47,7 +47,7 @@ public:
 	// them), and rewritten in place by finish().
 	void set_versioned();
 	// Returns whether the item took effect (it was the newest version).
-	bool apply_versioned(const format::ChunkRecord &r, const uint8_t *data, uint64_t version);
+	bool apply_versioned(const chunk::ChunkRecord &r, const uint8_t *data, uint64_t version);
 	uint64_t stored_chunks() const { return spill_slots_; }
 	void on_device_state(const std::vector<uint8_t> &ds) override;
 	// Completes the disk layers. Call once the reader returned.
@@ -59,7 +59,7 @@ public:
 	const uint8_t *page(uint64_t linear) const override;
 
 private:
-	const uint8_t *content_of(uint8_t space, uint64_t chunk, const format::ChunkRecord &r, const uint8_t *data);
+	const uint8_t *content_of(uint8_t space, uint64_t chunk, const chunk::ChunkRecord &r, const uint8_t *data);
 	const ApplyBase &base_;
 	Progress &progress_;
 	qemu::StreamInfo info_;
@@ -74,12 +74,13 @@ private:
 	// kind in the top 4 bits and its reference below (see page()).
 	std::vector<uint64_t> memory_;
 	ChunkSpill spill_;
-	std::unordered_map<uint64_t, uint64_t> stored_; // space << 56 | chunk -> spill slot (for SELF)
+	std::unordered_map<uint64_t, uint64_t> stored_; // chunk key (chunk/chunk_ref.h) -> spill slot (for SELF)
 	bool versioned_ = false;
+	chunk::RecordBounds item_rules_; // what apply_versioned checks an item against
 	std::vector<uint64_t> memory_version_;
 	struct DiskLatest {
 		uint64_t version = 0;
-		format::ChunkKind kind = format::ChunkKind::Zero;
+		chunk::ChunkKind kind = chunk::ChunkKind::Zero;
 		uint64_t ref = 0; // kind's reference; spill slot for stored content
 	};
 	std::vector<std::unordered_map<uint64_t, DiskLatest>> disk_latest_;

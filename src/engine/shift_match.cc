@@ -7,6 +7,8 @@
 
 namespace cloudlet::engine {
 
+using chunk::kChunkSize;
+
 namespace {
 
 // Gear hash (h = h << 1 + G[byte]): after 64 bytes every earlier byte has

@@ -1,7 +1,7 @@
 #include "format/base_package.h"
 
-#include "engine/content_digest.h"
-#include "engine/sha256.h"
+#include "chunk/content_digest.h"
+#include "chunk/sha256.h"
 #include "util/error.h"
 #include "util/fd_io.h"
 #include "util/json.h"
@@ -39,12 +39,12 @@ public:
 		uint8_t b[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
 		write(b, 4);
 	}
-	engine::Sha256 &sha() { return sha_; }
+	chunk::Sha256 &sha() { return sha_; }
 
 private:
 	int fd_;
 	std::string name_;
-	engine::Sha256 sha_;
+	chunk::Sha256 sha_;
 };
 
 } // namespace
@@ -69,7 +69,7 @@ void write_base_package(int fd, const std::string &out_name, const PackageHeader
 		if (in < 0)
 			fail_errno("cannot open " + path, errno);
 		posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
-		engine::DigestBuilder part_digest;
+		chunk::DigestBuilder part_digest;
 		try {
 			DataExtents ext(in, p.size, path);
 			for (uint64_t off = 0; off < p.size;) {
@@ -77,7 +77,7 @@ void write_base_package(int fd, const std::string &out_name, const PackageHeader
 				uint8_t kind = 0;
 				if (!ext.hole(off, off + want)) { // holes are not read
 					pread_full(in, buf.data(), want, off, path + " (shorter than its manifest entry?)");
-					kind = engine::all_zero(buf.data(), want) ? 0 : 1;
+					kind = chunk::all_zero(buf.data(), want) ? 0 : 1;
 				}
 				if (kind)
 					part_digest.update(buf.data(), want);
@@ -107,7 +107,7 @@ void write_base_package(int fd, const std::string &out_name, const PackageHeader
 namespace {
 
 // The header, fed to `all` (the trailer's hash covers it).
-PackageHeader read_header(qemu::Reader &r, engine::Sha256 &all) {
+PackageHeader read_header(qemu::Reader &r, chunk::Sha256 &all) {
 	const uint8_t *magic = r.bytes(8, "package magic");
 	all.update(magic, 8);
 	if (memcmp(magic, kMagic, 8) != 0)
@@ -139,7 +139,7 @@ PackageHeader read_header(qemu::Reader &r, engine::Sha256 &all) {
 	h.id = json_object_get_string(id);
 	h.name = json_object_get_string(name);
 	h.manifest.assign(json_object_get_string(man), static_cast<size_t>(json_object_get_string_len(man)));
-	if (engine::sha256_hex(h.manifest.data(), h.manifest.size()) != h.id)
+	if (chunk::sha256_hex(h.manifest.data(), h.manifest.size()) != h.id)
 		fail(CLOUDLET_E_CORRUPT, "the package's manifest does not hash to its base ID " + h.id);
 	return h;
 }
@@ -147,12 +147,12 @@ PackageHeader read_header(qemu::Reader &r, engine::Sha256 &all) {
 } // namespace
 
 PackageHeader read_base_package_header(qemu::Reader &r) {
-	engine::Sha256 unused;
+	chunk::Sha256 unused;
 	return read_header(r, unused);
 }
 
 PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progress &progress) {
-	engine::Sha256 all;
+	chunk::Sha256 all;
 	PackageHeader h = read_header(r, all);
 	store::Manifest m = store::Manifest::parse(h.manifest, "package manifest");
 	uint64_t done = 0, total = m.total_bytes();
@@ -161,7 +161,7 @@ PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progres
 		int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd < 0)
 			fail_errno("cannot create " + path, errno);
-		engine::DigestBuilder part_digest;
+		chunk::DigestBuilder part_digest;
 		try {
 			for (uint64_t off = 0; off < p.size;) {
 				size_t want = static_cast<size_t>(std::min<uint64_t>(kBlock, p.size - off));

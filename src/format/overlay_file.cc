@@ -1,5 +1,6 @@
 #include "format/overlay_file.h"
 
+#include "chunk/chunk_ref.h"
 #include "util/base64.h"
 #include "util/error.h"
 #include "util/json.h"
@@ -51,6 +52,9 @@ void put64(std::vector<uint8_t> &b, uint64_t v) {
 }
 using le::get32;
 using le::get64;
+using chunk::ChunkKind;
+using chunk::ChunkRecord;
+using chunk::kChunkSize;
 
 json_object *sizes_json(const std::vector<NamedSize> &v, const char *name_key) {
 	json_object *a = json_object_new_array();
@@ -135,9 +139,9 @@ OverlayHeader parse_header(const std::string &text, const std::string &what) {
 	for (size_t i = 0; i < json_object_array_length(blocks) && i < 512; i++) {
 		json_object *b = json_object_array_get_idx(blocks, i);
 		NamedSize s{f.str(b, "name"), f.num(b, "length", 1ull << 40)};
-		if (s.bytes == 0 || s.bytes % kOverlayChunk)
+		if (s.bytes == 0 || s.bytes % kChunkSize)
 			fail(CLOUDLET_E_CORRUPT, what + ": RAM block '" + s.name + "' length is not a positive multiple of 4096");
-		pages += s.bytes / kOverlayChunk;
+		pages += s.bytes / kChunkSize;
 		h.ram_blocks.push_back(s);
 	}
 	if (pages != h.total_pages || json_object_array_length(blocks) > 512)
@@ -164,37 +168,30 @@ OverlayHeader parse_header(const std::string &text, const std::string &what) {
 	return h;
 }
 
-uint64_t key(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
-
-namespace {
-} // namespace
-
-const char *chunk_kind_name(ChunkKind k) {
-	switch (k) {
-	case ChunkKind::Zero: return "zero";
-	case ChunkKind::BaseMemory: return "base-memory";
-	case ChunkKind::BaseDisk: return "base-disk";
-	case ChunkKind::Self: return "self";
-	case ChunkKind::Data: return "data";
-	case ChunkKind::DataXor: return "data-xor";
-	case ChunkKind::ShiftXor: return "shift-xor";
-	}
-	return "unknown";
-}
-
 uint64_t OverlayHeader::chunks_in(uint8_t space) const {
-	if (space == kMemorySpace)
+	if (space == chunk::kMemorySpace)
 		return total_pages;
 	size_t d = space - 1u;
-	return d < disks.size() ? (disks[d].bytes + kOverlayChunk - 1) / kOverlayChunk : 0;
+	return d < disks.size() ? (disks[d].bytes + kChunkSize - 1) / kChunkSize : 0;
+}
+
+chunk::RecordBounds record_bounds(const OverlayHeader &h, const BaseBounds &base) {
+	chunk::RecordBounds b;
+	b.disks = static_cast<uint8_t>(h.disks.size());
+	for (size_t space = 0; space <= h.disks.size(); space++)
+		b.space_chunks.push_back(h.chunks_in(static_cast<uint8_t>(space)));
+	b.base_known = base.known;
+	b.base_memory_pages = base.memory_pages;
+	b.base_disk_bytes = base.disk_bytes;
+	return b;
 }
 
 // ---------------------------------------------------------------------------
 
-OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level,
+OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level,
                              size_t segment_bytes, unsigned threads)
     : out_(out), threads_(threads), codec_(codec), level_(level),
-      segment_bytes_(std::clamp<size_t>(segment_bytes, kOverlayChunk, kMaxSegmentPayload)) {
+      segment_bytes_(std::clamp<size_t>(segment_bytes, kChunkSize, kMaxSegmentPayload)) {
 	std::string json = header_json(h);
 	if (json.size() > kMaxHeader)
 		fail(CLOUDLET_E_INVALID_ARG, "overlay header larger than 64 MiB");
@@ -209,28 +206,20 @@ OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine
 }
 
 void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref) {
-	if (stores_payload(kind))
+	if (chunk::stores_payload(kind))
 		fail(CLOUDLET_E_INTERNAL, "add_ref with a record that stores data");
 	records_.push_back({space, kind, chunk, ref});
 	if (records_.size() >= kMaxSegmentRecords)
 		flush_segment();
 }
 
-void put_shift(uint8_t *record, int16_t shift) {
-	uint16_t u = static_cast<uint16_t>(shift);
-	record[2] = static_cast<uint8_t>(u);
-	record[3] = static_cast<uint8_t>(u >> 8);
-}
-
-int16_t get_shift(const uint8_t *record) { return static_cast<int16_t>(record[2] | record[3] << 8); }
-
 void OverlayWriter::add_data(const ChunkRecord &r, const uint8_t *data) {
-	if (!stores_payload(r.kind))
+	if (!chunk::stores_payload(r.kind))
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference record");
-	if ((r.kind == ChunkKind::ShiftXor) != valid_shift(r.shift) || (r.kind != ChunkKind::ShiftXor && r.ref))
+	if ((r.kind == ChunkKind::ShiftXor) != chunk::valid_shift(r.shift) || (r.kind != ChunkKind::ShiftXor && r.ref))
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference or shift its kind does not take");
 	records_.push_back(r);
-	append(payload_, data, kOverlayChunk);
+	append(payload_, data, kChunkSize);
 	if (payload_.size() >= segment_bytes_ || records_.size() >= kMaxSegmentRecords)
 		flush_segment();
 }
@@ -251,7 +240,7 @@ void OverlayWriter::flush_segment() {
 	raw.reserve(records_.size() * kRecord + payload_.size());
 	for (const auto &r : records_) {
 		uint8_t rec[kRecord] = {r.space, static_cast<uint8_t>(r.kind)};
-		put_shift(rec, r.shift);
+		chunk::put_shift(rec, r.shift);
 		for (int i = 0; i < 8; i++) {
 			rec[8 + i] = static_cast<uint8_t>(r.chunk >> (8 * i));
 			rec[16 + i] = static_cast<uint8_t>(r.ref >> (8 * i));
@@ -262,11 +251,11 @@ void OverlayWriter::flush_segment() {
 	if (auto_) {
 		auto_ = false;
 		std::vector<uint8_t> z, x;
-		engine::compress_block(engine::Codec::Zstd, -1, raw.data(), raw.size(), z);
-		engine::compress_block(engine::Codec::Lzma, -1, raw.data(), raw.size(), x);
+		chunk::compress_block(chunk::Codec::Zstd, -1, raw.data(), raw.size(), z);
+		chunk::compress_block(chunk::Codec::Lzma, -1, raw.data(), raw.size(), x);
 		bool lzma = x.size() * 10 <= z.size() * 9;
-		codec_ = lzma ? engine::Codec::Lzma : engine::Codec::Zstd;
-		level_ = engine::default_level(codec_);
+		codec_ = lzma ? chunk::Codec::Lzma : chunk::Codec::Zstd;
+		level_ = chunk::default_level(codec_);
 	}
 	uint32_t nrec = static_cast<uint32_t>(records_.size());
 	uint64_t payload = payload_.size();
@@ -275,13 +264,13 @@ void OverlayWriter::flush_segment() {
 	auto job = [codec = codec_, level = level_, nrec, payload, raw = std::move(raw)]() {
 		Compressed c;
 		std::vector<uint8_t> stored;
-		engine::Codec used = codec;
-		if (used != engine::Codec::None) {
-			engine::compress_block(used, level, raw.data(), raw.size(), stored);
+		chunk::Codec used = codec;
+		if (used != chunk::Codec::None) {
+			chunk::compress_block(used, level, raw.data(), raw.size(), stored);
 			if (stored.size() >= raw.size()) // incompressible: keep it plain
-				used = engine::Codec::None;
+				used = chunk::Codec::None;
 		}
-		const std::vector<uint8_t> &body = used == engine::Codec::None ? raw : stored;
+		const std::vector<uint8_t> &body = used == chunk::Codec::None ? raw : stored;
 		append(c.bytes, kSegMagic, 8);
 		put32(c.bytes, static_cast<uint32_t>(used));
 		put32(c.bytes, nrec);
@@ -332,15 +321,15 @@ uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 		put64(f, t.hash);
 	}
 	std::vector<uint8_t> ds;
-	engine::Codec dcodec = codec_;
-	if (dcodec != engine::Codec::None && !device_state.empty()) {
-		engine::compress_block(dcodec, level_, device_state.data(), device_state.size(), ds);
+	chunk::Codec dcodec = codec_;
+	if (dcodec != chunk::Codec::None && !device_state.empty()) {
+		chunk::compress_block(dcodec, level_, device_state.data(), device_state.size(), ds);
 		if (ds.size() >= device_state.size())
-			dcodec = engine::Codec::None;
+			dcodec = chunk::Codec::None;
 	} else {
-		dcodec = engine::Codec::None;
+		dcodec = chunk::Codec::None;
 	}
-	if (dcodec == engine::Codec::None)
+	if (dcodec == chunk::Codec::None)
 		ds = device_state;
 	put32(f, static_cast<uint32_t>(dcodec));
 	put64(f, device_state.size());
@@ -401,7 +390,7 @@ OverlayFootprint overlay_footprint(int fd, const std::string &name) {
 		if (n == 0 || n > kMaxSegmentRecords || rawlen < n * kRecord)
 			bad("segment " + std::to_string(i) + " header out of range");
 		f.records += n;
-		f.stored_chunks += (rawlen - n * kRecord) / kOverlayChunk;
+		f.stored_chunks += (rawlen - n * kRecord) / kChunkSize;
 	}
 	return f;
 }
@@ -444,7 +433,11 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		                             std::to_string(bounds.disk_bytes.size()));
 	sink.on_header(h);
 
+	// Chunk keys named so far, and those of stored chunks (what SELF and
+	// SHIFT_XOR may refer to).
 	std::unordered_set<uint64_t> named, data_seen;
+	chunk::RecordBounds rules = record_bounds(h, bounds);
+	rules.stored = [&](uint64_t ref) { return data_seen.count(ref) != 0; };
 	struct Seen {
 		uint64_t offset, bytes, hash;
 	};
@@ -472,75 +465,31 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		std::vector<ChunkRecord> list(n);
 		for (uint32_t i = 0; i < n; i++) {
 			const uint8_t *q = recs + size_t(i) * kRecord;
-			ChunkRecord rec{q[0], static_cast<ChunkKind>(q[1]), get64(q + 8), get64(q + 16), get_shift(q)};
+			ChunkRecord rec{q[0], static_cast<ChunkKind>(q[1]), get64(q + 8), get64(q + 16), chunk::get_shift(q)};
 			auto bad = [&](const std::string &why) {
 				r.fail_at(seg_off + 8 + kSegHeader + uint64_t(i) * kRecord, "record " + std::to_string(i) + ": " + why);
 			};
-			if (q[4] | q[5] | q[6] | q[7] || (q[1] != static_cast<uint8_t>(ChunkKind::ShiftXor) && (q[2] | q[3])))
+			if (!chunk::reserved_bytes_clear(q))
 				bad("reserved bytes are not zero");
-			if (rec.space > h.disks.size())
-				bad("space " + std::to_string(rec.space) + " does not exist");
-			if (q[1] < 1 || q[1] >= kChunkKinds)
-				bad("unknown kind " + std::to_string(q[1]));
-			if (rec.chunk >= h.chunks_in(rec.space))
-				bad("chunk " + std::to_string(rec.chunk) + " is beyond its space");
-			if (!named.insert(key(rec.space, rec.chunk)).second)
+			if (std::string why = chunk::record_problem(rec, rules); !why.empty())
+				bad(why);
+			uint64_t key = chunk::pack_ref(rec.space, rec.chunk);
+			if (!named.insert(key).second)
 				bad("chunk " + std::to_string(rec.chunk) + " is named twice");
-			switch (rec.kind) {
-			case ChunkKind::Zero:
-				if (rec.ref)
-					bad("zero record with a reference");
-				break;
-			case ChunkKind::BaseMemory:
-				if (bounds.known && rec.ref >= bounds.memory_pages)
-					bad("base memory page " + std::to_string(rec.ref) + " does not exist");
-				break;
-			case ChunkKind::BaseDisk: {
-				uint64_t d = rec.ref >> 56, off = rec.ref & ((1ull << 56) - 1);
-				if (off % 512 || d >= h.disks.size() ||
-				    (bounds.known && (d >= bounds.disk_bytes.size() || off + kOverlayChunk > bounds.disk_bytes[d])))
-					bad("base disk reference " + std::to_string(d) + ":" + std::to_string(off) + " is out of range");
-				break;
-			}
-			case ChunkKind::Self:
-				if (!data_seen.count(rec.ref))
-					bad("refers to a chunk not stored earlier in the overlay");
-				break;
-			case ChunkKind::DataXor:
-				if (rec.ref)
-					bad("data record with a reference");
-				if (bounds.known &&
-				    (rec.space == kMemorySpace ? rec.chunk >= bounds.memory_pages
-				                               : (rec.chunk + 1) * kOverlayChunk > bounds.disk_bytes[rec.space - 1u]))
-					bad("a delta against a base chunk that does not exist");
+			if (chunk::stores_payload(rec.kind)) {
 				slots++;
-				data_seen.insert(key(rec.space, rec.chunk));
-				break;
-			case ChunkKind::Data:
-				if (rec.ref)
-					bad("data record with a reference");
-				slots++;
-				data_seen.insert(key(rec.space, rec.chunk));
-				break;
-			case ChunkKind::ShiftXor:
-				if (!valid_shift(rec.shift))
-					bad("shift " + std::to_string(rec.shift) + " is out of range");
-				if (!data_seen.count(rec.ref))
-					bad("refers to a chunk not stored earlier in the overlay");
-				slots++;
-				data_seen.insert(key(rec.space, rec.chunk));
-				break;
+				data_seen.insert(key);
 			}
 			list[i] = rec;
 		}
-		if (slots * kOverlayChunk != raw_payload)
+		if (slots * kChunkSize != raw_payload)
 			r.fail_at(seg_off + 8,
 			          std::to_string(slots) + " data records for " + std::to_string(raw_payload) + " payload bytes");
 		size_t slot = 0;
 		for (const auto &rec : list) {
 			c.records[static_cast<int>(rec.kind)]++;
-			(rec.space == kMemorySpace ? c.memory_records : c.disk_records)++;
-			sink.on_chunk(rec, stores_payload(rec.kind) ? payload + kOverlayChunk * slot++ : nullptr);
+			(rec.space == chunk::kMemorySpace ? c.memory_records : c.disk_records)++;
+			sink.on_chunk(rec, chunk::stores_payload(rec.kind) ? payload + kChunkSize * slot++ : nullptr);
 		}
 		c.segments++;
 		c.payload_bytes += raw_payload;
@@ -561,7 +510,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			r.fail_at(seg_off + 8, "unknown codec " + std::to_string(codec));
 		uint64_t rec_bytes = uint64_t(n) * kRecord;
 		if (n == 0 || n > kMaxSegmentRecords || rawlen < rec_bytes || rawlen - rec_bytes > kMaxSegmentPayload ||
-		    (rawlen - rec_bytes) % kOverlayChunk || st > rawlen + (1u << 20) || get64(sh + 32) != 0)
+		    (rawlen - rec_bytes) % kChunkSize || st > rawlen + (1u << 20) || get64(sh + 32) != 0)
 			r.fail_at(seg_off + 8, "segment header out of range (" + std::to_string(n) + " records, " +
 			                           std::to_string(rawlen) + " bytes, " + std::to_string(st) + " stored)");
 		std::vector<uint8_t> stored;
@@ -577,8 +526,8 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			if (XXH64(stored.data(), stored.size(), 0) != hash)
 				r.fail_at(seg_off, "segment checksum mismatch");
 			std::vector<uint8_t> raw(rawlen);
-			engine::decompress_block(static_cast<engine::Codec>(codec), stored.data(), stored.size(), raw.data(),
-			                         rawlen, "overlay segment at offset " + std::to_string(seg_off));
+			chunk::decompress_block(static_cast<chunk::Codec>(codec), stored.data(), stored.size(), raw.data(),
+			                        rawlen, "overlay segment at offset " + std::to_string(seg_off));
 			if (XXH64(raw.data(), raw.size(), 0) != raw_hash)
 				r.fail_at(seg_off, "segment checksum mismatch after decompression");
 			stats.add_decode(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -619,8 +568,8 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		       " bytes, " + std::to_string(ds_stored) + " stored)");
 	std::vector<uint8_t> ds_body, device_state(ds_len);
 	read_into(ds_body, ds_stored, "device state");
-	engine::decompress_block(static_cast<engine::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
-	                         device_state.size(), "overlay device state");
+	chunk::decompress_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
+	                        device_state.size(), "overlay device state");
 	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
 		r.fail("device state checksum mismatch");
 	const uint8_t *t = r.bytes(24, "footer trailer");

@@ -5,7 +5,9 @@
 #pragma once
 
 #include "byte_reader.h"
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
+#include "chunk/chunk_record.h"
+#include "chunk/record_check.h"
 #include "stream_writer.h"
 
 #include <cstdint>
@@ -18,38 +20,8 @@
 
 namespace cloudlet::format {
 
-// DataXor: the payload slot holds the chunk XOR the base chunk at the same
-// position (pages that changed a little compress to almost nothing).
-// ShiftXor: the payload slot holds the chunk XOR an earlier stored chunk
-// (named like SELF's reference) moved by `shift` bytes: copies of data at
-// in-page offsets (engine/shift_match.h).
-enum class ChunkKind : uint8_t { Zero = 1, BaseMemory = 2, BaseDisk = 3, Self = 4, Data = 5, DataXor = 6, ShiftXor = 7 };
-constexpr int kChunkKinds = 8; // 0 (unchanged) .. 7
-inline bool stores_payload(ChunkKind k) {
-	return k == ChunkKind::Data || k == ChunkKind::DataXor || k == ChunkKind::ShiftXor;
-}
-// The kinds whose reference names an earlier stored chunk.
-inline bool refers_to_stored(ChunkKind k) { return k == ChunkKind::Self || k == ChunkKind::ShiftXor; }
-const char *chunk_kind_name(ChunkKind k);
-
-constexpr uint8_t kMemorySpace = 0; // disks: 1 + index in OverlayHeader::disks
-constexpr size_t kOverlayChunk = 4096;
 constexpr uint32_t kMaxSegmentRecords = 65536;
 constexpr uint32_t kMaxSegmentPayload = 16u << 20;
-
-struct ChunkRecord {
-	uint8_t space = 0;
-	ChunkKind kind = ChunkKind::Zero;
-	uint64_t chunk = 0;
-	uint64_t ref = 0;
-	int16_t shift = 0; // ShiftXor only: content[i] ^= ref_content[i + shift] where it exists
-};
-
-// A ShiftXor shift is in (-4096, 4096) and not 0; records carry it as a
-// little-endian int16 at byte 2 (zero for every other kind).
-inline bool valid_shift(int s) { return s != 0 && s > -4096 && s < 4096; }
-void put_shift(uint8_t *record, int16_t shift);
-int16_t get_shift(const uint8_t *record);
 
 struct NamedSize {
 	std::string name;
@@ -83,17 +55,17 @@ public:
 	// before compression (1..16 MiB). `threads`: segments compressed at once
 	// (in order of writing regardless); memory is bounded by `threads`
 	// segments in flight.
-	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, engine::Codec codec, int level, size_t segment_bytes,
+	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level, size_t segment_bytes,
 	              unsigned threads = 1);
 	~OverlayWriter();
 	// A reference record (every kind but Data).
-	void add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref);
+	void add_ref(uint8_t space, uint64_t chunk, chunk::ChunkKind kind, uint64_t ref);
 	// A chunk stored in the overlay (4096 bytes, copied): Data, DataXor
 	// with `data` already XORed with the base chunk at the same position, or
 	// ShiftXor (r.ref, r.shift) with `data` XORed with the shifted reference.
-	void add_data(const ChunkRecord &r, const uint8_t *data);
-	void add_data(uint8_t space, uint64_t chunk, const uint8_t *data, ChunkKind kind = ChunkKind::Data) {
-		add_data(ChunkRecord{space, kind, chunk, 0}, data);
+	void add_data(const chunk::ChunkRecord &r, const uint8_t *data);
+	void add_data(uint8_t space, uint64_t chunk, const uint8_t *data, chunk::ChunkKind kind = chunk::ChunkKind::Data) {
+		add_data(chunk::ChunkRecord{space, kind, chunk, 0}, data);
 	}
 	// Flushes the last segment and writes the footer with the launch VM's
 	// device state (known only once the migration stream has ended).
@@ -106,7 +78,7 @@ public:
 	// (level 3) and LZMA (level 6), and LZMA is kept for the whole overlay
 	// only if it is at least 10 % smaller (docs/overlays.md).
 	void choose_codec_from_first_segment() { auto_ = true; }
-	engine::Codec codec() const { return codec_; }
+	chunk::Codec codec() const { return codec_; }
 
 private:
 	struct Compressed {
@@ -118,11 +90,11 @@ private:
 	qemu::ByteSink &out_;
 	unsigned threads_;
 	std::deque<std::future<Compressed>> pending_;
-	engine::Codec codec_;
+	chunk::Codec codec_;
 	bool auto_ = false;
 	int level_;
 	size_t segment_bytes_;
-	std::vector<ChunkRecord> records_;
+	std::vector<chunk::ChunkRecord> records_;
 	std::vector<uint8_t> payload_;
 	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
 	struct TableEntry {
@@ -137,7 +109,7 @@ public:
 	virtual ~OverlaySink() = default;
 	virtual void on_header(const OverlayHeader &) {}
 	// `data` is the stored 4096 bytes for records that store payload, else null.
-	virtual void on_chunk(const ChunkRecord &r, const uint8_t *data) = 0;
+	virtual void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) = 0;
 	// The launch VM's device state, from the footer, after every chunk.
 	virtual void on_device_state(const std::vector<uint8_t> &) {}
 };
@@ -149,8 +121,13 @@ struct BaseBounds {
 	std::vector<uint64_t> disk_bytes; // per base disk, same order as the overlay's disks
 };
 
+// The limits a record of an overlay with header `h` is checked against
+// (chunk/record_check.h), with the base's when `base` is known. `stored` is
+// left for the reader to fill.
+chunk::RecordBounds record_bounds(const OverlayHeader &h, const BaseBounds &base);
+
 struct OverlayCounts {
-	uint64_t records[kChunkKinds] = {}; // by kind, [0] unused
+	uint64_t records[chunk::kChunkKinds] = {}; // by kind, [0] unused
 	uint64_t memory_records = 0, disk_records = 0;
 	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0, device_state_bytes = 0;
 };
@@ -160,7 +137,7 @@ struct OverlayCounts {
 // record may become one 4 KiB chunk, and every stored chunk a second copy.
 struct OverlayFootprint {
 	uint64_t segments = 0, records = 0, stored_chunks = 0;
-	uint64_t bound_bytes() const { return (records + stored_chunks) * 4096; }
+	uint64_t bound_bytes() const { return (records + stored_chunks) * chunk::kChunkSize; }
 };
 // Throws CLOUDLET_E_CORRUPT if the footer or a segment header is malformed.
 OverlayFootprint overlay_footprint(int fd, const std::string &name);

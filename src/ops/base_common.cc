@@ -5,10 +5,10 @@
 #include "host/tempdir.h"
 #include "util/error.h"
 #include "util/small_file.h"
+#include "virt/domain.h"
 
 #include <sys/stat.h>
 #include <uuid/uuid.h>
-#include <libvirt/virterror.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -90,9 +90,8 @@ std::string domain_uuid(const virt::Connection &conn, const std::string &request
 	if (!ok)
 		fail(CLOUDLET_E_INVALID_ARG, "UUID '" + requested.substr(0, 64) +
 		                                 "' is not 36 characters of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx");
-	if (virt::DomainPtr(virDomainLookupByUUIDString(conn.get(), u.c_str())))
+	if (virt::find_domain_by_uuid(conn, u))
 		fail(CLOUDLET_E_EXISTS, "a domain with UUID " + u + " already exists");
-	virResetLastError();
 	return u;
 }
 

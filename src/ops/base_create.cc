@@ -6,18 +6,18 @@
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
 
+#include "chunk/content_digest.h"
+#include "chunk/sha256.h"
 #include "engine/chunk_index.h"
-#include "engine/content_digest.h"
-#include "engine/sha256.h"
 #include "host/process.h"
 #include "host/tempdir.h"
 #include "image_file.h"
 #include "ops/base_common.h"
-#include "ops/snapshot_capture.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
+#include "virt/migration_capture.h"
 
 #include <cerrno>
 #include <chrono>
@@ -31,12 +31,12 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
-	std::string dom_name = virDomainGetName(dom.get());
-	int state = virt::domain_state(dom.get());
-	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
-		fail(CLOUDLET_E_INVALID_ARG, "domain " + dom_name + " is " + virt::state_name(state) +
+	std::string dom_name = virt::domain_name(dom.get());
+	virt::RunState state = virt::run_state(dom.get());
+	if (!state.running() && !state.paused())
+		fail(CLOUDLET_E_INVALID_ARG, "domain " + dom_name + " is " + state.name() +
 		                                 "; a base is made from a running or paused domain");
-	bool was_running = state == VIR_DOMAIN_RUNNING;
+	bool was_running = state.running();
 	// Refuse before touching the VM if it cannot be a base.
 	virt::BaseSource src = virt::inspect_base_source(virt::save_xml(dom.get()), ctx.settings().cpu_model);
 	std::string name = o.name.empty() ? dom_name : o.name;
@@ -59,13 +59,17 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	unsigned threads = ctx.settings().worker_threads ? ctx.settings().worker_threads : 2;
 
 	try {
-		// 1. Memory, the VM left paused for the disk copies.
+		// 1. Memory, straight into the base's memory image (the work folder
+		// goes if we fail or die), the VM left paused for the disk copies.
 		auto tc = Clock::now();
-		CaptureOptions co;
-		co.format = CaptureFormat::MemoryImage;
-		co.keep_paused = true;
-		co.journal = &journal;
-		snapshot_capture(ctx, dom_name, work + "/memory.cltmem", co, progress);
+		if (was_running)
+			journal.resume_domain(virt::domain_uuid(dom.get()));
+		{
+			qemu::ImageFileWriter memory(work + "/memory.cltmem");
+			virt::MigrationCapture cap =
+			    virt::capture_migration(dom.get(), was_running, memory, {}, progress, ctx.log());
+			memory.finish(cap.stream);
+		}
 		entry.capture_seconds = since(tc);
 
 		// 2. Disks and boot files, copied while the VM is paused: one instant.
@@ -90,7 +94,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	virt::release(dom.get(), was_running, o.stop, "the base is captured");
 
 	// 3. Indexes and digests: one pass over each part, each pass on every
-	// thread (engine/content_digest.h).
+	// thread (chunk/content_digest.h).
 	auto th = Clock::now();
 	{
 		FILE *f = fopen((work + "/domain.xml").c_str(), "wb");
@@ -120,7 +124,7 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 	progress.report("index", 0, total);
 	for (const auto &p : m.parts) {
 		std::string path = work + "/" + p.file;
-		engine::ScanOptions scan = engine::scan_step(threads, progress, "index", done, total);
+		chunk::ScanOptions scan = chunk::scan_step(threads, progress, "index", done, total);
 		if (p.role == "memory") {
 			digests[p.file] = engine::index_memory_image(path, work + "/memory.idx", scan);
 		} else if (p.role == "disk") {
@@ -137,11 +141,11 @@ BaseInfo base_create(Context &ctx, const std::string &domain, const BaseCreateOp
 		std::string path = work + "/" + p.file;
 		p.size = store::stamp_of(path).size;
 		auto it = digests.find(p.file);
-		p.digest = it != digests.end() ? it->second : engine::digest_file(path, threads);
+		p.digest = it != digests.end() ? it->second : chunk::digest_file(path, threads);
 	}
 	std::string manifest = m.to_json();
 	write_text_file(work + "/manifest.json", manifest);
-	entry.id = engine::sha256_hex(manifest.data(), manifest.size());
+	entry.id = chunk::sha256_hex(manifest.data(), manifest.size());
 	entry.hash_seconds = since(th);
 
 	entry.name = name;

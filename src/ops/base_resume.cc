@@ -26,7 +26,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
-#include <libvirt/virterror.h>
 
 #include <cerrno>
 #include <chrono>
@@ -60,10 +59,8 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 	out.name = o.name.empty() ? e.name + "-" + suffix : o.name;
 	if (!store::safe_file_name(out.name))
 		fail(CLOUDLET_E_INVALID_ARG, "instance name '" + out.name + "' must be letters, digits, '.', '-', '_'");
-	if (virt::DomainPtr(virDomainLookupByName(conn->get(), out.name.c_str()))) {
+	if (virt::find_domain(*conn, out.name))
 		fail(CLOUDLET_E_EXISTS, "a domain named '" + out.name + "' already exists");
-	}
-	virResetLastError();
 	out.uuid = domain_uuid(*conn, o.uuid);
 	virt::check_nic_request(conn->get(), o.nic);
 	out.dir = st.instances_dir() + "/" + out.name;
@@ -110,15 +107,15 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		sink.flush();
 	}
 	progress.report("restore", 0, 0);
-	if (virDomainRestoreFlags(conn->get(), image.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING) != 0) {
+	try {
+		virt::restore_domain(*conn, image, "cannot restore instance " + out.name + " of base " + e.id);
+	} catch (...) {
 		unlink(image.c_str());
-		virt::fail_libvirt("cannot restore instance " + out.name + " of base " + e.id);
+		throw;
 	}
 	unlink(image.c_str());
 	out.restore_seconds = since(tr);
-	virt::DomainPtr dom(virDomainLookupByName(conn->get(), out.name.c_str()));
-	if (!dom)
-		virt::fail_libvirt("instance " + out.name + " vanished after restore");
+	virt::DomainPtr dom = virt::require_domain(*conn, out.name, "instance " + out.name + " vanished after restore");
 
 	try {
 		// Fresh NICs: the restored device still has the base's MAC; unplug
@@ -129,7 +126,7 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 		out.old_macs = swap.old_macs;
 		out.nic_seconds = since(tn);
 	} catch (...) {
-		virDomainDestroy(dom.get());
+		virt::destroy_and_undefine(dom.get()); // transient: shut off is gone
 		throw;
 	}
 	cleanup.dir.clear();

@@ -5,14 +5,13 @@
 #include "ops/recovery.h"
 #include "ops/base_verify.h"
 
-#include "engine/content_digest.h"
-#include "engine/sha256.h"
+#include "chunk/content_digest.h"
+#include "chunk/sha256.h"
 #include "ops/base_common.h"
 #include "util/error.h"
-#include "virt/connection.h"
+#include "virt/domain.h"
 
 #include <dirent.h>
-#include <libvirt/virterror.h>
 
 #include <algorithm>
 #include <thread>
@@ -36,7 +35,7 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 	} catch (const Error &err) {
 		return corrupt(std::string("manifest.json unreadable: ") + err.what());
 	}
-	std::string h = engine::sha256_hex(text.data(), text.size());
+	std::string h = chunk::sha256_hex(text.data(), text.size());
 	if (h != e.id)
 		return corrupt("manifest.json hashes to " + h + ", not to the base ID");
 	try {
@@ -63,7 +62,7 @@ BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool fu
 		auto it = e.stamps.find(p.file);
 		if (full || it == e.stamps.end() || !(it->second == s)) {
 			progress.report("verify", done, total);
-			std::string got = engine::scan_file(path, engine::scan_step(threads, progress, "verify", done, total)).digest;
+			std::string got = chunk::scan_file(path, chunk::scan_step(threads, progress, "verify", done, total)).digest;
 			if (got != p.digest)
 				return corrupt(p.file + " changed: its digest is " + got + ", the manifest says " + p.digest);
 			rehashed = true;
@@ -127,11 +126,10 @@ void base_remove(Context &ctx, const std::string &key) {
 		if (!users.empty()) {
 			auto conn = ctx.connection();
 			for (const auto &u : users) {
-				virt::DomainPtr dom(virDomainLookupByName(conn->get(), u.c_str()));
-				if (dom && virDomainIsActive(dom.get()) == 1)
+				virt::DomainPtr dom = virt::find_domain(*conn, u);
+				if (dom && virt::is_active(dom.get()))
 					fail(CLOUDLET_E_BUSY, "instance " + u + " of base " + id + " is running; stop it first");
 			}
-			virResetLastError();
 		}
 	}
 	st.remove(id);

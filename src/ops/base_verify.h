@@ -9,7 +9,7 @@
 namespace cloudlet::ops {
 
 // Verifies a base; corruption is reported in the result (status "corrupt").
-// Parts are re-digested (engine/content_digest.h) on `threads` threads
+// Parts are re-digested (chunk/content_digest.h) on `threads` threads
 // (0: 2) when their stamp changed, or all of them if `full`.
 BaseInfo verify_base(store::BaseStore &st, const store::CatalogEntry &e, bool full, Progress &progress,
                      unsigned threads = 0);

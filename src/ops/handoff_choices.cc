@@ -1,6 +1,6 @@
 #include "ops/handoff_choices.h"
 
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
 #include "net/handoff_wire.h"
 #include "util/error.h"
 #include "util/fd_io.h"
@@ -37,7 +37,7 @@ std::string read_handoff_token(const std::string &token_file) {
 int handoff_level(const std::string &codec, int level) {
 	if (level >= 0)
 		return level;
-	return engine::default_level(codec == "lzma" ? engine::Codec::Lzma : engine::Codec::Zstd);
+	return chunk::default_level(codec == "lzma" ? chunk::Codec::Lzma : chunk::Codec::Zstd);
 }
 
 } // namespace cloudlet::ops

@@ -129,7 +129,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		req.uuid = o.uuid;
 		req.nic = o.nic;
 		req.what = "the handoff";
-		req.space_needed = (64ull << 20) + h.total_pages * 4096;
+		req.space_needed = (64ull << 20) + h.total_pages * chunk::kChunkSize;
 		try {
 			prepare_launch(ctx_, h, req, progress, t, cleanup);
 		} catch (const Error &e) {
@@ -177,10 +177,10 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 					         info.peer + " sent " + net::frame_type_name(f.type) + " during the items");
 				    changed.clear();
 				    raw += engine::decode_item_batch(
-				        f.payload, spaces, [&](const format::ChunkRecord &r, uint64_t v, const uint8_t *data) {
-					        if (t.applier->apply_versioned(r, data, v) && r.space == format::kMemorySpace)
+				        f.payload, spaces, [&](const chunk::ChunkRecord &r, uint64_t v, const uint8_t *data) {
+					        if (t.applier->apply_versioned(r, data, v) && r.space == chunk::kMemorySpace)
 						        changed.push_back(r.chunk);
-					        (r.space == format::kMemorySpace ? info.memory_items : info.disk_items)++;
+					        (r.space == chunk::kMemorySpace ? info.memory_items : info.disk_items)++;
 				        });
 				    frames++;
 				    uint8_t ack[16];

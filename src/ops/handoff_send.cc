@@ -13,15 +13,17 @@
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
 
+#include "chunk/chunk_ref.h"
 #include "engine/codec_chooser.h"
 #include "engine/dedup.h"
 #include "engine/convergence.h"
 #include "engine/dirty_queue.h"
 #include "engine/handoff_items.h"
+#include "format/overlay_file.h"
 #include "net/handoff_wire.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
-#include "ops/snapshot_capture.h"
+#include "virt/migration_capture.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
@@ -50,8 +52,6 @@
 namespace cloudlet::ops {
 
 namespace {
-
-uint64_t key_of(uint8_t space, uint64_t chunk) { return uint64_t(space) << 56 | chunk; }
 
 int connect_to(const std::string &dest) {
 	size_t colon = dest.rfind(':');
@@ -128,27 +128,29 @@ struct Pipeline {
 // Classifies one chunk against the base and what was sent, adds its item.
 void add_item(Pipeline &p, engine::ItemBatch &batch, uint8_t space, uint64_t chunk, const uint8_t *data,
               uint64_t version) {
-	uint64_t key = key_of(space, chunk);
+	uint64_t key = chunk::pack_ref(space, chunk);
 	engine::DedupDecision d = p.dd->classify(space, chunk, data);
 	bool was_sent;
 	{
 		std::lock_guard<std::mutex> l(p.mu);
 		was_sent = !p.sent.insert(key).second;
-		if (space != format::kMemorySpace)
-			p.disk_sent[key] = XXH3_64bits(data, 4096);
+		if (space != chunk::kMemorySpace)
+			p.disk_sent[key] = XXH3_64bits(data, chunk::kChunkSize);
 	}
-	format::ChunkRecord r = d.record(space, chunk);
+	chunk::ChunkRecord r = d.record(space, chunk);
 	if (d.unchanged) {
 		if (!was_sent)
 			return; // the destination has it from the base already
 		// It went out in another version: say explicitly that it is the base's again.
-		r.kind = space == format::kMemorySpace ? format::ChunkKind::BaseMemory : format::ChunkKind::BaseDisk;
-		r.ref = space == format::kMemorySpace ? chunk : (uint64_t(space - 1u) << 56 | chunk * 4096);
+		r.kind = space == chunk::kMemorySpace ? chunk::ChunkKind::BaseMemory : chunk::ChunkKind::BaseDisk;
+		r.ref = space == chunk::kMemorySpace
+		            ? chunk
+		            : chunk::pack_ref(static_cast<uint8_t>(space - 1u), chunk * chunk::kChunkSize);
 	}
-	batch.add(r, version, format::stores_payload(r.kind) ? d.payload : nullptr);
+	batch.add(r, version, chunk::stores_payload(r.kind) ? d.payload : nullptr);
 	std::lock_guard<std::mutex> l(p.mu);
-	(space == format::kMemorySpace ? p.memory_items : p.disk_items)++;
-	p.stored += format::stores_payload(r.kind);
+	(space == chunk::kMemorySpace ? p.memory_items : p.disk_items)++;
+	p.stored += chunk::stores_payload(r.kind);
 }
 
 void send_batch(Pipeline &p, engine::ItemBatch &batch) {
@@ -191,7 +193,7 @@ void sender_thread(Pipeline &p) {
 				if (batch.raw_bytes() >= (1u << 20))
 					send_batch(p, batch);
 			});
-		std::vector<uint8_t> data(4096);
+		std::vector<uint8_t> data(chunk::kChunkSize);
 		uint64_t key, version;
 		for (;;) {
 			auto tw = Clock::now();
@@ -199,7 +201,8 @@ void sender_thread(Pipeline &p) {
 				break;
 			auto td = Clock::now();
 			p.t_wait += std::chrono::duration<double>(td - tw).count();
-			add_item(p, batch, static_cast<uint8_t>(key >> 56), key & ((1ull << 56) - 1), data.data(), version);
+			chunk::RefParts at = chunk::unpack_ref(key);
+			add_item(p, batch, at.selector, at.position, data.data(), version);
 			p.t_dedup += since(td);
 			if (batch.raw_bytes() >= (1u << 20) || p.queue->waiting() == 0)
 				send_batch(p, batch);
@@ -261,12 +264,12 @@ class QueueSink : public qemu::StreamSink {
 public:
 	QueueSink(Pipeline &p, format::OverlayHeader &h, const std::string &name, int timeout_ms,
 	          std::function<void()> start)
-	    : p_(p), h_(h), name_(name), timeout_ms_(timeout_ms), start_(std::move(start)), zero_(4096, 0) {}
+	    : p_(p), h_(h), name_(name), timeout_ms_(timeout_ms), start_(std::move(start)), zero_(chunk::kChunkSize, 0) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		h_.total_pages = info.total_pages;
 		h_.ram_blocks.clear();
 		for (const auto &b : info.blocks)
-			h_.ram_blocks.push_back({b.name, b.pages() * 4096});
+			h_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
 		h_.stream_version = info.version;
 		h_.ram_section_id = info.ram_section_id;
 		h_.ram_instance_id = info.ram_instance_id;
@@ -296,13 +299,13 @@ public:
 	void on_page(uint32_t, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t) override {
 		if (!data) {
 			if (fill) {
-				std::vector<uint8_t> f(4096, fill);
-				p_.queue->put(key_of(0, linear), f.data(), ++p_.version);
+				std::vector<uint8_t> f(chunk::kChunkSize, fill);
+				p_.queue->put(chunk::pack_ref(chunk::kMemorySpace, linear), f.data(), ++p_.version);
 				return;
 			}
 			data = zero_.data();
 		}
-		p_.queue->put(key_of(0, linear), data, ++p_.version);
+		p_.queue->put(chunk::pack_ref(chunk::kMemorySpace, linear), data, ++p_.version);
 	}
 
 private:
@@ -371,8 +374,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	p.dd = &dd;
 	p.src = &src;
 	bool adaptive = o.codec == "auto";
-	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{engine::Codec::Zstd, 3}
-	                                                : engine::CodecChoice{engine::codec_from_name(o.codec), o.level});
+	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{chunk::Codec::Zstd, 3}
+	                                                : engine::CodecChoice{chunk::codec_from_name(o.codec), o.level});
 	p.chooser = &chooser;
 	p.downtime_target_s = o.downtime_ms / 1000.0;
 	format::OverlayHeader header;
@@ -405,14 +408,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	});
 
 	// 1. Live: QEMU's passes into the queue while the VM runs.
-	CaptureResult cap;
+	virt::MigrationCapture cap;
 	try {
-		CaptureOptions co;
+		virt::MigrationCaptureOptions co;
 		co.live = true;
-		co.format = CaptureFormat::Sink;
-		co.sink = &sink;
-		co.keep_paused = true;
-		co.journal = &journal;
 		// QEMU stops iterating when what is left fits half the downtime
 		// target at the rate it measures — our pipeline's, through the
 		// queue's backpressure; the queue's share is the other half.
@@ -427,7 +426,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 				std::lock_guard<std::mutex> l(p.mu);
 				move = p.move_bps;
 			}
-			auto steps = engine::throttle_steps(double(st.dirty_pages_rate) * 4096, st.cpu_throttle_pct, move);
+			auto steps =
+			    engine::throttle_steps(double(st.dirty_pages_rate) * chunk::kChunkSize, st.cpu_throttle_pct, move);
 			if (steps && steps != steps_set) {
 				mig.set_throttle_steps(steps->initial, steps->increment);
 				ctx.log().debug("auto-converge steps " + std::to_string(steps->initial) + "/" +
@@ -439,7 +439,8 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 			}
 		};
 		progress.report("live", 0, 0);
-		cap = snapshot_capture(ctx, info.domain, "", co, progress);
+		journal.resume_domain(virt::domain_uuid(dom.get())); // QEMU pauses it for its last pass
+		cap = virt::capture_migration(dom.get(), true, sink, co, progress, ctx.log());
 	} catch (...) {
 		std::exception_ptr own;
 		{
@@ -459,12 +460,12 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		for (size_t di = 0; di < src.disks.size(); di++) {
 			uint8_t space = static_cast<uint8_t>(di + 1);
 			for_each_own_chunk(src.disks[di], [&](uint64_t chunk, const uint8_t *data) {
-				uint64_t key = key_of(space, chunk);
+				uint64_t key = chunk::pack_ref(space, chunk);
 				bool same;
 				{
 					std::lock_guard<std::mutex> l(p.mu);
 					auto it = p.disk_sent.find(key);
-					same = it != p.disk_sent.end() && it->second == XXH3_64bits(data, 4096);
+					same = it != p.disk_sent.end() && it->second == XXH3_64bits(data, chunk::kChunkSize);
 				}
 				if (!same)
 					queue.put(key, data, ++p.version);

@@ -8,11 +8,9 @@
 #include "store/base_store.h"
 #include "store/manifest.h"
 #include "util/error.h"
-#include "virt/connection.h"
+#include "virt/domain.h"
 
 #include <sys/stat.h>
-
-#include <libvirt/virterror.h>
 
 namespace cloudlet::ops {
 
@@ -28,11 +26,10 @@ void instance_remove(Context &ctx, const std::string &name) {
 	if (lstat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode))
 		fail(CLOUDLET_E_NOT_FOUND, "no instance '" + name + "' in " + st.instances_dir());
 	auto conn = ctx.connection();
-	if (virt::DomainPtr dom{virDomainLookupByName(conn->get(), name.c_str())}) {
-		if (virDomainIsActive(dom.get()) == 1)
+	if (virt::DomainPtr dom = virt::find_domain(*conn, name)) {
+		if (virt::is_active(dom.get()))
 			fail(CLOUDLET_E_BUSY, "instance '" + name + "' still runs; destroy its domain first");
 	}
-	virResetLastError();
 	store::remove_tree(dir);
 }
 

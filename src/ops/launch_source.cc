@@ -54,7 +54,7 @@ std::vector<Extent> own_extents(const std::string &qcow2) {
 		if (x.data && !json_object_object_get_ex(e, "offset", &off))
 			fail(CLOUDLET_E_UNSUPPORTED, qcow2 + ": clusters at " + std::to_string(x.start) +
 			                                 " are compressed or encrypted; overlays read plain clusters only");
-		if (x.start % engine::kChunkSize)
+		if (x.start % chunk::kChunkSize)
 			fail(CLOUDLET_E_UNSUPPORTED, qcow2 + ": an extent at " + std::to_string(x.start) + " is not 4 KiB aligned");
 		v.push_back(x);
 	}
@@ -72,9 +72,9 @@ uint64_t virtual_size(const std::string &image) {
 
 } // namespace
 
-void describe_launch(Context &ctx, virDomainPtr dom, Progress &progress, LaunchSource &out) {
+void describe_launch(Context &ctx, virt::DomainRef dom, Progress &progress, LaunchSource &out) {
 	store::BaseStore st(ctx.settings().store_dir);
-	out.domain = virDomainGetName(dom);
+	out.domain = virt::domain_name(dom);
 	out.xml = virt::save_xml(dom);
 	auto doc = xml::parse(out.xml, "domain XML of " + out.domain);
 	for (xmlNode *d : xml::select(doc.get(), "/domain/devices/disk[@device='disk' or not(@device)]")) {
@@ -126,23 +126,23 @@ void describe_launch(Context &ctx, virDomainPtr dom, Progress &progress, LaunchS
 }
 
 void for_each_own_chunk(const LaunchDisk &d, const std::function<void(uint64_t, const uint8_t *)> &f) {
-	std::vector<uint8_t> chunk(engine::kChunkSize), zero(engine::kChunkSize, 0);
+	std::vector<uint8_t> chunk(chunk::kChunkSize), zero(chunk::kChunkSize, 0);
 	UniqueFd qfd = open_for_reading(d.file);
 	for (const Extent &x : own_extents(d.file)) {
-		for (uint64_t off = 0; off < x.length; off += engine::kChunkSize) {
+		for (uint64_t off = 0; off < x.length; off += chunk::kChunkSize) {
 			uint64_t at = x.start + off;
 			if (at >= d.bytes)
 				break;
 			const uint8_t *data = zero.data();
 			if (x.data) {
-				size_t want = static_cast<size_t>(std::min<uint64_t>(engine::kChunkSize, d.bytes - at));
+				size_t want = static_cast<size_t>(std::min<uint64_t>(chunk::kChunkSize, d.bytes - at));
 				std::fill(chunk.begin(), chunk.end(), 0);
 				ssize_t n = pread(qfd.get(), chunk.data(), want, static_cast<off_t>(x.host_offset + off));
 				if (n != static_cast<ssize_t>(want))
 					fail_errno("cannot read " + d.file, n < 0 ? errno : EIO);
 				data = chunk.data();
 			}
-			f(at / engine::kChunkSize, data);
+			f(at / chunk::kChunkSize, data);
 		}
 	}
 }

@@ -11,8 +11,7 @@
 #include "ops/context.h"
 #include "util/mapped_file.h"
 #include "util/progress.h"
-
-#include <libvirt/libvirt.h>
+#include "virt/connection.h"
 
 #include <functional>
 #include <memory>
@@ -41,7 +40,7 @@ struct LaunchSource {
 // Throws CLOUDLET_E_INVALID_ARG when the domain is not an instance of a base
 // of the store (base resume writes base.id beside its disks), and
 // CLOUDLET_E_CORRUPT when that base does not verify.
-void describe_launch(Context &ctx, virDomainPtr dom, Progress &progress, LaunchSource &out);
+void describe_launch(Context &ctx, virt::DomainRef dom, Progress &progress, LaunchSource &out);
 
 // Every 4 KiB chunk a disk's own copy-on-write layer holds (data clusters
 // read from their host offsets, explicit zero clusters as zeros), in disk

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
-#include <libvirt/virterror.h>
 
 #include <cerrno>
 
@@ -25,12 +24,8 @@ LaunchCleanup::~LaunchCleanup() {
 	if (keep_)
 		return;
 	if (!domain.empty() && conn) {
-		if (virDomainPtr d = virDomainLookupByName(conn->get(), domain.c_str())) {
-			virDomainDestroy(d);
-			virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_NVRAM); // a transient domain is gone already
-			virDomainFree(d);
-		}
-		virResetLastError();
+		if (virt::DomainPtr d = virt::find_domain(*conn, domain))
+			virt::destroy_and_undefine(d.get());
 	}
 	if (!dir.empty())
 		store::remove_tree(dir);
@@ -102,9 +97,8 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 	t.name = req.name.empty() ? e.name + "-" + new_uuid().substr(0, 8) : req.name;
 	if (!store::safe_file_name(t.name))
 		fail(CLOUDLET_E_INVALID_ARG, "VM name '" + t.name + "' must be letters, digits, '.', '-', '_'");
-	if (virt::DomainPtr(virDomainLookupByName(t.conn->get(), t.name.c_str())))
+	if (virt::find_domain(*t.conn, t.name))
 		fail(CLOUDLET_E_EXISTS, "a domain named '" + t.name + "' already exists");
-	virResetLastError();
 	std::string uuid = domain_uuid(*t.conn, req.uuid);
 	host::DirSpace space = host::dir_space(st.instances_dir());
 	if (space.free_bytes < req.space_needed)

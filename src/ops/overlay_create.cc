@@ -11,12 +11,12 @@
 #include "image_file.h"
 #include "ops/base_common.h"
 #include "ops/launch_source.h"
-#include "ops/snapshot_capture.h"
 #include "stream_writer.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/unique_fd.h"
 #include "virt/domain.h"
+#include "virt/migration_capture.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -36,12 +36,12 @@ public:
 	DedupSink(engine::Deduper &dd, engine::DedupBase &base, const qemu::StreamInfo &base_stream,
 	          format::OverlayHeader &header, std::function<std::unique_ptr<format::OverlayWriter>()> make_writer)
 	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), make_writer_(std::move(make_writer)),
-	      page_(engine::kChunkSize) {}
+	      page_(chunk::kChunkSize) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		header_.total_pages = info.total_pages;
 		header_.ram_blocks.clear();
 		for (const auto &b : info.blocks)
-			header_.ram_blocks.push_back({b.name, b.pages() * engine::kChunkSize});
+			header_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
 		header_.stream_version = info.version;
 		header_.ram_section_id = info.ram_section_id;
 		header_.ram_instance_id = info.ram_instance_id;
@@ -60,13 +60,13 @@ public:
 			memset(page_.data(), fill, page_.size());
 			data = page_.data();
 		}
-		engine::DedupDecision d = dd_.classify(format::kMemorySpace, linear, data);
+		engine::DedupDecision d = dd_.classify(chunk::kMemorySpace, linear, data);
 		if (d.unchanged)
 			return;
-		if (format::stores_payload(d.kind))
-			writer->add_data(d.record(format::kMemorySpace, linear), d.payload);
+		if (chunk::stores_payload(d.kind))
+			writer->add_data(d.record(chunk::kMemorySpace, linear), d.payload);
 		else
-			writer->add_ref(format::kMemorySpace, linear, d.kind, d.ref);
+			writer->add_ref(chunk::kMemorySpace, linear, d.kind, d.ref);
 	}
 	std::unique_ptr<format::OverlayWriter> writer;
 
@@ -85,20 +85,20 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
                            const OverlayCreateOptions &o, Progress &progress) {
 	auto t0 = Clock::now();
 	bool auto_codec = o.codec == "auto";
-	engine::Codec codec = auto_codec ? engine::Codec::Zstd : engine::codec_from_name(o.codec);
+	chunk::Codec codec = auto_codec ? chunk::Codec::Zstd : chunk::codec_from_name(o.codec);
 	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
 	auto conn = ctx.connection();
 	virt::DomainPtr dom = virt::lookup_domain(*conn, domain);
 	OverlayInfo info;
 	info.path = path;
-	info.domain = virDomainGetName(dom.get());
-	info.codec = auto_codec ? "auto" : engine::codec_name(codec);
-	int state = virt::domain_state(dom.get());
-	if (state != VIR_DOMAIN_RUNNING && state != VIR_DOMAIN_PAUSED)
-		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " is " + virt::state_name(state) +
+	info.domain = virt::domain_name(dom.get());
+	info.codec = auto_codec ? "auto" : chunk::codec_name(codec);
+	virt::RunState state = virt::run_state(dom.get());
+	if (!state.running() && !state.paused())
+		fail(CLOUDLET_E_INVALID_ARG, "domain " + info.domain + " is " + state.name() +
 		                                 "; an overlay is made from a running or paused domain");
-	bool was_running = state == VIR_DOMAIN_RUNNING;
+	bool was_running = state.running();
 
 	// Which base, which disks: the instance's files say (base resume put a
 	// base.id beside its disks).
@@ -118,7 +118,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	header.domain_xml = xml;
 	header.codec = info.codec;
 	// The level actually used (the codec's default when none was asked for).
-	header.level = o.level >= 0 ? o.level : engine::default_level(codec);
+	header.level = o.level >= 0 ? o.level : chunk::default_level(codec);
 	header.block_bytes = static_cast<uint32_t>(o.segment_bytes);
 	header.created = now_iso8601();
 	header.creator = "libcloudlet";
@@ -146,17 +146,14 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		return w;
 	});
 
-	CaptureResult cap;
+	virt::MigrationCapture cap;
 	try {
 		// 1. Memory: paused for the whole capture (one version of each page),
 		// and left paused for the disks.
 		auto tc = Clock::now();
-		CaptureOptions co;
-		co.format = CaptureFormat::Sink;
-		co.sink = &pages;
-		co.keep_paused = true;
-		co.journal = &journal;
-		cap = snapshot_capture(ctx, info.domain, "", co, progress);
+		if (was_running)
+			journal.resume_domain(virt::domain_uuid(dom.get()));
+		cap = virt::capture_migration(dom.get(), was_running, pages, {}, progress, ctx.log());
 		info.capture_seconds = since(tc);
 		if (!pages.writer)
 			fail(CLOUDLET_E_CORRUPT, "the migration stream of " + info.domain + " had no RAM");
@@ -170,7 +167,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 				engine::DedupDecision d = dd.classify(space, chunk, data);
 				if (d.unchanged)
 					return;
-				if (format::stores_payload(d.kind))
+				if (chunk::stores_payload(d.kind))
 					pages.writer->add_data(d.record(space, chunk), d.payload);
 				else
 					pages.writer->add_ref(space, chunk, d.kind, d.ref);
@@ -185,7 +182,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	virt::release(dom.get(), was_running, o.stop, "the overlay is captured");
 	info.file_bytes = pages.writer->finish(cap.stream.device_state);
 	if (auto_codec)
-		info.codec = std::string("auto: ") + engine::codec_name(pages.writer->codec());
+		info.codec = std::string("auto: ") + chunk::codec_name(pages.writer->codec());
 	sink.flush();
 	if (fsync(fd.get()) != 0)
 		fail_errno("cannot sync " + part, errno);
@@ -195,7 +192,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	info.counts = dd.counts();
 	info.memory_chunks = header.total_pages;
 	for (const auto &d : disks)
-		info.disk_chunks += (d.bytes + engine::kChunkSize - 1) / engine::kChunkSize;
+		info.disk_chunks += (d.bytes + chunk::kChunkSize - 1) / chunk::kChunkSize;
 	// Chunks never looked at (the base's clusters) are unchanged too.
 	info.counts.n[1][0] += info.disk_chunks - info.counts.total(1);
 	info.segments = pages.writer->segments();

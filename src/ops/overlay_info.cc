@@ -20,8 +20,8 @@ public:
 		for (uint8_t s = 1; s <= h.disks.size(); s++)
 			i_.disk_chunks += h.chunks_in(s);
 	}
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *) override {
-		i_.counts.n[r.space == format::kMemorySpace ? 0 : 1][static_cast<int>(r.kind)]++;
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *) override {
+		i_.counts.n[r.space == chunk::kMemorySpace ? 0 : 1][static_cast<int>(r.kind)]++;
 	}
 
 private:

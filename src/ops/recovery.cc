@@ -13,8 +13,6 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <libvirt/virterror.h>
-
 #include <string>
 #include <vector>
 
@@ -57,23 +55,19 @@ void replay(Context &ctx, const std::string &journal, RecoveryReport &r) {
 		// Each action on its own: a domain that vanishes meanwhile (its own
 		// teardown was under way) does not stop the others.
 		try {
-			virt::DomainPtr dom(virDomainLookupByUUIDString(conn->get(), a.arg.c_str()));
-			virResetLastError();
+			virt::DomainPtr dom = virt::find_domain_by_uuid(*conn, a.arg);
 			if (!dom)
 				continue;
 			if (a.action == "destroy") {
-				virDomainDestroy(dom.get());
-				virDomainUndefine(dom.get()); // transient: already gone
-				virResetLastError();
+				virt::destroy_and_undefine(dom.get());
 				r.domains_destroyed++;
 				log.info("recovery: destroyed domain " + a.arg + ", started by an operation that died");
-			} else if (virDomainIsActive(dom.get()) == 1 && virt::domain_state(dom.get()) == VIR_DOMAIN_PAUSED) {
+			} else if (virt::is_active(dom.get()) && virt::run_state(dom.get()).paused()) {
 				virt::restore_run_state(dom.get(), true, log);
 				r.domains_resumed++;
 				log.info("recovery: resumed domain " + a.arg + ", paused by an operation that died");
 			}
 		} catch (const std::exception &e) {
-			virResetLastError();
 			log.warn("recovery: " + a.action + " " + a.arg + ": " + e.what());
 		}
 	}

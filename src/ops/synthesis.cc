@@ -59,7 +59,7 @@ public:
 		prepare_launch(ctx_, h, req_, progress_, t_, cleanup_);
 		bounds_ = t_.bounds; // the reader checks every reference from here on
 	}
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *data) override {
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) override {
 		auto t = Clock::now();
 		t_.applier->on_chunk(r, data);
 		apply_seconds += since(t);
@@ -132,7 +132,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	out.apply_seconds = sink.apply_seconds;
 	out.memory_chunks = sink.header.total_pages;
 	for (const auto &d : sink.header.disks)
-		out.disk_chunks += (d.bytes + 4095) / 4096;
+		out.disk_chunks += (d.bytes + chunk::kChunkSize - 1) / chunk::kChunkSize;
 	out.name = target.name;
 	out.uuid = target.uuid;
 	out.dir = target.dir;
@@ -147,9 +147,8 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 		if (stat(l.c_str(), &st) == 0)
 			out.disk_layer_bytes += static_cast<uint64_t>(st.st_size);
 	}
-	virt::DomainPtr dom(virDomainLookupByName(target.conn->get(), out.name.c_str()));
-	if (!dom)
-		virt::fail_libvirt("the synthesized VM " + out.name + " vanished after restore");
+	virt::DomainPtr dom =
+	    virt::require_domain(*target.conn, out.name, "the synthesized VM " + out.name + " vanished after restore");
 
 	auto tn = Clock::now();
 	virt::NicSwap swap = virt::swap_nics(dom.get(), o.nic, progress);

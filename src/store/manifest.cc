@@ -1,6 +1,6 @@
 #include "store/manifest.h"
 
-#include "engine/content_digest.h"
+#include "chunk/content_digest.h"
 #include "util/error.h"
 #include "util/json.h"
 
@@ -51,7 +51,7 @@ std::string Manifest::to_json() const {
 	Json o(json_object_new_object());
 	json_object_object_add(o.get(), "format", json_object_new_int(static_cast<int>(format)));
 	json_object_object_add(o.get(), "kind", json_object_new_string("libcloudlet-base"));
-	json_object_object_add(o.get(), "digest", json_object_new_string(engine::kDigestAlgorithm));
+	json_object_object_add(o.get(), "digest", json_object_new_string(chunk::kDigestAlgorithm));
 	json_object_object_add(o.get(), "virt_type", json_object_new_string(virt_type.c_str()));
 	json_object_object_add(o.get(), "machine", json_object_new_string(machine.c_str()));
 	json_object_object_add(o.get(), "cpu_model", json_object_new_string(cpu_model.c_str()));
@@ -93,9 +93,9 @@ Manifest Manifest::parse(const std::string &text, const std::string &what) {
 		                                 std::to_string(kManifestFormat) + ")");
 	if (get_string(doc.get(), "kind", what) != "libcloudlet-base")
 		fail(CLOUDLET_E_CORRUPT, what + ": not a libcloudlet base manifest");
-	if (std::string d = get_string(doc.get(), "digest", what); d != engine::kDigestAlgorithm)
+	if (std::string d = get_string(doc.get(), "digest", what); d != chunk::kDigestAlgorithm)
 		fail(CLOUDLET_E_UNSUPPORTED, what + ": part digest '" + d + "' (this library computes '" +
-		                                 engine::kDigestAlgorithm + "')");
+		                                 chunk::kDigestAlgorithm + "')");
 	m.virt_type = get_string(doc.get(), "virt_type", what);
 	m.machine = get_string(doc.get(), "machine", what);
 	m.cpu_model = get_string(doc.get(), "cpu_model", what);

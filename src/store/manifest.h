@@ -1,5 +1,5 @@
 // A base VM's manifest (docs/formats/base.md): what the base is made of,
-// each part with its size and content digest (engine/content_digest.h). The
+// each part with its size and content digest (chunk/content_digest.h). The
 // base ID is the SHA-256 of the manifest file's bytes, so the ID covers
 // every part and the manifest.
 #pragma once
@@ -15,7 +15,7 @@ struct Part {
 	std::string role;   // "memory", "memory-index", "disk", "disk-index", "domain-xml", "kernel", "initrd"
 	std::string target; // disks: the guest's device name ("vda"); else ""
 	uint64_t size = 0;
-	std::string digest; // engine::digest_file of the part, 64 hex digits
+	std::string digest; // chunk::digest_file of the part, 64 hex digits
 };
 
 constexpr unsigned kManifestFormat = 2;

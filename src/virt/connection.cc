@@ -34,11 +34,15 @@ std::string take_string(char *s, const std::string &what) {
 } // namespace
 
 void fail_libvirt(const std::string &what) {
+	throw Error(CLOUDLET_E_LIBVIRT, what + ": " + take_libvirt_error());
+}
+
+std::string take_libvirt_error() {
 	const char *m = virGetLastErrorMessage();
 	virErrorPtr e = virGetLastError();
-	std::string msg = what + ": " + (e && m ? m : "unknown libvirt error");
+	std::string msg = e && m ? m : "unknown libvirt error";
 	virResetLastError();
-	throw Error(CLOUDLET_E_LIBVIRT, msg);
+	return msg;
 }
 
 std::string format_version(unsigned long v) {

@@ -12,6 +12,10 @@ namespace cloudlet::virt {
 // Throws Error(CLOUDLET_E_LIBVIRT, "<what>: <libvirt's last error>").
 [[noreturn]] void fail_libvirt(const std::string &what);
 
+// libvirt's last error message on this thread, which is then cleared;
+// "unknown libvirt error" when there is none.
+std::string take_libvirt_error();
+
 // Formats a libvirt version number (major*1e6 + minor*1e3 + micro).
 std::string format_version(unsigned long v);
 
@@ -38,10 +42,14 @@ private:
 	std::string requested_uri_;
 };
 
-// A domain reference, freed (not destroyed) on scope exit.
+// A domain reference, freed (not destroyed) on scope exit. Above virt/ it is
+// an opaque handle: operations pass dom.get() to virt/ functions and call
+// no libvirt function themselves.
 struct DomainFree {
 	void operator()(virDomain *d) const { virDomainFree(d); }
 };
 using DomainPtr = std::unique_ptr<virDomain, DomainFree>;
+// What DomainPtr::get() gives: a reference the callee does not own.
+using DomainRef = virDomain *;
 
 } // namespace cloudlet::virt

@@ -23,12 +23,55 @@ DomainPtr lookup_domain(const Connection &conn, const std::string &name_or_uuid)
 	return d;
 }
 
+DomainPtr find_domain(const Connection &conn, const std::string &name) {
+	DomainPtr d(virDomainLookupByName(conn.get(), name.c_str()));
+	virResetLastError();
+	return d;
+}
+
+DomainPtr find_domain_by_uuid(const Connection &conn, const std::string &uuid) {
+	DomainPtr d(virDomainLookupByUUIDString(conn.get(), uuid.c_str()));
+	virResetLastError();
+	return d;
+}
+
+DomainPtr require_domain(const Connection &conn, const std::string &name, const std::string &what) {
+	DomainPtr d(virDomainLookupByName(conn.get(), name.c_str()));
+	if (!d)
+		fail_libvirt(what);
+	return d;
+}
+
+std::string domain_name(virDomainPtr dom) {
+	const char *n = virDomainGetName(dom);
+	return n ? n : "";
+}
+
+std::string domain_uuid(virDomainPtr dom) {
+	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	if (virDomainGetUUIDString(dom, uuid) < 0)
+		fail_libvirt("cannot read the UUID of domain " + domain_name(dom));
+	return uuid;
+}
+
+bool is_active(virDomainPtr dom) {
+	int r = virDomainIsActive(dom);
+	if (r < 0)
+		virResetLastError();
+	return r == 1;
+}
+
 int domain_state(virDomainPtr dom) {
 	int state = 0, reason = 0;
 	if (virDomainGetState(dom, &state, &reason, 0) < 0)
 		fail_libvirt(std::string("cannot read the state of domain ") + virDomainGetName(dom));
 	return state;
 }
+
+bool RunState::running() const { return state == VIR_DOMAIN_RUNNING; }
+bool RunState::paused() const { return state == VIR_DOMAIN_PAUSED; }
+
+RunState run_state(virDomainPtr dom) { return RunState{domain_state(dom)}; }
 
 const char *state_name(int state) {
 	switch (state) {
@@ -59,7 +102,7 @@ std::string virt_type(virDomainPtr dom) {
 	return t ? *t : "";
 }
 
-void resume(virDomainPtr dom) {
+void resume(virDomainPtr dom, const std::string &what) {
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 	while (domain_state(dom) == VIR_DOMAIN_RUNNING && std::chrono::steady_clock::now() < deadline) {
 		// libvirt may not have seen QEMU's STOP event yet; QEMU knows.
@@ -74,7 +117,7 @@ void resume(virDomainPtr dom) {
 		return;
 	}
 	if (virDomainResume(dom) < 0)
-		fail_libvirt(std::string("cannot resume domain ") + virDomainGetName(dom));
+		fail_libvirt(what.empty() ? "cannot resume domain " + domain_name(dom) : what);
 }
 
 void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log) {
@@ -87,17 +130,44 @@ void restore_run_state(virDomainPtr dom, bool was_running, const Logger &log) {
 	}
 }
 
-std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done, bool keep_paused) {
+std::string release(virDomainPtr dom, bool was_running, bool stop, const std::string &done) {
 	if (stop) {
 		if (virDomainDestroy(dom) < 0)
 			fail_libvirt(done + ", but domain " + virDomainGetName(dom) + " could not be shut off");
 		return "shut off";
 	}
-	if (was_running && !keep_paused) {
+	if (was_running) {
 		resume(dom);
 		return "running";
 	}
 	return "paused";
+}
+
+void restore_domain(const Connection &conn, const std::string &path, const std::string &what) {
+	if (virDomainRestoreFlags(conn.get(), path.c_str(), nullptr, VIR_DOMAIN_SAVE_RUNNING) != 0)
+		fail_libvirt(what);
+}
+
+// One flag set for every domain we remove, the union of what each remover
+// needed. What gets removed is a VM whose state now lives elsewhere (the
+// handoff's source) or that never became anyone's (a launch that failed,
+// one a dead operation started), so nothing of it may stay: plain undefine
+// refuses a persistent domain with a managed-save image, snapshot or
+// checkpoint metadata, or (firmware) NVRAM, and the definition would stay,
+// pointing at removed files. NVRAM is what launch cleanup passed before;
+// instances are transient, so for them destroy alone removes everything
+// and the undefine is skipped.
+constexpr unsigned kUndefineFlags = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
+                                    VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA | VIR_DOMAIN_UNDEFINE_NVRAM;
+
+std::string destroy_and_undefine(virDomainPtr dom) {
+	std::string why_not;
+	if (virDomainDestroy(dom) != 0)
+		why_not = take_libvirt_error();
+	if (virDomainIsPersistent(dom) == 1)
+		virDomainUndefineFlags(dom, kUndefineFlags);
+	virResetLastError();
+	return why_not;
 }
 
 } // namespace cloudlet::virt

@@ -25,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 	std::vector<uint8_t> frame(data, data + size);
 	try {
 		uint64_t sum = 0;
-		engine::decode_item_batch(frame, 2, [&](const format::ChunkRecord &r, uint64_t v, const uint8_t *d) {
+		engine::decode_item_batch(frame, 2, [&](const chunk::ChunkRecord &r, uint64_t v, const uint8_t *d) {
 			sum += r.chunk + v + (d ? d[4095] : 0);
 		});
 	} catch (const Error &e) {

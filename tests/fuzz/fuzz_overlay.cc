@@ -11,7 +11,7 @@
 namespace {
 struct Sink : cloudlet::format::OverlaySink {
 	uint64_t sum = 0;
-	void on_chunk(const cloudlet::format::ChunkRecord &r, const uint8_t *d) override { sum += r.chunk + (d ? d[0] : 0); }
+	void on_chunk(const cloudlet::chunk::ChunkRecord &r, const uint8_t *d) override { sum += r.chunk + (d ? d[0] : 0); }
 };
 } // namespace
 

@@ -14,11 +14,12 @@
 
 #include "image_file.h"
 #include "ops/context.h"
-#include "ops/snapshot_capture.h"
 #include "memory_image.h"
 #include "save_image.h"
 #include "stream_parser.h"
 #include "stream_writer.h"
+#include "virt/domain.h"
+#include "virt/migration_capture.h"
 
 #include <cloudlet.h>
 
@@ -256,7 +257,7 @@ static void test_live_capture_of_dirtying_guest(void **) {
 
 // Collects a capture's pages, paced like a WAN link (~40 MB/s of page
 // data) so that QEMU makes many passes while the guest dirties memory.
-// The capture's own corrections (engine/page_ledger.h) come last, as one
+// The capture's own corrections (virt/page_ledger.h) come last, as one
 // more version of their pages.
 class PacedSink : public StreamSink {
 public:
@@ -280,15 +281,14 @@ public:
 static void test_live_capture_matches_paused_memory(void **) {
 	cloudlet::ops::Context octx(cloudlet::ops::resolve_settings({}), cloudlet::Logger());
 	PacedSink sink;
-	cloudlet::ops::CaptureOptions co;
+	cloudlet::virt::MigrationCaptureOptions co;
 	co.live = true;
-	co.format = cloudlet::ops::CaptureFormat::Sink;
-	co.sink = &sink;
-	co.keep_paused = true;
 	cloudlet::Progress progress;
-	cloudlet::ops::CaptureResult res;
+	cloudlet::virt::MigrationCapture res;
 	try {
-		res = cloudlet::ops::snapshot_capture(octx, th_guest_domain_name(guest), "", co, progress);
+		auto conn = octx.connection();
+		cloudlet::virt::DomainPtr dom = cloudlet::virt::lookup_domain(*conn, th_guest_domain_name(guest));
+		res = cloudlet::virt::capture_migration(dom.get(), true, sink, co, progress, octx.log());
 	} catch (const std::exception &e) {
 		fail_msg("live capture: %s", e.what());
 	}

@@ -6,11 +6,11 @@
 // store, every truncation and many flips refused with nothing left behind),
 // and the catalog under concurrent writers in separate processes.
 #include "byte_reader.h"
+#include "chunk/content_digest.h"
+#include "chunk/sha256.h"
 #include "engine/chunk_index.h"
-#include "engine/content_digest.h"
-#include "engine/sha256.h"
-#include "image_file.h"
 #include "format/base_package.h"
+#include "image_file.h"
 #include "store/base_store.h"
 #include "store/manifest.h"
 #include "util/error.h"
@@ -104,7 +104,7 @@ static store::Manifest make_base_files(const std::string &dir) {
 	for (auto [file, role] : {std::pair{"domain.xml", "domain-xml"}, std::pair{"memory.cltmem", "memory"},
 	                          std::pair{"memory.idx", "memory-index"}, std::pair{"disk-vda.raw", "disk"}}) {
 		store::Part p{file, role, std::string(role) == "disk" ? "vda" : "", 0, ""};
-		p.digest = engine::digest_file(dir + "/" + file, 2, &p.size);
+		p.digest = chunk::digest_file(dir + "/" + file, 2, &p.size);
 		m.parts.push_back(p);
 	}
 	std::string text = m.to_json();
@@ -197,7 +197,7 @@ static void put_le64(std::vector<uint8_t> &b, uint64_t v) {
 }
 
 static std::vector<uint8_t> raw_sha(const void *p, size_t n) {
-	engine::Sha256 h;
+	chunk::Sha256 h;
 	h.update(p, n);
 	std::vector<uint8_t> out(32);
 	h.digest(out.data());
@@ -220,7 +220,7 @@ static std::string reference_digest(const std::vector<uint8_t> &content) {
 		std::vector<uint8_t> l = zero ? zero_leaf : raw_sha(content.data() + off, n);
 		input.insert(input.end(), l.begin(), l.end());
 	}
-	return engine::to_hex(raw_sha(input.data(), input.size()).data(), 32);
+	return chunk::to_hex(raw_sha(input.data(), input.size()).data(), 32);
 }
 
 static void test_part_digest(void **) {
@@ -244,19 +244,19 @@ static void test_part_digest(void **) {
 	// Content alone: sparse = dense, any thread count, the streaming builder.
 	for (unsigned threads : {1u, 2u, 3u}) {
 		uint64_t got_size = 0;
-		assert_string_equal(engine::digest_file(sparse, threads, &got_size).c_str(), want.c_str());
+		assert_string_equal(chunk::digest_file(sparse, threads, &got_size).c_str(), want.c_str());
 		assert_int_equal(got_size, size);
-		assert_string_equal(engine::digest_file(dense, threads).c_str(), want.c_str());
+		assert_string_equal(chunk::digest_file(dense, threads).c_str(), want.c_str());
 	}
 	{
-		engine::DigestBuilder b; // bytes in odd pieces
+		chunk::DigestBuilder b; // bytes in odd pieces
 		for (size_t off = 0; off < content.size();) {
 			size_t n = std::min<size_t>(content.size() - off, 65537);
 			b.update(content.data() + off, n);
 			off += n;
 		}
 		assert_string_equal(b.finish().c_str(), want.c_str());
-		engine::DigestBuilder z; // holes as zeros(), data as update()
+		chunk::DigestBuilder z; // holes as zeros(), data as update()
 		uint64_t at = 0;
 		for (const auto &[off, bytes] : pieces) {
 			z.zeros(off - at);
@@ -278,7 +278,7 @@ static void test_part_digest(void **) {
 		c ^= 0x20;
 		assert_int_equal(pwrite(fd, &c, 1, static_cast<off_t>(off)), 1);
 		close(fd);
-		std::string d = engine::digest_file(other, 2);
+		std::string d = chunk::digest_file(other, 2);
 		if (d == want)
 			fail_msg("a flipped byte at %llu left the digest unchanged", (unsigned long long)off);
 		assert_string_equal(d.c_str(), reference_digest(read_file(other)).c_str());
@@ -287,12 +287,12 @@ static void test_part_digest(void **) {
 	// leaf or as a new one; an empty file and all-zero files differ.
 	for (uint64_t extra : {uint64_t(1), uint64_t(4096), uint64_t(1u << 20)}) {
 		make_file(other, size + extra, pieces, false);
-		assert_string_not_equal(engine::digest_file(other, 2).c_str(), want.c_str());
+		assert_string_not_equal(chunk::digest_file(other, 2).c_str(), want.c_str());
 	}
 	std::set<std::string> zeros;
 	for (uint64_t n : {uint64_t(0), uint64_t(1), uint64_t(4096), uint64_t(1u << 20), uint64_t(2u << 20)}) {
 		make_file(other, n, {}, false);
-		std::string d = engine::digest_file(other, 2);
+		std::string d = chunk::digest_file(other, 2);
 		assert_string_equal(d.c_str(), reference_digest(std::vector<uint8_t>(n, 0)).c_str());
 		zeros.insert(d);
 	}
@@ -300,16 +300,16 @@ static void test_part_digest(void **) {
 	// Pinned by the format (docs/formats/base.md; also computed with Python's
 	// hashlib): the digest of "abc", of an empty file, and Z.
 	make_file(other, 3, {{0, {'a', 'b', 'c'}}}, true);
-	assert_string_equal(engine::digest_file(other, 1).c_str(),
+	assert_string_equal(chunk::digest_file(other, 1).c_str(),
 	                    "64147b7a5292262dbdf19851c5b5aa90bdfad795de4abd9b13ce246be9b059c0");
 	assert_string_equal(reference_digest({'a', 'b', 'c'}).c_str(),
 	                    "64147b7a5292262dbdf19851c5b5aa90bdfad795de4abd9b13ce246be9b059c0");
 	make_file(other, 0, {}, true);
-	assert_string_equal(engine::digest_file(other, 1).c_str(),
+	assert_string_equal(chunk::digest_file(other, 1).c_str(),
 	                    "ecd09a6670ff0d5f84bb6f28f7afe6bb6f9bbc799d66f84fbaab06fc28e58bb2");
-	assert_string_equal(engine::to_hex(engine::zero_leaf().b, 32).c_str(),
+	assert_string_equal(chunk::to_hex(chunk::zero_leaf().b, 32).c_str(),
 	                    "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58");
-	assert_true(engine::zero_leaf() == engine::leaf_hash(std::vector<uint8_t>(100, 0).data(), 100));
+	assert_true(chunk::zero_leaf() == chunk::leaf_hash(std::vector<uint8_t>(100, 0).data(), 100));
 }
 
 // The one pass over a sparse disk gives the indexes the dense content
@@ -329,10 +329,10 @@ static void test_one_pass_disk_index(void **) {
 	std::vector<uint8_t> content = read_file(dense);
 	auto h4 = engine::hash_range(content.data(), content.size(), 1);
 	auto h512 = engine::hash_sector_windows(content.data(), content.size(), 1);
-	std::string want = engine::digest_file(dense, 1);
+	std::string want = chunk::digest_file(dense, 1);
 	std::vector<uint8_t> first4, first512;
 	for (unsigned threads : {1u, 2u}) {
-		engine::ScanOptions o;
+		chunk::ScanOptions o;
 		o.threads = threads;
 		Progress progress;
 		o.progress = &progress;
@@ -389,10 +389,10 @@ static void test_one_pass_memory_index(void **) {
 	auto want = engine::hash_chunks(si.total_pages, [&](uint64_t p) { return img.page(p); }, 1);
 	assert_true(want[7] == engine::zero_chunk_hash());
 	std::string idx = tmp_root() + "/memory.idx";
-	engine::ScanOptions o;
+	chunk::ScanOptions o;
 	o.threads = 2;
 	std::string d = engine::index_memory_image(path, idx, o);
-	assert_string_equal(d.c_str(), engine::digest_file(path, 1).c_str());
+	assert_string_equal(d.c_str(), chunk::digest_file(path, 1).c_str());
 	engine::IndexFile f(idx);
 	assert_int_equal(f.count(), si.total_pages);
 	for (uint64_t p = 0; p < si.total_pages; p++)
@@ -414,7 +414,7 @@ static void test_index_files(void **) {
 	assert_true(h1[1] != h1[3]);
 	std::string path = dir + "/x.idx";
 	std::string sha = engine::write_index(path, engine::IndexKind::Disk, data.size() - 100, h1);
-	assert_string_equal(sha.c_str(), engine::sha256_file(path).c_str());
+	assert_string_equal(sha.c_str(), chunk::sha256_file(path).c_str());
 	{
 		engine::IndexFile f(path);
 		assert_int_equal(f.count(), 256);
@@ -472,7 +472,7 @@ static void test_index_files(void **) {
 static std::string package_of(const std::string &dir, const store::Manifest &m, const std::string &out) {
 	std::string manifest(reinterpret_cast<const char *>(read_file(dir + "/manifest.json").data()),
 	                     read_file(dir + "/manifest.json").size());
-	format::PackageHeader h{engine::sha256_hex(manifest.data(), manifest.size()), "pkgtest", manifest};
+	format::PackageHeader h{chunk::sha256_hex(manifest.data(), manifest.size()), "pkgtest", manifest};
 	int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	Progress p;
 	format::write_base_package(fd, out, h, m, dir, p);
@@ -570,7 +570,7 @@ static void test_concurrent_catalog(void **) {
 					std::string w = mine.make_work_dir("create-");
 					store::CatalogEntry e;
 					e.name = "b-" + std::to_string(p) + "-" + std::to_string(i);
-					e.id = engine::sha256_hex(e.name.data(), e.name.size());
+					e.id = chunk::sha256_hex(e.name.data(), e.name.size());
 					mine.add(e, w);
 					mine.list(); // readers never see a torn catalog
 				}
@@ -593,7 +593,7 @@ static void test_concurrent_catalog(void **) {
 		std::string w = st.make_work_dir("create-");
 		store::CatalogEntry e;
 		e.name = "b-0-0";
-		e.id = engine::sha256_hex("other", 5);
+		e.id = chunk::sha256_hex("other", 5);
 		st.add(e, w);
 		fail_msg("a duplicate name was accepted");
 	} catch (const Error &e) {

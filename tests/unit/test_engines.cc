@@ -66,7 +66,7 @@ void write_file(const std::string &path, const std::string &text) {
 // CodecChooser: the candidate delivering the most raw state per second
 // through the link wins; within 5 % the smaller output.
 
-using engine::Codec;
+using chunk::Codec;
 using engine::CodecChooser;
 using Estimate = engine::CodecChooser::Estimate;
 

@@ -8,7 +8,7 @@
 // password or query string). Over HTTPS (the server's self-signed test
 // certificate for 127.0.0.1): trusted through ca_file it works; with the
 // system's CAs, under another host name, or redirected down to http it fails.
-#include "engine/sha256.h"
+#include "chunk/sha256.h"
 #include "host/tempdir.h"
 #include "net/http_source.h"
 #include "util/error.h"
@@ -99,7 +99,7 @@ int start_server(void **) {
 
 	g = new Server;
 	g->body = make_body(kBodySize);
-	g->body_sha = engine::sha256_hex(g->body.data(), g->body.size());
+	g->body_sha = chunk::sha256_hex(g->body.data(), g->body.size());
 	g->dir = std::make_unique<host::TempDir>("cltest-http-");
 	std::string file = g->dir->path() + "/body.bin";
 	write_file(file, g->body);
@@ -163,7 +163,7 @@ struct Outcome {
 Outcome fetch(const std::string &u, const HttpOptions &o = {}, size_t chunk = 1 << 20) {
 	Outcome out;
 	auto t0 = Clock::now();
-	engine::Sha256 h;
+	chunk::Sha256 h;
 	std::vector<uint8_t> buf(chunk);
 	try {
 		HttpSource src(u, o);
@@ -264,7 +264,7 @@ void test_large_body_backpressure(void **) {
 	HttpSource src(url("/body"), o);
 	const size_t sizes[] = {1, 7, 13, 4093, 65537, (1 << 20) + 3, 333333, 2, 16385};
 	std::vector<uint8_t> buf((1 << 20) + 3);
-	engine::Sha256 h;
+	chunk::Sha256 h;
 	uint64_t got = 0;
 	size_t i = 0;
 	int pauses = 0;
@@ -320,7 +320,7 @@ void test_slow_consumer_is_not_a_stall(void **) {
 	o.buffer_bytes = 64 << 10;
 	HttpSource src(url("/body"), o);
 	std::vector<uint8_t> buf(1 << 20);
-	engine::Sha256 h;
+	chunk::Sha256 h;
 	uint64_t got = 0;
 	auto take = [&](size_t n) {
 		size_t k = src.read(buf.data(), n);

@@ -3,7 +3,6 @@
 // auto-converge steps. Fixtures under
 // tests/data/ are real documents captured from libvirt 9.0 / QEMU 7.2.
 #include "engine/convergence.h"
-#include "engine/page_ledger.h"
 #include "ops/context.h"
 #include "util/error.h"
 #include "util/xml.h"
@@ -12,6 +11,7 @@
 #include "virt/guest_ram.h"
 #include "virt/host_caps.h"
 #include "virt/nic_swap.h"
+#include "virt/page_ledger.h"
 
 #include <cstdarg>
 #include <cstddef>
@@ -150,7 +150,7 @@ static void test_page_ledger(void **) {
 	for (size_t i = 0; i < mem.size(); i++)
 		mem[i] = static_cast<uint8_t>(i * 7 + i / 4096);
 	for (unsigned threads : {1u, 2u, 3u}) {
-		engine::PageLedger l(pages + 10);
+		virt::PageLedger l(pages + 10);
 		for (uint64_t p = 0; p < pages; p++)
 			if (p != 500) // never sent
 				l.record(p + 10, mem.data() + p * 4096, 0);
@@ -177,7 +177,7 @@ static void test_page_ledger(void **) {
 	// The paused VM hashed while QEMU's final pass still streams: versions
 	// recorded after hash_paused() count, and its hashes are used.
 	{
-		engine::PageLedger l(pages);
+		virt::PageLedger l(pages);
 		for (uint64_t p = 0; p < pages; p++)
 			l.record(p, p == 42 ? nullptr : mem.data() + p * 4096, 0); // page 42: an old version
 		std::vector<uint8_t> real = mem;
@@ -208,7 +208,7 @@ static void test_page_ledger(void **) {
 		l.hash_paused(0, pages, read, 2, &stop);
 		assert_int_equal(l.reconcile(0, pages, read, [](uint64_t, const uint8_t *) {}), 4);
 	}
-	engine::PageLedger l(4);
+	virt::PageLedger l(4);
 	assert_int_equal(l.reconcile(0, 0, [](uint64_t, uint8_t *, size_t) { fail(); }, [](uint64_t, const uint8_t *) {}), 0);
 	bool threw = false;
 	try {

@@ -33,7 +33,7 @@ extern "C" {
 #include "vector_sink.h"
 
 using namespace cloudlet;
-using format::ChunkKind;
+using chunk::ChunkKind;
 
 namespace {
 
@@ -134,12 +134,12 @@ static void apply_and_compare(unsigned threads) {
 	h.domain_xml = "<domain/>";
 	VectorSink out;
 	{
-		format::OverlayWriter w(out, h, engine::Codec::Zstd, 3, 64 * 1024, threads);
+		format::OverlayWriter w(out, h, chunk::Codec::Zstd, 3, 64 * 1024, threads);
 		auto add = [&](uint8_t space, uint64_t chunk, const uint8_t *data) {
 			engine::DedupDecision d = dd.classify(space, chunk, data);
 			if (d.unchanged)
 				return;
-			if (format::stores_payload(d.kind))
+			if (chunk::stores_payload(d.kind))
 				w.add_data(d.record(space, chunk), d.payload);
 			else
 				w.add_ref(space, chunk, d.kind, d.ref);
@@ -152,15 +152,15 @@ static void apply_and_compare(unsigned threads) {
 	}
 	const auto &n = dd.counts();
 	for (int space = 0; space < 2; space++)
-		for (int k = 1; k < format::kChunkKinds; k++)
+		for (int k = 1; k < chunk::kChunkKinds; k++)
 			print_message("# space %d kind %d: %llu\n", space, k, (unsigned long long)n.n[space][k]);
 	// Every category was exercised somewhere.
-	for (int k = 1; k < format::kChunkKinds; k++)
+	for (int k = 1; k < chunk::kChunkKinds; k++)
 		assert_true(n.n[0][k] + n.n[1][k] > 0);
 	// The shifted copies are found: all 16 memory pages (each but the first
 	// overlaps two stored pages; one is enough) and the 9 disk chunks the
 	// 212-byte-shifted copy touches, but for a first chunk too short to match.
-	constexpr int kShift = static_cast<int>(format::ChunkKind::ShiftXor);
+	constexpr int kShift = static_cast<int>(chunk::ChunkKind::ShiftXor);
 	assert_true(n.n[0][kShift] >= 15);
 	assert_true(n.n[1][kShift] >= 8);
 
@@ -236,7 +236,7 @@ static void test_shifted_items_versioned(void **) {
 		}
 		batch.add(d.record(0, p), 1, d.payload);
 	}
-	auto frame = batch.encode(engine::Codec::Zstd, 3);
+	auto frame = batch.encode(chunk::Codec::Zstd, 3);
 	// Two shifted pages of mostly zero XOR: the batch is about two pages.
 	assert_true(frame.size() < 2 * 4096 + 1024);
 
@@ -252,19 +252,19 @@ static void test_shifted_items_versioned(void **) {
 	Progress progress;
 	engine::OverlayApplier applier(ab, h, {dir + "/layer.qcow2"}, dir, progress);
 	applier.set_versioned();
-	engine::decode_item_batch(frame, 1, [&](const format::ChunkRecord &r, uint64_t v, const uint8_t *data) {
+	engine::decode_item_batch(frame, 1, [&](const chunk::ChunkRecord &r, uint64_t v, const uint8_t *data) {
 		applier.apply_versioned(r, data, v);
 	});
 	applier.finish();
 	for (uint64_t p = 0; p < 4; p++)
 		assert_memory_equal(applier.page(p), launch[p].data(), 4096);
 
-	auto refused = [&](const format::ChunkRecord &r) {
+	auto refused = [&](const chunk::ChunkRecord &r) {
 		engine::ItemBatch b;
 		b.add(r, 2, launch[0].data());
-		auto f = b.encode(engine::Codec::None, 0);
+		auto f = b.encode(chunk::Codec::None, 0);
 		try {
-			engine::decode_item_batch(f, 1, [&](const format::ChunkRecord &rr, uint64_t v, const uint8_t *data) {
+			engine::decode_item_batch(f, 1, [&](const chunk::ChunkRecord &rr, uint64_t v, const uint8_t *data) {
 				applier.apply_versioned(rr, data, v);
 			});
 			fail_msg("accepted a shifted item with ref %llu shift %d", (unsigned long long)r.ref, r.shift);

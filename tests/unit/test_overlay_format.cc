@@ -3,7 +3,8 @@
 // reader refuses truncations, flips, bad references, duplicate chunks and
 // trailing data with CLOUDLET_E_CORRUPT (never a crash: also under ASan).
 #include "byte_reader.h"
-#include "engine/block_codec.h"
+#include "chunk/chunk_ref.h"
+#include "chunk/block_codec.h"
 #include "engine/chunk_table.h"
 #include "engine/dedup.h"
 #include "memory_image.h"
@@ -29,18 +30,18 @@ extern "C" {
 #include "vector_sink.h"
 
 using namespace cloudlet;
-using format::ChunkKind;
+using chunk::ChunkKind;
 
 namespace {
 
 struct Collected : format::OverlaySink {
 	format::OverlayHeader header;
-	std::vector<format::ChunkRecord> records;
+	std::vector<chunk::ChunkRecord> records;
 	std::vector<std::vector<uint8_t>> data;
 	std::vector<uint8_t> device_state;
 	void on_header(const format::OverlayHeader &h) override { header = h; }
 	void on_device_state(const std::vector<uint8_t> &d) override { device_state = d; }
-	void on_chunk(const format::ChunkRecord &r, const uint8_t *d) override {
+	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *d) override {
 		records.push_back(r);
 		data.emplace_back(d ? std::vector<uint8_t>(d, d + 4096) : std::vector<uint8_t>());
 	}
@@ -69,10 +70,10 @@ std::vector<uint8_t> page(uint32_t seed, bool compressible) {
 	return p;
 }
 
-std::vector<uint8_t> build(engine::Codec codec, size_t segment_bytes, std::vector<format::ChunkRecord> *expect,
+std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector<chunk::ChunkRecord> *expect,
                            unsigned threads = 1) {
 	VectorSink out;
-	format::OverlayWriter w(out, sample_header(), codec, codec == engine::Codec::Lzma ? 1 : 3, segment_bytes, threads);
+	format::OverlayWriter w(out, sample_header(), codec, codec == chunk::Codec::Lzma ? 1 : 3, segment_bytes, threads);
 	for (uint32_t i = 0; i < 300; i++) {
 		auto p = page(i, i % 2);
 		w.add_data(0, i * 7, p.data());
@@ -80,7 +81,7 @@ std::vector<uint8_t> build(engine::Codec codec, size_t segment_bytes, std::vecto
 	}
 	w.add_ref(0, 5000, ChunkKind::Zero, 0);
 	w.add_ref(0, 5001, ChunkKind::BaseMemory, 123);
-	w.add_ref(1, 10, ChunkKind::BaseDisk, (uint64_t(0) << 56) | 512 * 9);
+	w.add_ref(1, 10, ChunkKind::BaseDisk, chunk::pack_ref(0, 512 * 9));
 	w.add_ref(2, 3, ChunkKind::Self, 7); // memory chunk 7 (space 0) was stored
 	auto p = page(999, false);
 	w.add_data(2, 4, p.data());
@@ -109,24 +110,24 @@ static void test_codecs(void **) {
 	std::vector<uint8_t> data(1 << 20);
 	for (size_t i = 0; i < data.size(); i++)
 		data[i] = static_cast<uint8_t>(i % 251 < 200 ? 'x' : i);
-	for (auto c : {engine::Codec::None, engine::Codec::Zstd, engine::Codec::Lzma}) {
+	for (auto c : {chunk::Codec::None, chunk::Codec::Zstd, chunk::Codec::Lzma}) {
 		std::vector<uint8_t> z, back(data.size());
-		engine::compress_block(c, -1, data.data(), data.size(), z);
-		if (c != engine::Codec::None)
+		chunk::compress_block(c, -1, data.data(), data.size(), z);
+		if (c != chunk::Codec::None)
 			assert_true(z.size() < data.size() / 4);
-		engine::decompress_block(c, z.data(), z.size(), back.data(), back.size(), "t");
+		chunk::decompress_block(c, z.data(), z.size(), back.data(), back.size(), "t");
 		assert_memory_equal(back.data(), data.data(), data.size());
 		// Wrong size or damage: refused, never more than asked for.
 		try {
-			engine::decompress_block(c, z.data(), z.size(), back.data(), back.size() - 1, "t");
-			fail_msg("%s: a short output buffer was accepted", engine::codec_name(c));
+			chunk::decompress_block(c, z.data(), z.size(), back.data(), back.size() - 1, "t");
+			fail_msg("%s: a short output buffer was accepted", chunk::codec_name(c));
 		} catch (const Error &e) {
 			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
 		}
-		if (c != engine::Codec::None) {
+		if (c != chunk::Codec::None) {
 			z[z.size() / 2] ^= 0xff;
 			try {
-				engine::decompress_block(c, z.data(), z.size(), back.data(), back.size(), "t");
+				chunk::decompress_block(c, z.data(), z.size(), back.data(), back.size(), "t");
 				// zstd without a checksum may decode a flip to other bytes;
 				// the overlay's payload checksum catches that.
 			} catch (const Error &e) {
@@ -134,9 +135,9 @@ static void test_codecs(void **) {
 			}
 		}
 	}
-	assert_true(engine::codec_from_name("xz") == engine::Codec::Lzma);
+	assert_true(chunk::codec_from_name("xz") == chunk::Codec::Lzma);
 	try {
-		engine::codec_from_name("gzip");
+		chunk::codec_from_name("gzip");
 		fail_msg("unknown codec accepted");
 	} catch (const Error &e) {
 		assert_int_equal(e.status(), CLOUDLET_E_INVALID_ARG);
@@ -149,9 +150,9 @@ static void test_codecs(void **) {
 }
 
 static void test_round_trip(void **) {
-	for (auto codec : {engine::Codec::None, engine::Codec::Zstd, engine::Codec::Lzma}) {
+	for (auto codec : {chunk::Codec::None, chunk::Codec::Zstd, chunk::Codec::Lzma}) {
 		for (size_t seg : {size_t(4096 * 7), size_t(4 << 20)}) {
-			std::vector<format::ChunkRecord> expect, again;
+			std::vector<chunk::ChunkRecord> expect, again;
 			auto bytes = build(codec, seg, &expect);
 			// Compressing segments on several threads changes nothing in the file.
 			assert_true(build(codec, seg, &again, 3) == bytes);
@@ -174,15 +175,15 @@ static void test_round_trip(void **) {
 			assert_int_equal(n.records[static_cast<int>(ChunkKind::DataXor)], 1);
 			assert_int_equal(n.memory_records + n.disk_records, expect.size());
 			assert_int_equal(n.file_bytes, bytes.size());
-			if (codec != engine::Codec::None)
+			if (codec != chunk::Codec::None)
 				assert_true(n.stored_bytes < n.payload_bytes);
 		}
 	}
 }
 
 static void test_references_checked_against_base(void **) {
-	std::vector<format::ChunkRecord> expect;
-	auto bytes = build(engine::Codec::Zstd, 4 << 20, &expect);
+	std::vector<chunk::ChunkRecord> expect;
+	auto bytes = build(chunk::Codec::Zstd, 4 << 20, &expect);
 	Collected c;
 	format::BaseBounds ok{true, 6001, {64 << 20, 8 << 20}};
 	read_all(bytes, c, ok);
@@ -208,7 +209,7 @@ static void test_references_checked_against_base(void **) {
 static void test_writer_misuse_is_refused_by_reader(void **) {
 	auto refused = [](auto fill, const char *what) {
 		VectorSink out;
-		format::OverlayWriter w(out, sample_header(), engine::Codec::Zstd, 3, 1 << 20);
+		format::OverlayWriter w(out, sample_header(), chunk::Codec::Zstd, 3, 1 << 20);
 		fill(w);
 		w.finish({});
 		Collected c;
@@ -231,8 +232,8 @@ static void test_writer_misuse_is_refused_by_reader(void **) {
 }
 
 static void test_damage(void **) {
-	std::vector<format::ChunkRecord> expect;
-	auto good = build(engine::Codec::Zstd, 4096 * 50, &expect);
+	std::vector<chunk::ChunkRecord> expect;
+	auto good = build(chunk::Codec::Zstd, 4096 * 50, &expect);
 	std::mt19937 rng(11);
 	int cases = 0;
 	auto check_refused = [&](const std::vector<uint8_t> &b) {
@@ -266,12 +267,12 @@ static void test_damage(void **) {
 // slot) is refused without decoding past the slot, by zstd and by LZMA.
 static void test_decompression_bombs_refused(void **) {
 	std::vector<uint8_t> zeros(64u << 20, 0), packed;
-	for (engine::Codec c : {engine::Codec::Zstd, engine::Codec::Lzma}) {
-		engine::compress_block(c, 1, zeros.data(), zeros.size(), packed);
+	for (chunk::Codec c : {chunk::Codec::Zstd, chunk::Codec::Lzma}) {
+		chunk::compress_block(c, 1, zeros.data(), zeros.size(), packed);
 		assert_true(packed.size() < (1u << 20));
 		std::vector<uint8_t> slot(64u << 10);
 		try {
-			engine::decompress_block(c, packed.data(), packed.size(), slot.data(), slot.size(), "bomb");
+			chunk::decompress_block(c, packed.data(), packed.size(), slot.data(), slot.size(), "bomb");
 			fail_msg("a %zu-byte block decoding to 64 MiB was accepted into 64 KiB", packed.size());
 		} catch (const Error &e) {
 			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
@@ -285,7 +286,7 @@ static void test_decompression_bombs_refused(void **) {
 static void test_codec_auto(void **) {
 	for (bool text : {false, true}) {
 		VectorSink out;
-		format::OverlayWriter w(out, sample_header(), engine::Codec::Zstd, 3, 1 << 20, 2);
+		format::OverlayWriter w(out, sample_header(), chunk::Codec::Zstd, 3, 1 << 20, 2);
 		w.choose_codec_from_first_segment();
 		for (uint32_t i = 0; i < 600; i++) {
 			std::vector<uint8_t> p(4096);
@@ -296,9 +297,9 @@ static void test_codec_auto(void **) {
 			w.add_data(0, i, p.data());
 		}
 		w.finish({});
-		print_message("# auto on %s data chose %s\n", text ? "text-like" : "random", engine::codec_name(w.codec()));
+		print_message("# auto on %s data chose %s\n", text ? "text-like" : "random", chunk::codec_name(w.codec()));
 		if (!text)
-			assert_true(w.codec() == engine::Codec::Zstd);
+			assert_true(w.codec() == chunk::Codec::Zstd);
 		Collected c;
 		format::OverlayCounts n = read_all(out.bytes, c);
 		assert_int_equal(n.records[static_cast<int>(ChunkKind::Data)], 600);
@@ -376,7 +377,7 @@ static void test_dedup_categories(void **) {
 	expect(1, 1, fresh.data(), false, K::Self, 5);
 	auto other = page(78, false);
 	expect(1, 2, other.data(), false, K::Data, 0);
-	expect(0, 10, other.data(), false, K::Self, uint64_t(1) << 56 | 2);
+	expect(0, 10, other.data(), false, K::Self, chunk::pack_ref(1, 2));
 	// A page that changed a little against the base page at its position is
 	// stored as XOR against it; mostly zeros, so it compresses to little.
 	std::vector<uint8_t> tweaked(mem.data(11), mem.data(11) + 4096);

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace cloudlet::engine {
+namespace cloudlet::chunk {
 
 enum class Codec : uint32_t { None = 0, Zstd = 1, Lzma = 2 };
 
@@ -31,4 +31,4 @@ void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vect
 // another size.
 void decompress_block(Codec c, const uint8_t *data, size_t n, uint8_t *out, size_t out_size, const std::string &what);
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::chunk

@@ -1,4 +1,4 @@
-#include "engine/content_digest.h"
+#include "chunk/content_digest.h"
 
 #include "util/error.h"
 #include "util/fd_io.h"
@@ -16,7 +16,7 @@
 #include <mutex>
 #include <thread>
 
-namespace cloudlet::engine {
+namespace cloudlet::chunk {
 
 namespace {
 
@@ -241,4 +241,4 @@ std::string digest_file(const std::string &path, unsigned threads, uint64_t *siz
 	return r.digest;
 }
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::chunk

@@ -1,4 +1,4 @@
-#include "engine/sha256.h"
+#include "chunk/sha256.h"
 
 #include "util/error.h"
 #include "util/fd_io.h"
@@ -11,7 +11,7 @@
 #include <cerrno>
 #include <vector>
 
-namespace cloudlet::engine {
+namespace cloudlet::chunk {
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
 	if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX *>(ctx_), EVP_sha256(), nullptr) != 1)
@@ -72,4 +72,4 @@ std::string sha256_file(const std::string &path, uint64_t *size) {
 	return h.hex();
 }
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::chunk

@@ -3,7 +3,8 @@
 // VM paused, reconcile() compares the VM's real memory against it and hands
 // over every page the stream got wrong — the guard against QEMU's lost
 // dirty pages under TCG (virt/guest_ram.h says why; docs/capture.md).
-// 16 bytes and a bit per guest page.
+// 16 bytes and a bit per guest page. Beside virt/guest_ram and the
+// migration capture (virt/migration_capture.h), the only ones that use it.
 #pragma once
 
 #include <atomic>
@@ -12,7 +13,7 @@
 #include <mutex>
 #include <vector>
 
-namespace cloudlet::engine {
+namespace cloudlet::virt {
 
 class PageLedger {
 public:
@@ -53,4 +54,4 @@ private:
 	uint64_t zero_hash_;
 };
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::virt

@@ -1,4 +1,4 @@
-#include "engine/block_codec.h"
+#include "chunk/block_codec.h"
 
 #include "util/error.h"
 
@@ -7,7 +7,7 @@
 
 #include <cstring>
 
-namespace cloudlet::engine {
+namespace cloudlet::chunk {
 
 const char *codec_name(Codec c) {
 	switch (c) {
@@ -88,4 +88,4 @@ void decompress_block(Codec c, const uint8_t *data, size_t n, uint8_t *out, size
 	fail(CLOUDLET_E_CORRUPT, what + ": unknown codec " + std::to_string(static_cast<uint32_t>(c)));
 }
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::chunk

@@ -11,7 +11,7 @@
 // from the same bytes.
 #pragma once
 
-#include "engine/sha256.h"
+#include "chunk/sha256.h"
 #include "util/progress.h"
 #include "util/sparse_file.h"
 
@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-namespace cloudlet::engine {
+namespace cloudlet::chunk {
 
 constexpr size_t kLeafSize = 1 << 20;
 // The name in the digest's header and in the manifest ("digest").
@@ -114,4 +114,4 @@ ScanResult scan_file(const std::string &path, const ScanOptions &o);
 std::string digest_file(const std::string &path, unsigned threads, uint64_t *size = nullptr,
                         Progress *progress = nullptr);
 
-} // namespace cloudlet::engine
+} // namespace cloudlet::chunk
