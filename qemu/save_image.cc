@@ -33,10 +33,6 @@ const char *save_compression_name(uint32_t format) {
 	return "unknown";
 }
 
-bool looks_like_save_image(const uint8_t *data, size_t size) {
-	return size >= 16 && (memcmp(data, kMagicSave, 16) == 0 || memcmp(data, kMagicPart, 16) == 0);
-}
-
 SaveImageHeader read_save_header(Reader &r) {
 	SaveImageHeader h;
 	const uint8_t *p = r.bytes(kSaveHeaderSize, "the libvirt save image header");

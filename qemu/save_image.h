@@ -38,9 +38,6 @@ struct SaveImageHeader {
 // on a compressed image or an unknown version.
 SaveImageHeader read_save_header(Reader &r);
 
-// True if the bytes start with either save-image magic.
-bool looks_like_save_image(const uint8_t *data, size_t size);
-
 // Encodes a header for a raw (uncompressed) image, padding the data the way
 // libvirt does so the XML can later be edited in place.
 std::vector<uint8_t> encode_save_header(const std::string &domain_xml, const std::string &cookie,

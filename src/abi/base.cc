@@ -1,6 +1,8 @@
 // The base-VM calls: argument checks and translation to ops/base.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/base.h"
 
 #include <cloudlet.h>
@@ -12,7 +14,7 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 struct BaseInfoHolder : cloudlet_base_info, cloudlet::abi::StringKeeper {
@@ -63,14 +65,7 @@ struct BaseListHolder : cloudlet_base_list {
 	}
 };
 
-struct InstanceHolder : cloudlet_instance_info, cloudlet::abi::StringKeeper {
-	cloudlet::abi::NicArrays nics;
-};
-
-cloudlet_base_options base_opts(const cloudlet_base_options *opts) {
-	return options_or_default(opts, CLOUDLET_BASE_OPTIONS_VERSION,
-	                          cloudlet_base_options CLOUDLET_BASE_OPTIONS_INIT, "cloudlet_base_options");
-}
+using InstanceHolder = cloudlet::abi::VmReportHolder<cloudlet_instance_info>;
 
 } // namespace
 
@@ -78,16 +73,13 @@ extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_base_options_init(cloudlet_base_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_BASE_OPTIONS_VERSION, cloudlet_base_options CLOUDLET_BASE_OPTIONS_INIT,
-		             "cloudlet_base_options");
+		init_options(opts, version);
 	});
 }
 
 CLOUDLET_API cloudlet_status cloudlet_resume_options_init(cloudlet_resume_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_RESUME_OPTIONS_VERSION,
-		             cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT, "cloudlet_resume_options",
-		             {offsetof(cloudlet_resume_options, uuid)});
+		init_options(opts, version);
 	});
 }
 
@@ -98,7 +90,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_create(cloudlet_base_info **out, clou
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(domain != nullptr && *domain, "domain is NULL or empty");
-		cloudlet_base_options o = base_opts(opts);
+		cloudlet_base_options o = read_options(opts);
 		cloudlet::ops::BaseCreateOptions co;
 		co.name = o.name ? o.name : "";
 		co.stop = o.stop != 0;
@@ -114,7 +106,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_show(cloudlet_base_info **out, cloudl
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(base != nullptr && *base, "base is NULL or empty");
-		cloudlet_base_options o = base_opts(opts);
+		cloudlet_base_options o = read_options(opts);
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		*out = to_c(cloudlet::ops::base_show(ctx->ctx, base, o.full_verify != 0, progress));
 	});
@@ -153,7 +145,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_export(cloudlet_ctx *ctx, const char 
 		require(ctx != nullptr, "ctx is NULL");
 		require(base != nullptr && *base, "base is NULL or empty");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_base_options o = base_opts(opts);
+		cloudlet_base_options o = read_options(opts);
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		cloudlet::ops::base_export(ctx->ctx, base, path, progress);
 	});
@@ -166,7 +158,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_import(cloudlet_base_info **out, clou
 			*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_base_options o = base_opts(opts);
+		cloudlet_base_options o = read_options(opts);
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		auto info = cloudlet::ops::base_import(ctx->ctx, path, o.name ? o.name : "", progress);
 		if (out)
@@ -194,10 +186,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 			*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(base != nullptr && *base, "base is NULL or empty");
-		cloudlet_resume_options o = options_or_default(opts, CLOUDLET_RESUME_OPTIONS_VERSION,
-		                                               cloudlet_resume_options CLOUDLET_RESUME_OPTIONS_INIT,
-		                                               "cloudlet_resume_options",
-		                                               {offsetof(cloudlet_resume_options, uuid)});
+		cloudlet_resume_options o = read_options(opts);
 		cloudlet::ops::ResumeOptions ro;
 		ro.name = o.name ? o.name : "";
 		ro.virt_type = o.virt_type ? o.virt_type : "";
@@ -215,15 +204,7 @@ CLOUDLET_API cloudlet_status cloudlet_base_resume(cloudlet_instance_info **out, 
 		cloudlet_instance_info &p = *h;
 		p = cloudlet_instance_info{};
 		p.version = 1;
-		p.name = h->keep(r.name);
-		p.uuid = h->keep(r.uuid);
-		p.base_id = h->keep(r.base_id);
-		p.dir = h->keep(r.dir);
-		p.virt_type = h->keep(r.virt_type);
-		h->nics.fill(*h, r.macs, r.old_macs);
-		p.nic_count = h->nics.macs.size();
-		p.macs = h->nics.macs.data();
-		p.old_macs = h->nics.old_macs.data();
+		cloudlet::abi::fill_instance(*h, r);
 		p.seconds = r.seconds;
 		p.restore_seconds = r.restore_seconds;
 		p.nic_seconds = r.nic_seconds;

@@ -1,20 +1,20 @@
 // Context creation, options and settings.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
 
 #include <cloudlet.h>
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_ctx_options_init(cloudlet_ctx_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_CTX_OPTIONS_VERSION, cloudlet_ctx_options CLOUDLET_CTX_OPTIONS_INIT,
-		             "cloudlet_ctx_options");
+		init_options(opts, version);
 	});
 }
 
@@ -22,9 +22,7 @@ CLOUDLET_API cloudlet_status cloudlet_ctx_new(cloudlet_ctx **out, const cloudlet
 	return guard(__func__, [&] {
 		require(out != nullptr, "out is NULL");
 		*out = nullptr;
-		cloudlet_ctx_options o = options_or_default(opts, CLOUDLET_CTX_OPTIONS_VERSION,
-		                                            cloudlet_ctx_options CLOUDLET_CTX_OPTIONS_INIT,
-		                                            "cloudlet_ctx_options");
+		cloudlet_ctx_options o = read_options(opts);
 		int level = cloudlet::abi::enum_value(o.log_level);
 		require(level >= CLOUDLET_LOG_ERROR && level <= CLOUDLET_LOG_DEBUG, "log_level is out of range");
 		cloudlet::ops::Settings s;

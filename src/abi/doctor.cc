@@ -3,6 +3,8 @@
 // cloudlet_host_report_free().
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/doctor.h"
 
 #include <cloudlet.h>
@@ -60,15 +62,14 @@ HostReportHolder *to_c(const cloudlet::ops::HostReport &r) {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_doctor_options_init(cloudlet_doctor_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_DOCTOR_OPTIONS_VERSION,
-		             cloudlet_doctor_options CLOUDLET_DOCTOR_OPTIONS_INIT, "cloudlet_doctor_options");
+		init_options(opts, version);
 	});
 }
 
@@ -78,9 +79,7 @@ CLOUDLET_API cloudlet_status cloudlet_doctor(cloudlet_host_report **out, cloudle
 		require(out != nullptr, "out is NULL");
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
-		cloudlet_doctor_options o = options_or_default(opts, CLOUDLET_DOCTOR_OPTIONS_VERSION,
-		                                               cloudlet_doctor_options CLOUDLET_DOCTOR_OPTIONS_INIT,
-		                                               "cloudlet_doctor_options");
+		cloudlet_doctor_options o = read_options(opts);
 		require(o.boot_probe == 0 || o.boot_probe == 1, "boot_probe must be 0 or 1");
 		cloudlet::ops::DoctorOptions d;
 		d.boot_probe = o.boot_probe == 1;

@@ -8,12 +8,9 @@
 
 #include <cloudlet.h>
 
-#include <deque>
 #include <new>
 #include <cstring>
-#include <initializer_list>
 #include <string>
-#include <vector>
 
 namespace cloudlet::abi {
 
@@ -55,65 +52,5 @@ inline void require(bool ok, const char *what) {
 	if (!ok)
 		throw Error(CLOUDLET_E_INVALID_ARG, what);
 }
-
-// Checks an options struct's version field: 1..current is accepted.
-inline void require_version(unsigned int version, unsigned int current, const char *what) {
-	if (version == 0 || version > current)
-		throw Error(CLOUDLET_E_VERSION, std::string(what) + " version " + std::to_string(version) +
-		                                    " is not supported (this library knows 1.." +
-		                                    std::to_string(current) + "; initialise it with the _INIT macro)");
-}
-
-// How many bytes of an options struct a caller of `version` has: the sizes
-// of the struct's earlier versions, oldest first (fields are only appended);
-// the current version is the whole struct.
-template <class T> size_t options_bytes(unsigned int version, std::initializer_list<size_t> older_sizes) {
-	if (version - 1 < older_sizes.size())
-		return *(older_sizes.begin() + (version - 1));
-	return sizeof(T);
-}
-
-// The body of every *_options_init(): checks, then the _INIT defaults with
-// the requested version, written only as far as that version's struct goes.
-template <class T>
-void init_options(T *opts, unsigned int version, unsigned int current, const T &defaults, const char *what,
-                  std::initializer_list<size_t> older_sizes = {}) {
-	require(opts != nullptr, "opts is NULL");
-	require_version(version, current, what);
-	T o = defaults;
-	o.version = version;
-	std::memcpy(static_cast<void *>(opts), &o, options_bytes<T>(version, older_sizes));
-}
-
-// The caller's options (version-checked), or the defaults for NULL. Only the
-// fields the caller's version has are read; newer ones keep their defaults.
-template <class T>
-T options_or_default(const T *opts, unsigned int current, const T &defaults, const char *what,
-                     std::initializer_list<size_t> older_sizes = {}) {
-	if (!opts)
-		return defaults;
-	require_version(opts->version, current, what);
-	T o = defaults;
-	std::memcpy(static_cast<void *>(&o), opts, options_bytes<T>(opts->version, older_sizes));
-	return o;
-}
-
-// Strings handed out inside a report: stable addresses for the report's life.
-struct StringKeeper {
-	std::deque<std::string> strings;
-	const char *keep(const std::string &s) { return strings.emplace_back(s).c_str(); }
-};
-
-// The NICs of a result as parallel arrays of nic_count entries: the new
-// MACs and the ones they replaced ("" where the old one is not known).
-struct NicArrays {
-	std::vector<const char *> macs, old_macs;
-	void fill(StringKeeper &k, const std::vector<std::string> &now, const std::vector<std::string> &before) {
-		for (size_t i = 0; i < now.size(); i++) {
-			macs.push_back(k.keep(now[i]));
-			old_macs.push_back(k.keep(i < before.size() ? before[i] : ""));
-		}
-	}
-};
 
 } // namespace cloudlet::abi

@@ -1,8 +1,10 @@
 // The handoff calls: argument checks and translation to ops/handoff.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "net/handoff_wire.h"
+#include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/handoff.h"
+#include "ops/handoff_choices.h"
 
 #include <cloudlet.h>
 
@@ -17,22 +19,18 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
-struct HandoffHolder : cloudlet_handoff_info, cloudlet::abi::StringKeeper {
-	cloudlet::abi::NicArrays nics; // only the new MACs are handed out
-};
+using HandoffHolder = cloudlet::abi::VmReportHolder<cloudlet_handoff_info>; // only the new MACs are handed out
 
 std::string str(const char *s) { return s ? s : ""; }
 
 cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloudlet_handoff_options *o) {
-	*o = options_or_default(opts, CLOUDLET_HANDOFF_OPTIONS_VERSION,
-	                        cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options",
-	                        {offsetof(cloudlet_handoff_options, uuid)});
+	*o = read_options(opts);
 	require(o->token_file != nullptr && *o->token_file, "token_file is required");
 	cloudlet::ops::HandoffOptions h;
-	h.token = cloudlet::net::read_token_file(o->token_file);
+	h.token = cloudlet::ops::read_handoff_token(o->token_file);
 	require(o->timeout_seconds <= 3600, "timeout_seconds is out of range");
 	if (o->timeout_seconds)
 		h.timeout_s = static_cast<int>(o->timeout_seconds);
@@ -40,7 +38,7 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	require(h.codec == "auto" || h.codec == "zstd" || h.codec == "lzma" || h.codec == "none",
 	        "codec must be auto, zstd, lzma or none");
 	require(o->level >= -1 && o->level <= 22, "level is out of range");
-	h.level = o->level >= 0 ? o->level : h.codec == "lzma" ? 6 : 3;
+	h.level = cloudlet::ops::handoff_level(h.codec, o->level);
 	h.name = str(o->name);
 	h.virt_type = str(o->virt_type);
 	require(h.virt_type.empty() || h.virt_type == "qemu" || h.virt_type == "kvm",
@@ -62,9 +60,7 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	p.peer = h->keep(r.peer);
 	p.base_id = h->keep(r.base_id);
 	p.dir = h->keep(r.dir);
-	h->nics.fill(*h, r.macs, {});
-	p.nic_count = h->nics.macs.size();
-	p.macs = h->nics.macs.data();
+	h->nics.fill(*h, p, r.macs, {});
 	p.bytes_sent = r.bytes_sent;
 	p.bytes_received = r.bytes_received;
 	p.memory_items = r.memory_items;
@@ -87,9 +83,7 @@ extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_HANDOFF_OPTIONS_VERSION,
-		             cloudlet_handoff_options CLOUDLET_HANDOFF_OPTIONS_INIT, "cloudlet_handoff_options",
-		             {offsetof(cloudlet_handoff_options, uuid)});
+		init_options(opts, version);
 	});
 }
 
@@ -125,7 +119,7 @@ CLOUDLET_API cloudlet_status cloudlet_handoff_listen(cloudlet_handoff_listener *
 CLOUDLET_API cloudlet_status cloudlet_handoff_token_check(const char *token_file) {
 	return guard(__func__, [&] {
 		require(token_file != nullptr && *token_file, "token_file is NULL or empty");
-		cloudlet::net::read_token_file(token_file);
+		cloudlet::ops::read_handoff_token(token_file);
 	});
 }
 

@@ -1,7 +1,8 @@
 // The overlay calls: argument checks and translation to ops/overlay.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "chunk/chunk_record.h"
+#include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/overlay.h"
 
 #include <cloudlet.h>
@@ -10,7 +11,7 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 struct OverlayInfoHolder : cloudlet_overlay_info, cloudlet::abi::StringKeeper {};
@@ -26,18 +27,13 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 	p.domain = h->keep(i.domain);
 	p.memory_chunks = i.memory_chunks;
 	p.disk_chunks = i.disk_chunks;
-	for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++) {
-		p.memory[k] = i.counts.n[0][k];
-		p.disk[k] = i.counts.n[1][k];
-	}
-	// Deltas against a stored chunk at a byte shift are deltas to the ABI
-	// (its arrays cannot grow); version 2 says how many of them were shifted.
-	using cloudlet::chunk::ChunkKind;
-	constexpr int kShift = static_cast<int>(ChunkKind::ShiftXor);
-	p.memory[CLOUDLET_CHUNK_DELTA] += i.counts.n[0][kShift];
-	p.disk[CLOUDLET_CHUNK_DELTA] += i.counts.n[1][kShift];
-	p.memory_shifted = i.counts.n[0][kShift];
-	p.disk_shifted = i.counts.n[1][kShift];
+	// Shifted deltas count as deltas (the arrays cannot grow); version 2
+	// says how many of them were shifted.
+	cloudlet::ops::KindCounts memory = i.memory_kinds(), disk = i.disk_kinds();
+	cloudlet::abi::copy_kinds(p.memory, memory);
+	cloudlet::abi::copy_kinds(p.disk, disk);
+	p.memory_shifted = memory.shifted;
+	p.disk_shifted = disk.shifted;
 	p.segments = i.segments;
 	p.payload_bytes = i.payload_bytes;
 	p.stored_bytes = i.stored_bytes;
@@ -49,19 +45,13 @@ OverlayInfoHolder *to_c(const cloudlet::ops::OverlayInfo &i) {
 	return h;
 }
 
-cloudlet_overlay_options opts_of(const cloudlet_overlay_options *opts) {
-	return options_or_default(opts, CLOUDLET_OVERLAY_OPTIONS_VERSION,
-	                          cloudlet_overlay_options CLOUDLET_OVERLAY_OPTIONS_INIT, "cloudlet_overlay_options");
-}
-
 } // namespace
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_overlay_options_init(cloudlet_overlay_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_OVERLAY_OPTIONS_VERSION,
-		             cloudlet_overlay_options CLOUDLET_OVERLAY_OPTIONS_INIT, "cloudlet_overlay_options");
+		init_options(opts, version);
 	});
 }
 
@@ -73,7 +63,7 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_create(cloudlet_overlay_info **out
 		require(ctx != nullptr, "ctx is NULL");
 		require(domain != nullptr && *domain, "domain is NULL or empty");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_overlay_options o = opts_of(opts);
+		cloudlet_overlay_options o = read_options(opts);
 		cloudlet::ops::OverlayCreateOptions co;
 		co.codec = o.codec ? o.codec : "zstd";
 		require(co.codec == "zstd" || co.codec == "lzma" || co.codec == "none" || co.codec == "auto",
@@ -97,7 +87,7 @@ CLOUDLET_API cloudlet_status cloudlet_overlay_inspect(cloudlet_overlay_info **ou
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_overlay_options o = opts_of(opts);
+		cloudlet_overlay_options o = read_options(opts);
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		*out = to_c(cloudlet::ops::overlay_info(path, progress));
 	});

@@ -2,6 +2,8 @@
 // report living in one allocation.
 #include "abi/guard.h"
 #include "abi/handles.h"
+#include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/snapshot_capture.h"
 #include "ops/snapshot_info.h"
 
@@ -54,15 +56,14 @@ SnapshotInfoHolder *to_c(const cloudlet::ops::SnapshotInfo &i) {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
 extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_snapshot_options_init(cloudlet_snapshot_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_SNAPSHOT_OPTIONS_VERSION,
-		             cloudlet_snapshot_options CLOUDLET_SNAPSHOT_OPTIONS_INIT, "cloudlet_snapshot_options");
+		init_options(opts, version);
 	});
 }
 
@@ -73,9 +74,7 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_inspect(cloudlet_snapshot_info **
 		*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_snapshot_options o = options_or_default(opts, CLOUDLET_SNAPSHOT_OPTIONS_VERSION,
-		                                                 cloudlet_snapshot_options CLOUDLET_SNAPSHOT_OPTIONS_INIT,
-		                                                 "cloudlet_snapshot_options");
+		cloudlet_snapshot_options o = read_options(opts);
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		*out = to_c(cloudlet::ops::snapshot_info(path, progress));
 	});
@@ -122,8 +121,7 @@ extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_capture_options_init(cloudlet_capture_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_CAPTURE_OPTIONS_VERSION,
-		             cloudlet_capture_options CLOUDLET_CAPTURE_OPTIONS_INIT, "cloudlet_capture_options");
+		init_options(opts, version);
 	});
 }
 
@@ -136,9 +134,7 @@ CLOUDLET_API cloudlet_status cloudlet_snapshot_capture(cloudlet_capture_result *
 		require(ctx != nullptr, "ctx is NULL");
 		require(domain != nullptr && *domain, "domain is NULL or empty");
 		require(path != nullptr && *path, "path is NULL or empty");
-		cloudlet_capture_options o = options_or_default(opts, CLOUDLET_CAPTURE_OPTIONS_VERSION,
-		                                                cloudlet_capture_options CLOUDLET_CAPTURE_OPTIONS_INIT,
-		                                                "cloudlet_capture_options");
+		cloudlet_capture_options o = read_options(opts);
 		int format = cloudlet::abi::enum_value(o.format);
 		require(format == CLOUDLET_CAPTURE_SAVE_IMAGE || format == CLOUDLET_CAPTURE_MEMORY_IMAGE,
 		        "unknown capture format");

@@ -1,7 +1,8 @@
 // The synthesis call: argument checks and translation to ops/synthesis.h.
 #include "abi/guard.h"
 #include "abi/handles.h"
-#include "chunk/chunk_record.h"
+#include "abi/options.h"
+#include "abi/reports.h"
 #include "ops/synthesis.h"
 
 #include <cloudlet.h>
@@ -12,12 +13,10 @@ namespace {
 
 using cloudlet::abi::guard;
 using cloudlet::abi::init_options;
-using cloudlet::abi::options_or_default;
+using cloudlet::abi::read_options;
 using cloudlet::abi::require;
 
-struct SynthesisHolder : cloudlet_synthesis_info, cloudlet::abi::StringKeeper {
-	cloudlet::abi::NicArrays nics;
-};
+using SynthesisHolder = cloudlet::abi::VmReportHolder<cloudlet_synthesis_info>;
 
 std::string str(const char *s) { return s ? s : ""; }
 
@@ -27,9 +26,7 @@ extern "C" {
 
 CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version) {
 	return guard(__func__, [&] {
-		init_options(opts, version, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
-		             cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT, "cloudlet_synthesis_options",
-		             {offsetof(cloudlet_synthesis_options, uuid)});
+		init_options(opts, version);
 	});
 }
 
@@ -40,10 +37,7 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 			*out = nullptr;
 		require(ctx != nullptr, "ctx is NULL");
 		require(overlay != nullptr && *overlay, "overlay is NULL or empty");
-		cloudlet_synthesis_options o = options_or_default(opts, CLOUDLET_SYNTHESIS_OPTIONS_VERSION,
-		                                                  cloudlet_synthesis_options CLOUDLET_SYNTHESIS_OPTIONS_INIT,
-		                                                  "cloudlet_synthesis_options",
-		                                                  {offsetof(cloudlet_synthesis_options, uuid)});
+		cloudlet_synthesis_options o = read_options(opts);
 		cloudlet::ops::SynthesisOptions so;
 		so.base = str(o.base);
 		so.name = str(o.name);
@@ -69,22 +63,12 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		cloudlet_synthesis_info &p = *h;
 		p = cloudlet_synthesis_info{};
 		p.version = 1;
-		p.name = h->keep(r.name);
-		p.uuid = h->keep(r.uuid);
-		p.base_id = h->keep(r.base_id);
-		p.dir = h->keep(r.dir);
-		p.virt_type = h->keep(r.virt_type);
+		cloudlet::abi::fill_instance(*h, r);
 		p.source = h->keep(r.source);
-		h->nics.fill(*h, r.macs, r.old_macs);
-		p.nic_count = h->nics.macs.size();
-		p.macs = h->nics.macs.data();
-		p.old_macs = h->nics.old_macs.data();
 		p.overlay_bytes = r.counts.file_bytes;
 		p.memory_chunks = r.memory_chunks;
 		p.disk_chunks = r.disk_chunks;
-		for (int k = 0; k < CLOUDLET_CHUNK_KINDS; k++)
-			p.records[k] = r.counts.records[k];
-		p.records[CLOUDLET_CHUNK_DELTA] += r.counts.records[static_cast<int>(cloudlet::chunk::ChunkKind::ShiftXor)];
+		cloudlet::abi::copy_kinds(p.records, r.record_kinds()); // shifted deltas count as deltas
 		p.disk_layer_bytes = r.disk_layer_bytes;
 		p.fetch_seconds = r.fetch_seconds;
 		p.decompress_seconds = r.decompress_seconds;

@@ -36,7 +36,7 @@ void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vect
 		return;
 	case Codec::Zstd: {
 		out.resize(at + ZSTD_compressBound(n));
-		size_t r = ZSTD_compress(out.data() + at, out.size() - at, data, n, level < 0 ? 3 : level);
+		size_t r = ZSTD_compress(out.data() + at, out.size() - at, data, n, level < 0 ? default_level(c) : level);
 		if (ZSTD_isError(r))
 			fail(CLOUDLET_E_INTERNAL, std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
 		out.resize(at + r);
@@ -45,7 +45,7 @@ void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vect
 	case Codec::Lzma: {
 		out.resize(at + lzma_stream_buffer_bound(n));
 		size_t pos = at;
-		uint32_t preset = static_cast<uint32_t>(level < 0 ? 6 : level);
+		uint32_t preset = static_cast<uint32_t>(level < 0 ? default_level(c) : level);
 		lzma_ret r = lzma_easy_buffer_encode(preset, LZMA_CHECK_NONE, nullptr, data, n, out.data(), &pos, out.size());
 		if (r != LZMA_OK)
 			fail(CLOUDLET_E_INTERNAL, "lzma compression failed (" + std::to_string(static_cast<int>(r)) + ")");

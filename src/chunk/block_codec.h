@@ -18,6 +18,10 @@ const char *codec_name(Codec c);
 // "none", "zstd", "lzma"; throws CLOUDLET_E_INVALID_ARG otherwise.
 Codec codec_from_name(const std::string &name);
 
+// The level a codec compresses at when none is asked for: zstd 3, lzma 6
+// (its preset); none has no levels (0). The one home of that rule.
+constexpr int default_level(Codec c) { return c == Codec::Zstd ? 3 : c == Codec::Lzma ? 6 : 0; }
+
 // Compresses `n` bytes at `level` (zstd 1..19, lzma 0..9; -1: the codec's
 // default). Appends to `out`.
 void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vector<uint8_t> &out);

@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 #include "util/fd_io.h"
+#include "util/unique_fd.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -150,13 +151,8 @@ bool LeafView::hole(size_t from, size_t to) const {
 }
 
 ScanResult scan_file(const std::string &path, const ScanOptions &o) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
-	struct Closer {
-		int fd;
-		~Closer() { close(fd); }
-	} closer{fd};
+	UniqueFd file = open_for_reading(path);
+	int fd = file.get();
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		fail_errno("cannot stat " + path, errno);

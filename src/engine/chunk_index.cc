@@ -136,16 +136,11 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 		put_le64(&buf[kHeaderSize + 16 * i], hashes[i].lo);
 		put_le64(&buf[kHeaderSize + 16 * i + 8], hashes[i].hi);
 	}
-	int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
+	UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd)
 		fail_errno("cannot create " + path, errno);
-	try {
-		pwrite_all(fd, buf.data(), buf.size(), 0, path);
-	} catch (...) {
-		close(fd);
-		throw;
-	}
-	if (close(fd) != 0)
+	pwrite_all(fd.get(), buf.data(), buf.size(), 0, path);
+	if (close(fd.release()) != 0) // where a deferred write error shows
 		fail_errno("cannot write " + path, errno);
 	return chunk::sha256_hex(buf.data(), buf.size());
 }
@@ -153,15 +148,10 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 IndexWriter::IndexWriter(const std::string &path, IndexKind kind, uint64_t source_bytes)
     : path_(path), count_(index_entries(kind, source_bytes)) {
 	std::vector<uint8_t> header = index_header(path, kind, source_bytes, count_);
-	fd_ = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd_ < 0)
+	fd_.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd_)
 		fail_errno("cannot create " + path, errno);
-	pwrite_all(fd_, header.data(), header.size(), 0, path_);
-}
-
-IndexWriter::~IndexWriter() {
-	if (fd_ >= 0)
-		close(fd_);
+	pwrite_all(fd_.get(), header.data(), header.size(), 0, path_);
 }
 
 void IndexWriter::put(uint64_t first, const Hash128 *hashes, size_t n) {
@@ -175,7 +165,7 @@ void IndexWriter::put(uint64_t first, const Hash128 *hashes, size_t n) {
 			put_le64(buf + 16 * j, hashes[i + j].lo);
 			put_le64(buf + 16 * j + 8, hashes[i + j].hi);
 		}
-		pwrite_all(fd_, buf, 16 * k, kHeaderSize + 16 * (first + i), path_);
+		pwrite_all(fd_.get(), buf, 16 * k, kHeaderSize + 16 * (first + i), path_);
 		i += k;
 	}
 	written_ += n;
@@ -185,9 +175,7 @@ void IndexWriter::finish() {
 	if (written_ != count_)
 		fail(CLOUDLET_E_INTERNAL, path_ + ": " + std::to_string(written_.load()) + " of " + std::to_string(count_) +
 		                              " index entries written");
-	int fd = fd_;
-	fd_ = -1;
-	if (close(fd) != 0)
+	if (close(fd_.release()) != 0)
 		fail_errno("cannot write " + path_, errno);
 }
 

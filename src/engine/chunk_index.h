@@ -7,6 +7,7 @@
 #include "chunk/chunk_record.h"
 #include "chunk/content_digest.h"
 #include "util/mapped_file.h"
+#include "util/unique_fd.h"
 
 #include <atomic>
 #include <cstddef>
@@ -57,9 +58,6 @@ std::string write_index(const std::string &path, IndexKind kind, uint64_t source
 class IndexWriter {
 public:
 	IndexWriter(const std::string &path, IndexKind kind, uint64_t source_bytes); // creates, truncates
-	~IndexWriter();
-	IndexWriter(const IndexWriter &) = delete;
-	IndexWriter &operator=(const IndexWriter &) = delete;
 	uint64_t count() const { return count_; }
 	// Entries [first, first + n). Thread-safe.
 	void put(uint64_t first, const Hash128 *hashes, size_t n);
@@ -67,7 +65,7 @@ public:
 
 private:
 	std::string path_;
-	int fd_ = -1;
+	UniqueFd fd_;
 	uint64_t count_ = 0;
 	std::atomic<uint64_t> written_{0};
 };

@@ -21,7 +21,7 @@ void CodecChooser::observe(const uint8_t *raw, size_t n) {
 	static const CodecChoice kCandidates[] = {
 	    {Codec::Zstd, 1}, {Codec::Zstd, 3}, {Codec::Zstd, 9}, {Codec::Lzma, 1}, {Codec::Lzma, 6}};
 	size_t sample = std::min<size_t>(n, 256u << 10);
-	estimates_.clear();
+	std::vector<Estimate> measured;
 	std::vector<uint8_t> out;
 	for (const auto &c : kCandidates) {
 		auto t0 = std::chrono::steady_clock::now();
@@ -31,8 +31,15 @@ void CodecChooser::observe(const uint8_t *raw, size_t n) {
 		e.choice = c;
 		e.cpu_bps = s > 0 ? double(sample) / s : 1e12;
 		e.ratio = double(std::min(out.size(), sample)) / double(sample);
-		estimates_.push_back(e);
+		measured.push_back(e);
 	}
+	choose(std::move(measured));
+}
+
+void CodecChooser::choose(std::vector<Estimate> measured) {
+	if (!adaptive_ || measured.empty())
+		return;
+	estimates_ = std::move(measured);
 	const Estimate *best = &estimates_[0];
 	for (const auto &e : estimates_) {
 		double a = e.delivered_bps(link_bps_), b = best->delivered_bps(link_bps_);

@@ -17,7 +17,7 @@ namespace cloudlet::engine {
 
 struct CodecChoice {
 	chunk::Codec codec = chunk::Codec::Zstd;
-	int level = 3;
+	int level = chunk::default_level(chunk::Codec::Zstd);
 	std::string name() const;
 };
 
@@ -26,12 +26,6 @@ public:
 	// adaptive false: always `fixed`.
 	CodecChooser(bool adaptive, CodecChoice fixed) : adaptive_(adaptive), current_(fixed) {}
 	CodecChoice current() const { return current_; }
-	// Before encoding a batch: every kTrialEvery batches, times every
-	// candidate on up to 256 KiB of `raw` and picks the best for the link.
-	void observe(const uint8_t *raw, size_t n);
-	// The link's rate in bytes per second (0: unknown: assumed fast).
-	void set_link_rate(double bytes_per_s) { link_bps_ = bytes_per_s; }
-	uint64_t switches() const { return switches_; }
 
 	struct Estimate {
 		CodecChoice choice;
@@ -39,7 +33,19 @@ public:
 		double ratio = 1;   // stored / raw
 		double delivered_bps(double link_bps) const;
 	};
-	const std::vector<Estimate> &estimates() const { return estimates_; }
+
+	// Before encoding a batch: every kTrialEvery batches, times every
+	// candidate on up to 256 KiB of `raw` and choose()s from what it measured.
+	void observe(const uint8_t *raw, size_t n);
+	// Takes the candidate delivering the most for the link as the current
+	// choice; within 5 % of each other the smaller output wins (it leaves
+	// the link freer). A change of choice counts as a switch. Nothing
+	// changes when not adaptive or `measured` is empty.
+	void choose(std::vector<Estimate> measured);
+	// The link's rate in bytes per second (0: unknown: assumed fast).
+	void set_link_rate(double bytes_per_s) { link_bps_ = bytes_per_s; }
+	uint64_t switches() const { return switches_; }
+	const std::vector<Estimate> &estimates() const { return estimates_; } // the last choose()'s
 	static constexpr unsigned kTrialEvery = 32;
 
 private:

@@ -26,25 +26,20 @@ bool is_zero_chunk(const uint8_t *p) {
 }
 
 ChunkSpill::ChunkSpill(const std::string &dir) : dir_(dir) {
-	fd_ = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd_ < 0)
+	fd_.reset(open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+	if (!fd_)
 		fail_errno("cannot create a temporary file in " + dir, errno);
-}
-
-ChunkSpill::~ChunkSpill() {
-	if (fd_ >= 0)
-		close(fd_);
 }
 
 uint64_t ChunkSpill::append(const uint8_t *chunk) {
 	off_t at = static_cast<off_t>(slots_ * kChunkSize);
-	pwrite_all(fd_, chunk, kChunkSize, static_cast<uint64_t>(at), "a temporary file in " + dir_);
+	pwrite_all(fd_.get(), chunk, kChunkSize, static_cast<uint64_t>(at), "a temporary file in " + dir_);
 	return slots_++;
 }
 
 void ChunkSpill::read(uint64_t slot, uint8_t *out) const {
 	off_t at = static_cast<off_t>(slot * kChunkSize);
-	pread_full(fd_, out, kChunkSize, static_cast<uint64_t>(at), "a temporary file in " + dir_);
+	pread_full(fd_.get(), out, kChunkSize, static_cast<uint64_t>(at), "a temporary file in " + dir_);
 }
 
 Deduper::Deduper(const DedupBase &base, const std::string &spill_dir)

@@ -11,6 +11,7 @@
 #include "engine/chunk_table.h"
 #include "engine/shift_match.h"
 #include "image_file.h"
+#include "util/unique_fd.h"
 
 #include <cstdint>
 #include <functional>
@@ -42,14 +43,11 @@ struct DedupBase {
 class ChunkSpill {
 public:
 	explicit ChunkSpill(const std::string &dir);
-	~ChunkSpill();
-	ChunkSpill(const ChunkSpill &) = delete;
-	ChunkSpill &operator=(const ChunkSpill &) = delete;
 	uint64_t append(const uint8_t *chunk); // returns its slot
 	void read(uint64_t slot, uint8_t *out) const;
 
 private:
-	int fd_ = -1;
+	UniqueFd fd_;
 	std::string dir_;
 	uint64_t slots_ = 0;
 };

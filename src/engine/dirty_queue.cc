@@ -14,23 +14,20 @@ using chunk::kChunkSize;
 
 DirtyQueue::DirtyQueue(const std::string &dir, uint64_t budget_bytes)
     : dir_(dir), budget_slots_(std::max<uint64_t>(16, budget_bytes / kChunkSize)) {
-	fd_ = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd_ < 0)
+	fd_.reset(open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+	if (!fd_)
 		fail_errno("cannot create a temporary file in " + dir, errno);
 }
 
-DirtyQueue::~DirtyQueue() {
-	if (fd_ >= 0)
-		::close(fd_);
-}
-
 void DirtyQueue::pwrite_slot(uint64_t slot, const uint8_t *data) {
-	if (::pwrite(fd_, data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) != static_cast<ssize_t>(kChunkSize))
+	if (::pwrite(fd_.get(), data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) !=
+	    static_cast<ssize_t>(kChunkSize))
 		fail_errno("cannot write a temporary file in " + dir_, errno ? errno : EIO);
 }
 
 void DirtyQueue::pread_slot(uint64_t slot, uint8_t *data) {
-	if (::pread(fd_, data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) != static_cast<ssize_t>(kChunkSize))
+	if (::pread(fd_.get(), data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) !=
+	    static_cast<ssize_t>(kChunkSize))
 		fail_errno("cannot read a temporary file in " + dir_, errno ? errno : EIO);
 }
 

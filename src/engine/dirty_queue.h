@@ -7,6 +7,8 @@
 // migration to the link — and fails once the consumer has failed.
 #pragma once
 
+#include "util/unique_fd.h"
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -20,7 +22,6 @@ namespace cloudlet::engine {
 class DirtyQueue {
 public:
 	DirtyQueue(const std::string &scratch_dir, uint64_t budget_bytes);
-	~DirtyQueue();
 	DirtyQueue(const DirtyQueue &) = delete;
 	DirtyQueue &operator=(const DirtyQueue &) = delete;
 
@@ -44,7 +45,7 @@ private:
 	};
 	void pwrite_slot(uint64_t slot, const uint8_t *data);
 	void pread_slot(uint64_t slot, uint8_t *data);
-	int fd_ = -1;
+	UniqueFd fd_;
 	std::string dir_;
 	uint64_t budget_slots_;
 	mutable std::mutex mu_;

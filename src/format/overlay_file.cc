@@ -251,11 +251,11 @@ void OverlayWriter::flush_segment() {
 	if (auto_) {
 		auto_ = false;
 		std::vector<uint8_t> z, x;
-		chunk::compress_block(chunk::Codec::Zstd, 3, raw.data(), raw.size(), z);
-		chunk::compress_block(chunk::Codec::Lzma, 6, raw.data(), raw.size(), x);
+		chunk::compress_block(chunk::Codec::Zstd, -1, raw.data(), raw.size(), z);
+		chunk::compress_block(chunk::Codec::Lzma, -1, raw.data(), raw.size(), x);
 		bool lzma = x.size() * 10 <= z.size() * 9;
 		codec_ = lzma ? chunk::Codec::Lzma : chunk::Codec::Zstd;
-		level_ = lzma ? 6 : 3;
+		level_ = chunk::default_level(codec_);
 	}
 	uint32_t nrec = static_cast<uint32_t>(records_.size());
 	uint64_t payload = payload_.size();

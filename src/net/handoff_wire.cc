@@ -83,30 +83,6 @@ const char *frame_type_name(FrameType t) {
 	return "unknown";
 }
 
-std::string read_token_file(const std::string &path) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open token file " + path, errno);
-	struct stat st {};
-	fstat(fd, &st);
-	if (st.st_mode & 077) {
-		close(fd);
-		fail(CLOUDLET_E_PERMISSION, "token file " + path + " is readable by others (chmod 600 it)");
-	}
-	std::string s(4096, '\0');
-	ssize_t n = read(fd, s.data(), s.size());
-	close(fd);
-	if (n < 0)
-		fail_errno("cannot read token file " + path, errno);
-	s.resize(static_cast<size_t>(n));
-	size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-	s = a == std::string::npos ? "" : s.substr(a, b - a + 1);
-	if (s.size() < kMinTokenBytes)
-		fail(CLOUDLET_E_INVALID_ARG, "token file " + path + " holds " + std::to_string(s.size()) +
-		                                 " bytes; a token needs at least 32 (head -c 32 /dev/urandom | base64)");
-	return s;
-}
-
 FrameChannel::FrameChannel(int fd, std::string peer, std::string token)
     : fd_(fd), peer_(std::move(peer)), token_(std::move(token)) {
 	if (token_.size() < kMinTokenBytes)

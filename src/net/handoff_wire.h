@@ -37,11 +37,6 @@ constexpr size_t kFrameHeaderBytes = 16, kFrameMacBytes = 16;
 constexpr size_t kFrameOverhead = kFrameHeaderBytes + kFrameMacBytes;
 constexpr size_t kMinTokenBytes = 32;
 
-// Reads a token file: at least 32 bytes once surrounding whitespace is
-// trimmed, not readable by group or others (CLOUDLET_E_PERMISSION), like an
-// ssh key.
-std::string read_token_file(const std::string &path);
-
 struct Frame {
 	FrameType type = FrameType::Abort;
 	std::vector<uint8_t> payload;

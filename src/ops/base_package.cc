@@ -27,21 +27,19 @@ void base_export(Context &ctx, const std::string &id, const std::string &path, P
 	std::string part = path + ".part";
 	store::UndoJournal journal(st.root(), "base-export");
 	journal.remove_path(part);
-	int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
+	UniqueFd fd(open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd)
 		fail_errno("cannot create " + part, errno);
 	try {
 		format::PackageHeader h{e.id, e.name, read_text_file(b.dir + "/manifest.json", 1u << 20)};
-		format::write_base_package(fd, part, h, b.manifest, b.dir, progress);
-		if (fsync(fd) != 0)
+		format::write_base_package(fd.get(), part, h, b.manifest, b.dir, progress);
+		if (fsync(fd.get()) != 0)
 			fail_errno("cannot sync " + part, errno);
-		close(fd);
-		fd = -1;
+		fd.reset();
 		if (rename(part.c_str(), path.c_str()) != 0)
 			fail_errno("cannot rename " + part + " to " + path, errno);
 	} catch (...) {
-		if (fd >= 0)
-			close(fd);
+		fd.reset();
 		unlink(part.c_str());
 		throw;
 	}
@@ -50,19 +48,13 @@ void base_export(Context &ctx, const std::string &id, const std::string &path, P
 BaseInfo base_import(Context &ctx, const std::string &path, const std::string &name, Progress &progress) {
 	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
+	UniqueFd fd = open_for_reading(path);
 	std::string work = st.make_work_dir("import-");
 	struct Cleanup {
 		std::string dir;
-		int fd;
-		~Cleanup() {
-			store::remove_tree(dir);
-			close(fd);
-		}
-	} cleanup{work, fd};
-	qemu::FdSource src(fd, path);
+		~Cleanup() { store::remove_tree(dir); }
+	} cleanup{work};
+	qemu::FdSource src(fd.get(), path);
 	qemu::Reader r(src, path);
 	format::PackageHeader h = format::read_base_package(r, work, progress);
 	write_text_file(work + "/manifest.json", h.manifest);

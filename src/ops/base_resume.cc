@@ -16,6 +16,7 @@
 #include "stream_writer.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 #include "virt/base_xml.h"
 #include "virt/domain.h"
 #include "virt/host_caps.h"
@@ -96,15 +97,14 @@ InstanceInfo base_resume(Context &ctx, const std::string &id, const ResumeOption
 	std::string image = out.dir + "/restore.img";
 	{
 		VerifiedPages pages(base.dir + "/memory.cltmem", base.dir + "/memory.idx");
-		int fd = open(image.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		if (fd < 0)
+		UniqueFd fd(open(image.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+		if (!fd)
 			fail_errno("cannot create " + image, errno);
-		qemu::FdSink sink(fd, image);
+		qemu::FdSink sink(fd.get(), image);
 		std::vector<uint8_t> head = qemu::encode_save_header(xml, "", true);
 		sink.write(head.data(), head.size());
 		qemu::write_stream(sink, pages, qemu::StreamWriter::kFreshRam);
 		sink.flush();
-		close(fd);
 	}
 	progress.report("restore", 0, 0);
 	try {

@@ -19,7 +19,7 @@ class TcpListener;
 namespace cloudlet::ops {
 
 struct HandoffOptions {
-	std::string token;          // the shared secret (net::read_token_file)
+	std::string token;          // the shared secret (ops/handoff_choices.h: read_handoff_token)
 	int timeout_s = 60;         // silence from the peer that ends the handoff
 	// send
 	std::string codec = "auto"; // items: "auto" (chosen from link and CPU, docs/handoff.md), "zstd", "lzma", "none"

@@ -5,6 +5,7 @@
 #include "ops/base_verify.h"
 #include "util/error.h"
 #include "util/json.h"
+#include "util/unique_fd.h"
 #include "util/xml.h"
 #include "virt/domain.h"
 
@@ -126,13 +127,7 @@ void describe_launch(Context &ctx, virt::DomainRef dom, Progress &progress, Laun
 
 void for_each_own_chunk(const LaunchDisk &d, const std::function<void(uint64_t, const uint8_t *)> &f) {
 	std::vector<uint8_t> chunk(chunk::kChunkSize), zero(chunk::kChunkSize, 0);
-	int qfd = open(d.file.c_str(), O_RDONLY | O_CLOEXEC);
-	if (qfd < 0)
-		fail_errno("cannot open " + d.file, errno);
-	struct Close {
-		int fd;
-		~Close() { close(fd); }
-	} qclose{qfd};
+	UniqueFd qfd = open_for_reading(d.file);
 	for (const Extent &x : own_extents(d.file)) {
 		for (uint64_t off = 0; off < x.length; off += chunk::kChunkSize) {
 			uint64_t at = x.start + off;
@@ -142,7 +137,7 @@ void for_each_own_chunk(const LaunchDisk &d, const std::function<void(uint64_t, 
 			if (x.data) {
 				size_t want = static_cast<size_t>(std::min<uint64_t>(chunk::kChunkSize, d.bytes - at));
 				std::fill(chunk.begin(), chunk.end(), 0);
-				ssize_t n = pread(qfd, chunk.data(), want, static_cast<off_t>(x.host_offset + off));
+				ssize_t n = pread(qfd.get(), chunk.data(), want, static_cast<off_t>(x.host_offset + off));
 				if (n != static_cast<ssize_t>(want))
 					fail_errno("cannot read " + d.file, n < 0 ? errno : EIO);
 				data = chunk.data();

@@ -4,6 +4,7 @@
 
 #include "engine/dedup.h"
 #include "ops/context.h"
+#include "ops/kind_counts.h"
 #include "util/progress.h"
 
 #include <string>
@@ -22,6 +23,8 @@ struct OverlayInfo {
 	std::string path, base_id, codec, domain;
 	uint64_t memory_chunks = 0, disk_chunks = 0;
 	engine::DedupCounts counts; // [0 memory / 1 disk][0 unchanged, 1..5 kinds]
+	KindCounts memory_kinds() const { return kind_counts(counts.n[0]); }
+	KindCounts disk_kinds() const { return kind_counts(counts.n[1]); }
 	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0, device_state_bytes = 0;
 	double capture_seconds = 0, disk_seconds = 0, total_seconds = 0;
 };

@@ -14,6 +14,7 @@
 #include "stream_writer.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 #include "virt/domain.h"
 #include "virt/migration_capture.h"
 
@@ -117,7 +118,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	header.domain_xml = xml;
 	header.codec = info.codec;
 	// The level actually used (the codec's default when none was asked for).
-	header.level = o.level >= 0 ? o.level : codec == chunk::Codec::Zstd ? 3 : codec == chunk::Codec::Lzma ? 6 : 0;
+	header.level = o.level >= 0 ? o.level : chunk::default_level(codec);
 	header.block_bytes = static_cast<uint32_t>(o.segment_bytes);
 	header.created = now_iso8601();
 	header.creator = "libcloudlet";
@@ -125,20 +126,18 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	std::string part = path + ".part";
 	store::UndoJournal journal(st.root(), "overlay-create"); // if we die: no part file, the VM runs
 	journal.remove_path(part);
-	int fd = open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
+	UniqueFd fd(open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd)
 		fail_errno("cannot create " + part, errno);
-	struct Out {
-		int fd;
+	struct Out { // the part file goes unless it became the overlay
 		std::string part;
 		bool keep = false;
 		~Out() {
-			close(fd);
 			if (!keep)
 				unlink(part.c_str());
 		}
-	} out{fd, part};
-	qemu::FdSink sink(fd, part);
+	} out{part};
+	qemu::FdSink sink(fd.get(), part);
 	DedupSink pages(dd, db, base_mem.stream_info(), header, [&] {
 		unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
 		auto w = std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes, threads);
@@ -185,7 +184,7 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 	if (auto_codec)
 		info.codec = std::string("auto: ") + chunk::codec_name(pages.writer->codec());
 	sink.flush();
-	if (fsync(fd) != 0)
+	if (fsync(fd.get()) != 0)
 		fail_errno("cannot sync " + part, errno);
 	if (rename(part.c_str(), path.c_str()) != 0)
 		fail_errno("cannot rename " + part + " to " + path, errno);

@@ -4,6 +4,7 @@
 #include "store/owner.h"
 #include "store/undo_journal.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 #include "virt/connection.h"
 #include "virt/domain.h"
 
@@ -91,13 +92,11 @@ RecoveryReport recover_store(Context &ctx) {
 		std::vector<Entry> dead = orphans(tmp);
 		if (dead.empty())
 			return r;
-		int lock = open((st.root() + "/.recover.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (lock < 0)
+		UniqueFd lock(open((st.root() + "/.recover.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+		if (!lock)
 			return r;
-		if (flock(lock, LOCK_EX | LOCK_NB) != 0) {
-			close(lock);
+		if (flock(lock.get(), LOCK_EX | LOCK_NB) != 0)
 			return r; // another process is at it
-		}
 		for (const auto &e : orphans(tmp)) { // again, under the lock
 			std::string path = tmp + "/" + e.name;
 			try {
@@ -113,7 +112,6 @@ RecoveryReport recover_store(Context &ctx) {
 				ctx.log().warn("recovery of " + path + " waits for a later run: " + x.what());
 			}
 		}
-		close(lock);
 	} catch (const std::exception &e) {
 		ctx.log().error(std::string("recovery of the store failed: ") + e.what());
 	}

@@ -5,6 +5,7 @@
 #include "stream_parser.h"
 #include "stream_summary.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 #include "util/xml.h"
 
 #include <fcntl.h>
@@ -37,28 +38,18 @@ private:
 	uint64_t total_, done_ = 0, reported_ = 0;
 };
 
-struct Fd {
-	int fd;
-	~Fd() {
-		if (fd >= 0)
-			close(fd);
-	}
-};
-
 } // namespace
 
 SnapshotInfo snapshot_info(const std::string &path, Progress &progress) {
 	SnapshotInfo info;
 	info.path = path;
-	Fd f{open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-	if (f.fd < 0)
-		fail_errno("cannot open " + path, errno);
+	UniqueFd fd = open_for_reading(path);
 	struct stat st {};
-	if (fstat(f.fd, &st) == 0)
+	if (fstat(fd.get(), &st) == 0)
 		info.file_bytes = static_cast<uint64_t>(st.st_size);
 	progress.report("read", 0, info.file_bytes);
 
-	qemu::FdSource fds(f.fd, path);
+	qemu::FdSource fds(fd.get(), path);
 	ProgressSource src(fds, progress, info.file_bytes);
 	qemu::Reader r(src, path);
 	if (r.peek() == 'L') {

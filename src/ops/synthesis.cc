@@ -14,6 +14,7 @@
 #include "util/cancel_relay.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/unique_fd.h"
 #include "virt/domain.h"
 
 #include <fcntl.h>
@@ -87,14 +88,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	// The source: a URL streams through libcurl; a file is read directly,
 	// and its footer gives an upper bound of the space synthesis needs.
 	std::unique_ptr<qemu::Source> src;
-	int fd = -1;
-	struct CloseFd {
-		int &fd;
-		~CloseFd() {
-			if (fd >= 0)
-				close(fd);
-		}
-	} close_fd{fd};
+	UniqueFd fd; // a file overlay: what `src` reads
 	uint64_t space_needed = 64ull << 20;
 	std::string what = overlay;
 	std::unique_ptr<CancelRelay> relay; // a cancel wakes a read blocked on the network
@@ -104,14 +98,14 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 		relay = std::make_unique<CancelRelay>(progress, [h = http.get()] { h->cancel(); });
 		src = std::move(http);
 	} else {
-		fd = open(overlay.c_str(), O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		fd.reset(open(overlay.c_str(), O_RDONLY | O_CLOEXEC));
+		if (!fd)
 			fail_errno("cannot open overlay " + overlay, errno);
-		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-		format::OverlayFootprint fp = format::overlay_footprint(fd, overlay);
+		posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+		format::OverlayFootprint fp = format::overlay_footprint(fd.get(), overlay);
 		// qcow2 metadata: one 8-byte L2 entry per chunk, rounded up generously.
 		space_needed += fp.bound_bytes() + fp.bound_bytes() / 256;
-		src = std::make_unique<qemu::FdSource>(fd, overlay);
+		src = std::make_unique<qemu::FdSource>(fd.get(), overlay);
 	}
 	TimedSource timed(*src);
 	qemu::Reader reader(timed, "overlay " + what, 4u << 20);

@@ -5,6 +5,7 @@
 #include "format/overlay_file.h"
 #include "net/http_source.h"
 #include "ops/context.h"
+#include "ops/kind_counts.h"
 #include "util/progress.h"
 #include "virt/nic_swap.h"
 
@@ -27,6 +28,7 @@ struct SynthesisInfo {
 	std::string name, uuid, base_id, dir, virt_type, source;
 	std::vector<std::string> old_macs, macs;
 	format::OverlayCounts counts;
+	KindCounts record_kinds() const { return kind_counts(counts.records); }
 	uint64_t memory_chunks = 0, disk_chunks = 0, disk_layer_bytes = 0;
 	// Wall-clock phases. fetch: time spent waiting for overlay bytes;
 	// decompress: checking + decompressing segments (summed over threads,

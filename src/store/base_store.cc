@@ -4,6 +4,7 @@
 #include "util/error.h"
 #include "util/json.h"
 #include "util/small_file.h"
+#include "util/unique_fd.h"
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -29,18 +30,16 @@ void make_dir(const std::string &p, mode_t mode) {
 // Exclusive catalog lock for the life of the object.
 class Lock {
 public:
-	explicit Lock(const std::string &path) {
-		fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-		if (fd_ < 0)
+	explicit Lock(const std::string &path) : fd_(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+		if (!fd_)
 			fail_errno("cannot open " + path, errno);
-		while (flock(fd_, LOCK_EX) != 0)
+		while (flock(fd_.get(), LOCK_EX) != 0)
 			if (errno != EINTR)
 				fail_errno("cannot lock " + path, errno);
 	}
-	~Lock() { close(fd_); }
 
 private:
-	int fd_;
+	UniqueFd fd_; // the lock goes with it
 };
 
 double get_double(json_object *o, const char *k) {

@@ -15,15 +15,14 @@ namespace cloudlet::store {
 
 UndoJournal::UndoJournal(const std::string &store_root, const std::string &operation) {
 	std::string t = store_root + "/tmp/journal-" + operation + "-" + process_tag(this_process()) + "-XXXXXX";
-	fd_ = mkostemp(t.data(), O_CLOEXEC | O_APPEND);
-	if (fd_ < 0)
+	fd_.reset(mkostemp(t.data(), O_CLOEXEC | O_APPEND));
+	if (!fd_)
 		fail_errno("cannot create an undo journal in " + store_root + "/tmp", errno);
 	path_ = t;
 }
 
 UndoJournal::~UndoJournal() {
-	if (fd_ >= 0)
-		close(fd_);
+	fd_.reset();
 	unlink(path_.c_str());
 }
 
@@ -33,7 +32,7 @@ void UndoJournal::append(const std::string &action, const std::string &arg) {
 	std::string line = action + " " + arg + "\n";
 	// One write: a process killed mid-call leaves the line whole or absent
 	// (O_APPEND writes of a few hundred bytes to a local file are not split).
-	if (write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+	if (write(fd_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
 		fail_errno("cannot write the undo journal " + path_, errno);
 }
 

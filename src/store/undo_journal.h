@@ -12,6 +12,8 @@
 //   resume <uuid>     a domain it pauses (someone else's VM, or the source)
 #pragma once
 
+#include "util/unique_fd.h"
+
 #include <string>
 #include <vector>
 
@@ -32,7 +34,7 @@ public:
 private:
 	void append(const std::string &action, const std::string &arg);
 	std::string path_;
-	int fd_ = -1;
+	UniqueFd fd_;
 };
 
 struct JournalAction {

@@ -1,6 +1,7 @@
 #include "util/mapped_file.h"
 
 #include "util/error.h"
+#include "util/unique_fd.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,28 +13,19 @@
 namespace cloudlet {
 
 MappedFile::MappedFile(const std::string &path, bool sequential) : path_(path) {
-	int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		fail_errno("cannot open " + path, errno);
+	UniqueFd fd = open_for_reading(path); // the mapping outlives it
 	struct stat st {};
-	if (fstat(fd, &st) != 0) {
-		int e = errno;
-		close(fd);
-		fail_errno("cannot stat " + path, e);
-	}
+	if (fstat(fd.get(), &st) != 0)
+		fail_errno("cannot stat " + path, errno);
 	size_ = static_cast<size_t>(st.st_size);
 	if (size_ > 0) {
-		void *m = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-		if (m == MAP_FAILED) {
-			int e = errno;
-			close(fd);
-			fail_errno("cannot map " + path, e);
-		}
+		void *m = mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd.get(), 0);
+		if (m == MAP_FAILED)
+			fail_errno("cannot map " + path, errno);
 		data_ = static_cast<const uint8_t *>(m);
 		if (sequential)
 			madvise(m, size_, MADV_SEQUENTIAL);
 	}
-	close(fd);
 }
 
 void MappedFile::drop_resident() const {

@@ -177,22 +177,6 @@ static void test_abort_and_refuse_carry_reason(void **) {
 	assert_non_null(strstr(msg.c_str(), "RUNNING where READY"));
 }
 
-static void test_token_file(void **) {
-	char tmpl[] = "/tmp/cloudlet-token-XXXXXX";
-	int fd = mkstemp(tmpl);
-	std::string tok = "  " + std::string(44, 'Q') + "\n";
-	assert_int_equal(write(fd, tok.data(), tok.size()), static_cast<ssize_t>(tok.size()));
-	close(fd);
-	chmod(tmpl, 0600);
-	assert_string_equal(net::read_token_file(tmpl).c_str(), std::string(44, 'Q').c_str());
-	chmod(tmpl, 0644);
-	assert_int_equal(status_of([&] { net::read_token_file(tmpl); }), CLOUDLET_E_PERMISSION);
-	chmod(tmpl, 0600);
-	truncate(tmpl, 10);
-	assert_int_equal(status_of([&] { net::read_token_file(tmpl); }), CLOUDLET_E_INVALID_ARG);
-	unlink(tmpl);
-}
-
 int main(void) {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_handshake_and_frames),
@@ -201,7 +185,6 @@ int main(void) {
 	    cmocka_unit_test(test_replay_and_reorder),
 	    cmocka_unit_test(test_bad_length_truncation_silence),
 	    cmocka_unit_test(test_abort_and_refuse_carry_reason),
-	    cmocka_unit_test(test_token_file),
 	};
 	return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
