@@ -2,6 +2,7 @@
 
 #include "chunk/chunk_record.h"
 #include "util/error.h"
+#include "util/fd_io.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,15 +21,11 @@ DirtyQueue::DirtyQueue(const std::string &dir, uint64_t budget_bytes)
 }
 
 void DirtyQueue::pwrite_slot(uint64_t slot, const uint8_t *data) {
-	if (::pwrite(fd_.get(), data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) !=
-	    static_cast<ssize_t>(kChunkSize))
-		fail_errno("cannot write a temporary file in " + dir_, errno ? errno : EIO);
+	pwrite_all(fd_.get(), data, kChunkSize, slot * kChunkSize, "a temporary file in " + dir_);
 }
 
 void DirtyQueue::pread_slot(uint64_t slot, uint8_t *data) {
-	if (::pread(fd_.get(), data, kChunkSize, static_cast<off_t>(slot * kChunkSize)) !=
-	    static_cast<ssize_t>(kChunkSize))
-		fail_errno("cannot read a temporary file in " + dir_, errno ? errno : EIO);
+	pread_full(fd_.get(), data, kChunkSize, slot * kChunkSize, "a temporary file in " + dir_);
 }
 
 void DirtyQueue::put(uint64_t key, const uint8_t *data, uint64_t version) {

@@ -3,6 +3,7 @@
 // same base, sending only what that cloudlet lacks.
 #pragma once
 
+#include "chunk/block_codec.h"
 #include "ops/context.h"
 #include "util/progress.h"
 #include "virt/nic_swap.h"
@@ -23,7 +24,7 @@ struct HandoffOptions {
 	int timeout_s = 60;         // silence from the peer that ends the handoff
 	// send
 	std::string codec = "auto"; // items: "auto" (chosen from link and CPU, docs/handoff.md), "zstd", "lzma", "none"
-	int level = 3;
+	int level = chunk::default_level(chunk::Codec::Zstd);
 	uint64_t queue_bytes = 8u << 20; // dirty chunks waiting at first (backpressure on QEMU beyond);
 	                                 // then what the pipeline moves in half the downtime target
 	unsigned downtime_ms = 500;      // the downtime target

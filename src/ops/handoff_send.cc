@@ -105,7 +105,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	dd.use_ordinal_self_refs();
 	engine::DirtyQueue queue(st.root() + "/tmp", o.queue_bytes);
 	bool adaptive = o.codec == "auto";
-	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{chunk::Codec::Zstd, 3}
+	engine::CodecChooser chooser(adaptive, adaptive ? engine::CodecChoice{}
 	                                                : engine::CodecChoice{chunk::codec_from_name(o.codec), o.level});
 	format::OverlayHeader header = offer_header(src, o);
 	engine::HandoffOutbound out(ch, queue, dd, chooser, outbound_source(src), o.downtime_ms / 1000.0, timeout_ms);
