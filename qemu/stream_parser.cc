@@ -389,4 +389,13 @@ DeviceStateLayout split_device_state(const std::vector<uint8_t> &tail) {
 	return out;
 }
 
+bool same_ram_layout(const std::vector<RamBlock> &a, const std::vector<RamBlock> &b) {
+	if (a.size() != b.size())
+		return false;
+	for (size_t i = 0; i < a.size(); i++)
+		if (a[i].name != b[i].name || a[i].length != b[i].length)
+			return false;
+	return true;
+}
+
 } // namespace cloudlet::qemu

@@ -23,6 +23,11 @@ struct RamBlock {
 	uint64_t pages() const { return (length + kTargetPageSize - 1) / kTargetPageSize; }
 };
 
+// Whether two streams' RAM blocks line up page for page (same names and
+// lengths in the same order): only then is a page of one "the same page" of
+// the other.
+bool same_ram_layout(const std::vector<RamBlock> &a, const std::vector<RamBlock> &b);
+
 // What the stream says about itself, everything except page contents.
 struct StreamInfo {
 	uint32_t version = 0;

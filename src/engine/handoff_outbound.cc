@@ -50,21 +50,9 @@ public:
 	QueueSink(HandoffOutbound &out, format::OverlayHeader &h, std::function<void()> offer)
 	    : out_(out), h_(h), offer_(std::move(offer)), zero_(chunk::kChunkSize, 0) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
-		h_.total_pages = info.total_pages;
-		h_.ram_blocks.clear();
-		for (const auto &b : info.blocks)
-			h_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
-		h_.stream_version = info.version;
-		h_.ram_section_id = info.ram_section_id;
-		h_.ram_instance_id = info.ram_instance_id;
-		h_.ram_version = info.ram_version;
-		h_.config_section = info.config_section;
+		format::set_ram_layout(h_, info);
 		// Same-position comparison only makes sense if pages line up.
-		const auto &bb = out_.src_.base_memory->blocks;
-		bool same = bb.size() == info.blocks.size();
-		for (size_t i = 0; same && i < bb.size(); i++)
-			same = bb[i].name == info.blocks[i].name && bb[i].length == info.blocks[i].length;
-		out_.src_.dedup->same_memory_layout = same;
+		out_.src_.dedup->same_memory_layout = qemu::same_ram_layout(out_.src_.base_memory->blocks, info.blocks);
 		try {
 			offer_();
 		} catch (...) {

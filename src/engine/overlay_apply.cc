@@ -52,10 +52,7 @@ OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeade
 		                             std::to_string(h.total_pages));
 	// Unrecorded pages are the base's at the same position only when the
 	// layouts agree (the overlay was made that way: docs/overlays.md).
-	const auto &bb = base.memory->stream_info().blocks;
-	same_layout_ = bb.size() == info_.blocks.size();
-	for (size_t i = 0; same_layout_ && i < bb.size(); i++)
-		same_layout_ = bb[i].name == info_.blocks[i].name && bb[i].length == info_.blocks[i].length;
+	same_layout_ = qemu::same_ram_layout(base.memory->stream_info().blocks, info_.blocks);
 	memory_.assign(info_.total_pages, same_layout_ ? tag(kSame, 0) : tag(kZero, 0));
 	for (size_t d = 0; d < layers.size(); d++) {
 		layer_specs_.push_back({layers[d], h.disks[d].bytes});

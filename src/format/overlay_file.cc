@@ -70,6 +70,18 @@ json_object *sizes_json(const std::vector<NamedSize> &v, const char *name_key) {
 
 } // namespace
 
+void set_ram_layout(OverlayHeader &h, const qemu::StreamInfo &info) {
+	h.total_pages = info.total_pages;
+	h.ram_blocks.clear();
+	for (const auto &b : info.blocks)
+		h.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
+	h.stream_version = info.version;
+	h.ram_section_id = info.ram_section_id;
+	h.ram_instance_id = info.ram_instance_id;
+	h.ram_version = info.ram_version;
+	h.config_section = info.config_section;
+}
+
 std::string header_json(const OverlayHeader &h) {
 	Json o(json_object_new_object());
 	json_object_object_add(o.get(), "base_id", json_object_new_string(h.base_id.c_str()));

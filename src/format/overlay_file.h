@@ -8,6 +8,7 @@
 #include "chunk/block_codec.h"
 #include "chunk/chunk_record.h"
 #include "chunk/record_check.h"
+#include "stream_parser.h"
 #include "stream_writer.h"
 
 #include <cstdint>
@@ -43,6 +44,9 @@ struct OverlayHeader {
 
 	uint64_t chunks_in(uint8_t space) const; // memory pages or disk chunks
 };
+
+// The launch VM's RAM layout from its migration stream into the header.
+void set_ram_layout(OverlayHeader &h, const qemu::StreamInfo &info);
 
 // The header's JSON (docs/formats/overlay.md), also the handoff OFFER's.
 std::string header_json(const OverlayHeader &h);

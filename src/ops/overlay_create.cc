@@ -38,21 +38,9 @@ public:
 	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), make_writer_(std::move(make_writer)),
 	      page_(chunk::kChunkSize) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
-		header_.total_pages = info.total_pages;
-		header_.ram_blocks.clear();
-		for (const auto &b : info.blocks)
-			header_.ram_blocks.push_back({b.name, b.pages() * chunk::kChunkSize});
-		header_.stream_version = info.version;
-		header_.ram_section_id = info.ram_section_id;
-		header_.ram_instance_id = info.ram_instance_id;
-		header_.ram_version = info.ram_version;
-		header_.config_section = info.config_section;
+		format::set_ram_layout(header_, info);
 		// Same-position comparison only makes sense if pages line up.
-		bool same = info.blocks.size() == base_stream_.blocks.size();
-		for (size_t i = 0; same && i < info.blocks.size(); i++)
-			same = info.blocks[i].name == base_stream_.blocks[i].name &&
-			       info.blocks[i].length == base_stream_.blocks[i].length;
-		base_.same_memory_layout = same;
+		base_.same_memory_layout = qemu::same_ram_layout(info.blocks, base_stream_.blocks);
 		writer = make_writer_();
 	}
 	void on_page(uint32_t, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t) override {
