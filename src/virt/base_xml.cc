@@ -5,6 +5,8 @@
 
 #include <libxml/tree.h>
 
+#include <memory>
+
 namespace cloudlet::virt {
 
 namespace {
@@ -192,20 +194,21 @@ std::string synthesis_xml(const std::string &base_canonical, const std::string &
 	if (base_nics.empty())
 		fail(CLOUDLET_E_UNSUPPORTED, "the launch VM has NICs but its base has none to model them on");
 	xmlNode *devices = base_nics[0]->parent;
-	xmlNode *templ;
+	// Freed on every path: a refused launch NIC throws mid-loop.
+	std::unique_ptr<xmlNode, void (*)(xmlNode *)> templ(nullptr, xmlFreeNode);
 	if (plan.nic_backend.empty()) {
-		templ = xmlCopyNode(base_nics[0], 1);
+		templ.reset(xmlCopyNode(base_nics[0], 1));
 	} else {
 		auto backend = xml::parse(plan.nic_backend, "the NIC backend");
 		xmlNode *root = xmlDocGetRootElement(backend.get());
 		if (!root || !xmlStrEqual(root->name, reinterpret_cast<const xmlChar *>("interface")))
 			fail(CLOUDLET_E_INVALID_ARG, "the NIC backend must be one <interface> element");
-		templ = xmlDocCopyNode(root, d, 1);
+		templ.reset(xmlDocCopyNode(root, d, 1));
 	}
 	for (xmlNode *n : base_nics)
 		remove_node(n);
 	for (xmlNode *ln : launch_nics) {
-		xmlNode *nic = xmlCopyNode(templ, 1);
+		xmlNode *nic = xmlCopyNode(templ.get(), 1);
 		xmlAddChild(devices, nic);
 		for (const char *drop : {"mac", "address", "model", "target", "alias"})
 			while (xmlNode *c = child(nic, drop))
@@ -231,7 +234,6 @@ std::string synthesis_xml(const std::string &base_canonical, const std::string &
 					xml::set_attr(a, k, *v);
 		}
 	}
-	xmlFreeNode(templ);
 	return xml::to_string(d);
 }
 
