@@ -24,7 +24,6 @@ void CodecChooser::observe(const uint8_t *raw, size_t n) {
 	std::vector<Estimate> measured;
 	std::vector<uint8_t> out;
 	for (const auto &c : kCandidates) {
-		out.clear(); // compress_block appends: each candidate's size is its own
 		auto t0 = std::chrono::steady_clock::now();
 		chunk::compress_block(c.codec, c.level, raw, sample, out);
 		double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
