@@ -220,7 +220,7 @@ void HandoffOutbound::sender_thread() {
 			if (!queue_.take(&key, data.data(), &version))
 				break;
 			auto td = Clock::now();
-			times_.wait += std::chrono::duration<double>(td - tw).count();
+			times_.wait += seconds_between(tw, td);
 			chunk::RefParts at = chunk::unpack_ref(key);
 			add_item(batch, at.selector, at.position, data.data(), version);
 			times_.dedup += since(td);

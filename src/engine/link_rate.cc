@@ -25,7 +25,7 @@ bool LinkRate::acked(Clock::time_point t) {
 	window_raw_ += in_flight_.front().raw;
 	in_flight_.pop_front();
 	acked_++;
-	double w = std::chrono::duration<double>(last_ack_ - window_start_).count();
+	double w = seconds_between(window_start_, last_ack_);
 	bool closed = false;
 	if (!in_flight_.empty() && w >= kWindowSeconds) {
 		link_bps_ = smooth(link_bps_, double(window_wire_) / w);

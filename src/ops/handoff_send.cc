@@ -72,8 +72,6 @@ std::string f2(double v) {
 	return b;
 }
 
-double seconds(Clock::time_point from, Clock::time_point to) { return std::chrono::duration<double>(to - from).count(); }
-
 } // namespace
 
 HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::string &destination,
@@ -201,14 +199,15 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	info.codec = chooser.current().name();
 	info.codec_switches = chooser.switches();
 	const engine::LinkRate &link = out.link();
-	double link_s = seconds(link.first_send(), link.last_ack());
+	double link_s = seconds_between(link.first_send(), link.last_ack());
 	info.link_mbps = link_s > 0 ? double(info.bytes_sent) * 8 / link_s / 1e6 : 0;
 	info.total_seconds = since(t0);
 	const engine::SenderTimes &times = out.sender_times();
 	ctx.log().debug("handoff timeline: total " + f2(info.total_seconds) + " s, first item after " +
-	                f2(seconds(t0, link.first_send())) + " s, items " + f2(link_s) + " s, NIC swap at the destination " +
-	                f2(running.nic_seconds) + " s, running there after " + f2(seconds(t0, running_at)) +
-	                " s, source cleanup " + f2(seconds(running_at, cleaned_at)) + " s; paused: QEMU's final pass " +
+	                f2(seconds_between(t0, link.first_send())) + " s, items " + f2(link_s) +
+	                " s, NIC swap at the destination " + f2(running.nic_seconds) + " s, running there after " +
+	                f2(seconds_between(t0, running_at)) + " s, source cleanup " +
+	                f2(seconds_between(running_at, cleaned_at)) + " s; paused: QEMU's final pass " +
 	                f2(cap.downtime_ms / 1000) + " s, then " + f2(cap.paused_seconds - cap.downtime_ms / 1000) +
 	                " s to the capture's end (its RAM check " + f2(cap.check_seconds) + " s, " +
 	                std::to_string(cap.corrected_pages) + " pages corrected); sender thread: waiting " +

@@ -8,6 +8,9 @@ namespace cloudlet {
 using Clock = std::chrono::steady_clock;
 
 // Seconds since `t`, as the reports print them.
-inline double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+inline double seconds_between(Clock::time_point from, Clock::time_point to) {
+	return std::chrono::duration<double>(to - from).count();
+}
+inline double since(Clock::time_point t) { return seconds_between(t, Clock::now()); }
 
 } // namespace cloudlet
