@@ -10,6 +10,7 @@ path), else by the dynamic linker's normal lookup of "libcloudlet.so.0".
 
 import ctypes
 import os
+from typing import Any, ClassVar, TypeVar
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_double, c_int,
                     c_size_t, c_uint, c_uint64, c_void_p)
 
@@ -101,13 +102,16 @@ ctx_p = c_void_p
 listener_p = c_void_p
 
 
+_O = TypeVar("_O", bound="_Options")
+
+
 class _Options(Structure):
     """Base of option structs: default() mirrors the *_INIT macro."""
 
-    _defaults_ = {}
+    _defaults_: ClassVar[dict[str, int]] = {}
 
     @classmethod
-    def default(cls):
+    def default(cls: type[_O]) -> _O:
         s = cls()
         for name, value in cls._defaults_.items():
             setattr(s, name, value)
@@ -538,7 +542,7 @@ P = POINTER
 S = cloudlet_status
 
 # name: (restype, [argtypes])  -- one entry per CLOUDLET_API function
-FUNCTIONS = {
+FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     # errors and version
     "cloudlet_strerror": (c_char_p, [S]),
     "cloudlet_last_error_message": (c_char_p, []),
@@ -607,7 +611,7 @@ FUNCTIONS = {
 del P, S
 
 
-def _load():
+def _load() -> ctypes.CDLL:
     path = os.environ.get("CLOUDLET_LIBRARY")
     lib = ctypes.CDLL(path if path else "libcloudlet.so.0")
     for name, (restype, argtypes) in FUNCTIONS.items():

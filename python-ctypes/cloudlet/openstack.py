@@ -29,11 +29,11 @@ TYPE_BASE_PACKAGE = "cloudlet_base_package"  # the one-file package of `cloudlet
 TYPE_OVERLAY = "cloudlet_overlay"            # a VM overlay
 
 
-def base_image_properties(base_id, package_image_id):
+def base_image_properties(base_id: str, package_image_id: str) -> dict[str, str]:
     """The base image users boot: it names the base and links its package."""
     return {PROP_CLOUDLET: "True", PROP_TYPE: TYPE_BASE_DISK,
             PROP_BASE_ID: base_id, PROP_BASE_PACKAGE: package_image_id}
 
 
-def package_image_properties(base_id):
+def package_image_properties(base_id: str) -> dict[str, str]:
     return {PROP_CLOUDLET: "True", PROP_TYPE: TYPE_BASE_PACKAGE, PROP_BASE_ID: base_id}

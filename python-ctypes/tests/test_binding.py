@@ -8,13 +8,18 @@ import builtins
 import contextlib
 import ctypes
 import dataclasses
+import inspect
 import os
+import pathlib
+import pickle
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import types
+import typing
 
 import pytest
 
@@ -53,12 +58,12 @@ def _header_functions():
     return out
 
 
-def _header_structs():
-    """{struct name: [field names]} of every struct defined in the header."""
+def _header_struct_decls():
+    """{struct name: [(field name, its declaration)]} of every struct of the header."""
     text = _strip_comments(_header())
     out = {}
     for m in re.finditer(r"typedef\s+struct\s+(cloudlet_\w+)\s*\{(.*?)\}\s*\1\s*;", text, re.S):
-        names = []
+        fields = []
         for decl in m.group(2).split(";"):
             decl = " ".join(decl.split())
             if not decl:
@@ -66,9 +71,14 @@ def _header_structs():
             parts = decl.split(",")
             for i, d in enumerate(parts):
                 d = re.sub(r"\[[^\]]*\]", "", d).strip()
-                names.append(re.findall(r"\w+", d)[-1])
-        out[m.group(1)] = names
+                fields.append((re.findall(r"\w+", d)[-1], decl))
+        out[m.group(1)] = fields
     return out
+
+
+def _header_structs():
+    """{struct name: [field names]} of every struct defined in the header."""
+    return {k: [n for n, _ in v] for k, v in _header_struct_decls().items()}
 
 
 @pytest.fixture
@@ -542,3 +552,443 @@ def test_handoff_token_check(tmp_path):
     assert "chmod 600" in e.value.message
     with pytest.raises((cloudlet.NotFoundError, cloudlet.CloudletIOError)):
         cloudlet.handoff_token_check(str(tmp_path / "missing"))
+
+
+# ------------------------------------------------------------ typing contract
+
+from cloudlet import _convert  # noqa: E402
+
+SOURCE = os.path.normpath(os.path.join(HERE, "..", ".."))
+PACKAGE = os.path.join(SOURCE, "python-ctypes", "cloudlet")
+_INTS = (ctypes.c_uint, ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t)
+
+
+def _mentions_any(hint):
+    if hint is typing.Any:
+        return True
+    return any(_mentions_any(a) for a in typing.get_args(hint))
+
+
+def _expected_hint(struct_cls, name, ctype, decl):
+    """The Python type a field of this C type and declaration must have."""
+    arrays = getattr(struct_cls, "_arrays_", {})
+    if name in arrays:
+        target = ctype._type_
+        if target is ctypes.c_char_p:
+            elem = typing.Optional[str]
+        elif issubclass(target, ctypes._Pointer):
+            elem = typing.Optional[_convert.result_class(target._type_)]
+        elif issubclass(target, ctypes.Structure):
+            elem = _convert.result_class(target)
+        else:
+            assert target in _INTS, (name, target)
+            elem = int
+        return tuple[elem, ...]
+    if ctype is ctypes.c_char_p:
+        return typing.Optional[str]
+    if issubclass(ctype, ctypes.Array):
+        assert ctype._type_ in _INTS, (name, ctype)
+        return tuple[int, ...]
+    if decl.startswith("cloudlet_tristate "):
+        return cloudlet.Tristate
+    if ctype is ctypes.c_double:
+        return float
+    assert ctype in _INTS, (name, ctype)
+    return int
+
+
+def test_result_dataclasses_have_real_type_hints():
+    """Every result field is typed from its C declaration, never Any."""
+    decls = _header_struct_decls()
+    results = {cname: cls for cname, cls in _lib.STRUCTS.items()
+               if cls in _convert._CLASSES}
+    assert len(results) == 12  # the 21 structs less the 9 option structs
+    for cname, struct_cls in results.items():
+        cls = _convert.result_class(struct_cls)
+        assert getattr(cloudlet, cls.__name__) is cls and cls.__name__ in cloudlet.__all__
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cname
+        hints = typing.get_type_hints(cls)  # resolves: no dangling names
+        assert list(hints) == [f.name for f in dataclasses.fields(cls)]
+        assert list(hints) == [f[0] for f in struct_cls._fields_], cname
+        decl = dict(decls[cname])
+        for field in struct_cls._fields_:
+            name, ctype = field[0], field[1]
+            assert not _mentions_any(hints[name]), (cname, name, hints[name])
+            want = _expected_hint(struct_cls, name, ctype, decl[name])
+            assert hints[name] == want, (cname, name, hints[name], want)
+    settings = typing.get_type_hints(cloudlet.Settings)
+    assert settings == {"libvirt_uri": str, "store_dir": str, "cpu_model": str,
+                        "worker_threads": int}
+
+
+def _fill(struct_cls, keep, depth=0):
+    """A ctypes struct with every field set (strings, counts, arrays), as the
+    library hands them out."""
+    s = struct_cls()
+    arrays = getattr(struct_cls, "_arrays_", {})
+    for i, field in enumerate(struct_cls._fields_):
+        name, ctype = field[0], field[1]
+        if name in arrays.values() or name in arrays:
+            continue
+        if ctype is ctypes.c_char_p:
+            b = ("%s-%d" % (name, depth)).encode()
+            keep.append(b)
+            setattr(s, name, b)
+        elif issubclass(ctype, ctypes.Array):
+            setattr(s, name, ctype(*range(1, len(ctype()) + 1)))
+        elif ctype is ctypes.c_double:
+            setattr(s, name, i + 0.5)
+        elif ctype is ctypes.c_int:
+            setattr(s, name, 1)  # a valid tri-state and a valid flag
+        else:
+            setattr(s, name, i)
+    for name, count in arrays.items():
+        ctype = dict((f[0], f[1]) for f in struct_cls._fields_)[name]
+        target = ctype._type_
+        n = 2
+        if target is ctypes.c_char_p:
+            items = [b"%s-%d" % (name.encode(), k) for k in range(n)]
+            keep.extend(items)
+            arr = (ctypes.c_char_p * n)(*items)
+        elif issubclass(target, ctypes._Pointer):
+            elems = [_fill(target._type_, keep, depth + 1) for _ in range(n)]
+            keep.extend(elems)
+            arr = (target * n)(*[ctypes.pointer(e) for e in elems])
+        elif issubclass(target, ctypes.Structure):
+            arr = (target * n)(*[_fill(target, keep, depth + 1) for _ in range(n)])
+        else:
+            arr = (target * n)(*range(7, 7 + n))
+        keep.append(arr)
+        setattr(s, name, ctypes.cast(arr, ctype))
+        setattr(s, count, n)
+    return s
+
+
+def _conforms(value, hint):
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in typing.get_args(hint))
+    if origin is tuple:
+        elem = typing.get_args(hint)[0]
+        return isinstance(value, tuple) and all(_conforms(v, elem) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return type(value) is float
+    if hint is int:
+        return type(value) is int  # a plain int, not a bool or a ctypes value
+    return isinstance(value, hint)
+
+
+@pytest.mark.parametrize("struct_cls", list(_convert._CLASSES),
+                         ids=[c.__name__ for c in _convert._CLASSES])
+def test_copied_results_have_the_hinted_types(struct_cls):
+    keep = []
+    s = _fill(struct_cls, keep)
+    result = _convert.copy(s)
+    cls = _convert.result_class(struct_cls)
+    assert type(result) is cls
+    hints = typing.get_type_hints(cls)
+    for name, hint in hints.items():
+        value = getattr(result, name)
+        assert _conforms(value, hint), (cls.__name__, name, value, hint)
+        if name in getattr(struct_cls, "_arrays_", {}):
+            assert len(value) == 2, (name, value)
+    hash(result)  # frozen all the way down: tuples, not lists
+    assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_tristate_out_of_range_is_unknown():
+    keep = []
+    s = _fill(_lib.virt_report, keep)
+    s.offered, s.usable, s.cpu_model_usable = 7, 0, -1
+    r = _convert.copy(s)
+    assert r.offered is cloudlet.Tristate.UNKNOWN
+    assert r.usable is cloudlet.Tristate.NO and r.cpu_model_usable is cloudlet.Tristate.UNKNOWN
+
+
+def _public_callables():
+    """(qualified name, function) of every public function and method."""
+    out = []
+    for name in cloudlet.__all__:
+        obj = getattr(cloudlet, name)
+        if inspect.isfunction(obj):
+            out.append((name, obj))
+        elif inspect.isclass(obj) and obj.__module__.startswith("cloudlet") \
+                and not dataclasses.is_dataclass(obj) and not issubclass(obj, BaseException):
+            for mname, m in vars(obj).items():
+                if mname.startswith("_") and mname != "__init__":
+                    continue
+                if isinstance(m, property):
+                    m = m.fget
+                if inspect.isfunction(m):
+                    out.append(("%s.%s" % (name, mname), m))
+    return out
+
+
+def test_public_functions_have_type_hints():
+    funcs = _public_callables()
+    names = {n for n, _ in funcs}
+    assert {"version", "handoff_token_check", "Context.__init__", "Context.synthesize",
+            "Listener.receive", "Listener.port", "Cancel.trigger"} <= names, names
+    for name, fn in funcs:
+        hints = typing.get_type_hints(fn)  # every annotation resolves
+        params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+        missing = [p.name for p in params if p.name not in hints]
+        assert not missing, (name, missing)
+        assert "return" in hints, name
+        for p, h in hints.items():
+            assert not _mentions_any(h), (name, p, h)
+
+
+def _mypy():
+    r = subprocess.run([sys.executable, "-m", "mypy", "--version"], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("mypy is not installed (Debian: python3-mypy; scripts/setup-host installs it)")
+
+
+def _run_mypy(args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                           "--cache-dir=/dev/null", "--no-color-output", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_mypy_strict_on_the_package():
+    _mypy()
+    r = _run_mypy(["-p", "cloudlet"], cwd=os.path.dirname(PACKAGE))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+USER_PROGRAM = '''\
+import cloudlet
+
+def check(ctx: cloudlet.Context) -> int:
+    report = ctx.doctor()
+    reveal_type(report.virt)
+    reveal_type(report.libvirt_uri)
+    reveal_type(report.virt[0].usable)
+    reveal_type(cloudlet.__version__)
+    reveal_type(ctx.base_list())
+    return report.store_free_bytes
+'''
+
+
+def test_py_typed_is_shipped_and_installed(tmp_path):
+    """The marker is in the package, debian/python3-cloudlet.install installs
+    it, and a type checker uses the installed package's hints because of it
+    (without it mypy ignores the package: the test can tell)."""
+    assert os.path.isfile(os.path.join(PACKAGE, "py.typed"))
+    _mypy()
+    # install as the Debian package does, into a fresh environment
+    with open(os.path.join(SOURCE, "debian", "python3-cloudlet.install")) as f:
+        rules = [line.split() for line in f if line.strip() and not line.startswith("#")]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    installed = False
+    for src, dest in rules:
+        if dest.rstrip("/").endswith("dist-packages") and src.startswith("python-ctypes/"):
+            shutil.copytree(os.path.join(SOURCE, src),
+                            os.path.join(site, os.path.basename(src.rstrip("/"))))
+            installed = True
+    assert installed, rules
+    assert os.path.isfile(os.path.join(site, "cloudlet", "py.typed"))
+    prog = tmp_path / "user.py"
+    prog.write_text(USER_PROGRAM)
+    args = ["--python-executable", str(venv / "bin" / "python"), str(prog)]
+    r = _run_mypy(args, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert 'Revealed type is "builtins.tuple[cloudlet._convert.VirtReport, ...]"' in out, out
+    assert 'Revealed type is "Union[builtins.str, None]"' in out, out
+    assert 'Revealed type is "cloudlet._convert.Tristate"' in out, out
+    assert 'Revealed type is "builtins.str"' in out, out
+    assert 'Revealed type is "builtins.list[cloudlet._convert.BaseInfo]"' in out, out
+    os.unlink(os.path.join(site, "cloudlet", "py.typed"))
+    r = _run_mypy(args, cwd=str(tmp_path))
+    assert r.returncode != 0 and "py.typed" in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------ __version__
+
+def test_dunder_version():
+    v = cloudlet.__version__
+    assert isinstance(v, str) and "__version__" in cloudlet.__all__
+    header = {m.group(1): int(m.group(2)) for m in
+              re.finditer(r"#define CLOUDLET_VERSION_(MAJOR|MINOR|PATCH) (\d+)", _header())}
+    assert v == "%(MAJOR)d.%(MINOR)d.%(PATCH)d" % header
+    with open(os.path.join(SOURCE, "meson.build")) as f:
+        project = re.search(r"project\([^)]*?version\s*:\s*'([^']+)'", f.read(), re.S).group(1)
+    assert v == project
+    # the run-time library of the same release reports the same version
+    assert cloudlet.version()[:2] == tuple(int(x) for x in v.split(".")[:2])
+
+
+# ------------------------------------------------------------ exceptions
+
+# status -> the built-in its exception also derives from (None: none)
+BUILTIN_OF = {
+    _lib.E_INVALID_ARG: ValueError,
+    _lib.E_NOMEM: MemoryError,
+    _lib.E_VERSION: None,
+    _lib.E_IO: OSError,
+    _lib.E_LIBVIRT: None,
+    _lib.E_NOT_FOUND: LookupError,
+    _lib.E_EXISTS: None,
+    _lib.E_CORRUPT: None,
+    _lib.E_UNSUPPORTED: None,
+    _lib.E_HOST: None,
+    _lib.E_CANCELLED: None,
+    _lib.E_TIMEOUT: TimeoutError,
+    _lib.E_PERMISSION: PermissionError,
+    _lib.E_BUSY: None,
+    _lib.E_INTERNAL: None,
+}
+
+
+def test_exceptions_subclass_the_matching_builtins():
+    from cloudlet import errors
+    assert set(BUILTIN_OF) == set(errors.ERRORS)
+    builtin_excs = [v for v in vars(builtins).values()
+                    if isinstance(v, type) and issubclass(v, BaseException)]
+    for status, cls in errors.ERRORS.items():
+        want = BUILTIN_OF[status]
+        got = [b for b in cls.__mro__ if b in builtin_excs and b not in (Exception, BaseException)]
+        if want is None:
+            assert got == [], (cls, got)
+        else:
+            assert got[0] is want, (cls, got)  # the most specific built-in is that one
+            e = errors.error_for(status, "m")
+            assert isinstance(e, want) and isinstance(e, cloudlet.CloudletError)
+            assert str(e) == "m (%s)" % cloudlet.strerror(status)
+    assert issubclass(cloudlet.AccessDeniedError, OSError)  # as PermissionError is
+    assert issubclass(cloudlet.DeadlineError, OSError)      # as TimeoutError is
+
+
+def test_builtin_classes_catch_real_library_errors(ctx, store, tmp_path):
+    with pytest.raises(LookupError) as ei:
+        ctx.base_show("nope")
+    assert type(ei.value) is cloudlet.NotFoundError and "'nope'" in ei.value.message
+    with pytest.raises(ValueError) as ei:
+        cloudlet.Context(store_dir="relative/dir")
+    assert type(ei.value) is cloudlet.InvalidArgumentError
+    token = tmp_path / "token"
+    token.write_bytes(b"t" * 40)
+    os.chmod(token, 0o644)
+    with pytest.raises(PermissionError) as ei:
+        cloudlet.handoff_token_check(str(token))
+    assert type(ei.value) is cloudlet.AccessDeniedError and ei.value.status == _lib.E_PERMISSION
+    # an OSError subclass keeps the binding's str() and carries no errno
+    assert str(token) in str(ei.value) and ei.value.errno is None
+
+
+def _same_error(a, b):
+    assert type(a) is type(b)
+    assert (a.status, a.name, a.message, str(a), repr(a), a.args) == \
+        (b.status, b.name, b.message, str(b), repr(b), b.args)
+
+
+def test_exceptions_survive_pickle():
+    from cloudlet import errors
+    cases = [errors.error_for(s, "cloudlet_x: failed at '%s'" % s) for s in errors.ERRORS]
+    cases += [errors.error_for(-77, "unknown"), errors.error_for(_lib.E_IO, ""),
+              cloudlet.CloudletError(-5, "m", name="custom name")]
+    for e in cases:
+        for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+            _same_error(pickle.loads(pickle.dumps(e, protocol=proto)), e)
+    e = errors.error_for(_lib.E_NOT_FOUND, "m")
+    e.add_note("a note")
+    e.extra = 42
+    back = pickle.loads(pickle.dumps(e))
+    assert back.__notes__ == ["a note"] and back.extra == 42
+
+
+def test_raised_library_error_survives_pickle(ctx):
+    with pytest.raises(cloudlet.NotFoundError) as ei:
+        ctx.base_show("pickled-base")
+    back = pickle.loads(pickle.dumps(ei.value))
+    _same_error(back, ei.value)
+    assert "pickled-base" in back.message
+
+
+# ------------------------------------------------------------ NUL in strings
+
+NUL = "ab\0cd"
+
+
+def _string_params(fn):
+    """Parameters of fn annotated to take a string."""
+    out = []
+    for name, hint in typing.get_type_hints(fn).items():
+        if name == "return":
+            continue
+        args = typing.get_args(hint) or (hint,)
+        if str in args:
+            out.append(name)
+    return out
+
+
+def _call_with(obj, name, fn, param, value):
+    sig = inspect.signature(fn)
+    kwargs = {}
+    for p in sig.parameters.values():
+        if p.name == "self":
+            continue
+        if p.name == param:
+            kwargs[p.name] = value
+        elif p.default is inspect.Parameter.empty:
+            kwargs[p.name] = "dummy"
+    if name.endswith(".__init__"):
+        return obj(**kwargs)
+    return fn(obj, **kwargs) if obj is not None else fn(**kwargs)
+
+
+def test_every_string_argument_refuses_nul(ctx, store):
+    """Passed on, "ab\\0cd" would reach the library as "ab": every string
+    argument of every public function is refused with InvalidArgumentError (a
+    ValueError) naming the argument, before anything is called."""
+    listener = ctx.handoff_listen("127.0.0.1:0")
+    owners = {"Context": ctx, "Listener": listener}
+    seen = 0
+    try:
+        for name, fn in _public_callables():
+            for param in _string_params(fn):
+                cls_name = name.split(".")[0]
+                if name.endswith(".__init__"):
+                    obj = getattr(cloudlet, cls_name)
+                else:
+                    obj = owners.get(cls_name) if "." in name else None
+                values = [NUL]
+                if bytes in typing.get_args(typing.get_type_hints(fn)[param]):  # CString
+                    values += [NUL.encode(), pathlib.PurePosixPath("/tmp/" + NUL)]
+                for value in values:
+                    with pytest.raises(ValueError) as ei:
+                        _call_with(obj, name, fn, param, value)
+                    e = ei.value
+                    assert type(e) is cloudlet.InvalidArgumentError, (name, param, e)
+                    assert e.status == _lib.E_INVALID_ARG
+                    assert "NUL" in e.message and param in e.message, (name, param, e.message)
+                    seen += 1
+    finally:
+        listener.close()
+    # what the loop covered, at least: every path, name and option string
+    assert seen >= 70, seen
+
+
+def test_nul_is_refused_not_cut(ctx, store):
+    """The old behaviour: "nope\\0x" reached the library as "nope"."""
+    with pytest.raises(cloudlet.InvalidArgumentError) as ei:
+        ctx.base_show("nope\0x")
+    assert "base" in ei.value.message and "byte 4" in ei.value.message
+    token = os.path.join(store, "token")
+    with open(token, "w") as f:
+        f.write("t" * 40)
+    os.chmod(token, 0o600)
+    cloudlet.handoff_token_check(token)
+    with pytest.raises(ValueError):
+        cloudlet.handoff_token_check(token + "\0.ignored")
+    with pytest.raises(ValueError):
+        cloudlet.Context(store_dir=store + "\0/elsewhere")
+    assert _convert.c_str("plain", "x") == b"plain" and _convert.c_str(None, "x") is None
