@@ -739,10 +739,28 @@ CLOUDLET_API void cloudlet_synthesis_info_free(cloudlet_synthesis_info *info);
 /** A listening socket a destination cloudlet receives handoffs on. */
 typedef struct cloudlet_handoff_listener cloudlet_handoff_listener;
 
+/** How a handoff connection is protected (docs/security.md "Handoff"). */
+typedef enum cloudlet_handoff_security {
+	/** TLS 1.3, both sides authenticated by an external PSK derived from
+	 *  the token file (the default: no certificates to manage). */
+	CLOUDLET_HANDOFF_TLS_PSK = 0,
+	/** TLS 1.3, both sides authenticated by X.509 certificates of one CA,
+	 *  in QEMU's migration layout in `tls_dir`: ca-cert.pem (and optionally
+	 *  ca-crl.pem), server-cert.pem + server-key.pem on the destination,
+	 *  client-cert.pem + client-key.pem on the source; the source checks the
+	 *  destination's certificate against the host it connects to. */
+	CLOUDLET_HANDOFF_TLS_X509 = 1,
+	/** No encryption: frames authenticated by the token, the VM's memory
+	 *  readable by anyone on the path. Only for networks the operator
+	 *  trusts (a VPN, one host). */
+	CLOUDLET_HANDOFF_PLAINTEXT_UNSAFE = 2
+} cloudlet_handoff_security;
+
 /** Options for the handoff calls (docs/handoff.md). */
 typedef struct cloudlet_handoff_options {
 	unsigned int version;       /**< CLOUDLET_HANDOFF_OPTIONS_VERSION */
-	const char *token_file;     /**< required: the secret both cloudlets hold (>= 32 bytes, mode 0600) */
+	const char *token_file;     /**< the secret both cloudlets hold (>= 32 bytes, mode 0600); required unless
+	                                 security is CLOUDLET_HANDOFF_TLS_X509 */
 	unsigned int timeout_seconds; /**< silence from the peer that ends the handoff; 0: 60 */
 	const char *codec;          /**< send: "auto" (NULL: chosen from the measured link and CPU), "zstd", "lzma" or "none" */
 	int level;                  /**< send: codec level with a fixed codec; -1: the codec's default */
@@ -757,11 +775,17 @@ typedef struct cloudlet_handoff_options {
 	/* version 2 */
 	const char *uuid;           /**< receive: the VM's UUID here ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case);
 	                                 NULL: a random one. CLOUDLET_E_EXISTS if a domain has it */
+	/* version 3 */
+	unsigned int security;      /**< a cloudlet_handoff_security; 0: CLOUDLET_HANDOFF_TLS_PSK */
+	const char *tls_dir;        /**< CLOUDLET_HANDOFF_TLS_X509: the certificate directory */
+	unsigned int handshake_timeout_seconds; /**< connect -> authenticated, separate from timeout_seconds
+	                                             (receive: a peer that takes longer is dropped); 0: 10 */
 } cloudlet_handoff_options;
 
-#define CLOUDLET_HANDOFF_OPTIONS_VERSION 2
+#define CLOUDLET_HANDOFF_OPTIONS_VERSION 3
 #define CLOUDLET_HANDOFF_OPTIONS_INIT \
-	{ CLOUDLET_HANDOFF_OPTIONS_VERSION, NULL, 0, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+	{ CLOUDLET_HANDOFF_OPTIONS_VERSION, NULL, 0, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+	  CLOUDLET_HANDOFF_TLS_PSK, NULL, 0 }
 
 CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version);
 
@@ -810,6 +834,15 @@ CLOUDLET_API cloudlet_status cloudlet_handoff_send(cloudlet_handoff_info **out, 
  * a bad token file before it listens, and to notice one that a rotation broke.
  */
 CLOUDLET_API cloudlet_status cloudlet_handoff_token_check(const char *token_file);
+
+/**
+ * Checks `opts` as cloudlet_handoff_receive() reads them, now: the token
+ * file (as cloudlet_handoff_token_check()), or the X.509 directory's files
+ * loaded and the key matching its certificate. A receiver calls it before
+ * it listens and between handoffs (a rotated token or certificate that is
+ * unusable is this host's fault, not a peer's: retrying cannot mend it).
+ */
+CLOUDLET_API cloudlet_status cloudlet_handoff_receive_check(const cloudlet_handoff_options *opts);
 
 /** Listens on `address` ("ADDR:PORT"; PORT 0 picks a free one). The context
  *  must outlive the listener. */

@@ -47,7 +47,7 @@ __all__ = [
     "CloudletIOError", "LibvirtError", "NotFoundError", "ExistsError",
     "CorruptError", "UnsupportedError", "HostError", "CancelledError",
     "DeadlineError", "AccessDeniedError", "BusyError", "InternalError",
-    "CString", "ProgressFn", "LogFn", "handoff_token_check",
+    "CString", "ProgressFn", "LogFn", "handoff_token_check", "handoff_receive_check", "HandoffSecurity",
 ]
 
 # The version of this binding: that of the header it mirrors
@@ -67,6 +67,13 @@ class LogLevel(enum.IntEnum):
     WARN = _lib.LOG_WARN
     INFO = _lib.LOG_INFO
     DEBUG = _lib.LOG_DEBUG
+
+
+class HandoffSecurity(enum.IntEnum):
+    """cloudlet_handoff_security: how a handoff connection is protected."""
+    TLS_PSK = _lib.HANDOFF_TLS_PSK
+    TLS_X509 = _lib.HANDOFF_TLS_X509
+    PLAINTEXT_UNSAFE = _lib.HANDOFF_PLAINTEXT_UNSAFE
 
 
 class CaptureFormat(enum.IntEnum):
@@ -115,6 +122,17 @@ def version() -> tuple[int, int, int]:
 def version_string() -> str:
     """The run-time library version as "MAJOR.MINOR.PATCH"."""
     return _str(_L.cloudlet_version_string())
+
+
+def handoff_receive_check(token_file: CString | None = None,
+                          security: HandoffSecurity = HandoffSecurity.TLS_PSK,
+                          tls_dir: CString | None = None) -> None:
+    """Raise what Listener.receive would for these credentials now (token
+    file, or the X.509 directory's files); return None if they are usable."""
+    opts, keep, _ = _opts(_lib.handoff_options, None, None, token_file=token_file,
+                          security=int(security), tls_dir=tls_dir)
+    check(_L.cloudlet_handoff_receive_check(byref(opts)))
+    del keep
 
 
 def handoff_token_check(token_file: CString) -> None:
@@ -524,15 +542,23 @@ class Context(_Closing):
 
     # -- handoff
 
-    def handoff_send(self, domain: str, destination: str, token_file: CString,
+    def handoff_send(self, domain: str, destination: str, token_file: CString | None = None,
                      timeout_seconds: int = 0, codec: str | None = None, level: int = -1,
                      progress: ProgressFn | None = None,
-                     cancel: Cancel | None = None) -> HandoffInfo:
-        """Move the running VM `domain` to the cloudlet at "HOST:PORT" -> HandoffInfo."""
+                     cancel: Cancel | None = None,
+                     security: HandoffSecurity = HandoffSecurity.TLS_PSK,
+                     tls_dir: CString | None = None,
+                     handshake_timeout_seconds: int = 0) -> HandoffInfo:
+        """Move the running VM `domain` to the cloudlet at "HOST:PORT" -> HandoffInfo.
+
+        `security`: TLS with the token's PSK (default), TLS with X.509
+        certificates in `tls_dir`, or PLAINTEXT_UNSAFE (docs/security.md)."""
         opts, keep, prog = _opts(_lib.handoff_options, progress, cancel,
                                  token_file=token_file,
                                  timeout_seconds=int(timeout_seconds),
-                                 codec=codec, level=int(level))
+                                 codec=codec, level=int(level),
+                                 security=int(security), tls_dir=tls_dir,
+                                 handshake_timeout_seconds=int(handshake_timeout_seconds))
         return _invoke(_L.cloudlet_handoff_send, HandoffInfo,
                        _L.cloudlet_handoff_info_free,
                        [self._h(), c_str(domain, "domain"),
@@ -574,18 +600,26 @@ class Listener(_Closing):
         check(_L.cloudlet_handoff_listener_port(self._h(), byref(port)))
         return port.value
 
-    def receive(self, token_file: CString, name: str | None = None,
+    def receive(self, token_file: CString | None = None, name: str | None = None,
                 virt_type: str | None = None, mac: str | None = None,
                 network: str | None = None, nic_xml: str | None = None,
                 timeout_seconds: int = 0, uuid: str | None = None,
                 progress: ProgressFn | None = None,
-                cancel: Cancel | None = None) -> HandoffInfo:
-        """Wait for one handoff and serve it -> HandoffInfo."""
+                cancel: Cancel | None = None,
+                security: HandoffSecurity = HandoffSecurity.TLS_PSK,
+                tls_dir: CString | None = None,
+                handshake_timeout_seconds: int = 0) -> HandoffInfo:
+        """Wait for one authenticated handoff and serve it -> HandoffInfo.
+
+        Connections that fail before they authenticate are logged and do
+        not end the wait."""
         opts, keep, prog = _opts(_lib.handoff_options, progress, cancel,
                                  token_file=token_file,
                                  timeout_seconds=int(timeout_seconds),
                                  name=name, virt_type=virt_type, mac=mac,
-                                 network=network, nic_xml=nic_xml, uuid=uuid)
+                                 network=network, nic_xml=nic_xml, uuid=uuid,
+                                 security=int(security), tls_dir=tls_dir,
+                                 handshake_timeout_seconds=int(handshake_timeout_seconds))
         return _invoke(_L.cloudlet_handoff_receive, HandoffInfo,
                        _L.cloudlet_handoff_info_free, [self._h()], opts, keep, prog)
 

@@ -76,7 +76,12 @@ BASE_OPTIONS_VERSION = 1
 RESUME_OPTIONS_VERSION = 2
 OVERLAY_OPTIONS_VERSION = 1
 SYNTHESIS_OPTIONS_VERSION = 2
-HANDOFF_OPTIONS_VERSION = 2
+HANDOFF_OPTIONS_VERSION = 3
+
+# cloudlet_handoff_security
+HANDOFF_TLS_PSK = 0
+HANDOFF_TLS_X509 = 1
+HANDOFF_PLAINTEXT_UNSAFE = 2
 
 # enums are C ints
 cloudlet_status = c_int
@@ -480,6 +485,9 @@ class handoff_options(_Options):
         ("progress_userdata", c_void_p),
         ("cancel", cancel_p),
         ("uuid", c_char_p),  # version 2
+        ("security", c_uint),  # version 3
+        ("tls_dir", c_char_p),
+        ("handshake_timeout_seconds", c_uint),
     ]
     _defaults_ = {"version": HANDOFF_OPTIONS_VERSION, "level": -1}
 
@@ -601,6 +609,7 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "cloudlet_handoff_send": (S, [P(P(handoff_info)), ctx_p, c_char_p, c_char_p,
                                   P(handoff_options)]),
     "cloudlet_handoff_token_check": (S, [c_char_p]),
+    "cloudlet_handoff_receive_check": (S, [P(handoff_options)]),
     "cloudlet_handoff_listen": (S, [P(listener_p), ctx_p, c_char_p]),
     "cloudlet_handoff_listener_port": (S, [listener_p, P(c_uint)]),
     "cloudlet_handoff_receive": (S, [P(P(handoff_info)), listener_p, P(handoff_options)]),

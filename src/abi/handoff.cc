@@ -28,9 +28,11 @@ std::string str(const char *s) { return s ? s : ""; }
 
 cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloudlet_handoff_options *o) {
 	*o = read_options(opts);
-	require(o->token_file != nullptr && *o->token_file, "token_file is required");
 	cloudlet::ops::HandoffOptions h;
-	h.token = cloudlet::ops::read_handoff_token(o->token_file);
+	h.security = cloudlet::ops::handoff_security(o->security, str(o->token_file), str(o->tls_dir));
+	require(o->handshake_timeout_seconds <= 600, "handshake_timeout_seconds is out of range");
+	if (o->handshake_timeout_seconds)
+		h.handshake_s = static_cast<int>(o->handshake_timeout_seconds);
 	require(o->timeout_seconds <= 3600, "timeout_seconds is out of range");
 	if (o->timeout_seconds)
 		h.timeout_s = static_cast<int>(o->timeout_seconds);
@@ -120,6 +122,14 @@ CLOUDLET_API cloudlet_status cloudlet_handoff_token_check(const char *token_file
 	return guard(__func__, [&] {
 		require(token_file != nullptr && *token_file, "token_file is NULL or empty");
 		cloudlet::ops::read_handoff_token(token_file);
+	});
+}
+
+CLOUDLET_API cloudlet_status cloudlet_handoff_receive_check(const cloudlet_handoff_options *opts) {
+	return guard(__func__, [&] {
+		cloudlet_handoff_options o;
+		cloudlet::ops::HandoffOptions h = to_ops(opts, &o);
+		cloudlet::ops::check_receive_credentials(h.security);
 	});
 }
 

@@ -83,56 +83,36 @@ const char *frame_type_name(FrameType t) {
 	return "unknown";
 }
 
-FrameChannel::FrameChannel(int fd, std::string peer, std::string token)
-    : fd_(fd), peer_(std::move(peer)), token_(std::move(token)) {
-	if (token_.size() < kMinTokenBytes)
+FrameChannel::FrameChannel(Link &link, std::string peer)
+    : link_(link), peer_(std::move(peer)), secret_(link.frame_secret()) {
+	if (secret_.size() < kMinTokenBytes)
 		fail(CLOUDLET_E_INVALID_ARG, "a handoff token needs at least 32 bytes");
-	send_key_ = recv_key_ = derive(token_, "cloudlet-handoff-v1 hello", nullptr, nullptr);
+	send_key_ = recv_key_ = derive(secret_, "cloudlet-handoff-v1 hello", nullptr, nullptr);
 }
 
 FrameChannel::~FrameChannel() {
-	OPENSSL_cleanse(token_.data(), token_.size());
+	OPENSSL_cleanse(secret_.data(), secret_.size());
 	OPENSSL_cleanse(send_key_.data(), send_key_.size());
 	OPENSSL_cleanse(recv_key_.data(), recv_key_.size());
 }
 
-void FrameChannel::shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+void FrameChannel::shutdown() { link_.shutdown(); }
 
-void FrameChannel::write_all(const uint8_t *p, size_t n) {
-	while (n) {
-		ssize_t k = ::send(fd_, p, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			fail(CLOUDLET_E_IO, "connection to " + peer_ + " failed while sending: " + errno_message("send", errno));
-		p += k;
-		n -= static_cast<size_t>(k);
-		sent_ += static_cast<uint64_t>(k);
-	}
-}
+void FrameChannel::write_all(const uint8_t *p, size_t n) { link_.write_all(p, n); }
 
 void FrameChannel::read_exact(uint8_t *p, size_t n, int timeout_ms) {
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 	while (n) {
+		int left = -1;
 		if (timeout_ms >= 0) {
-			auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-			pollfd pfd{fd_, POLLIN, 0};
-			int r = left.count() > 0 ? poll(&pfd, 1, static_cast<int>(left.count())) : 0;
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r == 0)
+			auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+			if (ms.count() <= 0)
 				fail(CLOUDLET_E_TIMEOUT, "nothing from " + peer_ + " for " + std::to_string(timeout_ms) + " ms");
+			left = static_cast<int>(ms.count());
 		}
-		ssize_t k = recv(fd_, p, n, 0);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k == 0)
-			fail(CLOUDLET_E_IO, peer_ + " closed the connection");
-		if (k < 0)
-			fail(CLOUDLET_E_IO, "connection to " + peer_ + " failed: " + errno_message("recv", errno));
+		size_t k = link_.read_some(p, n, left);
 		p += k;
-		n -= static_cast<size_t>(k);
-		received_ += static_cast<uint64_t>(k);
+		n -= k;
 	}
 }
 
@@ -159,7 +139,11 @@ Frame FrameChannel::receive(int timeout_ms) {
 	auto bad = [&](const std::string &why) {
 		fail(CLOUDLET_E_CORRUPT, "handoff frame " + std::to_string(recv_seq_) + " from " + peer_ + ": " + why);
 	};
-	if (len < kHeader - 4 + kMacBytes || len > kHeader - 4 + kMaxFramePayload + kMacBytes)
+	// Before the first frame has been checked, nothing about the peer is
+	// known: a greeting (or a REFUSE) is small, and a stranger's length
+	// must not make us wait for or allocate 16 MiB.
+	size_t max_payload = recv_seq_ == 0 ? kMaxGreetingPayload : kMaxFramePayload;
+	if (len < kHeader - 4 + kMacBytes || len > kHeader - 4 + max_payload + kMacBytes)
 		bad("length " + std::to_string(len) + " is out of range");
 	if (head[5] || head[6] || head[7])
 		bad("flags or reserved bytes are not zero");
@@ -201,8 +185,9 @@ Frame FrameChannel::expect(FrameType t, int timeout_ms) {
 	                             " was expected");
 }
 
-void FrameChannel::client_handshake(int timeout_ms) {
+void FrameChannel::client_handshake(int timeout_ms, uint32_t version) {
 	Greeting hello;
+	hello.version = version;
 	if (RAND_bytes(hello.nonce.data(), kNonce) != 1)
 		fail(CLOUDLET_E_INTERNAL, "no random bytes for the handoff nonce");
 	send(FrameType::Hello, hello.encode());
@@ -212,28 +197,37 @@ void FrameChannel::client_handshake(int timeout_ms) {
 	} catch (const Error &e) {
 		if (e.status() == CLOUDLET_E_IO)
 			fail(CLOUDLET_E_PERMISSION, peer_ + " closed the connection after HELLO: it does not hold the same "
-			                                    "handoff token, or speaks another protocol");
+			                                    "handoff token");
 		throw;
 	}
 	Greeting challenge = Greeting::decode(c.payload, "CHALLENGE", peer_);
 	if (challenge.version != kHandoffVersion)
 		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(challenge.version) +
-		                                 ", this library 1");
-	send_key_ = derive(token_, "cloudlet-handoff-v1 s->d", hello.nonce.data(), challenge.nonce.data());
-	recv_key_ = derive(token_, "cloudlet-handoff-v1 d->s", hello.nonce.data(), challenge.nonce.data());
+		                                 ", this cloudlet " + std::to_string(kHandoffVersion));
+	send_key_ = derive(secret_, "cloudlet-handoff-v1 s->d", hello.nonce.data(), challenge.nonce.data());
+	recv_key_ = derive(secret_, "cloudlet-handoff-v1 d->s", hello.nonce.data(), challenge.nonce.data());
 }
 
 void FrameChannel::server_handshake(int timeout_ms) {
 	Greeting hello = Greeting::decode(expect(FrameType::Hello, timeout_ms).payload, "HELLO", peer_);
+	if (hello.version != kHandoffVersion) {
+		// REFUSE under K0: the greeting's key and frame layout are the same
+		// in every version, so the source can read why.
+		std::string why = "this cloudlet speaks handoff protocol version " + std::to_string(kHandoffVersion) +
+		                  ", not " + std::to_string(hello.version);
+		try {
+			send(FrameType::Refuse, Stop{CLOUDLET_E_UNSUPPORTED, why}.encode());
+		} catch (const Error &) {
+		}
+		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(hello.version) +
+		                                 ", this cloudlet " + std::to_string(kHandoffVersion));
+	}
 	Greeting challenge;
 	if (RAND_bytes(challenge.nonce.data(), kNonce) != 1)
 		fail(CLOUDLET_E_INTERNAL, "no random bytes for the handoff nonce");
 	send(FrameType::Challenge, challenge.encode());
-	if (hello.version != kHandoffVersion)
-		fail(CLOUDLET_E_UNSUPPORTED, peer_ + " speaks handoff protocol version " + std::to_string(hello.version) +
-		                                 ", this library 1");
-	send_key_ = derive(token_, "cloudlet-handoff-v1 d->s", hello.nonce.data(), challenge.nonce.data());
-	recv_key_ = derive(token_, "cloudlet-handoff-v1 s->d", hello.nonce.data(), challenge.nonce.data());
+	send_key_ = derive(secret_, "cloudlet-handoff-v1 d->s", hello.nonce.data(), challenge.nonce.data());
+	recv_key_ = derive(secret_, "cloudlet-handoff-v1 s->d", hello.nonce.data(), challenge.nonce.data());
 }
 
 } // namespace cloudlet::net

@@ -6,6 +6,8 @@
 // about VMs.
 #pragma once
 
+#include "net/secure_link.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,8 +31,11 @@ enum class FrameType : uint8_t {
 };
 const char *frame_type_name(FrameType t);
 
-constexpr uint32_t kHandoffVersion = 1;
+// 2: the connection runs over TLS 1.3 (net/secure_link.h) unless the
+// operator chose plaintext; the frame keys come from the link's secret.
+constexpr uint32_t kHandoffVersion = 2;
 constexpr size_t kMaxFramePayload = (16u << 20) + (64u << 10);
+constexpr size_t kMaxGreetingPayload = 4096; // a side's first frame (HELLO, CHALLENGE or REFUSE)
 // What a frame adds to its payload on the wire: the header (length, type,
 // flags, reserved, sequence number) before it and the truncated MAC after.
 constexpr size_t kFrameHeaderBytes = 16, kFrameMacBytes = 16;
@@ -43,21 +48,24 @@ struct Frame {
 	std::string text() const { return std::string(payload.begin(), payload.end()); }
 };
 
-// One side of a handoff connection over a connected socket (not owned).
-// Not thread-safe as a whole, but one thread may send while another
-// receives (the two directions share nothing).
+// One side of a handoff connection over a link (not owned: TLS or the
+// socket, net/secure_link.h). Not thread-safe as a whole, but one thread may
+// send while another receives (the two directions share nothing).
 class FrameChannel {
 public:
-	FrameChannel(int fd, std::string peer, std::string token);
+	FrameChannel(Link &link, std::string peer);
 	~FrameChannel();
 	FrameChannel(const FrameChannel &) = delete;
 	FrameChannel &operator=(const FrameChannel &) = delete;
 
 	// The source's side: HELLO, then CHALLENGE. A destination that holds
-	// another token closes the connection: CLOUDLET_E_PERMISSION saying so.
-	void client_handshake(int timeout_ms);
+	// another token closes the connection: CLOUDLET_E_PERMISSION saying so;
+	// one that speaks another version answers REFUSE: CLOUDLET_E_UNSUPPORTED
+	// with its reason. `version` is for tests that play an older peer.
+	void client_handshake(int timeout_ms, uint32_t version = kHandoffVersion);
 	// The destination's side: HELLO (a wrong token: CLOUDLET_E_PERMISSION,
-	// nothing sent back), then CHALLENGE.
+	// nothing sent back; another version: REFUSE, then
+	// CLOUDLET_E_UNSUPPORTED), then CHALLENGE.
 	void server_handshake(int timeout_ms);
 
 	void send(FrameType t, const uint8_t *payload, size_t n);
@@ -82,18 +90,18 @@ public:
 	// receive() on this channel returns with an error.
 	void shutdown();
 
-	uint64_t bytes_sent() const { return sent_; }
-	uint64_t bytes_received() const { return received_; }
+	// Bytes on the socket (TLS records included).
+	uint64_t bytes_sent() const { return link_.wire_bytes_sent(); }
+	uint64_t bytes_received() const { return link_.wire_bytes_received(); }
 	const std::string &peer() const { return peer_; }
 
 private:
 	void read_exact(uint8_t *p, size_t n, int timeout_ms);
 	void write_all(const uint8_t *p, size_t n);
-	struct Mac;
-	int fd_;
-	std::string peer_, token_;
+	Link &link_;
+	std::string peer_, secret_;
 	std::vector<uint8_t> send_key_, recv_key_;
-	uint64_t send_seq_ = 0, recv_seq_ = 0, sent_ = 0, received_ = 0;
+	uint64_t send_seq_ = 0, recv_seq_ = 0;
 };
 
 } // namespace cloudlet::net

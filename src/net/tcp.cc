@@ -16,6 +16,10 @@ namespace cloudlet::net {
 
 namespace {
 
+// Connections the kernel completes before accept(): the front door
+// (net/handoff_gate.h) takes them at once, so this only absorbs bursts.
+constexpr int kBacklog = 128;
+
 // Splits at the last ':' (an IPv6 address has more) and drops the brackets
 // of "[v6]"; false without a port.
 bool split(const std::string &address, HostPort &out) {
@@ -93,7 +97,7 @@ TcpListener::TcpListener(const std::string &address) {
 		fail_errno("cannot create a socket", errno);
 	int one = 1;
 	setsockopt(fd_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (bind(fd_.get(), res->ai_addr, res->ai_addrlen) != 0 || listen(fd_.get(), 4) != 0)
+	if (bind(fd_.get(), res->ai_addr, res->ai_addrlen) != 0 || listen(fd_.get(), kBacklog) != 0)
 		fail_errno("cannot listen on " + address, errno);
 	sockaddr_storage a{};
 	socklen_t len = sizeof a;
@@ -103,18 +107,25 @@ TcpListener::TcpListener(const std::string &address) {
 }
 
 TcpConnection TcpListener::accept(Progress &progress) {
+	for (;;) {
+		if (auto c = accept_for(200))
+			return std::move(*c);
+		progress.check();
+	}
+}
+
+std::optional<TcpConnection> TcpListener::accept_for(int timeout_ms) {
+	pollfd pfd{fd_.get(), POLLIN, 0};
+	if (poll(&pfd, 1, timeout_ms) <= 0)
+		return std::nullopt;
 	TcpConnection c;
 	sockaddr_storage peer{};
-	while (!c.fd) {
-		pollfd pfd{fd_.get(), POLLIN, 0};
-		int r = poll(&pfd, 1, 200);
-		progress.check();
-		if (r <= 0)
-			continue;
-		socklen_t len = sizeof peer;
-		c.fd.reset(accept4(fd_.get(), reinterpret_cast<sockaddr *>(&peer), &len, SOCK_CLOEXEC));
-		if (!c.fd && errno != EINTR && errno != ECONNABORTED)
-			fail_errno("accept failed", errno);
+	socklen_t len = sizeof peer;
+	c.fd.reset(accept4(fd_.get(), reinterpret_cast<sockaddr *>(&peer), &len, SOCK_CLOEXEC));
+	if (!c.fd) {
+		if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
+			return std::nullopt;
+		fail_errno("accept failed", errno);
 	}
 	no_delay(c.fd.get());
 	c.peer = numeric_name(peer);

@@ -8,6 +8,7 @@
 #include "util/progress.h"
 #include "util/unique_fd.h"
 
+#include <optional>
 #include <string>
 
 namespace cloudlet::net {
@@ -43,6 +44,8 @@ public:
 	// Waits for one connection; `progress.check()` every 200 ms lets the
 	// caller cancel the wait.
 	TcpConnection accept(Progress &progress);
+	// One connection if one comes within `timeout_ms`.
+	std::optional<TcpConnection> accept_for(int timeout_ms);
 
 private:
 	UniqueFd fd_;

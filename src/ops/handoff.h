@@ -4,6 +4,7 @@
 #pragma once
 
 #include "chunk/block_codec.h"
+#include "net/secure_link.h"
 #include "ops/context.h"
 #include "util/progress.h"
 #include "virt/nic_swap.h"
@@ -20,8 +21,10 @@ class TcpListener;
 namespace cloudlet::ops {
 
 struct HandoffOptions {
-	std::string token;          // the shared secret (ops/handoff_choices.h: read_handoff_token)
-	int timeout_s = 60;         // silence from the peer that ends the handoff
+	net::SecurityConfig security; // TLS with the token's PSK, TLS with X.509, or plaintext; the token
+	                              // from ops/handoff_choices.h: read_handoff_token
+	int timeout_s = 60;           // silence from the peer that ends the handoff
+	int handshake_s = 10;         // connect -> authenticated: a peer that takes longer is dropped
 	// send
 	std::string codec = "auto"; // items: "auto" (chosen from link and CPU, docs/handoff.md), "zstd", "lzma", "none"
 	int level = chunk::default_level(chunk::Codec::Zstd);
@@ -62,8 +65,10 @@ public:
 	HandoffListener(const HandoffListener &) = delete;
 	HandoffListener &operator=(const HandoffListener &) = delete;
 	unsigned port() const;
-	// Waits for one connection and serves it. On failure nothing of it is
-	// left on this cloudlet.
+	// Waits for one authenticated handoff and serves it; connections that
+	// fail before they authenticate are logged (a warning each) and do not
+	// end the wait (net/handoff_gate.h). On failure nothing of the handoff
+	// is left on this cloudlet.
 	HandoffInfo receive(const HandoffOptions &o, Progress &progress);
 
 private:

@@ -6,6 +6,7 @@
 #include "ops/handoff.h"
 
 #include "engine/handoff_inbound.h"
+#include "net/handoff_gate.h"
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
 #include "net/tcp.h"
@@ -26,17 +27,29 @@ unsigned HandoffListener::port() const { return listener_->port(); }
 
 HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress) {
 	int timeout_ms = o.timeout_s * 1000;
-	net::TcpConnection conn = listener_->accept(progress); // cancellable wait for a source
+	net::GateLimits limits;
+	limits.handshake_ms = o.handshake_s * 1000;
+	// Handshakes run concurrently in the gate while this waits (cancellable)
+	// for the first source that authenticates; wrong credentials, strangers
+	// and slow peers end there, one warning each, nothing sent or created.
+	const Logger &log = ctx_.log();
+	net::HandoffGate gate(*listener_, o.security, limits, [&log](const std::string &line) { log.warn(line); });
+	net::AdmittedPeer peer = gate.next(progress);
 	auto t0 = Clock::now();
 	HandoffInfo info;
-	info.peer = conn.peer.empty() ? "the source" : conn.peer;
-	net::FrameChannel ch(conn.fd.get(), info.peer, o.token);
-	ch.server_handshake(timeout_ms); // a wrong token ends here: nothing was sent or created
+	info.peer = peer.peer;
+	net::FrameChannel &ch = *peer.channel;
+	log.debug("handoff from " + info.peer + " over " + peer.link->description());
 
 	LaunchCleanup cleanup;
 	LaunchTarget t;
 	try {
-		net::Offer offer = net::expect_message<net::Offer>(ch, timeout_ms);
+		if (peer.first.type != net::FrameType::Offer) {
+			ch.fail_on_peer_stop(peer.first);
+			fail(CLOUDLET_E_CORRUPT, info.peer + " sent " + net::frame_type_name(peer.first.type) +
+			                             " where OFFER was expected");
+		}
+		net::Offer offer = net::Offer::decode(peer.first.payload, info.peer);
 		format::OverlayHeader h = format::parse_header(offer.header, "handoff OFFER from " + info.peer);
 		LaunchRequest req;
 		req.name = o.name.empty() ? offer.name : o.name;

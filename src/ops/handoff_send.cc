@@ -78,6 +78,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
                          const HandoffOptions &o, Progress &progress) {
 	auto t0 = Clock::now();
 	int timeout_ms = o.timeout_s * 1000;
+	net::LinkSetup link_setup(o.security, net::LinkSetup::Role::Client); // certificates checked before anything
 	HandoffInfo info;
 	info.peer = destination;
 	auto conn = ctx.connection();
@@ -91,9 +92,12 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 
 	// Authenticated before anything about the VM is sent.
 	UniqueFd fd = net::connect_tcp(destination);
-	net::FrameChannel ch(fd.get(), destination, o.token);
 	progress.report("handshake", 0, 0);
+	std::unique_ptr<net::Link> secure =
+	    link_setup.open(fd.get(), destination, net::parse_destination(destination).host, o.handshake_s * 1000);
+	net::FrameChannel ch(*secure, destination);
 	ch.client_handshake(timeout_ms);
+	ctx.log().debug("handoff to " + destination + " over " + secure->description());
 
 	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);

@@ -123,7 +123,7 @@ static void test_messages_encode_as_before(void **) {
 		g.nonce[i] = static_cast<uint8_t>(i);
 	Payload gp = g.encode();
 	assert_int_equal(gp.size(), 44);
-	assert_memory_equal(gp.data(), "CLTHOFF1\x01\x00\x00\x00", 12);
+	assert_memory_equal(gp.data(), "CLTHOFF1\x02\x00\x00\x00", 12);
 	assert_int_equal(gp[12], 0);
 	assert_int_equal(gp[43], 31);
 }

@@ -1,24 +1,35 @@
 // cloudlet handoff send|receive
 #include "cli.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
 namespace cli {
 
 const char *handoff_help =
-    "usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE [--codec auto|zstd|lzma|none] [--level N]\n"
-    "                             [--timeout SECONDS]\n"
-    "       cloudlet handoff receive --listen ADDR:PORT --token-file FILE [--once] [--name NAME] [--uuid UUID]\n"
+    "usage: cloudlet handoff send DOMAIN HOST:PORT CREDENTIALS [--codec auto|zstd|lzma|none] [--level N]\n"
+    "                             [--timeout SECONDS] [--handshake-timeout SECONDS]\n"
+    "       cloudlet handoff receive --listen ADDR:PORT CREDENTIALS [--once] [--name NAME] [--uuid UUID]\n"
     "                             [--virt-type qemu|kvm] [--mac MAC | --network NAME] [--timeout SECONDS]\n"
+    "                             [--handshake-timeout SECONDS]\n"
+    "CREDENTIALS: --token-file FILE            TLS 1.3, authenticated by the token (the default)\n"
+    "             --tls-dir DIR                TLS 1.3, X.509: DIR holds ca-cert.pem and server-cert.pem +\n"
+    "                                          server-key.pem (receive) or client-cert.pem + client-key.pem\n"
+    "                                          (send), as for QEMU's migration TLS\n"
+    "             --token-file FILE --insecure-plaintext\n"
+    "                                          no encryption: anyone on the path reads the VM's memory\n"
     "\n"
     "send: moves the running VM DOMAIN (an instance of a base in the store) to the\n"
     "cloudlet listening at HOST:PORT, which holds the same base and token. Memory\n"
     "moves live; only what the destination lacks is sent. On success DOMAIN is\n"
     "gone here; on any failure it runs on unchanged.\n"
-    "receive: serves handoffs (one with --once) and prints each VM received; the\n"
-    "VM is named NAME (default: the source's name) and gets fresh NICs.\n"
-    "Both take --json. docs/handoff.md, docs/protocols/handoff.md.\n";
+    "receive: serves handoffs (one with --once: the first source that authenticates)\n"
+    "and prints each VM received; the VM is named NAME (default: the source's name)\n"
+    "and gets fresh NICs. Connections that do not authenticate within the handshake\n"
+    "timeout (default 10 s) are dropped and logged. With --json it prints one JSON\n"
+    "document per line: the listening port first, then each handoff.\n"
+    "Both take --json. docs/handoff.md, docs/protocols/handoff.md, docs/security.md.\n";
 
 namespace {
 
@@ -79,8 +90,43 @@ void print_receive(const cloudlet_handoff_info *i) {
 
 } // namespace
 
+namespace {
+
+// One JSON Lines record of a serving receiver: {"event": EVENT, KEY: DOC}.
+void print_event(const char *event, const char *key, json_object *doc) {
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "event", json_object_new_string(event));
+	if (key)
+		json_object_object_add(o, key, doc);
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	fflush(stdout);
+	json_object_put(o);
+}
+
+json_object *error_json(cloudlet_status st, const std::string &message) {
+	json_object *e = json_object_new_object();
+	json_object_object_add(e, "status", json_object_new_int(st));
+	json_object_object_add(e, "message", json_object_new_string(message.c_str()));
+	return e;
+}
+
+unsigned seconds_option(const char *option, const std::string &v, unsigned lo, unsigned hi) {
+	char *end = nullptr;
+	errno = 0;
+	unsigned long n = v.empty() || v[0] == '-' ? 0 : strtoul(v.c_str(), &end, 10);
+	if (v.empty() || v[0] == '-' || errno || *end || n < lo || n > hi)
+		throw Failure{std::string(option) + " takes " + std::to_string(lo) + " to " + std::to_string(hi) +
+		                  " seconds, not '" + v + "'",
+		              2};
+	return static_cast<unsigned>(n);
+}
+
+} // namespace
+
 int cmd_handoff(const Global &g, Args args) {
-	std::string token, codec, level, timeout, listen, name, virt, mac, network;
+	std::string token, codec, level, timeout, listen, name, virt, mac, network, tls_dir, handshake;
+	bool has_tls = args.value("--tls-dir", &tls_dir), plaintext = args.flag("--insecure-plaintext");
+	bool has_handshake = args.value("--handshake-timeout", &handshake);
 	bool has_token = args.value("--token-file", &token), has_codec = args.value("--codec", &codec);
 	bool has_level = args.value("--level", &level), has_timeout = args.value("--timeout", &timeout);
 	bool has_listen = args.value("--listen", &listen), has_name = args.value("--name", &name);
@@ -92,24 +138,39 @@ int cmd_handoff(const Global &g, Args args) {
 	if (pos.empty() || (pos[0] != "send" && pos[0] != "receive"))
 		throw Failure{"handoff needs 'send' or 'receive' (see cloudlet handoff --help)", 2};
 	bool send = pos[0] == "send";
-	if (!has_token)
-		throw Failure{"handoff " + pos[0] + " needs --token-file", 2};
+	if (!has_token && !has_tls)
+		throw Failure{"handoff " + pos[0] + " needs --token-file FILE or --tls-dir DIR", 2};
+	if (has_token && has_tls)
+		throw Failure{"--token-file and --tls-dir exclude each other (TLS with the token's PSK, or with X.509)", 2};
+	if (plaintext && !has_token)
+		throw Failure{"--insecure-plaintext needs --token-file (frames are still authenticated by the token)", 2};
+	if (has_mac && has_net)
+		throw Failure{"--mac and --network exclude each other", 2};
 	if (send && (pos.size() != 3 || has_listen || has_name || has_virt || has_mac || has_net || has_uuid || once))
-		throw Failure{"usage: cloudlet handoff send DOMAIN HOST:PORT --token-file FILE", 2};
+		throw Failure{"usage: cloudlet handoff send DOMAIN HOST:PORT CREDENTIALS (see cloudlet handoff --help)", 2};
 	if (!send && (pos.size() != 1 || !has_listen || has_codec || has_level))
-		throw Failure{"usage: cloudlet handoff receive --listen ADDR:PORT --token-file FILE", 2};
+		throw Failure{"usage: cloudlet handoff receive --listen ADDR:PORT CREDENTIALS (see cloudlet handoff --help)", 2};
 	cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
-	o.token_file = token.c_str();
+	if (has_token)
+		o.token_file = token.c_str();
+	if (has_tls) {
+		o.security = CLOUDLET_HANDOFF_TLS_X509;
+		o.tls_dir = tls_dir.c_str();
+	}
+	if (plaintext) {
+		o.security = CLOUDLET_HANDOFF_PLAINTEXT_UNSAFE;
+		if (!g.quiet)
+			fprintf(stderr, "cloudlet: warning: --insecure-plaintext: the VM's memory and disks cross the network "
+			                "unencrypted\n");
+	}
+	if (has_handshake)
+		o.handshake_timeout_seconds = seconds_option("--handshake-timeout", handshake, 1, 600);
 	if (has_codec)
 		o.codec = codec.c_str();
 	if (has_level)
 		o.level = atoi(level.c_str());
-	if (has_timeout) {
-		int t = atoi(timeout.c_str());
-		if (t < 1 || t > 3600)
-			throw Failure{"--timeout takes 1 to 3600 seconds", 2};
-		o.timeout_seconds = static_cast<unsigned>(t);
-	}
+	if (has_timeout)
+		o.timeout_seconds = seconds_option("--timeout", timeout, 1, 3600);
 	if (has_name)
 		o.name = name.c_str();
 	if (has_virt)
@@ -138,9 +199,9 @@ int cmd_handoff(const Global &g, Args args) {
 		cloudlet_handoff_info_free(info);
 		return 0;
 	}
-	// A token file every handoff would refuse is refused now, not after
-	// "listening" (each receive failed at once, in a loop).
-	if (cloudlet_handoff_token_check(token.c_str()) != CLOUDLET_OK) {
+	// Credentials every handoff would refuse (a token file, certificates)
+	// are refused now, with one line, not after "listening".
+	if (cloudlet_handoff_receive_check(&o) != CLOUDLET_OK) {
 		std::string why = cloudlet_last_error_message();
 		cloudlet_ctx_free(ctx);
 		throw Failure{"handoff receive: " + why, 1};
@@ -152,34 +213,47 @@ int cmd_handoff(const Global &g, Args args) {
 	check(st, "cannot listen");
 	unsigned port = 0;
 	cloudlet_handoff_listener_port(l, &port);
-	if (!g.json && !g.quiet) {
+	if (g.json) {
+		json_object *d = json_object_new_object();
+		json_object_object_add(d, "address", json_object_new_string(listen.c_str()));
+		json_object_object_add(d, "port", json_object_new_int64(port));
+		print_event("listening", "listening", d);
+	} else if (!g.quiet) {
 		printf("listening for handoffs on port %u\n", port);
 		fflush(stdout);
 	}
 	int rc = 0;
+	auto stop = [&](int code, const std::string &why) {
+		rc = code;
+		if (g.json)
+			print_event("error", "error", error_json(cloudlet_last_error_status(), why));
+		fprintf(stderr, "cloudlet: error: handoff receive: %s\n", why.c_str());
+	};
 	do {
-		// The token file may have been rotated into something unusable:
-		// that is this host's problem, not a peer's, and retrying cannot mend it.
-		if (cloudlet_handoff_token_check(token.c_str()) != CLOUDLET_OK) {
-			rc = 1;
-			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
+		// Credentials may have been rotated into something unusable: that is
+		// this host's problem, not a peer's, and retrying cannot mend it.
+		if (cloudlet_handoff_receive_check(&o) != CLOUDLET_OK) {
+			stop(1, cloudlet_last_error_message());
 			break;
 		}
+		// Returns for an authenticated handoff only (or cancel): a stranger,
+		// a wrong token or a port scan is logged and does not count for --once.
 		st = cloudlet_handoff_receive(&info, l, &o);
 		progress.finish();
 		// Interrupted (SIGINT/SIGTERM) exits 130 as every command does (docs/cli.md).
 		bool interrupted = st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel);
 		if (st == CLOUDLET_OK) {
 			if (g.json)
-				print_json(info_json(info, false));
+				print_event("received", "handoff", info_json(info, false));
 			else if (!g.quiet)
 				print_receive(info);
 			cloudlet_handoff_info_free(info);
 		} else if (interrupted || once) {
-			rc = interrupted ? 130 : 1;
-			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
+			stop(interrupted ? 130 : 1, cloudlet_last_error_message());
 			break;
 		} else {
+			if (g.json)
+				print_event("failed", "error", error_json(st, cloudlet_last_error_message()));
 			fprintf(stderr, "cloudlet: handoff refused or failed, nothing kept: %s\n", cloudlet_last_error_message());
 		}
 	} while (!once);

@@ -1,0 +1,201 @@
+#include "net/handoff_gate.h"
+
+#include "net/handoff_messages.h"
+#include "util/error.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace cloudlet::net {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// "ADDR" of "ADDR:PORT" (the unit a bound applies to).
+std::string address_of(const std::string &peer) {
+	size_t colon = peer.rfind(':');
+	return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+
+int ms_left(SteadyClock::time_point deadline) {
+	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now()).count();
+	if (ms <= 0)
+		fail(CLOUDLET_E_TIMEOUT, "the handshake did not complete in time");
+	return static_cast<int>(ms);
+}
+
+} // namespace
+
+struct HandoffGate::Pending {
+	UniqueFd fd;
+	std::string peer, address;
+	SteadyClock::time_point since;
+	std::thread thread;
+	bool evicted = false;
+};
+
+HandoffGate::HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log)
+    : listener_(listener), setup_(security, LinkSetup::Role::Server), limits_(limits), log_(std::move(log)) {
+	acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+HandoffGate::~HandoffGate() {
+	{
+		std::lock_guard lock(mu_);
+		stop_ = true;
+		for (auto &p : pending_)
+			::shutdown(p->fd.get(), SHUT_RDWR);
+	}
+	cv_.notify_all();
+	acceptor_.join();
+	// Handshakes end at once on their shut sockets; each moves its thread
+	// to finished_threads_ as it leaves.
+	std::unique_lock lock(mu_);
+	while (!pending_.empty()) {
+		lock.unlock();
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+		lock.lock();
+		for (auto &p : pending_)
+			::shutdown(p->fd.get(), SHUT_RDWR);
+	}
+	reap();
+}
+
+void HandoffGate::reap() {
+	for (auto &t : finished_threads_)
+		t.join();
+	finished_threads_.clear();
+}
+
+void HandoffGate::make_room_for(const std::string &address) {
+	auto live = [](const std::shared_ptr<Pending> &p) { return !p->evicted; };
+	size_t from_here = 0, total = 0;
+	for (auto &p : pending_) {
+		if (!live(p))
+			continue;
+		total++;
+		from_here += p->address == address;
+	}
+	bool per_address = from_here >= limits_.per_address;
+	if (!per_address && total < limits_.total)
+		return;
+	// The oldest live one (of this address, when that bound is the one hit):
+	// pending_ is in arrival order.
+	for (auto &p : pending_) {
+		if (live(p) && (!per_address || p->address == address)) {
+			p->evicted = true;
+			counts_.evicted++;
+			::shutdown(p->fd.get(), SHUT_RDWR);
+			return;
+		}
+	}
+}
+
+void HandoffGate::accept_loop() {
+	for (;;) {
+		{
+			std::lock_guard lock(mu_);
+			reap();
+			if (stop_)
+				return;
+		}
+		std::optional<TcpConnection> c;
+		try {
+			c = listener_.accept_for(200);
+		} catch (const Error &e) {
+			std::lock_guard lock(log_mu_);
+			log_("handoff listener: " + std::string(e.what()));
+			std::this_thread::sleep_for(std::chrono::milliseconds(100)); // EMFILE and the like: do not spin
+			continue;
+		}
+		if (!c)
+			continue;
+		auto p = std::make_shared<Pending>();
+		p->fd = std::move(c->fd);
+		p->peer = c->peer.empty() ? "a peer" : c->peer;
+		p->address = address_of(p->peer);
+		p->since = SteadyClock::now();
+		std::lock_guard lock(mu_);
+		if (stop_)
+			return;
+		make_room_for(p->address);
+		pending_.push_back(p);
+		counts_.pending = pending_.size();
+		p->thread = std::thread([this, p] { handshake(p); });
+	}
+}
+
+void HandoffGate::handshake(std::shared_ptr<Pending> p) {
+	auto deadline = p->since + std::chrono::milliseconds(limits_.handshake_ms);
+	std::string refused;
+	try {
+		auto link = setup_.open(p->fd.get(), p->peer, "", ms_left(deadline));
+		auto ch = std::make_unique<FrameChannel>(*link, p->peer);
+		ch->server_handshake(ms_left(deadline));
+		Frame first = ch->receive(ms_left(deadline));
+		std::unique_lock lock(mu_);
+		if (!stop_ && taking_ && admitted_.empty()) {
+			admitted_.push_back(AdmittedPeer{std::move(p->fd), p->peer, std::move(link), std::move(ch), std::move(first)});
+			counts_.admitted++;
+			cv_.notify_all();
+		} else {
+			lock.unlock();
+			refused = "refused as busy: this cloudlet is receiving another handoff";
+			try {
+				ch->send(FrameType::Refuse, Stop{CLOUDLET_E_BUSY, "the destination is receiving another handoff; "
+				                                                  "try again when it is done"}.encode());
+			} catch (const Error &) {
+			}
+		}
+	} catch (const Error &e) {
+		std::lock_guard lock(mu_);
+		refused = p->evicted ? "dropped (unauthenticated connections from " + p->address + " or in all at the bound)"
+		                     : std::string("refused: ") + e.what();
+	}
+	if (!refused.empty()) {
+		std::lock_guard lock(mu_);
+		counts_.refused++;
+	}
+	if (!refused.empty() && !stop_) {
+		std::lock_guard lock(log_mu_); // one line at a time, whatever the caller's callback does
+		log_("handoff connection from " + p->peer + " " + refused);
+	}
+	std::lock_guard lock(mu_);
+	p->fd.reset();
+	auto it = std::find(pending_.begin(), pending_.end(), p);
+	if (it != pending_.end())
+		pending_.erase(it);
+	counts_.pending = pending_.size();
+	finished_threads_.push_back(std::move(p->thread));
+}
+
+AdmittedPeer HandoffGate::next(Progress &progress) {
+	std::unique_lock lock(mu_);
+	while (admitted_.empty()) {
+		cv_.wait_for(lock, std::chrono::milliseconds(200));
+		if (!admitted_.empty())
+			break;
+		lock.unlock();
+		progress.check();
+		lock.lock();
+	}
+	AdmittedPeer a = std::move(admitted_.front());
+	admitted_.pop_front();
+	taking_ = false;
+	return a;
+}
+
+void HandoffGate::busy() {
+	std::lock_guard lock(mu_);
+	taking_ = false;
+}
+
+HandoffGate::Counts HandoffGate::counts() const {
+	std::lock_guard lock(mu_);
+	return counts_;
+}
+
+} // namespace cloudlet::net

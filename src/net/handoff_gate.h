@@ -1,0 +1,95 @@
+// The destination's front door (docs/protocols/handoff.md "Admission"): it
+// accepts connections on a listening socket and runs their handshakes
+// concurrently, each within a short pre-authentication deadline, so that no
+// stranger can hold the listener: not one who sends nothing, not one who
+// drips a byte a second, not one who opens hundreds of connections. A
+// connection is admitted once its peer has proved the credentials (TLS, the
+// frame handshake) and sent its first authenticated frame; until then it
+// costs a thread and a socket, both bounded (per source address and in
+// total: the oldest unauthenticated connection makes room for a new one).
+// Every connection that does not get in is logged as one line.
+#pragma once
+
+#include "net/handoff_wire.h"
+#include "net/secure_link.h"
+#include "net/tcp.h"
+#include "util/progress.h"
+#include "util/unique_fd.h"
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+namespace cloudlet::net {
+
+struct GateLimits {
+	int handshake_ms = 10000;    // connect -> first authenticated frame
+	size_t per_address = 16;     // unauthenticated connections from one address
+	size_t total = 64;           // unauthenticated connections in all
+};
+
+// An admitted connection: the peer proved the credentials; `first` is the
+// first frame it sent after the handshake (checked by its MAC, not yet by
+// its type).
+struct AdmittedPeer {
+	UniqueFd fd;
+	std::string peer;
+	std::unique_ptr<Link> link;
+	std::unique_ptr<FrameChannel> channel;
+	Frame first;
+};
+
+class HandoffGate {
+public:
+	using Log = std::function<void(const std::string &)>;
+	// Starts accepting on `listener` (which must outlive the gate).
+	HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log);
+	// Stops accepting, ends every handshake still running and joins them.
+	~HandoffGate();
+	HandoffGate(const HandoffGate &) = delete;
+	HandoffGate &operator=(const HandoffGate &) = delete;
+
+	// The next admitted connection; waits for one, `progress.check()` every
+	// 200 ms (cancel). After the first, peers admitted while nobody waits
+	// are told REFUSE (CLOUDLET_E_BUSY) and closed.
+	AdmittedPeer next(Progress &progress);
+	// The caller will not take more: connections admitted from now on are
+	// refused as busy.
+	void busy();
+
+	struct Counts {
+		size_t pending = 0;  // handshakes running now
+		size_t admitted = 0, refused = 0, evicted = 0;
+	};
+	Counts counts() const;
+
+private:
+	struct Pending;
+	void accept_loop();
+	void handshake(std::shared_ptr<Pending> p);
+	void make_room_for(const std::string &address); // with mu_ held
+	void reap();                                   // with mu_ held
+
+	TcpListener &listener_;
+	LinkSetup setup_;
+	GateLimits limits_;
+	Log log_;
+	std::mutex log_mu_;
+	mutable std::mutex mu_;
+	std::condition_variable cv_;
+	bool stop_ = false, taking_ = true;
+	std::list<std::shared_ptr<Pending>> pending_;
+	std::deque<AdmittedPeer> admitted_;
+	std::list<std::thread> finished_threads_;
+	Counts counts_;
+	std::thread acceptor_;
+};
+
+} // namespace cloudlet::net
