@@ -2,7 +2,6 @@
 #include "cli.h"
 
 #include <cstdio>
-#include <cstdlib>
 
 namespace cli {
 
@@ -102,14 +101,13 @@ int cmd_handoff(const Global &g, Args args) {
 	o.token_file = token.c_str();
 	if (has_codec)
 		o.codec = codec.c_str();
-	if (has_level)
-		o.level = atoi(level.c_str());
-	if (has_timeout) {
-		int t = atoi(timeout.c_str());
-		if (t < 1 || t > 3600)
-			throw Failure{"--timeout takes 1 to 3600 seconds", 2};
-		o.timeout_seconds = static_cast<unsigned>(t);
-	}
+	exclusive("--mac", has_mac, "--network", has_net);
+	if (has_level && (!has_codec || (codec != "zstd" && codec != "lzma")))
+		throw Failure{"--level needs --codec zstd or --codec lzma (auto chooses its own levels)", 2};
+	if (has_level) // xz presets stop at 9, zstd levels at 22
+		o.level = static_cast<int>(parse_number("--level", level, 0, codec == "lzma" ? 9 : 22));
+	if (has_timeout)
+		o.timeout_seconds = static_cast<unsigned>(parse_number("--timeout", timeout, 1, 3600));
 	if (has_name)
 		o.name = name.c_str();
 	if (has_virt)
@@ -142,8 +140,9 @@ int cmd_handoff(const Global &g, Args args) {
 	// "listening" (each receive failed at once, in a loop).
 	if (cloudlet_handoff_token_check(token.c_str()) != CLOUDLET_OK) {
 		std::string why = cloudlet_last_error_message();
+		cloudlet_status why_st = cloudlet_last_error_status();
 		cloudlet_ctx_free(ctx);
-		throw Failure{"handoff receive: " + why, 1};
+		throw Failure{"handoff receive: " + why, 1, why_st};
 	}
 	cloudlet_handoff_listener *l = nullptr;
 	cloudlet_status st = cloudlet_handoff_listen(&l, ctx, listen.c_str());
@@ -162,7 +161,7 @@ int cmd_handoff(const Global &g, Args args) {
 		// that is this host's problem, not a peer's, and retrying cannot mend it.
 		if (cloudlet_handoff_token_check(token.c_str()) != CLOUDLET_OK) {
 			rc = 1;
-			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
+			report(g, {std::string("handoff receive: ") + cloudlet_last_error_message(), rc, cloudlet_last_error_status()});
 			break;
 		}
 		st = cloudlet_handoff_receive(&info, l, &o);
@@ -177,7 +176,8 @@ int cmd_handoff(const Global &g, Args args) {
 			cloudlet_handoff_info_free(info);
 		} else if (interrupted || once) {
 			rc = interrupted ? 130 : 1;
-			fprintf(stderr, "cloudlet: error: handoff receive: %s\n", cloudlet_last_error_message());
+			report(g, {std::string("handoff receive: ") + cloudlet_last_error_message(), rc,
+			           interrupted ? CLOUDLET_E_CANCELLED : cloudlet_last_error_status()});
 			break;
 		} else {
 			fprintf(stderr, "cloudlet: handoff refused or failed, nothing kept: %s\n", cloudlet_last_error_message());
