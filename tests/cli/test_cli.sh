@@ -4,7 +4,7 @@
 # with the fields operators rely on. Runs against the real libvirtd.
 #   test_cli.sh CLOUDLET_BINARY BUILD_GUEST_SCRIPT
 set -u
-cloudlet=$1
+cloudlet=$(readlink -f "$1")  # absolute: some checks run in another folder
 guest_dir=$("$2") || { echo "FAIL: cannot build the test guest"; exit 1; }
 kernel=$guest_dir/vmlinuz
 pass=0 failed=0
@@ -104,6 +104,171 @@ else
 	[ $rc = 1 ] && grep -q "readable by others" "$tmp/err" && [ "$(wc -l <"$tmp/err")" -le 2 ] \
 		&& ok "handoff receive stops on a token file a rotation broke" || bad "rotation: exit $rc, $(cat "$tmp/err")"
 fi
+
+# ---- The CLI contract of issue 18 ----------------------------------------
+
+# json_error DESC STATUS EXIT: stdout is exactly one {"error": ...} document
+# with that status and exit_status (and the code that goes with the status),
+# and stderr is one "cloudlet: error:" line with the same message.
+json_error() {
+	/usr/bin/python3 - "$tmp/out" "$tmp/err" "$2" "$3" <<'PY' && ok "$1: one JSON error document" || bad "$1: JSON error: $(cat "$tmp/out" "$tmp/err")"
+import json, sys
+out, err, status, exit_status = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3], int(sys.argv[4])
+d = json.loads(out)  # exactly one document: trailing data is refused
+codes = {"invalid_arg": -1, "nomem": -2, "io": -4, "libvirt": -5, "not_found": -6, "corrupt": -8,
+         "permission": -13, "cancelled": -11}
+e = d["error"]
+assert set(d) == {"error"}, d
+assert e["status"] == status, e
+assert e["code"] == codes[status], e
+assert e["exit_status"] == exit_status, e
+assert e["message"], e
+lines = err.splitlines()
+assert lines[-1] == "cloudlet: error: " + e["message"].replace("\n", " "), (lines, e)
+assert sum(l.startswith("cloudlet: error:") for l in lines) == 1, lines
+PY
+}
+
+# --json: one JSON document also on error, usage errors (exit 2) included,
+# wherever --json stands (it printed nothing on stdout).
+expect "--json unknown command" 2 "$cloudlet" --json frobnicate
+json_error "unknown command" invalid_arg 2
+expect "--json after the mistake" 2 "$cloudlet" frobnicate --json
+json_error "--json after the mistake" invalid_arg 2
+expect "--json without a command" 2 "$cloudlet" --json
+json_error "no command" invalid_arg 2
+expect "--json unknown option" 2 "$cloudlet" doctor --bogus --json
+json_error "unknown option" invalid_arg 2
+expect "--json missing value" 2 "$cloudlet" --json doctor --probe-kernel
+json_error "missing value" invalid_arg 2
+expect "--json snapshot info of garbage" 1 "$cloudlet" --json snapshot info "$tmp/garbage"
+json_error "corrupt input" corrupt 1
+expect "--json bad libvirt URI" 1 "$cloudlet" --json --connect nosuch:///x doctor --no-boot-probe
+json_error "bad libvirt URI" libvirt 1
+head -c 10 /dev/urandom | base64 >"$tmp/short2"; chmod 600 "$tmp/short2"
+expect "--json handoff receive, short token" 1 timeout 10 "$cloudlet" --json --store "$tmp/hs" handoff receive \
+	--listen 127.0.0.1:0 --token-file "$tmp/short2"
+json_error "short token file" invalid_arg 1
+
+# An interrupted receiver's --json: the error document too (exit 130).
+head -c 48 /dev/urandom | base64 >"$tmp/tok"; chmod 600 "$tmp/tok"
+"$cloudlet" --json --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" >"$tmp/out" 2>"$tmp/err" &
+rpid=$!
+sleep 1 # --json prints no "listening" line to wait for
+kill -INT $rpid; wait $rpid; rc=$?
+[ $rc = 130 ] && ok "--json handoff receive: SIGINT exits 130" || bad "--json receive: SIGINT gave $rc ($(cat "$tmp/err"))"
+json_error "interrupted receiver" cancelled 130
+
+# --version and --help with --json print JSON.
+expect "--version --json" 0 "$cloudlet" --version --json
+/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["version"]=="0.1.0" and d["minor"]==1, d' \
+	"$tmp/out" && ok "--version --json is one document" || bad "--version --json: $(cat "$tmp/out")"
+for words in "" "base" "snapshot info"; do
+	expect "--help --json ($words)" 0 "$cloudlet" --json $words --help
+	/usr/bin/python3 - "$tmp/out" "$words" <<'PY' && ok "--help --json ($words) is one document" || bad "--help --json ($words): $(cat "$tmp/out")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["command"] == (sys.argv[2] or None), d
+assert d["help"].startswith("usage: cloudlet " + sys.argv[2]), d
+PY
+done
+
+# Every noun's --help (snapshot was "unknown command 'snapshot'").
+for noun in doctor snapshot base overlay synthesize handoff instance "snapshot info" "snapshot capture"; do
+	expect "$noun --help" 0 "$cloudlet" $noun --help
+	grep -q "^usage: cloudlet $noun" "$tmp/out" && ok "$noun --help text" || bad "$noun --help text: $(cat "$tmp/out")"
+done
+expect "snapshot without a verb" 2 "$cloudlet" snapshot
+grep -q "snapshot needs 'info' or 'capture'" "$tmp/err" && ok "snapshot without a verb says which" \
+	|| bad "snapshot without a verb: $(cat "$tmp/err")"
+
+# Unknown options are options (not commands, not positional arguments).
+for case in "--bogus|--bogus doctor" "--bogus|doctor --bogus" "--bogus|doctor --bogus=1" "-x|-x doctor" \
+	"--bogus|snapshot info --bogus $tmp/garbage" "--json-x|--json-x doctor"; do
+	opt=${case%%|*} line=${case#*|}
+	expect "unknown option in '$line'" 2 "$cloudlet" $line
+	[ "$(wc -l <"$tmp/err")" = 1 ] && grep -q -- "^cloudlet: error: unknown option $opt\( \|$\)" "$tmp/err" \
+		&& ok "'$line': reported as unknown option $opt" || bad "'$line': $(cat "$tmp/err")"
+done
+expect "a flag given twice" 2 "$cloudlet" doctor --no-boot-probe --no-boot-probe
+grep -q -- "--no-boot-probe is given more than once" "$tmp/err" && ok "a flag given twice is named" || bad "flag twice: $(cat "$tmp/err")"
+expect "a flag given a value" 2 "$cloudlet" doctor --no-boot-probe=yes
+grep -q -- "--no-boot-probe takes no value" "$tmp/err" && ok "a flag given a value is named" || bad "flag value: $(cat "$tmp/err")"
+
+# "--" ends the options: a file named --help is read, not taken for --help;
+# --json after "--" is a positional too.
+cp "$tmp/garbage" "$tmp/--help"
+expect "snapshot info -- --help (a file)" 1 env -C "$tmp" "$cloudlet" snapshot info -- --help
+grep -q "^cloudlet: error: .*offset 0: " "$tmp/err" && ! grep -q usage "$tmp/out" \
+	&& ok "'--' ends the options" || bad "'--': $(cat "$tmp/out" "$tmp/err")"
+expect "-- before the command" 1 env -C "$tmp" "$cloudlet" -- snapshot info --help
+grep -q "^cloudlet: error: .*offset 0: " "$tmp/err" && ok "'--' before the command words" || bad "'--' first: $(cat "$tmp/err")"
+expect "--json after --" 2 "$cloudlet" doctor -- --json
+[ ! -s "$tmp/out" ] && grep -q "doctor takes no arguments" "$tmp/err" && ok "--json after -- is an argument" \
+	|| bad "--json after --: $(cat "$tmp/out" "$tmp/err")"
+
+# Numbers are parsed strictly, by one parser naming the option: these were
+# taken (atoi, strtoull of "-1", strtod of "1e1", overflow to ULLONG_MAX).
+numbers() { # numbers OPTION VALUE ARGS...: refused, exit 2, the message names OPTION and quotes VALUE
+	local opt=$1 val=$2; shift 2
+	expect "$opt $val refused" 2 "$cloudlet" --store "$tmp/hs" "$@" "$opt" "$val"
+	[ "$(wc -l <"$tmp/err")" = 1 ] && grep -qF -- "cloudlet: error: $opt takes " "$tmp/err" && grep -qF -- "not '$val'" "$tmp/err" \
+		&& ok "$opt $val: message names the option" || bad "$opt $val: $(cat "$tmp/err")"
+}
+numbers --max-download -1 synthesize "$tmp/none.ovl"
+numbers --max-download 99999999999999999999 synthesize "$tmp/none.ovl"
+numbers --max-download 0x10 synthesize "$tmp/none.ovl"
+numbers --stall-timeout " 5" synthesize "$tmp/none.ovl"
+numbers --threads +4 synthesize "$tmp/none.ovl"
+numbers --timeout 5abc handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok"
+numbers --timeout 99999999999999999999 handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok"
+numbers --level 99x handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok" --codec zstd
+numbers --level -1 handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok" --codec zstd
+numbers --level 12 handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok" --codec lzma
+numbers --timeout 0 handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" --once
+numbers --level 99x overlay create nosuchdomain "$tmp/x.ovl"
+numbers --probe-timeout 1e1 doctor --probe-kernel "$tmp/none"
+numbers --probe-timeout nan doctor --probe-kernel "$tmp/none"
+expect "--json: a bad number is a JSON error" 2 "$cloudlet" --json synthesize "$tmp/none.ovl" --max-download -1
+json_error "bad number" invalid_arg 2
+
+# Options that exclude each other are refused together (they went on to
+# the library, or were ignored).
+exclusive() { # exclusive DESC ARGS...
+	local desc=$1; shift
+	expect "$desc refused" 2 timeout 10 "$cloudlet" --store "$tmp/hs" "$@"
+	[ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "exclude each other\|needs --codec" "$tmp/err" \
+		&& ok "$desc: says why" || bad "$desc: $(cat "$tmp/err")"
+}
+mac=52:54:00:00:00:01
+exclusive "base resume --mac --network" base resume nosuchbase --mac $mac --network default
+exclusive "synthesize --mac --network" synthesize "$tmp/none.ovl" --mac $mac --network default
+exclusive "handoff receive --mac --network" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" --once \
+	--mac $mac --network default
+exclusive "doctor --no-boot-probe --probe-kernel" doctor --no-boot-probe --probe-kernel "$kernel"
+exclusive "doctor --no-boot-probe --probe-timeout" doctor --no-boot-probe --probe-timeout 5
+exclusive "overlay create --codec none --level" overlay create nosuchdomain "$tmp/x.ovl" --codec none --level 3
+exclusive "handoff send --level without a codec" handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok" --level 3
+
+# A fresh user's default store is made (mkdir -p), not "cannot create
+# ~/.local/share/cloudlet"; an empty base list says so (JSON: []).
+mkdir -p "$tmp/fresh"; chown 65534:65534 "$tmp/fresh"; chmod 755 "$tmp"
+expect "base list as a fresh user" 0 setpriv --reuid=65534 --regid=65534 --clear-groups \
+	env -u XDG_DATA_HOME HOME="$tmp/fresh" "$cloudlet" base list
+[ -d "$tmp/fresh/.local/share/cloudlet/bases" ] && [ "$(stat -c %a "$tmp/fresh/.local")" = 700 ] \
+	&& ok "the default store was created, parents 0700" || bad "fresh store: $(ls -laR "$tmp/fresh" | head -20)"
+grep -qxF "no base VMs in the store '$tmp/fresh/.local/share/cloudlet'" "$tmp/out" \
+	&& ok "an empty base list says so, the store quoted" || bad "empty base list: $(cat "$tmp/out")"
+expect "base list --json, empty store" 0 "$cloudlet" --json --store "$tmp/empty" base list
+/usr/bin/python3 -c 'import json,sys; assert json.load(open(sys.argv[1])) == []' "$tmp/out" \
+	&& ok "empty base list in JSON is []" || bad "empty base list JSON: $(cat "$tmp/out")"
+
+# File names in the CLI's own messages are quoted.
+expect "synthesize --nic-xml of a missing file" 1 "$cloudlet" synthesize "$tmp/none.ovl" --nic-xml "$tmp/nic 1.xml"
+grep -qF "'$tmp/nic 1.xml'" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ] \
+	&& ok "the missing --nic-xml file is quoted" || bad "nic-xml message: $(cat "$tmp/err")"
+expect "--json synthesize --nic-xml of a missing file" 1 "$cloudlet" --json synthesize "$tmp/none.ovl" --nic-xml "$tmp/nic 1.xml"
+json_error "missing --nic-xml file" not_found 1
 
 echo "$pass passed, $failed failed"
 [ "$failed" = 0 ]

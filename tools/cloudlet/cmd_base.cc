@@ -130,6 +130,7 @@ int cmd_base(const Global &g, Args args) {
 		if (pos.size() != n)
 			usage(std::string("base ") + sub + " takes " + what);
 	};
+	exclusive("--mac", has_mac, "--network", has_net);
 	if ((has_name && sub != "create" && sub != "import" && sub != "resume") || ((has_vt || has_uuid || has_mac || has_net) && sub != "resume") ||
 	    (stop && sub != "create") || (verify && sub != "show"))
 		usage("option not valid for base " + sub);
@@ -172,6 +173,10 @@ int cmd_base(const Global &g, Args args) {
 			for (size_t i = 0; i < l->count; i++)
 				json_object_array_add(a, base_json(l->bases[i]));
 			print_json(a);
+		} else if (l->count == 0) {
+			const char *dir = nullptr;
+			cloudlet_ctx_settings(nullptr, &dir, nullptr, nullptr, s.ctx);
+			printf("no base VMs in the store %s\n", quoted(dir ? dir : "").c_str());
 		} else {
 			for (size_t i = 0; i < l->count; i++) {
 				const cloudlet_base_info *b = l->bases[i];

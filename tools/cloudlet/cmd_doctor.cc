@@ -6,7 +6,7 @@
 namespace cli {
 
 const char *doctor_help =
-    "usage: cloudlet doctor [--probe-kernel FILE] [--no-boot-probe] [--probe-timeout SECONDS]\n"
+    "usage: cloudlet doctor [--probe-kernel FILE] [--probe-timeout SECONDS] | [--no-boot-probe]\n"
     "\n"
     "Reports libvirt and QEMU versions, whether KVM really runs guests here (a\n"
     "Linux kernel is booted under each virt type to prove it) or only TCG does,\n"
@@ -17,7 +17,7 @@ const char *doctor_help =
     "                        /boot/vmlinuz-$(uname -r), /boot/vmlinuz)\n"
     "  --no-boot-probe       capabilities only; usability is then 'unknown'\n"
     "  --probe-timeout SEC   how long a probe kernel may print nothing (default 20;\n"
-    "                        a boot that keeps printing may take 4x)\n"
+    "                        a boot that keeps printing may take 4x); 0.001 to 3600\n"
     "\n"
     "Exit status 0 when the report was made (whatever it says).\n";
 
@@ -97,17 +97,18 @@ void print_human(const cloudlet_host_report *r) {
 int cmd_doctor(const Global &g, Args args) {
 	cloudlet_doctor_options o = CLOUDLET_DOCTOR_OPTIONS_INIT;
 	std::string kernel, timeout;
-	if (args.value("--probe-kernel", &kernel))
+	bool has_kernel = args.value("--probe-kernel", &kernel);
+	bool no_probe = args.flag("--no-boot-probe");
+	bool has_timeout = args.value("--probe-timeout", &timeout);
+	// Probe settings without a probe would be ignored without a word.
+	exclusive("--no-boot-probe", no_probe, "--probe-kernel", has_kernel);
+	exclusive("--no-boot-probe", no_probe, "--probe-timeout", has_timeout);
+	if (has_kernel)
 		o.probe_kernel = kernel.c_str();
-	if (args.flag("--no-boot-probe"))
+	if (no_probe)
 		o.boot_probe = 0;
-	if (args.value("--probe-timeout", &timeout)) {
-		char *end = nullptr;
-		double s = strtod(timeout.c_str(), &end);
-		if (!end || *end || s <= 0 || s > 3600)
-			throw Failure{"--probe-timeout takes seconds between 0 and 3600", 2};
-		o.probe_timeout_ms = static_cast<unsigned>(s * 1000);
-	}
+	if (has_timeout) // in ms: "2.5" is 2500
+		o.probe_timeout_ms = static_cast<unsigned>(parse_number("--probe-timeout", timeout, 1, 3600 * 1000, 3));
 	if (!args.positional("doctor").empty())
 		throw Failure{"doctor takes no arguments (see cloudlet doctor --help)", 2};
 

@@ -3,7 +3,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 
 namespace cli {
 
@@ -92,33 +91,17 @@ void print_receive(const cloudlet_handoff_info *i) {
 
 namespace {
 
-// One JSON Lines record of a serving receiver: {"event": EVENT, KEY: DOC}.
-void print_event(const char *event, const char *key, json_object *doc) {
+// One JSON Lines record of a serving receiver: {KIND: DOC}.
+json_object *record(const char *kind, json_object *doc) {
 	json_object *o = json_object_new_object();
-	json_object_object_add(o, "event", json_object_new_string(event));
-	if (key)
-		json_object_object_add(o, key, doc);
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_object_add(o, kind, doc);
+	return o;
+}
+
+void print_line(json_object *doc) {
+	puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	fflush(stdout);
-	json_object_put(o);
-}
-
-json_object *error_json(cloudlet_status st, const std::string &message) {
-	json_object *e = json_object_new_object();
-	json_object_object_add(e, "status", json_object_new_int(st));
-	json_object_object_add(e, "message", json_object_new_string(message.c_str()));
-	return e;
-}
-
-unsigned seconds_option(const char *option, const std::string &v, unsigned lo, unsigned hi) {
-	char *end = nullptr;
-	errno = 0;
-	unsigned long n = v.empty() || v[0] == '-' ? 0 : strtoul(v.c_str(), &end, 10);
-	if (v.empty() || v[0] == '-' || errno || *end || n < lo || n > hi)
-		throw Failure{std::string(option) + " takes " + std::to_string(lo) + " to " + std::to_string(hi) +
-		                  " seconds, not '" + v + "'",
-		              2};
-	return static_cast<unsigned>(n);
+	json_object_put(doc);
 }
 
 } // namespace
@@ -144,8 +127,7 @@ int cmd_handoff(const Global &g, Args args) {
 		throw Failure{"--token-file and --tls-dir exclude each other (TLS with the token's PSK, or with X.509)", 2};
 	if (plaintext && !has_token)
 		throw Failure{"--insecure-plaintext needs --token-file (frames are still authenticated by the token)", 2};
-	if (has_mac && has_net)
-		throw Failure{"--mac and --network exclude each other", 2};
+	exclusive("--mac", has_mac, "--network", has_net);
 	if (send && (pos.size() != 3 || has_listen || has_name || has_virt || has_mac || has_net || has_uuid || once))
 		throw Failure{"usage: cloudlet handoff send DOMAIN HOST:PORT CREDENTIALS (see cloudlet handoff --help)", 2};
 	if (!send && (pos.size() != 1 || !has_listen || has_codec || has_level))
@@ -164,13 +146,15 @@ int cmd_handoff(const Global &g, Args args) {
 			                "unencrypted\n");
 	}
 	if (has_handshake)
-		o.handshake_timeout_seconds = seconds_option("--handshake-timeout", handshake, 1, 600);
+		o.handshake_timeout_seconds = static_cast<unsigned>(parse_number("--handshake-timeout", handshake, 1, 600));
 	if (has_codec)
 		o.codec = codec.c_str();
-	if (has_level)
-		o.level = atoi(level.c_str());
+	if (has_level && (!has_codec || (codec != "zstd" && codec != "lzma")))
+		throw Failure{"--level needs --codec zstd or --codec lzma (auto chooses its own levels)", 2};
+	if (has_level) // xz presets stop at 9, zstd levels at 22
+		o.level = static_cast<int>(parse_number("--level", level, 0, codec == "lzma" ? 9 : 22));
 	if (has_timeout)
-		o.timeout_seconds = seconds_option("--timeout", timeout, 1, 3600);
+		o.timeout_seconds = static_cast<unsigned>(parse_number("--timeout", timeout, 1, 3600));
 	if (has_name)
 		o.name = name.c_str();
 	if (has_virt)
@@ -203,8 +187,9 @@ int cmd_handoff(const Global &g, Args args) {
 	// are refused now, with one line, not after "listening".
 	if (cloudlet_handoff_receive_check(&o) != CLOUDLET_OK) {
 		std::string why = cloudlet_last_error_message();
+		cloudlet_status why_st = cloudlet_last_error_status();
 		cloudlet_ctx_free(ctx);
-		throw Failure{"handoff receive: " + why, 1};
+		throw Failure{"handoff receive: " + why, 1, why_st};
 	}
 	cloudlet_handoff_listener *l = nullptr;
 	cloudlet_status st = cloudlet_handoff_listen(&l, ctx, listen.c_str());
@@ -217,23 +202,26 @@ int cmd_handoff(const Global &g, Args args) {
 		json_object *d = json_object_new_object();
 		json_object_object_add(d, "address", json_object_new_string(listen.c_str()));
 		json_object_object_add(d, "port", json_object_new_int64(port));
-		print_event("listening", "listening", d);
+		print_line(record("listening", d));
 	} else if (!g.quiet) {
 		printf("listening for handoffs on port %u\n", port);
 		fflush(stdout);
 	}
 	int rc = 0;
-	auto stop = [&](int code, const std::string &why) {
+	// The last record: the error document every command ends with on
+	// failure (docs/cli.md), on one line like the records before it.
+	auto stop = [&](int code, cloudlet_status status) {
 		rc = code;
+		Failure f{std::string("handoff receive: ") + cloudlet_last_error_message(), code, status};
+		report(Global{}, f); // the stderr line
 		if (g.json)
-			print_event("error", "error", error_json(cloudlet_last_error_status(), why));
-		fprintf(stderr, "cloudlet: error: handoff receive: %s\n", why.c_str());
+			print_line(error_document(f));
 	};
 	do {
 		// Credentials may have been rotated into something unusable: that is
 		// this host's problem, not a peer's, and retrying cannot mend it.
 		if (cloudlet_handoff_receive_check(&o) != CLOUDLET_OK) {
-			stop(1, cloudlet_last_error_message());
+			stop(1, cloudlet_last_error_status());
 			break;
 		}
 		// Returns for an authenticated handoff only (or cancel): a stranger,
@@ -244,16 +232,16 @@ int cmd_handoff(const Global &g, Args args) {
 		bool interrupted = st == CLOUDLET_E_CANCELLED || cloudlet_cancel_is_triggered(o.cancel);
 		if (st == CLOUDLET_OK) {
 			if (g.json)
-				print_event("received", "handoff", info_json(info, false));
+				print_line(record("received", info_json(info, false)));
 			else if (!g.quiet)
 				print_receive(info);
 			cloudlet_handoff_info_free(info);
 		} else if (interrupted || once) {
-			stop(interrupted ? 130 : 1, cloudlet_last_error_message());
+			stop(interrupted ? 130 : 1, interrupted ? CLOUDLET_E_CANCELLED : st);
 			break;
 		} else {
 			if (g.json)
-				print_event("failed", "error", error_json(st, cloudlet_last_error_message()));
+				print_line(record("failed", error_document({cloudlet_last_error_message(), 1, st})));
 			fprintf(stderr, "cloudlet: handoff refused or failed, nothing kept: %s\n", cloudlet_last_error_message());
 		}
 	} while (!once);

@@ -2,7 +2,6 @@
 #include "cli.h"
 
 #include <cstdio>
-#include <cstdlib>
 
 namespace cli {
 
@@ -107,21 +106,12 @@ int cmd_overlay(const Global &g, Args args) {
 			throw Failure{"--codec must be zstd, lzma, none or auto", 2};
 		o.codec = codec.c_str();
 	}
-	if (has_level) {
-		char *end = nullptr;
-		long v = strtol(level.c_str(), &end, 10);
-		if (level.empty() || *end || v < 0 || v > 22)
-			throw Failure{"--level takes a number from 0 to 22", 2};
-		o.level = static_cast<int>(v);
-	}
+	exclusive("--codec none", has_codec && codec == "none", "--level", has_level);
+	if (has_level) // xz presets stop at 9, zstd levels at 22
+		o.level = static_cast<int>(parse_number("--level", level, 0, has_codec && codec == "lzma" ? 9 : 22));
 	o.stop = stop;
-	if (has_threads) {
-		char *end = nullptr;
-		long v = strtol(threads.c_str(), &end, 10);
-		if (threads.empty() || *end || v < 1 || v > 256)
-			throw Failure{"--threads takes a number from 1 to 256", 2};
-		o.threads = static_cast<unsigned>(v);
-	}
+	if (has_threads)
+		o.threads = static_cast<unsigned>(parse_number("--threads", threads, 1, 256));
 	if ((sub == "info" && (has_codec || has_level || stop || has_threads)) || (sub != "info" && sub != "create"))
 		throw Failure{"unknown subcommand or option for 'overlay " + sub + "' (see cloudlet overlay --help)", 2};
 	if (pos.size() != (sub == "create" ? 2u : 1u))

@@ -14,6 +14,23 @@ const char *snapshot_info_help =
     "domain's name and UUID. Corrupt input is reported with the offset of the\n"
     "problem.\n";
 
+const char *snapshot_help =
+    "usage: cloudlet snapshot info FILE\n"
+    "       cloudlet snapshot capture [--live] [--stop] [--format save|memory-image] DOMAIN FILE\n"
+    "\n"
+    "info: what a libvirt save image or a QEMU migration stream holds.\n"
+    "capture: a running domain's memory and device state into FILE.\n"
+    "The verb follows 'snapshot' directly. Both take --json; more with\n"
+    "cloudlet snapshot info --help, cloudlet snapshot capture --help.\n";
+
+// "snapshot" without one of its verbs.
+int cmd_snapshot(const Global &, Args args) {
+	std::vector<std::string> pos = args.positional("snapshot");
+	if (pos.empty())
+		throw Failure{"snapshot needs 'info' or 'capture' (see cloudlet snapshot --help)", 2};
+	throw Failure{"unknown subcommand 'snapshot " + pos[0] + "' (see cloudlet snapshot --help)", 2};
+}
+
 namespace {
 
 json_object *info_json(const cloudlet_snapshot_info *i) {

@@ -1,8 +1,9 @@
 // cloudlet synthesize OVERLAY
 #include "cli.h"
 
+#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -22,14 +23,6 @@ const char *synthesize_help =
     "Prints the new VM and a timing breakdown (--json for a document).\n";
 
 namespace {
-
-unsigned long long number(const std::string &opt, const std::string &v, unsigned long long lo, unsigned long long hi) {
-	char *end = nullptr;
-	unsigned long long n = strtoull(v.c_str(), &end, 10);
-	if (v.empty() || *end || n < lo || n > hi)
-		throw Failure{opt + " takes a number from " + std::to_string(lo) + " to " + std::to_string(hi), 2};
-	return n;
-}
 
 json_object *strings(const char *const *v, size_t n) {
 	json_object *a = json_object_new_array();
@@ -97,8 +90,10 @@ int cmd_synthesize(const Global &g, Args args) {
 	std::vector<std::string> pos = args.positional("synthesize");
 	if (pos.size() != 1)
 		throw Failure{"synthesize takes one OVERLAY (a file or an http(s) URL)", 2};
-	if (has_nic && (has_mac || has_net))
-		throw Failure{"--nic-xml gives the whole NIC; it does not combine with --mac or --network", 2};
+	// --nic-xml gives the whole NIC; --mac and --network are its parts.
+	exclusive("--nic-xml", has_nic, "--mac", has_mac);
+	exclusive("--nic-xml", has_nic, "--network", has_net);
+	exclusive("--mac", has_mac, "--network", has_net);
 	cloudlet_synthesis_options o = CLOUDLET_SYNTHESIS_OPTIONS_INIT;
 	if (has_base)
 		o.base = base.c_str();
@@ -115,24 +110,28 @@ int cmd_synthesize(const Global &g, Args args) {
 		o.mac = mac.c_str();
 	if (has_net)
 		o.network = network.c_str();
+	if (has_threads)
+		o.threads = static_cast<unsigned>(parse_number("--threads", threads, 1, 256));
+	if (has_ca)
+		o.ca_file = ca.c_str();
+	if (has_max)
+		o.max_download_bytes = parse_number("--max-download", max_dl, 1, UINT64_MAX);
+	if (has_stall)
+		o.stall_timeout_seconds = static_cast<unsigned>(parse_number("--stall-timeout", stall, 1, 3600));
+	// Files are read once the line is known to be right (usage errors first).
 	std::string nic_xml;
 	if (has_nic) {
 		std::ifstream f(nic_file);
-		if (!f)
-			throw Failure{"cannot read " + nic_file, 1};
+		if (!f) {
+			int e = errno; // std::ifstream over open(2): glibc leaves its errno
+			throw Failure{"cannot read the --nic-xml file " + quoted(nic_file) + ": " + strerror(e), 1,
+			              e == EACCES ? CLOUDLET_E_PERMISSION : e == ENOENT ? CLOUDLET_E_NOT_FOUND : CLOUDLET_E_IO};
+		}
 		std::stringstream ss;
 		ss << f.rdbuf();
 		nic_xml = ss.str();
 		o.nic_xml = nic_xml.c_str();
 	}
-	if (has_threads)
-		o.threads = static_cast<unsigned>(number("--threads", threads, 1, 256));
-	if (has_ca)
-		o.ca_file = ca.c_str();
-	if (has_max)
-		o.max_download_bytes = number("--max-download", max_dl, 1, ~0ull);
-	if (has_stall)
-		o.stall_timeout_seconds = static_cast<unsigned>(number("--stall-timeout", stall, 1, 3600));
 	cloudlet_ctx *ctx = open_context(g);
 	ProgressSink progress = make_progress(g);
 	o.progress = ProgressSink::callback;
