@@ -30,6 +30,9 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	*o = read_options(opts);
 	cloudlet::ops::HandoffOptions h;
 	h.security = cloudlet::ops::handoff_security(o->security, str(o->token_file), str(o->tls_dir));
+	h.reload_security = [security = o->security, token = str(o->token_file), dir = str(o->tls_dir)] {
+		return cloudlet::ops::handoff_security(security, token, dir);
+	};
 	require(o->handshake_timeout_seconds <= 600, "handshake_timeout_seconds is out of range");
 	if (o->handshake_timeout_seconds)
 		h.handshake_s = static_cast<int>(o->handshake_timeout_seconds);

@@ -37,9 +37,26 @@ struct HandoffGate::Pending {
 	bool evicted = false;
 };
 
-HandoffGate::HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log)
-    : listener_(listener), setup_(security, LinkSetup::Role::Server), limits_(limits), log_(std::move(log)) {
+HandoffGate::HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log,
+                         Credentials reload)
+    : listener_(listener), config_(security),
+      setup_(std::make_shared<const LinkSetup>(security, LinkSetup::Role::Server)), reload_(std::move(reload)),
+      limits_(limits), log_(std::move(log)) {
 	acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+std::shared_ptr<const LinkSetup> HandoffGate::current_setup() {
+	if (!reload_)
+		return setup_;
+	SecurityConfig now = reload_();
+	bool same = now.mode == config_.mode && now.token == config_.token && now.x509_dir == config_.x509_dir;
+	// X.509 files are re-read for each connection: a renewed certificate
+	// in the same directory takes effect at the next one.
+	if (!same || now.mode == Security::TlsX509) {
+		setup_ = std::make_shared<const LinkSetup>(now, LinkSetup::Role::Server);
+		config_ = std::move(now);
+	}
+	return setup_;
 }
 
 HandoffGate::~HandoffGate() {
@@ -113,6 +130,15 @@ void HandoffGate::accept_loop() {
 		}
 		if (!c)
 			continue;
+		std::shared_ptr<const LinkSetup> setup;
+		try {
+			setup = current_setup();
+		} catch (...) {
+			std::lock_guard lock(mu_);
+			setup_error_ = std::current_exception();
+			cv_.notify_all();
+			return; // the connection closes; next() reports why
+		}
 		auto p = std::make_shared<Pending>();
 		p->fd = std::move(c->fd);
 		p->peer = c->peer.empty() ? "a peer" : c->peer;
@@ -124,15 +150,15 @@ void HandoffGate::accept_loop() {
 		make_room_for(p->address);
 		pending_.push_back(p);
 		counts_.pending = pending_.size();
-		p->thread = std::thread([this, p] { handshake(p); });
+		p->thread = std::thread([this, p, setup] { handshake(p, setup); });
 	}
 }
 
-void HandoffGate::handshake(std::shared_ptr<Pending> p) {
+void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const LinkSetup> setup) {
 	auto deadline = p->since + std::chrono::milliseconds(limits_.handshake_ms);
 	std::string refused;
 	try {
-		auto link = setup_.open(p->fd.get(), p->peer, "", ms_left(deadline));
+		auto link = setup->open(p->fd.get(), p->peer, "", ms_left(deadline));
 		auto ch = std::make_unique<FrameChannel>(*link, p->peer);
 		ch->server_handshake(ms_left(deadline));
 		Frame first = ch->receive(ms_left(deadline));
@@ -175,6 +201,8 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p) {
 AdmittedPeer HandoffGate::next(Progress &progress) {
 	std::unique_lock lock(mu_);
 	while (admitted_.empty()) {
+		if (setup_error_)
+			std::rethrow_exception(setup_error_);
 		cv_.wait_for(lock, std::chrono::milliseconds(200));
 		if (!admitted_.empty())
 			break;

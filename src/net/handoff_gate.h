@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <list>
 #include <memory>
@@ -49,8 +50,16 @@ struct AdmittedPeer {
 class HandoffGate {
 public:
 	using Log = std::function<void(const std::string &)>;
-	// Starts accepting on `listener` (which must outlive the gate).
-	HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log);
+	// The credentials as they are now (a token file re-read): called for
+	// each connection, so that a rotation takes effect at the next one.
+	using Credentials = std::function<SecurityConfig()>;
+	// Starts accepting on `listener` (which must outlive the gate) with
+	// `security`; `reload` (may be empty) gives the credentials anew for
+	// each connection. If reloading fails (a rotation that broke the token
+	// file), next() throws that error: the host's fault, which no retry
+	// mends.
+	HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log,
+	            Credentials reload = {});
 	// Stops accepting, ends every handshake still running and joins them.
 	~HandoffGate();
 	HandoffGate(const HandoffGate &) = delete;
@@ -73,12 +82,16 @@ public:
 private:
 	struct Pending;
 	void accept_loop();
-	void handshake(std::shared_ptr<Pending> p);
+	void handshake(std::shared_ptr<Pending> p, std::shared_ptr<const LinkSetup> setup);
+	std::shared_ptr<const LinkSetup> current_setup(); // reloaded if changed; throws
 	void make_room_for(const std::string &address); // with mu_ held
 	void reap();                                   // with mu_ held
 
 	TcpListener &listener_;
-	LinkSetup setup_;
+	SecurityConfig config_;
+	std::shared_ptr<const LinkSetup> setup_;
+	Credentials reload_;
+	std::exception_ptr setup_error_;
 	GateLimits limits_;
 	Log log_;
 	std::mutex log_mu_;

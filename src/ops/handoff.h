@@ -10,6 +10,7 @@
 #include "virt/nic_swap.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,6 +26,9 @@ struct HandoffOptions {
 	                              // from ops/handoff_choices.h: read_handoff_token
 	int timeout_s = 60;           // silence from the peer that ends the handoff
 	int handshake_s = 10;         // connect -> authenticated: a peer that takes longer is dropped
+	// receive: the credentials anew (a token file re-read), for each
+	// connection: rotation takes effect at the next one. Empty: `security`.
+	std::function<net::SecurityConfig()> reload_security;
 	// send
 	std::string codec = "auto"; // items: "auto" (chosen from link and CPU, docs/handoff.md), "zstd", "lzma", "none"
 	int level = chunk::default_level(chunk::Codec::Zstd);

@@ -33,7 +33,8 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 	// for the first source that authenticates; wrong credentials, strangers
 	// and slow peers end there, one warning each, nothing sent or created.
 	const Logger &log = ctx_.log();
-	net::HandoffGate gate(*listener_, o.security, limits, [&log](const std::string &line) { log.warn(line); });
+	net::HandoffGate gate(
+	    *listener_, o.security, limits, [&log](const std::string &line) { log.warn(line); }, o.reload_security);
 	net::AdmittedPeer peer = gate.next(progress);
 	auto t0 = Clock::now();
 	HandoffInfo info;

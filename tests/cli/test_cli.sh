@@ -150,13 +150,22 @@ expect "--json handoff receive, short token" 1 timeout 10 "$cloudlet" --json --s
 	--listen 127.0.0.1:0 --token-file "$tmp/short2"
 json_error "short token file" invalid_arg 1
 
-# An interrupted receiver's --json: the error document too (exit 130).
+# An interrupted receiver's --json: JSON Lines, the bound port first, the
+# error document last (exit 130).
 head -c 48 /dev/urandom | base64 >"$tmp/tok"; chmod 600 "$tmp/tok"
-"$cloudlet" --json --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" >"$tmp/out" 2>"$tmp/err" &
+"$cloudlet" --json --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" >"$tmp/lines" 2>"$tmp/err" &
 rpid=$!
-sleep 1 # --json prints no "listening" line to wait for
+for _ in $(seq 50); do grep -q listening "$tmp/lines" && break; sleep 0.1; done
 kill -INT $rpid; wait $rpid; rc=$?
 [ $rc = 130 ] && ok "--json handoff receive: SIGINT exits 130" || bad "--json receive: SIGINT gave $rc ($(cat "$tmp/err"))"
+/usr/bin/python3 - "$tmp/lines" <<'PY' && ok "--json handoff receive: the port as the first line" || bad "--json receive lines: $(cat "$tmp/lines")"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+first = json.loads(lines[0])
+assert set(first) == {"listening"} and first["listening"]["port"] > 0, first
+assert len(lines) == 2, lines
+PY
+tail -n 1 "$tmp/lines" >"$tmp/out"
 json_error "interrupted receiver" cancelled 130
 
 # --version and --help with --json print JSON.
