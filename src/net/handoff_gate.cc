@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 
 namespace cloudlet::net {
@@ -34,7 +35,9 @@ struct HandoffGate::Pending {
 	std::string peer, address;
 	SteadyClock::time_point since;
 	std::thread thread;
+	std::atomic<uint64_t> received{0}; // bytes the peer sent so far
 	bool evicted = false;
+	bool authenticated = false; // TLS (or the greeting) proved the credentials: no longer a stranger
 };
 
 HandoffGate::HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log,
@@ -88,10 +91,10 @@ void HandoffGate::reap() {
 }
 
 void HandoffGate::make_room_for(const std::string &address) {
-	auto live = [](const std::shared_ptr<Pending> &p) { return !p->evicted; };
+	auto stranger = [](const std::shared_ptr<Pending> &p) { return !p->evicted && !p->authenticated; };
 	size_t from_here = 0, total = 0;
 	for (auto &p : pending_) {
-		if (!live(p))
+		if (!stranger(p))
 			continue;
 		total++;
 		from_here += p->address == address;
@@ -99,15 +102,25 @@ void HandoffGate::make_room_for(const std::string &address) {
 	bool per_address = from_here >= limits_.per_address;
 	if (!per_address && total < limits_.total)
 		return;
-	// The oldest live one (of this address, when that bound is the one hit):
-	// pending_ is in arrival order.
+	// Who makes room (of this address, when that bound is the one hit): one
+	// that has sent nothing at all before one that has, then the oldest
+	// (pending_ is in arrival order). A real source sends its whole
+	// ClientHello at once; idle and dripping strangers go first, and a flood
+	// of new connections does not push out a source mid-handshake while
+	// idle ones remain.
+	std::shared_ptr<Pending> victim;
 	for (auto &p : pending_) {
-		if (live(p) && (!per_address || p->address == address)) {
-			p->evicted = true;
-			counts_.evicted++;
-			::shutdown(p->fd.get(), SHUT_RDWR);
-			return;
-		}
+		if (!stranger(p) || (per_address && p->address != address))
+			continue;
+		if (!victim || (victim->received > 0 && p->received == 0))
+			victim = p;
+		if (victim->received == 0)
+			break;
+	}
+	if (victim) {
+		victim->evicted = true;
+		counts_.evicted++;
+		::shutdown(victim->fd.get(), SHUT_RDWR);
 	}
 }
 
@@ -149,7 +162,6 @@ void HandoffGate::accept_loop() {
 			return;
 		make_room_for(p->address);
 		pending_.push_back(p);
-		counts_.pending = pending_.size();
 		p->thread = std::thread([this, p, setup] { handshake(p, setup); });
 	}
 }
@@ -158,7 +170,11 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 	auto deadline = p->since + std::chrono::milliseconds(limits_.handshake_ms);
 	std::string refused;
 	try {
-		auto link = setup->open(p->fd.get(), p->peer, "", ms_left(deadline));
+		auto link = setup->open(p->fd.get(), p->peer, "", ms_left(deadline), &p->received);
+		if (setup->mode() != Security::PlaintextUnsafe) {
+			std::lock_guard lock(mu_);
+			p->authenticated = !p->evicted; // TLS proved the credentials
+		}
 		auto ch = std::make_unique<FrameChannel>(*link, p->peer);
 		ch->server_handshake(ms_left(deadline));
 		Frame first = ch->receive(ms_left(deadline));
@@ -194,7 +210,6 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 	auto it = std::find(pending_.begin(), pending_.end(), p);
 	if (it != pending_.end())
 		pending_.erase(it);
-	counts_.pending = pending_.size();
 	finished_threads_.push_back(std::move(p->thread));
 }
 
@@ -223,7 +238,10 @@ void HandoffGate::busy() {
 
 HandoffGate::Counts HandoffGate::counts() const {
 	std::lock_guard lock(mu_);
-	return counts_;
+	Counts c = counts_;
+	c.pending = static_cast<size_t>(
+	    std::count_if(pending_.begin(), pending_.end(), [](const auto &p) { return !p->evicted && !p->authenticated; }));
+	return c;
 }
 
 } // namespace cloudlet::net

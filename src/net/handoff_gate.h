@@ -74,7 +74,7 @@ public:
 	void busy();
 
 	struct Counts {
-		size_t pending = 0;  // handshakes running now
+		size_t pending = 0;  // unauthenticated connections now (the bounded ones)
 		size_t admitted = 0, refused = 0, evicted = 0;
 	};
 	Counts counts() const;

@@ -78,7 +78,8 @@ std::string ssl_errors() {
 
 class PlainLink : public Link {
 public:
-	PlainLink(int fd, std::string peer, std::string token) : fd_(fd), peer_(std::move(peer)), token_(std::move(token)) {}
+	PlainLink(int fd, std::string peer, std::string token, std::atomic<uint64_t> *also)
+	    : fd_(fd), peer_(std::move(peer)), token_(std::move(token)), also_(also) {}
 	~PlainLink() override { OPENSSL_cleanse(token_.data(), token_.size()); }
 
 	size_t read_some(uint8_t *p, size_t n, int timeout_ms) override {
@@ -94,6 +95,8 @@ public:
 			if (k < 0)
 				fail(CLOUDLET_E_IO, "connection to " + peer_ + " failed: " + errno_message("recv", errno));
 			received_ += static_cast<uint64_t>(k);
+			if (also_)
+				*also_ += static_cast<uint64_t>(k);
 			return static_cast<size_t>(k);
 		}
 	}
@@ -123,6 +126,7 @@ private:
 	int fd_;
 	std::string peer_, token_;
 	std::atomic<uint64_t> sent_{0}, received_{0};
+	std::atomic<uint64_t> *also_;
 };
 
 // ---- TLS ----------------------------------------------------------------
@@ -132,6 +136,7 @@ private:
 struct SocketCounters {
 	int fd;
 	std::atomic<uint64_t> sent{0}, received{0};
+	std::atomic<uint64_t> *also_received = nullptr;
 };
 
 int sock_write(BIO *b, const char *in, size_t n, size_t *done) {
@@ -166,6 +171,8 @@ int sock_read(BIO *b, char *out, size_t n, size_t *done) {
 	if (k == 0)
 		BIO_set_flags(b, BIO_FLAGS_IN_EOF);
 	c->received += static_cast<uint64_t>(k);
+	if (c->also_received)
+		*c->also_received += static_cast<uint64_t>(k);
 	*done = static_cast<size_t>(k);
 	return k > 0;
 }
@@ -405,14 +412,16 @@ LinkSetup::LinkSetup(const SecurityConfig &config, Role role) : mode_(config.mod
 
 LinkSetup::~LinkSetup() { OPENSSL_cleanse(token_.data(), token_.size()); }
 
-std::unique_ptr<Link> LinkSetup::open(int fd, const std::string &peer, const std::string &host, int deadline_ms) const {
+std::unique_ptr<Link> LinkSetup::open(int fd, const std::string &peer, const std::string &host, int deadline_ms,
+                                      std::atomic<uint64_t> *received) const {
 	if (mode_ == Security::PlaintextUnsafe)
-		return std::make_unique<PlainLink>(fd, peer, token_);
+		return std::make_unique<PlainLink>(fd, peer, token_, received);
 	int flags = fcntl(fd, F_GETFL);
 	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
 		fail_errno("cannot make the connection to " + peer + " non-blocking", errno);
 	auto counters = std::make_unique<SocketCounters>();
 	counters->fd = fd;
+	counters->also_received = received;
 	SSL *ssl = SSL_new(tls_->ctx);
 	BIO *bio = ssl ? BIO_new(socket_method()) : nullptr;
 	if (!bio) {

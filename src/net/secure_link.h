@@ -7,6 +7,7 @@
 // (net/handoff_wire.h) is the same over all three.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -70,7 +71,10 @@ public:
 	// 1.3: CLOUDLET_E_PERMISSION too (nothing of it is trusted);
 	// CLOUDLET_E_TIMEOUT past the deadline; CLOUDLET_E_IO if the connection
 	// fails.
-	std::unique_ptr<Link> open(int fd, const std::string &peer, const std::string &host, int deadline_ms) const;
+	// `received`, if given, counts the bytes read from the socket as they
+	// come (for a caller that watches the handshake's progress).
+	std::unique_ptr<Link> open(int fd, const std::string &peer, const std::string &host, int deadline_ms,
+	                           std::atomic<uint64_t> *received = nullptr) const;
 
 private:
 	struct Tls;
