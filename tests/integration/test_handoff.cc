@@ -5,7 +5,13 @@
 // own checksum, so memory keeps changing while it moves). Checked:
 //  - a wrong token, and a destination without the base, are refused before
 //    any VM state is sent: the source runs on, nothing is left at the
-//    destination;
+//    destination (which logs the refused connection as one line and goes on
+//    waiting for an authenticated source);
+//  - TLS: a marker written into the guest's memory crosses a relay between
+//    the two unreadable under TLS-PSK and X.509 and readable under the
+//    explicit plaintext option (items sent uncompressed, so that only the
+//    encryption hides it); a certificate of another CA is refused before any
+//    VM state is sent;
 //  - the link cut at several points mid-handoff: each time the source runs
 //    on with its state intact and the destination leaves nothing behind;
 //  - a handoff: the destination VM has the static files and disk data, every
@@ -26,7 +32,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <vector>
 #include <cstdarg>
 #include <cstddef>
 #include <csetjmp>
@@ -46,7 +55,22 @@ extern "C" {
 
 static th_guest *guest, *src_vm;
 static cloudlet_ctx *ctx_a, *ctx_b, *ctx_c;
-static std::string root, store_a, store_b, store_c, token, other_token, src_name, static_fp;
+static std::string root, store_a, store_b, store_c, token, other_token, src_name, static_fp, pki;
+
+// What ctx_b (the destination) logs: the gate's lines about refused connections.
+static std::mutex log_mu;
+static std::vector<std::string> dest_log;
+static void capture_log(cloudlet_log_level, const char *message, void *) {
+	std::lock_guard<std::mutex> lock(log_mu);
+	dest_log.push_back(message);
+}
+static size_t logged(const char *what) {
+	std::lock_guard<std::mutex> lock(log_mu);
+	size_t n = 0;
+	for (auto &l : dest_log)
+		n += l.find(what) != std::string::npos;
+	return n;
+}
 
 static void write_token(const std::string &path, char fill) {
 	FILE *f = fopen(path.c_str(), "w");
@@ -90,11 +114,18 @@ static int setup(void **) {
 	other_token = root + "/other-token";
 	write_token(token, 'T');
 	write_token(other_token, 'O');
+	pki = root + "/pki";
+	const char *src_dir = getenv("CLOUDLET_SOURCE_DIR");
+	assert_non_null(src_dir);
+	std::string make_pki = std::string(src_dir) + "/tests/data/make-test-pki.sh " + pki;
+	assert_int_equal(system(make_pki.c_str()), 0);
 	cloudlet_ctx_options co = CLOUDLET_CTX_OPTIONS_INIT;
 	co.store_dir = store_a.c_str();
 	assert_int_equal(cloudlet_ctx_new(&ctx_a, &co), CLOUDLET_OK);
 	co.store_dir = store_b.c_str();
+	co.log_cb = capture_log;
 	assert_int_equal(cloudlet_ctx_new(&ctx_b, &co), CLOUDLET_OK);
+	co.log_cb = nullptr;
 	co.store_dir = store_c.c_str();
 	assert_int_equal(cloudlet_ctx_new(&ctx_c, &co), CLOUDLET_OK);
 
@@ -143,42 +174,72 @@ static int teardown(void **) {
 	return system(cmd.c_str()) == 0 ? 0 : 0;
 }
 
+// How both sides authenticate: the token (TLS-PSK or plaintext) or a
+// certificate directory (X.509).
+struct Creds {
+	unsigned security = CLOUDLET_HANDOFF_TLS_PSK;
+	std::string token_file, tls_dir;
+	const char *codec = nullptr;
+	void apply(cloudlet_handoff_options &o) const {
+		o.security = security;
+		o.token_file = token_file.empty() ? nullptr : token_file.c_str();
+		o.tls_dir = tls_dir.empty() ? nullptr : tls_dir.c_str();
+		if (codec)
+			o.codec = codec;
+	}
+};
+static Creds psk(const std::string &tok) { return Creds{CLOUDLET_HANDOFF_TLS_PSK, tok, "", nullptr}; }
+
+// A destination serving one handoff in a thread. It returns only for an
+// authenticated source (or when stop() cancels it): a source it refused
+// leaves it waiting.
 struct Receiver {
 	cloudlet_handoff_listener *l = nullptr;
+	cloudlet_cancel *cancel = nullptr;
 	unsigned port = 0;
 	std::thread t;
 	cloudlet_status st = CLOUDLET_E_INTERNAL;
 	std::string msg;
 	cloudlet_handoff_info *info = nullptr;
-	void start(cloudlet_ctx *ctx, const std::string &tok, const std::string &name) {
+	void start(cloudlet_ctx *ctx, const Creds &creds, const std::string &name) {
 		assert_int_equal(cloudlet_handoff_listen(&l, ctx, "127.0.0.1:0"), CLOUDLET_OK);
 		assert_int_equal(cloudlet_handoff_listener_port(l, &port), CLOUDLET_OK);
-		t = std::thread([this, tok, name] {
+		assert_int_equal(cloudlet_cancel_new(&cancel), CLOUDLET_OK);
+		t = std::thread([this, creds, name] {
 			cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
-			o.token_file = tok.c_str();
+			creds.apply(o);
 			o.name = name.c_str();
 			o.timeout_seconds = 20;
+			o.handshake_timeout_seconds = 5;
+			o.cancel = cancel;
 			st = cloudlet_handoff_receive(&info, l, &o);
 			if (st != CLOUDLET_OK)
 				msg = cloudlet_last_error_message();
 		});
 	}
+	void start(cloudlet_ctx *ctx, const std::string &tok, const std::string &name) { start(ctx, psk(tok), name); }
+	void stop() { cloudlet_cancel_trigger(cancel); }
 	void join() {
 		t.join();
 		cloudlet_handoff_listener_free(l);
+		cloudlet_cancel_free(cancel);
 	}
 };
 
-static cloudlet_status send_to(unsigned port, const std::string &tok, std::string *msg,
+static cloudlet_status send_to(unsigned port, const Creds &creds, std::string *msg,
                                cloudlet_handoff_info **info = nullptr) {
 	cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
-	o.token_file = tok.c_str();
+	creds.apply(o);
 	o.timeout_seconds = 20;
 	std::string dest = "127.0.0.1:" + std::to_string(port);
 	cloudlet_status st = cloudlet_handoff_send(info, ctx_a, src_name.c_str(), dest.c_str(), &o);
 	if (st != CLOUDLET_OK)
 		*msg = cloudlet_last_error_message();
 	return st;
+}
+static cloudlet_status send_to(unsigned port, const std::string &tok, std::string *msg,
+                               cloudlet_handoff_info **info = nullptr) {
+	return send_to(port, psk(tok), msg, info);
 }
 
 // After a failed handoff: the source runs with its state, the destination
@@ -196,11 +257,27 @@ static void test_wrong_token_refused(void **) {
 	Receiver r;
 	r.start(ctx_b, other_token, dest_name);
 	std::string msg;
+	size_t before = logged("refused");
 	assert_int_equal(send_to(r.port, token, &msg), CLOUDLET_E_PERMISSION);
+	// The destination refused it in the TLS handshake, logged it, and waits on.
+	for (int i = 0; i < 50 && logged("refused") == before; i++)
+		usleep(100000);
+	assert_int_equal(logged("refused"), before + 1);
+	r.stop();
 	r.join();
 	print_message("# source: %s\n# destination: %s\n", msg.c_str(), r.msg.c_str());
-	assert_int_equal(r.st, CLOUDLET_E_PERMISSION);
+	assert_int_equal(r.st, CLOUDLET_E_CANCELLED);
 	assert_non_null(strstr(msg.c_str(), "token"));
+	assert_rolled_back(store_b, dest_name);
+	// X.509: a source whose certificate is of another CA, refused the same way.
+	Creds good{CLOUDLET_HANDOFF_TLS_X509, "", pki + "/good", nullptr}, rogue{CLOUDLET_HANDOFF_TLS_X509, "", pki + "/rogue", nullptr};
+	Receiver x;
+	x.start(ctx_b, good, dest_name);
+	assert_int_equal(send_to(x.port, rogue, &msg), CLOUDLET_E_PERMISSION);
+	print_message("# X.509, another CA: %s\n", msg.c_str());
+	x.stop();
+	x.join();
+	assert_int_equal(x.st, CLOUDLET_E_CANCELLED);
 	assert_rolled_back(store_b, dest_name);
 }
 
@@ -289,6 +366,7 @@ static void test_link_cut_at_random_points(void **) {
 		std::string msg;
 		cloudlet_status st = send_to(c.port, token, &msg);
 		c.join();
+		r.stop(); // a cut before the source authenticated leaves the destination waiting
 		r.join();
 		print_message("# cut after %llu bytes: source %d (%s); destination %d (%s)\n", (unsigned long long)limit, st,
 		              msg.c_str(), r.st, r.msg.c_str());
@@ -296,6 +374,127 @@ static void test_link_cut_at_random_points(void **) {
 		assert_int_not_equal(r.st, CLOUDLET_OK);
 		assert_rolled_back(store_b, dest_name);
 	}
+}
+
+// A relay that forwards both directions and looks for `marker` in what the
+// source sends (across reads: it keeps the marker's length of overlap).
+struct Watcher {
+	int lfd = -1;
+	unsigned port = 0;
+	std::thread t;
+	std::string marker;
+	std::atomic<bool> seen{false};
+	std::atomic<uint64_t> bytes{0};
+	void start(unsigned dest_port, const std::string &m) {
+		marker = m;
+		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		sockaddr_in a{};
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		assert_int_equal(bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+		assert_int_equal(listen(lfd, 1), 0);
+		socklen_t len = sizeof a;
+		getsockname(lfd, reinterpret_cast<sockaddr *>(&a), &len);
+		port = ntohs(a.sin_port);
+		t = std::thread([this, dest_port] {
+			int s = accept(lfd, nullptr, nullptr);
+			int d = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			sockaddr_in b{};
+			b.sin_family = AF_INET;
+			b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			b.sin_port = htons(static_cast<uint16_t>(dest_port));
+			if (connect(d, reinterpret_cast<sockaddr *>(&b), sizeof b) != 0)
+				return;
+			std::vector<char> buf(1 << 16);
+			std::string tail;
+			for (;;) {
+				pollfd p[2] = {{s, POLLIN, 0}, {d, POLLIN, 0}};
+				if (poll(p, 2, 60000) <= 0)
+					break;
+				if (p[0].revents) {
+					ssize_t n = read(s, buf.data(), buf.size());
+					if (n <= 0)
+						break;
+					bytes += static_cast<uint64_t>(n);
+					std::string window = tail + std::string(buf.data(), static_cast<size_t>(n));
+					if (window.find(marker) != std::string::npos)
+						seen = true;
+					tail = window.substr(window.size() > marker.size() ? window.size() - marker.size() : 0);
+					if (write(d, buf.data(), static_cast<size_t>(n)) != n)
+						break;
+				}
+				if (p[1].revents) {
+					ssize_t n = read(d, buf.data(), buf.size());
+					if (n <= 0 || write(s, buf.data(), static_cast<size_t>(n)) != n)
+						break;
+				}
+			}
+			close(s);
+			close(d);
+		});
+	}
+	void join() {
+		t.join();
+		close(lfd);
+	}
+};
+
+// One handoff from A to B and back from B to A through a watching relay,
+// with `creds` on both sides; whether the relay saw `marker`.
+static bool marker_seen_in(const Creds &creds, const std::string &marker) {
+	std::string there = "cltest-" + std::to_string(getpid()) + "-hotls";
+	Receiver r;
+	r.start(ctx_b, creds, there);
+	Watcher w;
+	w.start(r.port, marker);
+	std::string msg;
+	cloudlet_handoff_info *info = nullptr;
+	cloudlet_status st = send_to(w.port, creds, &msg, &info);
+	r.join();
+	w.join();
+	if (st != CLOUDLET_OK)
+		fail_msg("handoff (security %u) failed: %s (destination: %s)", creds.security, msg.c_str(), r.msg.c_str());
+	print_message("# security %u: %.2f s, %llu bytes on the wire (%llu through the relay), marker %s\n", creds.security,
+	              info->total_seconds, (unsigned long long)info->bytes_sent, (unsigned long long)w.bytes.load(),
+	              w.seen ? "seen" : "not seen");
+	assert_true(w.bytes >= info->bytes_sent); // the counts are of the socket's bytes
+	cloudlet_handoff_info_free(info);
+	cloudlet_handoff_info_free(r.info);
+	// And back, directly, under the source's name, so that the next test
+	// finds the VM where it was.
+	Receiver back;
+	back.start(ctx_a, creds, src_name);
+	cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
+	creds.apply(o);
+	o.timeout_seconds = 20;
+	std::string dest = "127.0.0.1:" + std::to_string(back.port);
+	st = cloudlet_handoff_send(nullptr, ctx_b, there.c_str(), dest.c_str(), &o);
+	back.join();
+	if (st != CLOUDLET_OK)
+		fail_msg("handoff back failed: %s (destination: %s)", cloudlet_last_error_message(), back.msg.c_str());
+	cloudlet_handoff_info_free(back.info);
+	return w.seen;
+}
+
+static void test_tls_hides_guest_memory(void **) {
+	// A marker in the guest's RAM disk, repeated so that it fills pages.
+	std::string marker = "CLTMARK-" + std::to_string(getpid()) + "-0123456789abcdef";
+	check(src_vm, ("m=" + marker + "; yes $m | head -c 262144 > /ram/marker; sync").c_str());
+	Creds plain{CLOUDLET_HANDOFF_PLAINTEXT_UNSAFE, token, "", "none"};
+	Creds tls_psk{CLOUDLET_HANDOFF_TLS_PSK, token, "", "none"};
+	Creds x509{CLOUDLET_HANDOFF_TLS_X509, "", pki + "/good", "none"};
+	// Plaintext first: it proves the relay can see the marker at all.
+	assert_true(marker_seen_in(plain, marker));
+	assert_false(marker_seen_in(tls_psk, marker));
+	assert_false(marker_seen_in(x509, marker));
+	// The VM came back each time: its state is whole.
+	th_guest_forget(src_vm); // the domain that handle spoke to is gone: it came back as a new one
+	src_vm = nullptr;
+	if (th_guest_attach_domain(&src_vm, src_name.c_str(), nullptr, nullptr) != 0)
+		fail_msg("%s", th_error());
+	assert_string_equal(static_fingerprint(src_vm).c_str(), static_fp.c_str());
+	check_moving_state(src_vm);
+	check(src_vm, "rm -f /ram/marker");
 }
 
 static void test_handoff(void **) {
@@ -357,6 +556,7 @@ int main(void) {
 	    cmocka_unit_test(test_wrong_token_refused),
 	    cmocka_unit_test(test_destination_without_base_refused),
 	    cmocka_unit_test(test_link_cut_at_random_points),
+	    cmocka_unit_test(test_tls_hides_guest_memory),
 	    cmocka_unit_test(test_handoff),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
