@@ -14,6 +14,7 @@
 #include "engine/link_rate.h"
 #include "net/handoff_messages.h"
 #include "net/tcp.h"
+#include "largest_alloc.h"
 #include "status_of.h"
 #include "util/error.h"
 #include "util/le_bytes.h"
@@ -585,25 +586,6 @@ static void test_item_batch_round_trip(void **) {
 	assert_int_equal(frame.size(), 12 + 8 * 32 + 8 * 4096);
 }
 
-// The largest single allocation since the last reset.
-static std::atomic<size_t> g_largest{0};
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete" // malloc/free behind new/delete is the point here
-#endif
-void *operator new(size_t n) {
-	size_t seen = g_largest.load();
-	while (n > seen && !g_largest.compare_exchange_weak(seen, n)) {
-	}
-	if (void *p = malloc(n ? n : 1))
-		return p;
-	throw std::bad_alloc();
-}
-void operator delete(void *p) noexcept { free(p); }
-void operator delete(void *p, size_t) noexcept { free(p); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 static void test_item_batch_refused(void **) {
 	auto ok = [](const chunk::ChunkRecord &, uint64_t, const uint8_t *) {};
@@ -655,10 +637,10 @@ static void test_item_batch_refused(void **) {
 		f[0] = codec;
 		le::put32(f.data() + 4, 65536);
 		le::put32(f.data() + 8, 65536 * 32 + (16u << 20));
-		g_largest = 0;
+		g_largest_alloc = 0;
 		corrupt(f, 1);
-		if (g_largest > (1u << 20))
-			fail_msg("codec %d: %zu bytes allocated for a %zu-byte batch", codec, g_largest.load(), f.size());
+		if (g_largest_alloc > (1u << 20))
+			fail_msg("codec %d: %zu bytes allocated for a %zu-byte batch", codec, g_largest_alloc.load(), f.size());
 	}
 }
 

@@ -30,31 +30,12 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "largest_alloc.h"
 #include "vector_sink.h"
 
 using namespace cloudlet;
 using chunk::ChunkKind;
 
-// The largest single allocation since the last reset: what a declared size
-// made the reader allocate before its bytes were there.
-static std::atomic<size_t> g_largest{0};
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete" // malloc/free behind new/delete is the point here
-#endif
-void *operator new(size_t n) {
-	size_t seen = g_largest.load();
-	while (n > seen && !g_largest.compare_exchange_weak(seen, n)) {
-	}
-	if (void *p = malloc(n ? n : 1))
-		return p;
-	throw std::bad_alloc();
-}
-void operator delete(void *p) noexcept { free(p); }
-void operator delete(void *p, size_t) noexcept { free(p); }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 namespace {
 
@@ -333,16 +314,16 @@ static void test_decompression_bombs_refused(void **) {
 static void test_declared_sizes_not_allocated_ahead(void **) {
 	auto refused_small = [](const std::vector<uint8_t> &b, const char *what) {
 		Collected c;
-		g_largest = 0;
+		g_largest_alloc = 0;
 		try {
 			read_all(b, c);
 			fail_msg("accepted: %s", what);
 		} catch (const Error &e) {
 			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
-			print_message("# %s: %s (largest allocation %zu bytes)\n", what, e.what(), g_largest.load());
+			print_message("# %s: %s (largest allocation %zu bytes)\n", what, e.what(), g_largest_alloc.load());
 		}
-		if (g_largest > (4u << 20))
-			fail_msg("%s: %zu bytes allocated at once", what, g_largest.load());
+		if (g_largest_alloc > (4u << 20))
+			fail_msg("%s: %zu bytes allocated at once", what, g_largest_alloc.load());
 	};
 	std::vector<uint8_t> head = {'C', 'L', 'T', 'O', 'V', 'L', 'v', '1', 1, 0, 0, 0, 0, 0, 0, 4}; // 64 MiB
 	head.resize(100, '{');
