@@ -11,6 +11,8 @@
 #include "engine/chunk_index.h"
 #include "format/base_package.h"
 #include "image_file.h"
+#include "ops/base.h"
+#include "ops/context.h"
 #include "store/base_store.h"
 #include "store/manifest.h"
 #include "util/error.h"
@@ -650,6 +652,27 @@ static void test_package_declared_sizes(void **) {
 		refused_as(r, CLOUDLET_E_CORRUPT, {"memory.cltmem", std::to_string(bound).c_str(), "10737418240"});
 		// only the header was read: no block of any part
 		assert_true(r.consumed < 16 + text.size() * 2 + 200);
+		// The operation (what `cloudlet base import` runs) refuses it fast
+		// and leaves nothing in the store.
+		ops::Settings set;
+		set.store_dir = tmp_root() + "/store-import";
+		ops::Context ctx(set, Logger());
+		Progress progress;
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		try {
+			ops::base_import(ctx, pkg, "", progress);
+			fail_msg("base import took a package declaring a 10 GiB memory image for 3 MiB of RAM");
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+			assert_non_null(strstr(e.what(), "memory.cltmem"));
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_true(double(t1.tv_sec - t0.tv_sec) + double(t1.tv_nsec - t0.tv_nsec) / 1e9 < 0.5);
+		store::BaseStore imported(set.store_dir);
+		assert_int_equal(imported.list().size(), 0);
+		assert_int_equal(entries(set.store_dir + "/tmp"), 0);
+		assert_int_equal(entries(set.store_dir + "/bases"), 0);
 		store::remove_tree(big);
 	}
 
