@@ -56,6 +56,14 @@ void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vect
 	fail(CLOUDLET_E_INVALID_ARG, "unknown codec " + std::to_string(static_cast<uint32_t>(c)));
 }
 
+void check_stored_block(Codec c, const uint8_t *data, size_t n, size_t out_size, const std::string &what) {
+	if (c == Codec::None && n != out_size)
+		fail(CLOUDLET_E_CORRUPT, what + ": stored block of " + std::to_string(n) + " bytes, expected " +
+		                             std::to_string(out_size));
+	if (c == Codec::Zstd && ZSTD_getFrameContentSize(data, n) != out_size)
+		fail(CLOUDLET_E_CORRUPT, what + ": zstd frame does not declare " + std::to_string(out_size) + " bytes");
+}
+
 void decompress_block(Codec c, const uint8_t *data, size_t n, uint8_t *out, size_t out_size, const std::string &what) {
 	switch (c) {
 	case Codec::None:

@@ -31,4 +31,10 @@ void compress_block(Codec c, int level, const uint8_t *data, size_t n, std::vect
 // another size.
 void decompress_block(Codec c, const uint8_t *data, size_t n, uint8_t *out, size_t out_size, const std::string &what);
 
+// What can be checked of a stored block before its `out_size` bytes of
+// output are allocated: a None block is exactly out_size bytes, a zstd
+// frame declares out_size as its content size. (An xz stream records its
+// size only at its end; decompress_block checks it.) Throws as above.
+void check_stored_block(Codec c, const uint8_t *data, size_t n, size_t out_size, const std::string &what);
+
 } // namespace cloudlet::chunk

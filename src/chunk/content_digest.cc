@@ -62,16 +62,28 @@ Leaf leaf_hash(const uint8_t *p, size_t n) {
 	return l;
 }
 
-std::string root_digest(uint64_t size, const std::vector<Leaf> &leaves) {
-	if (leaves.size() != (size + kLeafSize - 1) / kLeafSize)
-		fail(CLOUDLET_E_INTERNAL, std::to_string(leaves.size()) + " leaves for a digest of " + std::to_string(size) +
-		                              " bytes");
-	Sha256 h;
+namespace {
+
+void root_start(Sha256 &h, uint64_t size) {
 	uint8_t header[sizeof kDigestAlgorithm + 16];
 	memcpy(header, kDigestAlgorithm, sizeof kDigestAlgorithm); // with its NUL
 	put_le64(header + sizeof kDigestAlgorithm, kLeafSize);
 	put_le64(header + sizeof kDigestAlgorithm + 8, size);
 	h.update(header, sizeof header);
+}
+
+void leaf_count_check(uint64_t leaves, uint64_t size) {
+	if (leaves != (size + kLeafSize - 1) / kLeafSize)
+		fail(CLOUDLET_E_INTERNAL, std::to_string(leaves) + " leaves for a digest of " + std::to_string(size) +
+		                              " bytes");
+}
+
+} // namespace
+
+std::string root_digest(uint64_t size, const std::vector<Leaf> &leaves) {
+	leaf_count_check(leaves.size(), size);
+	Sha256 h;
+	root_start(h, size);
 	for (const auto &l : leaves)
 		h.update(l.b, sizeof l.b);
 	return h.hex();
@@ -88,10 +100,15 @@ void DigestBuilder::hash_zeros(uint64_t n) {
 }
 
 void DigestBuilder::close_leaf() {
-	Leaf l = zero_leaf();
-	if (data_)
+	if (data_) {
+		Leaf l;
 		sha_.digest(l.b);
-	leaves_.push_back(l);
+		leaves_.emplace_back(l, 1);
+	} else if (!leaves_.empty() && leaves_.back().first == zero_leaf()) { // data leaves never hash to it
+		leaves_.back().second++;
+	} else {
+		leaves_.emplace_back(zero_leaf(), 1);
+	}
 	fill_ = 0;
 	data_ = false;
 }
@@ -119,7 +136,10 @@ void DigestBuilder::zeros(uint64_t n) {
 	while (n) {
 		if (fill_ == 0 && n >= kLeafSize) { // whole zero leaves: nothing to hash
 			uint64_t whole = n / kLeafSize;
-			leaves_.insert(leaves_.end(), whole, zero_leaf());
+			if (!leaves_.empty() && leaves_.back().first == zero_leaf())
+				leaves_.back().second += whole;
+			else
+				leaves_.emplace_back(zero_leaf(), whole);
 			size_ += whole * kLeafSize;
 			n -= whole * kLeafSize;
 			continue;
@@ -138,7 +158,27 @@ void DigestBuilder::zeros(uint64_t n) {
 std::string DigestBuilder::finish() {
 	if (fill_)
 		close_leaf();
-	return root_digest(size_, leaves_);
+	uint64_t count = 0;
+	for (const auto &[l, n] : leaves_)
+		count += n;
+	leaf_count_check(count, size_);
+	Sha256 h;
+	root_start(h, size_);
+	static_assert(sizeof(Leaf) == 32);
+	std::vector<Leaf> run; // a run of zero leaves, fed 64 KiB at a time
+	for (const auto &[l, n] : leaves_) {
+		if (n == 1) {
+			h.update(l.b, sizeof l.b);
+			continue;
+		}
+		run.assign(std::min<uint64_t>(n, 2048), l);
+		for (uint64_t left = n; left;) {
+			uint64_t k = std::min<uint64_t>(left, run.size());
+			h.update(run.data(), k * sizeof(Leaf));
+			left -= k;
+		}
+	}
+	return h.hex();
 }
 
 // ---------------------------------------------------------------- scan

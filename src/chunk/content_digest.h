@@ -45,7 +45,9 @@ std::string root_digest(uint64_t size, const std::vector<Leaf> &leaves);
 
 // The digest of bytes given in order. zeros(n) stands for n zero bytes
 // (a hole, a zero block of a package) and costs nothing unless the leaf it
-// falls into also holds data. Memory: 32 bytes per MiB of content.
+// falls into also holds data. Memory: 32 bytes per MiB of data; a run of
+// zero leaves, however long, is one count (a package's declared size never
+// buys memory with one byte per zero MiB).
 class DigestBuilder {
 public:
 	void update(const uint8_t *p, size_t n);
@@ -57,7 +59,9 @@ private:
 	void close_leaf();
 	void hash_zeros(uint64_t n);
 	Sha256 sha_;
-	std::vector<Leaf> leaves_;
+	// The leaves so far: each a data leaf's hash, or zero_leaf() with a
+	// count for a run of zero leaves.
+	std::vector<std::pair<Leaf, uint64_t>> leaves_;
 	uint64_t size_ = 0;
 	size_t fill_ = 0;   // bytes of the current leaf so far
 	bool data_ = false; // the current leaf has a non-zero byte; its bytes are in sha_

@@ -78,6 +78,8 @@ uint64_t decode_item_batch(const std::vector<uint8_t> &frame, uint8_t spaces,
 	if (n == 0 || n > kMaxItems || rawlen > kMaxRaw || rawlen < uint64_t(n) * kRecord ||
 	    (rawlen - n * kRecord) % kChunkSize)
 		bad(std::to_string(n) + " items in " + std::to_string(rawlen) + " bytes is out of range");
+	chunk::check_stored_block(static_cast<chunk::Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader,
+	                          rawlen, "handoff ITEMS batch"); // before rawlen is allocated
 	std::vector<uint8_t> raw(rawlen);
 	chunk::decompress_block(static_cast<chunk::Codec>(codec), frame.data() + kBatchHeader, frame.size() - kBatchHeader,
 	                        raw.data(), rawlen, "handoff ITEMS batch");

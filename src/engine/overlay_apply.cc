@@ -37,6 +37,9 @@ OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeade
 	info_.ram_section_id = h.ram_section_id;
 	info_.ram_instance_id = h.ram_instance_id;
 	info_.ram_version = h.ram_version;
+	// Before the page table is sized by the header (an OFFER's or an
+	// overlay's, both from outside).
+	format::check_launch_memory(h, base.memory->stream_info().total_pages, "the overlay's header");
 	uint64_t first = 0;
 	for (const auto &b : h.ram_blocks) {
 		qemu::RamBlock rb;

@@ -2,6 +2,8 @@
 
 #include "chunk/content_digest.h"
 #include "chunk/sha256.h"
+#include "migration_stream.h"
+#include "stream_parser.h"
 #include "util/error.h"
 #include "util/fd_io.h"
 #include "util/json.h"
@@ -104,6 +106,77 @@ void write_base_package(int fd, const std::string &out_name, const PackageHeader
 	out.write(digest.data(), digest.size(), false);
 }
 
+uint64_t PartBounds::memory_pages(uint64_t memory_bytes) {
+	return (memory_bytes + qemu::kTargetPageSize - 1) / qemu::kTargetPageSize + kOtherRamBytes / qemu::kTargetPageSize;
+}
+
+uint64_t PartBounds::memory_image(uint64_t memory_bytes) {
+	// docs/formats/memory-image.md: the header page, a data slot and an
+	// index entry per page at most, the device state as the stream parser
+	// bounds it, and the block table and configuration section.
+	uint64_t pages = memory_pages(memory_bytes);
+	return qemu::kTargetPageSize + pages * (qemu::kTargetPageSize + 8) + qemu::ParseLimits{}.max_device_state +
+	       kMetaBytes;
+}
+
+uint64_t PartBounds::index_file(uint32_t kind, uint64_t bytes) {
+	// docs/formats/base.md, "Chunk index": 64 header bytes, 16 per entry.
+	constexpr uint64_t chunk = 4096, step = 512;
+	uint64_t entries = kind == 3 ? (bytes < chunk ? 0 : (bytes - chunk) / step + 1) : (bytes + chunk - 1) / chunk;
+	return 64 + 16 * entries;
+}
+
+void check_part_sizes(const store::Manifest &m, const std::string &what) {
+	auto too_big = [&](const store::Part &p, uint64_t bound, const std::string &why) {
+		fail(CLOUDLET_E_CORRUPT, what + ": part " + p.file + " declares " + std::to_string(p.size) +
+		                             " bytes, more than the " + std::to_string(bound) + " bytes " + why);
+	};
+	if (m.memory_bytes == 0 || m.memory_bytes > PartBounds::kMaxMemoryBytes)
+		fail(CLOUDLET_E_CORRUPT, what + ": memory_bytes " + std::to_string(m.memory_bytes) + " is outside 1.." +
+		                             std::to_string(PartBounds::kMaxMemoryBytes));
+	for (const auto &p : m.parts) {
+		if (p.role == "memory") {
+			uint64_t b = PartBounds::memory_image(m.memory_bytes);
+			if (p.size > b)
+				too_big(p, b, "a memory image of " + std::to_string(m.memory_bytes) + " bytes of guest RAM can take");
+		} else if (p.role == "memory-index") {
+			uint64_t b = PartBounds::index_file(1, PartBounds::memory_pages(m.memory_bytes) * qemu::kTargetPageSize);
+			if (p.size > b)
+				too_big(p, b, "the index of " + std::to_string(m.memory_bytes) + " bytes of guest RAM can take");
+		} else if (p.role == "disk") {
+			if (p.target.empty())
+				fail(CLOUDLET_E_CORRUPT, what + ": disk part " + p.file + " has no target");
+			if (p.size > PartBounds::kMaxDiskBytes)
+				too_big(p, PartBounds::kMaxDiskBytes, "this library accepts for one disk");
+			for (size_t i = 0; const store::Part *d = m.find("disk", i); i++)
+				if (d != &p && d->target == p.target)
+					fail(CLOUDLET_E_CORRUPT, what + ": disk '" + p.target + "' is listed twice");
+		} else if (p.role == "disk-index" || p.role == "disk-sector-index") {
+			const store::Part *disk = nullptr;
+			for (size_t i = 0; const store::Part *d = m.find("disk", i); i++)
+				if (d->target == p.target)
+					disk = d;
+			if (!disk || p.target.empty())
+				fail(CLOUDLET_E_CORRUPT, what + ": part " + p.file + " indexes disk '" + p.target +
+				                             "', which the manifest does not list");
+			uint64_t want = PartBounds::index_file(p.role == "disk-index" ? 2 : 3, std::min(disk->size, PartBounds::kMaxDiskBytes));
+			if (p.size != want)
+				fail(CLOUDLET_E_CORRUPT, what + ": part " + p.file + " declares " + std::to_string(p.size) +
+				                             " bytes; the index of the " + std::to_string(disk->size) + "-byte disk " +
+				                             disk->file + " is " + std::to_string(want) + " bytes");
+		} else if (p.role == "domain-xml") {
+			if (p.size > PartBounds::kMaxDomainXml)
+				too_big(p, PartBounds::kMaxDomainXml, "a base's domain XML may have");
+		} else if (p.role == "kernel" || p.role == "initrd") {
+			if (p.size > PartBounds::kMaxBootFile)
+				too_big(p, PartBounds::kMaxBootFile, "a boot file may have");
+		} else {
+			fail(CLOUDLET_E_UNSUPPORTED, what + ": part " + p.file + " has the role '" + p.role +
+			                                 "', which this library does not know");
+		}
+	}
+}
+
 namespace {
 
 // The header, fed to `all` (the trailer's hash covers it).
@@ -148,13 +221,16 @@ PackageHeader read_header(qemu::Reader &r, chunk::Sha256 &all) {
 
 PackageHeader read_base_package_header(qemu::Reader &r) {
 	chunk::Sha256 unused;
-	return read_header(r, unused);
+	PackageHeader h = read_header(r, unused);
+	check_part_sizes(store::Manifest::parse(h.manifest, "package manifest"), "package manifest");
+	return h;
 }
 
 PackageHeader read_base_package(qemu::Reader &r, const std::string &dir, Progress &progress) {
 	chunk::Sha256 all;
 	PackageHeader h = read_header(r, all);
 	store::Manifest m = store::Manifest::parse(h.manifest, "package manifest");
+	check_part_sizes(m, "package manifest"); // before a block is read or a file made
 	uint64_t done = 0, total = m.total_bytes();
 	for (const auto &p : m.parts) {
 		std::string path = dir + "/" + p.file;

@@ -187,6 +187,13 @@ uint64_t OverlayHeader::chunks_in(uint8_t space) const {
 	return d < disks.size() ? (disks[d].bytes + kChunkSize - 1) / kChunkSize : 0;
 }
 
+void check_launch_memory(const OverlayHeader &h, uint64_t base_pages, const std::string &what) {
+	if (h.total_pages > base_pages + kMaxLaunchExtraPages)
+		fail(CLOUDLET_E_CORRUPT, what + ": the launch VM's RAM blocks hold " + std::to_string(h.total_pages) +
+		                             " pages, more than its base's " + std::to_string(base_pages) + " + " +
+		                             std::to_string(kMaxLaunchExtraPages) + " allow");
+}
+
 chunk::RecordBounds record_bounds(const OverlayHeader &h, const BaseBounds &base) {
 	chunk::RecordBounds b;
 	b.disks = static_cast<uint8_t>(h.disks.size());
@@ -412,11 +419,15 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	OverlayCounts c;
 	ReadStats local_stats;
 	ReadStats &stats = stats_out ? *stats_out : local_stats;
+	// Declared lengths (header, segment body, device state) are allocated
+	// as their bytes arrive, never ahead: a truncated or lying file costs
+	// what it holds.
 	auto read_into = [&](std::vector<uint8_t> &dst, size_t n, const char *field) {
-		dst.resize(n);
+		dst.clear();
 		for (size_t got = 0; got < n;) {
 			size_t k = std::min<size_t>(n - got, 1u << 19);
-			memcpy(dst.data() + got, r.bytes(k, field), k);
+			const uint8_t *b = r.bytes(k, field);
+			dst.insert(dst.end(), b, b + k);
 			got += k;
 		}
 	};
@@ -443,6 +454,8 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	if (bounds.known && bounds.disk_bytes.size() != h.disks.size())
 		fail(CLOUDLET_E_CORRUPT, "the overlay has " + std::to_string(h.disks.size()) + " disks, its base " +
 		                             std::to_string(bounds.disk_bytes.size()));
+	if (bounds.known)
+		check_launch_memory(h, bounds.memory_pages, "overlay header");
 	sink.on_header(h);
 
 	// Chunk keys named so far, and those of stored chunks (what SELF and
@@ -537,6 +550,8 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			auto t0 = std::chrono::steady_clock::now();
 			if (XXH64(stored.data(), stored.size(), 0) != hash)
 				r.fail_at(seg_off, "segment checksum mismatch");
+			chunk::check_stored_block(static_cast<chunk::Codec>(codec), stored.data(), stored.size(), rawlen,
+			                          "overlay segment at offset " + std::to_string(seg_off));
 			std::vector<uint8_t> raw(rawlen);
 			chunk::decompress_block(static_cast<chunk::Codec>(codec), stored.data(), stored.size(), raw.data(),
 			                        rawlen, "overlay segment at offset " + std::to_string(seg_off));
@@ -578,8 +593,11 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	if (dcodec > 2 || ds_len > kMaxDeviceState || ds_stored > ds_len + (1u << 20))
 		r.fail("device state header out of range (codec " + std::to_string(dcodec) + ", " + std::to_string(ds_len) +
 		       " bytes, " + std::to_string(ds_stored) + " stored)");
-	std::vector<uint8_t> ds_body, device_state(ds_len);
+	std::vector<uint8_t> ds_body;
 	read_into(ds_body, ds_stored, "device state");
+	chunk::check_stored_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), ds_len,
+	                          "overlay device state"); // before its declared size is allocated
+	std::vector<uint8_t> device_state(ds_len);
 	chunk::decompress_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
 	                        device_state.size(), "overlay device state");
 	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))

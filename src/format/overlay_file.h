@@ -125,6 +125,14 @@ struct BaseBounds {
 	std::vector<uint64_t> disk_bytes; // per base disk, same order as the overlay's disks
 };
 
+// The launch VM's RAM is its base's (it was resumed from it) plus at most
+// this many pages of RAM blocks the base lacks (video memory, ROMs; 1 GiB,
+// as for a base package's memory image). Refused before anything is sized
+// by the header's total_pages (a page table of 8 bytes a page).
+constexpr uint64_t kMaxLaunchExtraPages = (1ull << 30) / chunk::kChunkSize;
+// Throws CLOUDLET_E_CORRUPT naming `what`, the counts and the bound.
+void check_launch_memory(const OverlayHeader &h, uint64_t base_pages, const std::string &what);
+
 // The limits a record of an overlay with header `h` is checked against
 // (chunk/record_check.h), with the base's when `base` is known. `stored` is
 // left for the reader to fill.

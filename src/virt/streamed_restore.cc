@@ -43,6 +43,36 @@ private:
 	sigset_t old_;
 };
 
+// The FIFO's sink, remembering whether a write to it failed: that is how
+// the producer learns that libvirt (QEMU) stopped reading, so only then is
+// libvirt's error the first cause. Any other failure of the producer (a bad
+// ITEMS batch, a lost link, a damaged overlay) happened first, and libvirt's
+// error ("load of migration failed") is only its consequence.
+class FifoSink : public qemu::ByteSink {
+public:
+	FifoSink(int fd, const std::string &name, bool &failed) : sink_(fd, name), failed_(failed) {}
+	void write(const uint8_t *data, size_t n) override {
+		try {
+			sink_.write(data, n);
+		} catch (...) {
+			failed_ = true;
+			throw;
+		}
+	}
+	void flush() {
+		try {
+			sink_.flush();
+		} catch (...) {
+			failed_ = true;
+			throw;
+		}
+	}
+
+private:
+	qemu::FdSink sink_;
+	bool &failed_;
+};
+
 } // namespace
 
 void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,
@@ -98,17 +128,18 @@ void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::fu
 	// effort; the kernel caps it at /proc/sys/fs/pipe-max-size).
 	fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 
+	bool write_failed = false;
 	try {
 		BlockSigpipe guard;
-		qemu::FdSink sink(fd, fifo);
+		FifoSink sink(fd, fifo, write_failed);
 		produce(sink);
 		sink.flush();
 	} catch (const Error &e) {
 		close(fd);
 		t.join();
-		if (rc != 0)
+		if (rc != 0 && write_failed)
 			fail(CLOUDLET_E_LIBVIRT, "libvirt could not restore the image: " + restore_error);
-		throw;
+		throw; // the producer's own failure came first; libvirt's follows from it
 	} catch (...) {
 		close(fd);
 		throw;

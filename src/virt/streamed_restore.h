@@ -17,8 +17,9 @@ namespace cloudlet::virt {
 // Creates the FIFO `fifo` (removed again before returning), asks libvirt to
 // restore from it (running) on another thread, and calls `produce` with a
 // sink that writes into it. If `produce` throws, libvirt sees the image end
-// early and fails; the restore's own error is preferred when libvirt failed
-// first (a closed FIFO then only says "broken pipe"). SIGPIPE is blocked on
+// early and fails; the producer's error is the one thrown (it came first),
+// unless it was a failed write to the FIFO: then libvirt stopped reading
+// first and its error is thrown (a closed FIFO only says "broken pipe"). SIGPIPE is blocked on
 // the calling thread while writing. `paused`: the domain is left paused. Throws CLOUDLET_E_LIBVIRT when libvirt
 // refuses the image.
 void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,

@@ -14,6 +14,8 @@
 #include "stream_parser.h"
 #include "stream_writer.h"
 #include "util/error.h"
+#include "util/progress.h"
+#include "virt/streamed_restore.h"
 
 #include <cloudlet.h>
 
@@ -29,6 +31,7 @@
 #include <cstring>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <string>
@@ -155,6 +158,67 @@ static void test_qmp_on_live_guest(void **) {
 	virConnectClose(conn);
 }
 
+// A restore fed through a FIFO (virt::restore_streamed, as a handoff's
+// destination does while ITEMS arrive) whose producer fails: QEMU then fails
+// too ("load of migration failed"), but the error reported is the first
+// cause. A producer that fails on its own (an authenticated peer's bad ITEMS
+// batch) is reported as itself; one whose write fails because libvirt stopped
+// reading first is reported as libvirt's error. Nothing is left running.
+static void streamed_restore_reports_first_cause(const std::string &dir, const std::string &image) {
+	std::vector<uint8_t> bytes = read_all(image);
+	virConnectPtr conn = virConnectOpen("qemu:///system");
+	assert_non_null(conn);
+	cloudlet::Progress progress;
+	std::string fifo = dir + "/restore.fifo";
+	auto run = [&](const std::function<void(ByteSink &)> &produce, std::string *msg) {
+		try {
+			cloudlet::virt::restore_streamed(conn, fifo, produce, true, progress);
+		} catch (const cloudlet::Error &e) {
+			*msg = e.what();
+			return static_cast<int>(e.status());
+		}
+		return 0;
+	};
+	auto gone = [&] {
+		virDomainPtr d = virDomainLookupByName(conn, th_guest_domain_name(guest));
+		if (d) {
+			virDomainFree(d);
+			return false;
+		}
+		return true;
+	};
+	std::string msg;
+	// The header, the stream's start and 8 MiB of RAM went out; then the
+	// next ITEMS batch names a page past the guest's RAM.
+	int st = run(
+	    [&](ByteSink &sink) {
+		    sink.write(bytes.data(), 8u << 20);
+		    throw cloudlet::Error(CLOUDLET_E_CORRUPT, "handoff ITEMS batch: item 7: memory chunk 99999999 is beyond "
+		                                              "the launch VM's 65595 pages");
+	    },
+	    &msg);
+	fprintf(stderr, "# producer failed first: %d %s\n", st, msg.c_str());
+	assert_int_equal(st, CLOUDLET_E_CORRUPT);
+	assert_non_null(strstr(msg.c_str(), "ITEMS"));
+	assert_true(gone());
+	// libvirt refuses the image's XML before reading the stream: the
+	// producer's writes fail, libvirt's error is the cause.
+	std::vector<uint8_t> head = encode_save_header("<domain type='qemu'><name>x</name></domain>", "", false);
+	st = run(
+	    [&](ByteSink &sink) {
+		    sink.write(head.data(), head.size());
+		    std::vector<uint8_t> junk(1 << 20, 0x5a);
+		    for (int i = 0; i < 1024; i++)
+			    sink.write(junk.data(), junk.size());
+	    },
+	    &msg);
+	fprintf(stderr, "# libvirt failed first: %d %s\n", st, msg.c_str());
+	assert_int_equal(st, CLOUDLET_E_LIBVIRT);
+	assert_null(strstr(msg.c_str(), "cannot write"));
+	assert_int_equal(access(fifo.c_str(), F_OK), -1); // the FIFO is gone
+	virConnectClose(conn);
+}
+
 static void test_save_parse_write_restore(void **) {
 	start_guest();
 	// State to carry across: random files in the RAM disk and a live counter.
@@ -242,6 +306,8 @@ static void test_save_parse_write_restore(void **) {
 	sample_image = std::string(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp") + "/cloudlet-test-image-" +
 	               std::to_string(getpid());
 	copy_file(rewritten, sample_image);
+
+	streamed_restore_reports_first_cause(dir, rewritten);
 
 	if (th_guest_restore(guest, rewritten.c_str()) != 0)
 		fail_msg("%s", th_error());

@@ -11,6 +11,8 @@
 #include "engine/chunk_index.h"
 #include "format/base_package.h"
 #include "image_file.h"
+#include "ops/base.h"
+#include "ops/context.h"
 #include "store/base_store.h"
 #include "store/manifest.h"
 #include "util/error.h"
@@ -27,7 +29,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <algorithm>
+#include <functional>
 #include <random>
 #include <set>
 #include <string>
@@ -96,14 +100,18 @@ static store::Manifest make_base_files(const std::string &dir) {
 	write_file(dir + "/domain.xml", std::vector<uint8_t>(xml.begin(), xml.end()));
 	auto mh = engine::hash_range(mem.data(), mem.size(), 2);
 	engine::write_index(dir + "/memory.idx", engine::IndexKind::Memory, mem.size(), mh);
+	Progress progress;
+	engine::index_disk_file(dir + "/disk-vda.raw", dir + "/disk-vda.idx", dir + "/disk-vda.idx512",
+	                        chunk::scan_step(2, progress, "index", 0, 0));
 	store::Manifest m;
 	m.virt_type = "qemu";
 	m.machine = "pc-i440fx-7.2";
 	m.cpu_model = "core2duo";
 	m.memory_bytes = mem.size();
 	for (auto [file, role] : {std::pair{"domain.xml", "domain-xml"}, std::pair{"memory.cltmem", "memory"},
-	                          std::pair{"memory.idx", "memory-index"}, std::pair{"disk-vda.raw", "disk"}}) {
-		store::Part p{file, role, std::string(role) == "disk" ? "vda" : "", 0, ""};
+	                          std::pair{"memory.idx", "memory-index"}, std::pair{"disk-vda.raw", "disk"},
+	                          std::pair{"disk-vda.idx", "disk-index"}, std::pair{"disk-vda.idx512", "disk-sector-index"}}) {
+		store::Part p{file, role, std::string(role).starts_with("disk") ? "vda" : "", 0, ""};
 		p.digest = chunk::digest_file(dir + "/" + file, 2, &p.size);
 		m.parts.push_back(p);
 	}
@@ -118,7 +126,7 @@ static void test_manifest(void **) {
 	std::string a = m.to_json();
 	store::Manifest back = store::Manifest::parse(a, "m");
 	assert_string_equal(back.to_json().c_str(), a.c_str()); // same manifest, same bytes
-	assert_int_equal(back.parts.size(), 4);
+	assert_int_equal(back.parts.size(), 6);
 	assert_string_equal(back.find("disk")->target.c_str(), "vda");
 
 	auto refused = [&](std::string text, cloudlet_status want) {
@@ -265,6 +273,21 @@ static void test_part_digest(void **) {
 		}
 		z.zeros(size - at);
 		assert_string_equal(z.finish().c_str(), want.c_str());
+	}
+	{
+		// Long zero runs (kept as counts) around a data leaf, against the
+		// leaves spelled out: 10 GiB of zeros, a leaf with one byte, zeros.
+		std::vector<uint8_t> leaf(chunk::kLeafSize, 0);
+		leaf[5] = 1;
+		std::vector<chunk::Leaf> leaves(10240, chunk::zero_leaf());
+		leaves.push_back(chunk::leaf_hash(leaf.data(), leaf.size()));
+		leaves.insert(leaves.end(), 3, chunk::zero_leaf());
+		uint64_t total = (10241ull + 3) << 20;
+		chunk::DigestBuilder r;
+		r.zeros((10240ull << 20) + 5);
+		r.update(leaf.data() + 5, 1);
+		r.zeros(total - r.size());
+		assert_string_equal(r.finish().c_str(), chunk::root_digest(total, leaves).c_str());
 	}
 	// One flipped byte anywhere changes it: in data, in a hole, in a data
 	// block right next to a hole, in the short last leaf.
@@ -554,6 +577,181 @@ static void test_package_round_trip_and_damage(void **) {
 	}
 }
 
+// Imports like ops::base_import and says how far the reader got and
+// whether the work folder still held nothing when it was refused.
+struct ImportResult {
+	cloudlet_status status = CLOUDLET_OK;
+	std::string message;
+	uint64_t consumed = 0; // bytes the reader consumed
+	size_t files = 0;      // files in the work folder when it stopped
+	double seconds = 0;
+};
+
+static ImportResult import_counting(const std::string &pkg, store::BaseStore &st) {
+	ImportResult res;
+	std::string work = st.make_work_dir("import-");
+	int fd = open(pkg.c_str(), O_RDONLY);
+	qemu::FdSource src(fd, pkg);
+	qemu::Reader r(src, pkg);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	try {
+		Progress p;
+		format::read_base_package(r, work, p);
+	} catch (const Error &e) {
+		res.status = e.status();
+		res.message = e.what();
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	res.seconds = double(t1.tv_sec - t0.tv_sec) + double(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	res.consumed = r.offset();
+	res.files = entries(work);
+	close(fd);
+	store::remove_tree(work);
+	return res;
+}
+
+static void refused_as(const ImportResult &r, cloudlet_status status, std::initializer_list<const char *> words) {
+	print_message("# %s (after %llu bytes, %.3f s)\n", r.message.c_str(), (unsigned long long)r.consumed, r.seconds);
+	if (r.status != status)
+		fail_msg("status %d, expected %d: %s", r.status, status, r.message.c_str());
+	for (const char *w : words)
+		if (r.message.find(w) == std::string::npos)
+			fail_msg("'%s' does not say '%s'", r.message.c_str(), w);
+	assert_int_equal(r.files, 0); // refused before any part was created
+	assert_true(r.seconds < 0.5);
+}
+
+// Part sizes a package declares are bounded before any work grows with
+// them (docs/formats/base-package.md, "Part sizes").
+static void test_package_declared_sizes(void **) {
+	std::string dir = tmp_root() + "/pkgsizes";
+	store::Manifest honest = make_base_files(dir);
+	store::BaseStore st(tmp_root() + "/store-sizes");
+	std::string pkg = tmp_root() + "/sizes.pkg";
+
+	// 1. A consistent package (the project's writer, true digests) whose
+	// memory image is a 10 GiB hole: 10 KiB of zero blocks. Without the
+	// bound it imports, after digesting 10 GiB.
+	{
+		std::string big = tmp_root() + "/pkgsizes-big";
+		store::Manifest m = make_base_files(big);
+		std::string mem = big + "/memory.cltmem";
+		assert_int_equal(truncate(mem.c_str(), 10ll << 30), 0);
+		for (auto &p : m.parts)
+			if (p.role == "memory")
+				p.digest = chunk::digest_file(mem, 2, &p.size);
+		std::string text = m.to_json();
+		write_file(big + "/manifest.json", std::vector<uint8_t>(text.begin(), text.end()));
+		package_of(big, m, pkg);
+		struct stat sb {};
+		assert_int_equal(stat(pkg.c_str(), &sb), 0);
+		assert_true(sb.st_size < (9 << 20)); // the hole costs a byte per MiB
+		uint64_t bound = format::PartBounds::memory_image(m.memory_bytes);
+		ImportResult r = import_counting(pkg, st);
+		refused_as(r, CLOUDLET_E_CORRUPT, {"memory.cltmem", std::to_string(bound).c_str(), "10737418240"});
+		// only the header was read: no block of any part
+		assert_true(r.consumed < 16 + text.size() * 2 + 200);
+		// The operation (what `cloudlet base import` runs) refuses it fast
+		// and leaves nothing in the store.
+		ops::Settings set;
+		set.store_dir = tmp_root() + "/store-import";
+		ops::Context ctx(set, Logger());
+		Progress progress;
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		try {
+			ops::base_import(ctx, pkg, "", progress);
+			fail_msg("base import took a package declaring a 10 GiB memory image for 3 MiB of RAM");
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+			assert_non_null(strstr(e.what(), "memory.cltmem"));
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_true(double(t1.tv_sec - t0.tv_sec) + double(t1.tv_nsec - t0.tv_nsec) / 1e9 < 0.5);
+		store::BaseStore imported(set.store_dir);
+		assert_int_equal(imported.list().size(), 0);
+		assert_int_equal(entries(set.store_dir + "/tmp"), 0);
+		assert_int_equal(entries(set.store_dir + "/bases"), 0);
+		store::remove_tree(big);
+	}
+
+	// 2. Hostile manifests in the header (the parts after it do not
+	// matter: nothing past the header may be read).
+	auto with = [&](const std::function<void(store::Manifest &)> &change) {
+		store::Manifest m = honest;
+		change(m);
+		std::string text = m.to_json();
+		format::PackageHeader h{chunk::sha256_hex(text.data(), text.size()), "sizes", text};
+		int fd = open(pkg.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		Progress p;
+		format::write_base_package(fd, pkg, h, honest, dir, p);
+		close(fd);
+		return import_counting(pkg, st);
+	};
+	auto part = [](store::Manifest &m, const char *role) -> store::Part & {
+		for (auto &p : m.parts)
+			if (p.role == role)
+				return p;
+		fail_msg("no %s part", role);
+		abort();
+	};
+	// The honest sizes import (the bounds refuse nothing real; disk indexes
+	// are exactly what the index format needs for the disk).
+	assert_int_equal(with([](store::Manifest &) {}).status, CLOUDLET_OK);
+	refused_as(with([&](store::Manifest &m) { part(m, "disk").size = 1ull << 50; }), CLOUDLET_E_CORRUPT,
+	           {"disk-vda.raw", std::to_string(format::PartBounds::kMaxDiskBytes).c_str()});
+	refused_as(with([&](store::Manifest &m) { part(m, "memory").size = 1ull << 62; }), CLOUDLET_E_CORRUPT,
+	           {"memory.cltmem"});
+	refused_as(with([&](store::Manifest &m) {
+		           part(m, "memory-index").size = format::PartBounds::index_file(1, 1ull << 32);
+	           }),
+	           CLOUDLET_E_CORRUPT, {"memory.idx"});
+	refused_as(with([&](store::Manifest &m) { m.memory_bytes = 1ull << 41; }), CLOUDLET_E_CORRUPT, {"memory_bytes"});
+	refused_as(with([&](store::Manifest &m) { m.memory_bytes = 0; }), CLOUDLET_E_CORRUPT, {"memory_bytes"});
+	refused_as(with([&](store::Manifest &m) { part(m, "disk-index").size += 16; }), CLOUDLET_E_CORRUPT,
+	           {"disk-vda.idx", "disk-vda.raw"});
+	refused_as(with([&](store::Manifest &m) { part(m, "disk-sector-index").size = 1ull << 40; }), CLOUDLET_E_CORRUPT,
+	           {"disk-vda.idx512"});
+	refused_as(with([&](store::Manifest &m) { part(m, "disk-index").target = "vdb"; }), CLOUDLET_E_CORRUPT,
+	           {"disk-vda.idx", "vdb"});
+	refused_as(with([&](store::Manifest &m) { part(m, "domain-xml").size = 1ull << 40; }), CLOUDLET_E_CORRUPT,
+	           {"domain.xml"});
+	refused_as(with([&](store::Manifest &m) { m.parts.push_back({"kernel", "kernel", "", 1ull << 40, honest.parts[0].digest}); }),
+	           CLOUDLET_E_CORRUPT, {"kernel", std::to_string(format::PartBounds::kMaxBootFile).c_str()});
+	refused_as(with([&](store::Manifest &m) { m.parts.push_back({"blob", "blob", "", 1ull << 40, honest.parts[0].digest}); }),
+	           CLOUDLET_E_UNSUPPORTED, {"blob"});
+	refused_as(with([&](store::Manifest &m) {
+		           store::Part d = part(m, "disk");
+		           d.file = "disk-vda2.raw";
+		           m.parts.push_back(d);
+	           }),
+	           CLOUDLET_E_CORRUPT, {"vda", "twice"});
+	// The header-only read (base inspect) refuses them too.
+	{
+		store::Manifest m = honest;
+		part(m, "disk").size = 1ull << 50;
+		std::string text = m.to_json();
+		format::PackageHeader h{chunk::sha256_hex(text.data(), text.size()), "sizes", text};
+		int fd = open(pkg.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		Progress p;
+		format::write_base_package(fd, pkg, h, honest, dir, p);
+		close(fd);
+		fd = open(pkg.c_str(), O_RDONLY);
+		qemu::FdSource src(fd, pkg);
+		qemu::Reader r(src, pkg);
+		try {
+			format::read_base_package_header(r);
+			fail_msg("the header of a package with a 1 PiB disk was accepted");
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+		}
+		close(fd);
+	}
+	assert_int_equal(entries(st.root() + "/tmp"), 0);
+	assert_int_equal(st.list().size(), 0);
+}
+
 // Several processes add bases to one store at once: the catalog ends with
 // every one of them and stays valid JSON throughout.
 static void test_concurrent_catalog(void **) {
@@ -616,6 +814,7 @@ int main(void) {
 	    cmocka_unit_test(test_one_pass_memory_index),
 	    cmocka_unit_test(test_index_files),
 	    cmocka_unit_test(test_package_round_trip_and_damage),
+	    cmocka_unit_test(test_package_declared_sizes),
 	    cmocka_unit_test(test_concurrent_catalog),
 	};
 	return cmocka_run_group_tests(tests, nullptr, cleanup);

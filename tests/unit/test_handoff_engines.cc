@@ -14,6 +14,7 @@
 #include "engine/link_rate.h"
 #include "net/handoff_messages.h"
 #include "net/tcp.h"
+#include "largest_alloc.h"
 #include "status_of.h"
 #include "util/error.h"
 #include "util/le_bytes.h"
@@ -26,6 +27,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <new>
 #include <cstdarg>
 #include <cstddef>
 #include <csetjmp>
@@ -584,6 +586,7 @@ static void test_item_batch_round_trip(void **) {
 	assert_int_equal(frame.size(), 12 + 8 * 32 + 8 * 4096);
 }
 
+
 static void test_item_batch_refused(void **) {
 	auto ok = [](const chunk::ChunkRecord &, uint64_t, const uint8_t *) {};
 	auto corrupt = [&](const std::vector<uint8_t> &frame, uint8_t spaces) {
@@ -626,6 +629,19 @@ static void test_item_batch_refused(void **) {
 	f = good;
 	f[12 + 1] = static_cast<uint8_t>(chunk::ChunkKind::ShiftXor);
 	corrupt(f, 1);                 // shift 0
+	// A small batch declaring the most bytes a batch may have (65536 items,
+	// 16 MiB of chunks) is refused before that much is allocated: stored
+	// plainly it must be that long, compressed its frame must declare it.
+	for (uint8_t codec : {uint8_t(0), uint8_t(1)}) {
+		f = good;
+		f[0] = codec;
+		le::put32(f.data() + 4, 65536);
+		le::put32(f.data() + 8, 65536 * 32 + (16u << 20));
+		g_largest_alloc = 0;
+		corrupt(f, 1);
+		if (g_largest_alloc > (1u << 20))
+			fail_msg("codec %d: %zu bytes allocated for a %zu-byte batch", codec, g_largest_alloc.load(), f.size());
+	}
 }
 
 int main(void) {

@@ -182,6 +182,20 @@ static void apply_and_compare(unsigned threads) {
 
 	assert_int_equal(applier.stream_info().total_pages, pages);
 	assert_int_equal(applier.stream_info().device_state.size(), 100);
+	{
+		// A header (an overlay's or a handoff OFFER's) claiming far more RAM
+		// than the base has is refused before the page table is sized by it.
+		format::OverlayHeader huge = h;
+		huge.ram_blocks = {{"pc.ram", 1ull << 40}};
+		huge.total_pages = 1ull << 28;
+		try {
+			engine::OverlayApplier big(ab, huge, {dir + "/layer2.qcow2"}, dir, progress);
+			fail_msg("an applier for 1 TiB of launch RAM over a base of %llu pages was made", (unsigned long long)pages);
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+			print_message("# %s\n", e.what());
+		}
+	}
 	for (uint64_t p = 0; p < pages; p++) {
 		const uint8_t *got = applier.page(p);
 		std::vector<uint8_t> zero(4096, 0);

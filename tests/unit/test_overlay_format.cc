@@ -18,7 +18,10 @@
 #include <csetjmp>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
+#include <new>
 #include <unistd.h>
+#include <atomic>
 #include <random>
 #include <string>
 #include <vector>
@@ -27,10 +30,12 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "largest_alloc.h"
 #include "vector_sink.h"
 
 using namespace cloudlet;
 using chunk::ChunkKind;
+
 
 namespace {
 
@@ -196,6 +201,27 @@ static void test_references_checked_against_base(void **) {
 		assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
 		assert_non_null(strstr(e.what(), "base memory page 123"));
 	}
+	// A launch VM with more RAM than its base can have (1 TiB against 6001
+	// pages) is refused from the header, before anything is sized by it.
+	{
+		VectorSink out;
+		format::OverlayHeader h = sample_header();
+		h.ram_blocks = {{"pc.ram", 1ull << 40}};
+		h.total_pages = 1ull << 28;
+		format::OverlayWriter w(out, h, chunk::Codec::Zstd, 3, 1 << 20);
+		w.add_ref(0, 1, ChunkKind::Zero, 0);
+		w.finish({});
+		Collected c4;
+		read_all(out.bytes, c4); // fine without a base
+		try {
+			Collected c5;
+			read_all(out.bytes, c5, ok);
+			fail_msg("a launch VM of 1 TiB over a base of 6001 pages was accepted");
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+			assert_non_null(strstr(e.what(), "268435456 pages"));
+		}
+	}
 	format::BaseBounds wrong_disks{true, 200, {64 << 20}};
 	try {
 		Collected c3;
@@ -278,6 +304,47 @@ static void test_decompression_bombs_refused(void **) {
 			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
 			print_message("# bomb of %zu bytes refused: %s\n", packed.size(), e.what());
 		}
+	}
+}
+
+// Declared sizes of the container (header length, device state length)
+// are not allocated before their bytes are there and agree with how they
+// are stored: a 100-byte file claiming a 64 MiB header, a footer claiming
+// 256 MiB of device state stored in 0 bytes, cost what they hold.
+static void test_declared_sizes_not_allocated_ahead(void **) {
+	auto refused_small = [](const std::vector<uint8_t> &b, const char *what) {
+		Collected c;
+		g_largest_alloc = 0;
+		try {
+			read_all(b, c);
+			fail_msg("accepted: %s", what);
+		} catch (const Error &e) {
+			assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+			print_message("# %s: %s (largest allocation %zu bytes)\n", what, e.what(), g_largest_alloc.load());
+		}
+		if (g_largest_alloc > (4u << 20))
+			fail_msg("%s: %zu bytes allocated at once", what, g_largest_alloc.load());
+	};
+	std::vector<uint8_t> head = {'C', 'L', 'T', 'O', 'V', 'L', 'v', '1', 1, 0, 0, 0, 0, 0, 0, 4}; // 64 MiB
+	head.resize(100, '{');
+	refused_small(head, "a 64 MiB header in 100 bytes");
+
+	VectorSink out;
+	{
+		format::OverlayWriter w(out, sample_header(), chunk::Codec::Zstd, 3, 1 << 20);
+		w.add_ref(0, 1, ChunkKind::Zero, 0);
+		w.finish({});
+	}
+	Collected ok;
+	read_all(out.bytes, ok);
+	// footer: ... u32 codec, u64 length, u64 stored, (no stored bytes), u64
+	// xxh64, u64 header xxh64, u64 footer offset, end magic
+	size_t dh = out.bytes.size() - 32 - 20;
+	for (uint32_t codec : {0u, 1u}) {
+		auto b = out.bytes;
+		b[dh] = static_cast<uint8_t>(codec);
+		b[dh + 4 + 3] = 0x10; // 256 MiB
+		refused_small(b, codec ? "256 MiB of zstd device state in 0 bytes" : "256 MiB of device state in 0 bytes");
 	}
 }
 
@@ -408,6 +475,7 @@ int main(void) {
 	    cmocka_unit_test(test_writer_misuse_is_refused_by_reader),
 	    cmocka_unit_test(test_damage),
 	    cmocka_unit_test(test_decompression_bombs_refused),
+	    cmocka_unit_test(test_declared_sizes_not_allocated_ahead),
 	    cmocka_unit_test(test_codec_auto),
 	    cmocka_unit_test(test_chunk_table),
 	    cmocka_unit_test(test_dedup_categories),

@@ -7,6 +7,7 @@
 #include "memory_image.h"
 #include "qmp_message.h"
 #include "stream_parser.h"
+#include "stream_summary.h"
 #include "stream_writer.h"
 #include "util/error.h"
 
@@ -18,12 +19,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <string>
 #include <vector>
 
 extern "C" {
 #include <cmocka.h>
 }
+
+#include "largest_alloc.h"
 
 using namespace cloudlet;
 using namespace cloudlet::qemu;
@@ -122,6 +126,39 @@ static void test_live_stream_supersedes(void **) {
 	twice.set_page(1, nullptr, 0);
 	assert_int_equal(twice.state(1), MemoryImage::kZero);
 	assert_null(twice.data(1));
+}
+
+// A stream that declares 1 TiB of RAM and sends 68 pages (the synthetic
+// stream with its block table patched): the summary `snapshot info` makes
+// costs what was sent, not a state byte per declared page.
+static void test_summary_costs_what_is_sent(void **) {
+	MemoryImage img = synthetic();
+	VectorSink stream;
+	write_stream(stream, MemoryImageProvider(img));
+	auto be64 = [](uint8_t *p, uint64_t v) {
+		for (int i = 0; i < 8; i++)
+			p[i] = static_cast<uint8_t>(v >> (56 - 8 * i));
+	};
+	const uint8_t name[] = {6, 'p', 'c', '.', 'r', 'a', 'm'};
+	auto at = std::search(stream.bytes.begin(), stream.bytes.end(), name, name + sizeof name);
+	assert_true(at != stream.bytes.end());
+	size_t off = static_cast<size_t>(at - stream.bytes.begin());
+	be64(&stream.bytes[off - 8], (1ull << 40) | 0x04); // total RAM | MEM_SIZE
+	be64(&stream.bytes[off + 7], (1ull << 40) - 4 * 4096);
+	MemorySource src(stream.bytes.data(), stream.bytes.size());
+	Reader r(src, "stream");
+	StreamSummary sum;
+	g_largest_alloc = 0;
+	StreamInfo si = parse_stream(r, sum);
+	assert_int_equal(si.total_pages, 1ull << 28);
+	auto counts = sum.counts(si);
+	print_message("# 1 TiB declared, %llu page records: largest allocation %zu bytes\n",
+	              (unsigned long long)sum.page_records, g_largest_alloc.load());
+	assert_true(g_largest_alloc <= (1u << 20)); // a state byte per page was 256 MiB
+	assert_int_equal(counts[0].data + counts[1].data, 45);
+	assert_int_equal(counts[0].zero + counts[1].zero, 23);
+	assert_int_equal(counts[0].unset, (1ull << 28) - 4 - 64);
+	assert_int_equal(counts[1].unset, 0);
 }
 
 static void test_hostile_image_files(void **) {
@@ -249,6 +286,7 @@ int main() {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_stream_and_image_file),
 	    cmocka_unit_test(test_live_stream_supersedes),
+	    cmocka_unit_test(test_summary_costs_what_is_sent),
 	    cmocka_unit_test(test_hostile_image_files),
 	    cmocka_unit_test(test_qmp_messages),
 	};
