@@ -1,8 +1,12 @@
 // Handoff over an emulated WAN against QEMU's own live migration, on the
 // project's workload (bench/workload.h), all measured in this one run:
 //
-//   bench_handoff [--guest busybox|debian] [--hot-file] [--no-baseline] [--verbose] [RATE_MBIT...]   (default: 25 10)
+//   bench_handoff [--guest busybox|debian] [--hot-file] [--no-baseline] [--no-plaintext] [--verbose]
+//                 [RATE_MBIT...]   (default: 25 10; 0 is the namespace's loopback unshaped)
 //
+// Each handoff runs over TLS 1.3 (PSK from the token, the default), and then
+// the VM goes back over the same link with --insecure-plaintext, so that the
+// two rows side by side say what encryption costs (--no-plaintext skips it).
 // --hot-file: during both migrations the guest keeps rewriting a 4 MiB file
 // (new random content each time, written by rename, so each round gets
 // fresh pages and frees the old ones), the workload issue 15 names; the
@@ -97,17 +101,19 @@ Result native_migration(const std::string &ns, const std::string &work, const st
 
 std::string send_flags; // global options for both cloudlet commands
 
+// `security`: "" (TLS 1.3 with the token's PSK, the default) or
+// " --insecure-plaintext".
 Result our_handoff(const std::string &ns, const std::string &cli, const std::string &from_store,
                    const std::string &to_store, const std::string &dom, const std::string &new_name,
-                   const std::string &token) {
-	std::string recv_cmd = "ip netns exec " + ns + " " + cli + " --store " + to_store + send_flags +
-	                       " --json handoff receive --listen 127.0.0.1:7002 --token-file " + token + " --once --name " +
-	                       new_name;
+                   const std::string &token, const std::string &security = "") {
+	std::string recv_cmd = "ip netns exec " + ns + " " + cli + " --quiet --store " + to_store + send_flags +
+	                       " --json handoff receive --listen 127.0.0.1:7002 --token-file " + token + security +
+	                       " --once --name " + new_name;
 	std::string recv_out;
 	std::thread rt([&] { recv_out = capture(recv_cmd); });
 	usleep(500000);
-	std::string out = capture("ip netns exec " + ns + " " + cli + " --store " + from_store + send_flags + " --json handoff send " +
-	                          dom + " 127.0.0.1:7002 --token-file " + token);
+	std::string out = capture("ip netns exec " + ns + " " + cli + " --store " + from_store + send_flags + " --quiet --json handoff send " +
+	                          dom + " 127.0.0.1:7002 --token-file " + token + security);
 	rt.join();
 	json_object *j = json_tokener_parse(out.c_str());
 	if (!j)
@@ -126,13 +132,15 @@ Result our_handoff(const std::string &ns, const std::string &cli, const std::str
 
 int main(int argc, char **argv) {
 	Guest guest = guest_from_args(argc, argv);
-	bool hot = false, baseline = true;
+	bool hot = false, baseline = true, plaintext = true;
 	std::vector<int> rates;
 	for (int i = 1; i < argc; i++)
 		if (std::string(argv[i]) == "--hot-file")
 			hot = true;
 		else if (std::string(argv[i]) == "--no-baseline")
 			baseline = false;
+		else if (std::string(argv[i]) == "--no-plaintext")
+			plaintext = false;
 		else if (std::string(argv[i]) == "--verbose")
 			send_flags = " --verbose";
 		else
@@ -177,20 +185,33 @@ int main(int argc, char **argv) {
 	printf("%-8s %-46s %9s %10s %10s %8s\n", "link", "method", "MB sent", "total s", "downtime s", "vs QEMU");
 	for (size_t i = 0; i < rates.size(); i++) {
 		int rate = rates[i];
-		sh("ip netns add " + ns + " && ip netns exec " + ns + " ip link set lo mtu 1500 up && ip netns exec " + ns +
-		   " tc qdisc add dev lo root tbf rate " + std::to_string(rate) + "mbit burst 32kb latency 400ms");
+		// Rate 0: the namespace's loopback unshaped (what TLS costs in CPU
+		// shows there; on a slow link the link decides).
+		sh("ip netns add " + ns + " && ip netns exec " + ns + " ip link set lo mtu 1500 up" +
+		   (rate > 0 ? " && ip netns exec " + ns + " tc qdisc add dev lo root tbf rate " + std::to_string(rate) +
+		                   "mbit burst 32kb latency 400ms"
+		             : std::string()));
 		// The floor: what the VM has that the base lacks, at the link rate.
 		std::string ovl = w.work + "/floor.ovl";
 		sh(cli + " --store " + store_from + " --quiet overlay create " + dom + " " + ovl);
 		double floor_bytes = double(size_of(ovl)) + (hot ? 4194304.0 : 0);
-		double floor_s = floor_bytes * 8 / (rate * 1e6);
+		double floor_s = rate > 0 ? floor_bytes * 8 / (rate * 1e6) : 0;
 		Result native;
 		if (baseline)
 			native = native_migration(ns, w.work, dom, relay_py.c_str(), guest == Guest::Busybox);
 		std::string next = "cltest-" + std::to_string(getpid()) + "-hop" + std::to_string(i);
 		Result ours = our_handoff(ns, cli, store_from, store_to, dom, next, token);
+		// The same VM back over the same link without TLS: what encryption
+		// costs, from the same run.
+		Result plain;
+		if (plaintext) {
+			std::string back = next + "b";
+			plain = our_handoff(ns, cli, store_to, store_from, next, back, token, " --insecure-plaintext");
+			next = back;
+			std::swap(store_from, store_to);
+		}
 		sh("ip netns del " + ns);
-		std::string l = std::to_string(rate) + " Mbit";
+		std::string l = rate > 0 ? std::to_string(rate) + " Mbit" : "loopback";
 		printf("%-8s %-46s %9.1f %10.2f %10s %8s\n", l.c_str(),
 		       hot ? "floor: (overlay + hot file) / link rate" : "floor: overlay bytes / link rate", floor_bytes / 1e6,
 		       floor_s, "-", "");
@@ -201,10 +222,21 @@ int main(int argc, char **argv) {
 		char vs[32] = "-";
 		if (baseline)
 			snprintf(vs, sizeof vs, "%.2f", ours.total / native.total);
-		printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(), "cloudlet handoff", double(ours.bytes) / 1e6,
-		       ours.total, ours.downtime, vs);
-		printf("%-8s (cloudlet handoff vs floor: bytes %.2fx, time %.2fx)\n", "", double(ours.bytes) / floor_bytes,
-		       ours.total / floor_s);
+		printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(), "cloudlet handoff (TLS 1.3, PSK from the token)",
+		       double(ours.bytes) / 1e6, ours.total, ours.downtime, vs);
+		if (plaintext) {
+			char pvs[32] = "-";
+			if (baseline)
+				snprintf(pvs, sizeof pvs, "%.2f", plain.total / native.total);
+			printf("%-8s %-46s %9.1f %10.2f %10.2f %8s\n", l.c_str(), "cloudlet handoff (--insecure-plaintext)",
+			       double(plain.bytes) / 1e6, plain.total, plain.downtime, pvs);
+			printf("%-8s (TLS vs plaintext: time %.2fx, bytes %.3fx, downtime %.2fx; the plaintext run moves the VM "
+			       "back, so its state differs a little)\n",
+			       "", ours.total / plain.total, double(ours.bytes) / double(plain.bytes), ours.downtime / plain.downtime);
+		}
+		if (rate > 0)
+			printf("%-8s (cloudlet handoff vs floor: bytes %.2fx, time %.2fx)\n", "", double(ours.bytes) / floor_bytes,
+			       ours.total / floor_s);
 		printf("%-8s (downtime: last items + device state %.2f s, restore at the destination %.2f s, rest %.2f s)\n", "",
 		       ours.drain, ours.restore, ours.downtime - ours.drain - ours.restore);
 		fflush(stdout);

@@ -105,6 +105,46 @@ else
 		&& ok "handoff receive stops on a token file a rotation broke" || bad "rotation: exit $rc, $(cat "$tmp/err")"
 fi
 
+# --once counts only an authenticated handoff: a port scan, garbage and a
+# silent peer are dropped (one warning line each) and the receiver waits on.
+"$cloudlet" --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/token" --once \
+	--handshake-timeout 1 >"$tmp/out" 2>"$tmp/err" &
+rpid=$!
+for _ in $(seq 50); do grep -q listening "$tmp/out" && break; sleep 0.1; done
+port=$(sed -n 's/.*on port \([0-9]*\).*/\1/p' "$tmp/out")
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null                           # connect, close
+(exec 3<>"/dev/tcp/127.0.0.1/$port"; head -c 600 /dev/urandom >&3) 2>/dev/null  # garbage
+(exec 3<>"/dev/tcp/127.0.0.1/$port"; sleep 2) 2>/dev/null                   # silent past the deadline
+sleep 0.5
+if kill -0 $rpid 2>/dev/null; then
+	ok "handoff receive --once survives a scan, garbage and a silent peer"
+	n=$(grep -c "^cloudlet: warning: handoff connection from 127.0.0.1:" "$tmp/err")
+	[ "$n" = 3 ] && ok "each refused connection is one warning line" || bad "refused connections logged: $(cat "$tmp/err")"
+	kill -INT $rpid; wait $rpid; rc=$?
+	[ $rc = 130 ] && ok "then SIGINT exits 130" || bad "SIGINT after strangers gave $rc"
+else
+	wait $rpid; bad "handoff receive --once ended on a stranger (exit $?): $(cat "$tmp/err")"
+fi
+
+# Ctrl-C during a synthesis from a URL that stalls: cancelled within a second
+# (HttpSource is woken), exit 130, nothing left in the store.
+http_server=$(dirname "$(readlink -f "$0")")/../unit/http_test_server.py
+head -c 65536 /dev/urandom >"$tmp/body"
+coproc SRV { exec /usr/bin/python3 "$http_server" "$tmp/body"; }
+read -r _ hport <&"${SRV[0]}"
+"$cloudlet" --store "$tmp/ss" synthesize "http://127.0.0.1:$hport/stall" --name cltest-stall >"$tmp/out" 2>"$tmp/err" &
+spid=$!
+sleep 1.5
+t0=$(date +%s%N)
+kill -INT $spid; wait $spid; rc=$?
+t1=$(date +%s%N)
+kill "$SRV_PID" 2>/dev/null
+took=$(( (t1 - t0) / 1000000 ))
+[ $rc = 130 ] && ok "synthesize http:// stalled: SIGINT exits 130" || bad "synthesize http:// SIGINT gave $rc: $(cat "$tmp/err")"
+[ "$took" -lt 1000 ] && ok "synthesize http:// stops ${took} ms after SIGINT" || bad "synthesize took ${took} ms to stop"
+[ -z "$(ls -A "$tmp/ss/instances" 2>/dev/null)" ] && [ -z "$(ls -A "$tmp/ss/tmp" 2>/dev/null)" ] \
+	&& ok "nothing left of the cancelled synthesis" || bad "left: $(ls -R "$tmp/ss")"
+
 # ---- The CLI contract of issue 18 ----------------------------------------
 
 # json_error DESC STATUS EXIT: stdout is exactly one {"error": ...} document
