@@ -107,6 +107,7 @@ fi
 
 # --once counts only an authenticated handoff: a port scan, garbage and a
 # silent peer are dropped (one warning line each) and the receiver waits on.
+chmod 600 "$tmp/token"
 "$cloudlet" --store "$tmp/hs" handoff receive --listen 127.0.0.1:0 --token-file "$tmp/token" --once \
 	--handshake-timeout 1 >"$tmp/out" 2>"$tmp/err" &
 rpid=$!
