@@ -118,6 +118,16 @@ struct Lines {
 	}
 };
 
+// What the attack may add to RSS: the gate's bounded threads and buffers
+// (measured: about 6 MiB). Under AddressSanitizer freed memory sits in its
+// quarantine (256 MiB by default) instead of going back, so the bound there
+// is the quarantine's.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kRssAllowanceKiB = (256 + 64) * 1024;
+#else
+constexpr size_t kRssAllowanceKiB = 64 * 1024;
+#endif
+
 struct NoProgress : Progress {
 	NoProgress() : Progress(nullptr, nullptr, nullptr) {}
 };
@@ -236,7 +246,7 @@ static void test_hostile_peers_do_not_keep_a_source_out(void **) {
 		// The gate's sockets: at most `total` pending (the attackers' own
 		// 200 idle sockets are in this process too).
 		assert_true(under_attack_fds <= fds0 + 200 + limits.total + 32);
-		assert_true(rss1 < rss0 + 128 * 1024);
+		assert_true(rss1 < rss0 + kRssAllowanceKiB);
 		assert_true(c.evicted > 0);
 	}
 	// One line per refused connection, each naming its peer and why.
