@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <system_error>
 
 namespace cloudlet::net {
 
@@ -126,18 +127,26 @@ void HandoffGate::make_room_for(const std::string &address) {
 
 void HandoffGate::accept_loop() {
 	for (;;) {
+		bool full;
 		{
 			std::lock_guard lock(mu_);
 			reap();
 			if (stop_)
 				return;
+			// Threads (and sockets) in all, dropped ones that are still
+			// closing included: at the cap, new connections wait in the
+			// kernel's backlog for a moment instead.
+			full = pending_.size() >= limits_.total + limits_.per_address;
+		}
+		if (full) {
+			std::this_thread::sleep_for(std::chrono::milliseconds(2));
+			continue;
 		}
 		std::optional<TcpConnection> c;
 		try {
 			c = listener_.accept_for(200);
 		} catch (const Error &e) {
-			std::lock_guard lock(log_mu_);
-			log_("handoff listener: " + std::string(e.what()));
+			note("handoff listener: " + std::string(e.what()));
 			std::this_thread::sleep_for(std::chrono::milliseconds(100)); // EMFILE and the like: do not spin
 			continue;
 		}
@@ -162,7 +171,13 @@ void HandoffGate::accept_loop() {
 			return;
 		make_room_for(p->address);
 		pending_.push_back(p);
-		p->thread = std::thread([this, p, setup] { handshake(p, setup); });
+		try {
+			p->thread = std::thread([this, p, setup] { handshake(p, setup); });
+		} catch (const std::system_error &e) { // no thread to be had: this connection is dropped
+			pending_.pop_back();
+			counts_.refused++;
+			continue;
+		}
 	}
 }
 
@@ -201,16 +216,40 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 		std::lock_guard lock(mu_);
 		counts_.refused++;
 	}
-	if (!refused.empty() && !stop_) {
-		std::lock_guard lock(log_mu_); // one line at a time, whatever the caller's callback does
-		log_("handoff connection from " + p->peer + " " + refused);
-	}
+	if (!refused.empty() && !stop_)
+		note("handoff connection from " + p->peer + " " + refused);
 	std::lock_guard lock(mu_);
 	p->fd.reset();
 	auto it = std::find(pending_.begin(), pending_.end(), p);
 	if (it != pending_.end())
 		pending_.erase(it);
 	finished_threads_.push_back(std::move(p->thread));
+}
+
+void HandoffGate::note(const std::string &line) {
+	// Never waits: a caller's log that blocks (a stderr nobody reads) must
+	// not hold up admission, and strangers must not flood it. Lines beyond
+	// the rate, or while another is being written, are counted and said in
+	// one line when the next second begins.
+	std::unique_lock lock(log_mu_, std::try_to_lock);
+	if (!lock) {
+		suppressed_++;
+		return;
+	}
+	auto now = SteadyClock::now();
+	if (now - window_ >= std::chrono::seconds(1)) {
+		if (uint64_t n = suppressed_.exchange(0))
+			log_("handoff listener: " + std::to_string(n) + " more connections refused or dropped (at most " +
+			     std::to_string(limits_.log_lines_per_second) + " lines a second)");
+		window_ = now;
+		lines_ = 0;
+	}
+	if (lines_ >= limits_.log_lines_per_second) {
+		suppressed_++;
+		return;
+	}
+	lines_++;
+	log_(line);
 }
 
 AdmittedPeer HandoffGate::next(Progress &progress) {

@@ -7,7 +7,8 @@
 // frame handshake) and sent its first authenticated frame; until then it
 // costs a thread and a socket, both bounded (per source address and in
 // total: the oldest unauthenticated connection makes room for a new one).
-// Every connection that does not get in is logged as one line.
+// Every connection that does not get in is logged as one line (at most 20
+// a second; beyond that one line a second says how many more).
 #pragma once
 
 #include "net/handoff_wire.h"
@@ -16,6 +17,8 @@
 #include "util/progress.h"
 #include "util/unique_fd.h"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -34,6 +37,7 @@ struct GateLimits {
 	int handshake_ms = 10000;    // connect -> first authenticated frame
 	size_t per_address = 16;     // unauthenticated connections from one address
 	size_t total = 64;           // unauthenticated connections in all
+	size_t log_lines_per_second = 20; // beyond: one line a second says how many more
 };
 
 // An admitted connection: the peer proved the credentials; `first` is the
@@ -86,6 +90,7 @@ private:
 	std::shared_ptr<const LinkSetup> current_setup(); // reloaded if changed; throws
 	void make_room_for(const std::string &address); // with mu_ held
 	void reap();                                   // with mu_ held
+	void note(const std::string &line);            // a log line, rate-limited, never waits
 
 	TcpListener &listener_;
 	SecurityConfig config_;
@@ -95,6 +100,9 @@ private:
 	GateLimits limits_;
 	Log log_;
 	std::mutex log_mu_;
+	std::chrono::steady_clock::time_point window_{}; // with log_mu_
+	size_t lines_ = 0;                               // with log_mu_
+	std::atomic<uint64_t> suppressed_{0};
 	mutable std::mutex mu_;
 	std::condition_variable cv_;
 	bool stop_ = false, taking_ = true;

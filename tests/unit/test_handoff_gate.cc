@@ -140,6 +140,7 @@ static void test_hostile_peers_do_not_keep_a_source_out(void **) {
 	Lines lines;
 	net::GateLimits limits;
 	limits.handshake_ms = 1500;
+	limits.log_lines_per_second = 1000000; // every line, to check each
 	size_t fds0 = open_fds(), rss0 = rss_kib();
 	std::atomic<bool> stop{false};
 	std::vector<std::thread> attackers;
@@ -254,6 +255,10 @@ static void test_hostile_peers_do_not_keep_a_source_out(void **) {
 	size_t tls = 0, version = 0, dropped = 0;
 	for (auto &l : lines.v) {
 		assert_null(strchr(l.c_str(), '\n'));
+		// A line per connection; the lines another was being written
+		// during are counted and said in one line a second later.
+		if (l.find("handoff listener: ") == 0 && l.find(" more connections refused or dropped") != std::string::npos)
+			continue;
 		assert_non_null(strstr(l.c_str(), "handoff connection from 127.0.0.1:"));
 		tls += l.find("TLS handshake") != std::string::npos;
 		version += l.find("protocol version 1") != std::string::npos;
@@ -303,6 +308,29 @@ static void test_replayed_session_not_admitted(void **) {
 	std::this_thread::sleep_for(300ms);
 	assert_int_equal(gate.counts().admitted, 0);
 	assert_int_equal(lines.count("MAC"), 5);
+}
+
+// Strangers cannot flood the log: at most log_lines_per_second lines, then
+// one line saying how many more.
+static void test_log_is_rate_limited(void **) {
+	net::TcpListener listener("127.0.0.1:0");
+	Lines lines;
+	net::GateLimits limits;
+	limits.log_lines_per_second = 5;
+	{
+		net::HandoffGate gate(listener, psk(), limits, lines.log());
+		auto t0 = std::chrono::steady_clock::now();
+		while (std::chrono::steady_clock::now() - t0 < 1500ms) {
+			UniqueFd fd = connect_to(listener.port());
+			(void)!send(fd.get(), "garbage!", 8, MSG_NOSIGNAL);
+			std::this_thread::sleep_for(2ms);
+		}
+		std::this_thread::sleep_for(200ms);
+		print_message("# %zu refused, %zu lines logged\n", gate.counts().refused, lines.v.size());
+		assert_true(gate.counts().refused > 50);
+	}
+	assert_true(lines.v.size() <= 2 * 5 + 2);
+	assert_true(lines.count("more connections refused or dropped") >= 1);
 }
 
 static void test_busy_rotation_and_cancel(void **) {
@@ -369,6 +397,7 @@ int main(void) {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hostile_peers_do_not_keep_a_source_out),
 	    cmocka_unit_test(test_replayed_session_not_admitted),
+	    cmocka_unit_test(test_log_is_rate_limited),
 	    cmocka_unit_test(test_busy_rotation_and_cancel),
 	};
 	return cmocka_run_group_tests(tests, nullptr, nullptr);
