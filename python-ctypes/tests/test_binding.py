@@ -554,6 +554,37 @@ def test_handoff_token_check(tmp_path):
         cloudlet.handoff_token_check(str(tmp_path / "missing"))
 
 
+def test_handoff_receive_check(tmp_path):
+    """The receiver's credentials checked as a receive would read them:
+    TLS-PSK by default, X.509 from a certificate directory, and a token file
+    over 4 KiB is refused rather than cut."""
+    tok = tmp_path / "token"
+    tok.write_bytes(b"y" * 44)
+    os.chmod(tok, 0o600)
+    assert cloudlet.HandoffSecurity.TLS_PSK == 0
+    assert cloudlet.handoff_receive_check(str(tok)) is None
+    assert cloudlet.handoff_receive_check(str(tok), security=cloudlet.HandoffSecurity.PLAINTEXT_UNSAFE) is None
+    big = tmp_path / "big"
+    big.write_bytes(b"z" * 5000)
+    os.chmod(big, 0o600)
+    with pytest.raises(cloudlet.InvalidArgumentError) as e:
+        cloudlet.handoff_receive_check(str(big))
+    assert "4 KiB" in e.value.message
+    with pytest.raises(ValueError):  # X.509 without a directory
+        cloudlet.handoff_receive_check(security=cloudlet.HandoffSecurity.TLS_X509)
+    with pytest.raises(ValueError):  # a token and a directory together
+        cloudlet.handoff_receive_check(str(tok), security=cloudlet.HandoffSecurity.TLS_X509, tls_dir=str(tmp_path))
+    pki = tmp_path / "pki"
+    make = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "make-test-pki.sh")
+    subprocess.run([make, str(pki)], check=True)
+    assert cloudlet.handoff_receive_check(security=cloudlet.HandoffSecurity.TLS_X509,
+                                          tls_dir=str(pki / "good")) is None
+    os.unlink(pki / "good" / "server-key.pem")
+    with pytest.raises(cloudlet.CloudletError) as e:
+        cloudlet.handoff_receive_check(security=cloudlet.HandoffSecurity.TLS_X509, tls_dir=str(pki / "good"))
+    assert "server-key.pem" in e.value.message
+
+
 # ------------------------------------------------------------ typing contract
 
 from cloudlet import _convert  # noqa: E402

@@ -294,6 +294,34 @@ static void test_destination_without_base_refused(void **) {
 	assert_rolled_back(store_c, dest_name);
 }
 
+// A listening socket on 127.0.0.1, any free port (into *port).
+static int listen_loopback(unsigned *port) {
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sockaddr_in a{};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	socklen_t len = sizeof a;
+	getsockname(fd, reinterpret_cast<sockaddr *>(&a), &len);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+// A connection to 127.0.0.1:port; -1 if it is refused.
+static int connect_loopback(unsigned port) {
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sockaddr_in b{};
+	b.sin_family = AF_INET;
+	b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	b.sin_port = htons(static_cast<uint16_t>(port));
+	if (connect(fd, reinterpret_cast<sockaddr *>(&b), sizeof b) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 // A relay between source and destination that cuts both directions after
 // `limit` bytes from the source.
 struct Cutter {
@@ -302,23 +330,11 @@ struct Cutter {
 	std::thread t;
 	std::atomic<uint64_t> forwarded{0};
 	void start(unsigned dest_port, uint64_t limit) {
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		sockaddr_in a{};
-		a.sin_family = AF_INET;
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-		assert_int_equal(listen(lfd, 1), 0);
-		socklen_t len = sizeof a;
-		getsockname(lfd, reinterpret_cast<sockaddr *>(&a), &len);
-		port = ntohs(a.sin_port);
+		lfd = listen_loopback(&port);
 		t = std::thread([this, dest_port, limit] {
 			int s = accept(lfd, nullptr, nullptr);
-			int d = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-			sockaddr_in b{};
-			b.sin_family = AF_INET;
-			b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-			b.sin_port = htons(static_cast<uint16_t>(dest_port));
-			if (connect(d, reinterpret_cast<sockaddr *>(&b), sizeof b) != 0)
+			int d = connect_loopback(dest_port);
+			if (d < 0)
 				return;
 			char buf[65536];
 			for (;;) {
@@ -387,23 +403,11 @@ struct Watcher {
 	std::atomic<uint64_t> bytes{0};
 	void start(unsigned dest_port, const std::string &m) {
 		marker = m;
-		lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		sockaddr_in a{};
-		a.sin_family = AF_INET;
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		assert_int_equal(bind(lfd, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-		assert_int_equal(listen(lfd, 1), 0);
-		socklen_t len = sizeof a;
-		getsockname(lfd, reinterpret_cast<sockaddr *>(&a), &len);
-		port = ntohs(a.sin_port);
+		lfd = listen_loopback(&port);
 		t = std::thread([this, dest_port] {
 			int s = accept(lfd, nullptr, nullptr);
-			int d = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-			sockaddr_in b{};
-			b.sin_family = AF_INET;
-			b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-			b.sin_port = htons(static_cast<uint16_t>(dest_port));
-			if (connect(d, reinterpret_cast<sockaddr *>(&b), sizeof b) != 0)
+			int d = connect_loopback(dest_port);
+			if (d < 0)
 				return;
 			std::vector<char> buf(1 << 16);
 			std::string tail;

@@ -355,46 +355,33 @@ static void test_replay_and_reorder(void **) {
 	assert_non_null(strstr(msg.c_str(), "sequence"));
 }
 
-static void test_bad_length_truncation_silence(void **) {
-	{
-		Pair p;
-		uint8_t head[16] = {0xff, 0xff, 0xff, 0x7f, 3};
+// The status and message of the first frame received after `head` (16
+// bytes) was written, then the writer's side closed if `close_after`.
+static int first_frame_status(const uint8_t *head, bool close_after, std::string *msg, int timeout_ms = 1000) {
+	Pair p;
+	if (head)
 		assert_int_equal(write(p.fd[0], head, 16), 16);
-		auto dl = plain(p.fd[1]);
-		FrameChannel d(*dl, "source");
-		std::string msg;
-		assert_int_equal(status_of([&] { d.receive(1000); }, &msg), CLOUDLET_E_CORRUPT);
-		assert_non_null(strstr(msg.c_str(), "length"));
-	}
-	{
-		Pair p;
-		uint8_t head[16] = {100, 0, 0, 0, 3};
-		assert_int_equal(write(p.fd[0], head, 16), 16);
+	if (close_after)
 		shutdown(p.fd[0], SHUT_WR);
-		auto dl = plain(p.fd[1]);
-		FrameChannel d(*dl, "source");
-		std::string msg;
-		assert_int_equal(status_of([&] { d.receive(1000); }, &msg), CLOUDLET_E_IO);
-		assert_non_null(strstr(msg.c_str(), "closed"));
-	}
-	{
-		Pair p;
-		auto dl = plain(p.fd[1]);
-		FrameChannel d(*dl, "source");
-		assert_int_equal(status_of([&] { d.receive(200); }), CLOUDLET_E_TIMEOUT);
-	}
-	{
-		// A first frame (the greeting) longer than a greeting can be is
-		// refused from its header: a stranger's length is not waited for.
-		Pair p;
-		uint8_t head[16] = {0, 0x20, 0, 0, 1}; // 8 KiB
-		assert_int_equal(write(p.fd[0], head, 16), 16);
-		auto dl = plain(p.fd[1]);
-		FrameChannel d(*dl, "source");
-		std::string msg;
-		assert_int_equal(status_of([&] { d.receive(1000); }, &msg), CLOUDLET_E_CORRUPT);
-		assert_non_null(strstr(msg.c_str(), "length"));
-	}
+	auto dl = plain(p.fd[1]);
+	FrameChannel d(*dl, "source");
+	return status_of([&] { d.receive(timeout_ms); }, msg);
+}
+
+static void test_bad_length_truncation_silence(void **) {
+	std::string msg;
+	const uint8_t huge[16] = {0xff, 0xff, 0xff, 0x7f, 3};
+	assert_int_equal(first_frame_status(huge, false, &msg), CLOUDLET_E_CORRUPT);
+	assert_non_null(strstr(msg.c_str(), "length"));
+	const uint8_t truncated[16] = {100, 0, 0, 0, 3};
+	assert_int_equal(first_frame_status(truncated, true, &msg), CLOUDLET_E_IO);
+	assert_non_null(strstr(msg.c_str(), "closed"));
+	assert_int_equal(first_frame_status(nullptr, false, &msg, 200), CLOUDLET_E_TIMEOUT);
+	// A first frame (the greeting) longer than a greeting can be is refused
+	// from its header: a stranger's length is not waited for.
+	const uint8_t long_greeting[16] = {0, 0x20, 0, 0, 1}; // 8 KiB
+	assert_int_equal(first_frame_status(long_greeting, false, &msg), CLOUDLET_E_CORRUPT);
+	assert_non_null(strstr(msg.c_str(), "length"));
 }
 
 static void test_abort_and_refuse_carry_reason(void **) {
