@@ -3,6 +3,7 @@
 #include "net/handoff_messages.h"
 #include "util/error.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -109,13 +110,24 @@ void HandoffGate::make_room_for(const std::string &address) {
 	// ClientHello at once; idle and dripping strangers go first, and a flood
 	// of new connections does not push out a source mid-handshake while
 	// idle ones remain.
+	// "Has sent something": read by the handshake already, or waiting in
+	// the socket (a source whose thread has not read its ClientHello yet,
+	// on a busy host, must not look idle).
+	auto has_sent = [](const Pending &p) {
+		int waiting = 0;
+		return p.received > 0 || (ioctl(p.fd.get(), FIONREAD, &waiting) == 0 && waiting > 0);
+	};
 	std::shared_ptr<Pending> victim;
+	bool victim_sent = true;
 	for (auto &p : pending_) {
 		if (!stranger(p) || (per_address && p->address != address))
 			continue;
-		if (!victim || (victim->received > 0 && p->received == 0))
+		bool sent = has_sent(*p);
+		if (!victim || (victim_sent && !sent)) {
 			victim = p;
-		if (victim->received == 0)
+			victim_sent = sent;
+		}
+		if (!victim_sent)
 			break;
 	}
 	if (victim) {
