@@ -224,11 +224,13 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 		refused = p->evicted ? "dropped (unauthenticated connections from " + p->address + " or in all at the bound)"
 		                     : std::string("refused: ") + e.what();
 	}
+	bool say = false;
 	if (!refused.empty()) {
 		std::lock_guard lock(mu_);
 		counts_.refused++;
+		say = !stop_; // a gate that is closing drops its connections without a word
 	}
-	if (!refused.empty() && !stop_)
+	if (say)
 		note("handoff connection from " + p->peer + " " + refused);
 	std::lock_guard lock(mu_);
 	p->fd.reset();
