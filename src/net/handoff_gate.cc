@@ -37,7 +37,9 @@ struct HandoffGate::Pending {
 	std::string peer, address;
 	SteadyClock::time_point since;
 	std::thread thread;
-	std::atomic<uint64_t> received{0}; // bytes the peer sent so far
+	// Bytes the peer sent so far; shared with its link, which an admitted
+	// connection takes along when this record is long gone.
+	std::shared_ptr<std::atomic<uint64_t>> received = std::make_shared<std::atomic<uint64_t>>(0);
 	bool evicted = false;
 	bool authenticated = false; // TLS (or the greeting) proved the credentials: no longer a stranger
 };
@@ -115,7 +117,7 @@ void HandoffGate::make_room_for(const std::string &address) {
 	// on a busy host, must not look idle).
 	auto has_sent = [](const Pending &p) {
 		int waiting = 0;
-		return p.received > 0 || (ioctl(p.fd.get(), FIONREAD, &waiting) == 0 && waiting > 0);
+		return *p.received > 0 || (ioctl(p.fd.get(), FIONREAD, &waiting) == 0 && waiting > 0);
 	};
 	std::shared_ptr<Pending> victim;
 	bool victim_sent = true;
@@ -197,7 +199,7 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 	auto deadline = p->since + std::chrono::milliseconds(limits_.handshake_ms);
 	std::string refused;
 	try {
-		auto link = setup->open(p->fd.get(), p->peer, "", ms_left(deadline), &p->received);
+		auto link = setup->open(p->fd.get(), p->peer, "", ms_left(deadline), p->received);
 		if (setup->mode() != Security::PlaintextUnsafe) {
 			std::lock_guard lock(mu_);
 			p->authenticated = !p->evicted; // TLS proved the credentials

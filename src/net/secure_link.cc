@@ -78,8 +78,8 @@ std::string ssl_errors() {
 
 class PlainLink : public Link {
 public:
-	PlainLink(int fd, std::string peer, std::string token, std::atomic<uint64_t> *also)
-	    : fd_(fd), peer_(std::move(peer)), token_(std::move(token)), also_(also) {}
+	PlainLink(int fd, std::string peer, std::string token, std::shared_ptr<std::atomic<uint64_t>> also)
+	    : fd_(fd), peer_(std::move(peer)), token_(std::move(token)), also_(std::move(also)) {}
 	~PlainLink() override { OPENSSL_cleanse(token_.data(), token_.size()); }
 
 	size_t read_some(uint8_t *p, size_t n, int timeout_ms) override {
@@ -126,7 +126,7 @@ private:
 	int fd_;
 	std::string peer_, token_;
 	std::atomic<uint64_t> sent_{0}, received_{0};
-	std::atomic<uint64_t> *also_;
+	std::shared_ptr<std::atomic<uint64_t>> also_;
 };
 
 // ---- TLS ----------------------------------------------------------------
@@ -136,7 +136,7 @@ private:
 struct SocketCounters {
 	int fd;
 	std::atomic<uint64_t> sent{0}, received{0};
-	std::atomic<uint64_t> *also_received = nullptr;
+	std::shared_ptr<std::atomic<uint64_t>> also_received;
 };
 
 int sock_write(BIO *b, const char *in, size_t n, size_t *done) {
@@ -413,7 +413,7 @@ LinkSetup::LinkSetup(const SecurityConfig &config, Role role) : mode_(config.mod
 LinkSetup::~LinkSetup() { OPENSSL_cleanse(token_.data(), token_.size()); }
 
 std::unique_ptr<Link> LinkSetup::open(int fd, const std::string &peer, const std::string &host, int deadline_ms,
-                                      std::atomic<uint64_t> *received) const {
+                                      std::shared_ptr<std::atomic<uint64_t>> received) const {
 	if (mode_ == Security::PlaintextUnsafe)
 		return std::make_unique<PlainLink>(fd, peer, token_, received);
 	int flags = fcntl(fd, F_GETFL);
@@ -421,7 +421,7 @@ std::unique_ptr<Link> LinkSetup::open(int fd, const std::string &peer, const std
 		fail_errno("cannot make the connection to " + peer + " non-blocking", errno);
 	auto counters = std::make_unique<SocketCounters>();
 	counters->fd = fd;
-	counters->also_received = received;
+	counters->also_received = std::move(received);
 	SSL *ssl = SSL_new(tls_->ctx);
 	BIO *bio = ssl ? BIO_new(socket_method()) : nullptr;
 	if (!bio) {

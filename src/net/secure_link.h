@@ -72,9 +72,10 @@ public:
 	// CLOUDLET_E_TIMEOUT past the deadline; CLOUDLET_E_IO if the connection
 	// fails.
 	// `received`, if given, counts the bytes read from the socket as they
-	// come (for a caller that watches the handshake's progress).
+	// come (for a caller that watches the handshake's progress); the link
+	// shares it, so it may outlive the caller's interest.
 	std::unique_ptr<Link> open(int fd, const std::string &peer, const std::string &host, int deadline_ms,
-	                           std::atomic<uint64_t> *received = nullptr) const;
+	                           std::shared_ptr<std::atomic<uint64_t>> received = {}) const;
 
 private:
 	struct Tls;
