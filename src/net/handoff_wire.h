@@ -1,7 +1,8 @@
 // The handoff protocol's frame layer (docs/protocols/handoff.md): length-
 // prefixed frames with a per-direction sequence number and a truncated
-// HMAC-SHA256, the token handshake that derives per-session keys, and typed
-// receive with timeouts. The payloads are net/handoff_messages.h; what is
+// HMAC-SHA256, the HELLO/CHALLENGE handshake that derives per-session keys
+// from the link's secret (the TLS exporter, or the token in plaintext), and
+// typed receive with timeouts, over a net/secure_link.h Link. The payloads are net/handoff_messages.h; what is
 // sent when is src/ops/handoff* and its engines. This layer knows nothing
 // about VMs.
 #pragma once
