@@ -11,6 +11,7 @@
 #include "format/overlay_file.h"
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
+#include "net/secure_link.h"
 #include "util/error.h"
 
 #include <sys/socket.h>
@@ -115,7 +116,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 	}
 	shutdown(fd[0], SHUT_WR);
 	decoding([&] {
-		net::FrameChannel ch(fd[1], "fuzz", std::string(40, 't'));
+		// The frame layer over a plaintext link (the bytes a peer sends
+		// inside TLS reach it the same way once TLS is done).
+		net::SecurityConfig sc;
+		sc.mode = net::Security::PlaintextUnsafe;
+		sc.token = std::string(40, 't');
+		auto link = net::LinkSetup(sc, net::LinkSetup::Role::Server).open(fd[1], "fuzz", "", 1000);
+		net::FrameChannel ch(*link, "fuzz");
 		for (int i = 0; i < 64; i++)
 			ch.receive(1000); // the peer has shut down: EOF, never a wait
 	});
