@@ -46,7 +46,7 @@ struct HandoffGate::Pending {
 
 HandoffGate::HandoffGate(TcpListener &listener, const SecurityConfig &security, GateLimits limits, Log log,
                          Credentials reload)
-    : listener_(listener), config_(security),
+    : listener_(listener),
       setup_(std::make_shared<const LinkSetup>(security, LinkSetup::Role::Server)), reload_(std::move(reload)),
       limits_(limits), log_(std::move(log)) {
 	acceptor_ = std::thread([this] { accept_loop(); });
@@ -55,14 +55,12 @@ HandoffGate::HandoffGate(TcpListener &listener, const SecurityConfig &security, 
 std::shared_ptr<const LinkSetup> HandoffGate::current_setup() {
 	if (!reload_)
 		return setup_;
+	// The token file re-read, the certificates' files looked at (not read):
+	// a rotated token or a renewed certificate takes effect at the next
+	// connection, and a stranger's connection costs no PEM parsing.
 	SecurityConfig now = reload_();
-	bool same = now.mode == config_.mode && now.token == config_.token && now.x509_dir == config_.x509_dir;
-	// X.509 files are re-read for each connection: a renewed certificate
-	// in the same directory takes effect at the next one.
-	if (!same || now.mode == Security::TlsX509) {
+	if (!setup_->current(now))
 		setup_ = std::make_shared<const LinkSetup>(now, LinkSetup::Role::Server);
-		config_ = std::move(now);
-	}
 	return setup_;
 }
 

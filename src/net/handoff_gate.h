@@ -93,7 +93,6 @@ private:
 	void note(const std::string &line);            // a log line, rate-limited, never waits
 
 	TcpListener &listener_;
-	SecurityConfig config_;
 	std::shared_ptr<const LinkSetup> setup_;
 	Credentials reload_;
 	std::exception_ptr setup_error_;

@@ -22,6 +22,8 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 namespace cloudlet::net {
 
@@ -293,6 +295,30 @@ std::string x509_file(const std::string &dir, const char *name, bool required) {
 	return path;
 }
 
+// The X.509 files a role loads from `dir`, as (name, required).
+std::vector<std::pair<const char *, bool>> x509_files(bool server) {
+	return {{"ca-cert.pem", true},
+	        {"ca-crl.pem", false},
+	        {server ? "server-cert.pem" : "client-cert.pem", true},
+	        {server ? "server-key.pem" : "client-key.pem", true}};
+}
+
+// What identifies the files' current content without reading them.
+std::string x509_stamp(const std::string &dir, bool server) {
+	std::string stamp;
+	for (const auto &[name, required] : x509_files(server)) {
+		(void)required;
+		struct stat st {};
+		if (stat((dir + "/" + name).c_str(), &st) != 0) {
+			stamp += "-;";
+			continue;
+		}
+		stamp += std::to_string(st.st_ino) + ":" + std::to_string(st.st_size) + ":" +
+		         std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ";";
+	}
+	return stamp;
+}
+
 } // namespace
 
 const char *security_name(Security s) {
@@ -388,9 +414,12 @@ LinkSetup::LinkSetup(const SecurityConfig &config, Role role) : mode_(config.mod
 	const std::string &dir = config.x509_dir;
 	if (dir.empty())
 		fail(CLOUDLET_E_INVALID_ARG, "X.509 handoff needs a certificate directory");
-	std::string ca = x509_file(dir, "ca-cert.pem", true), crl = x509_file(dir, "ca-crl.pem", false);
-	std::string cert = x509_file(dir, server ? "server-cert.pem" : "client-cert.pem", true);
-	std::string key = x509_file(dir, server ? "server-key.pem" : "client-key.pem", true);
+	x509_dir_ = dir;
+	x509_stamp_ = x509_stamp(dir, server); // before the reads: a change meanwhile shows at the next check
+	auto files = x509_files(server);
+	std::string ca = x509_file(dir, files[0].first, files[0].second), crl = x509_file(dir, files[1].first, files[1].second);
+	std::string cert = x509_file(dir, files[2].first, files[2].second);
+	std::string key = x509_file(dir, files[3].first, files[3].second);
 	ERR_clear_error();
 	if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1)
 		fail(CLOUDLET_E_INVALID_ARG, "cannot load the CA certificate '" + ca + "': " + ssl_errors());
@@ -411,6 +440,14 @@ LinkSetup::LinkSetup(const SecurityConfig &config, Role role) : mode_(config.mod
 }
 
 LinkSetup::~LinkSetup() { OPENSSL_cleanse(token_.data(), token_.size()); }
+
+bool LinkSetup::current(const SecurityConfig &config) const {
+	if (config.mode != mode_)
+		return false;
+	if (mode_ != Security::TlsX509)
+		return config.token == token_;
+	return config.x509_dir == x509_dir_ && x509_stamp(x509_dir_, role_ == Role::Server) == x509_stamp_;
+}
 
 std::unique_ptr<Link> LinkSetup::open(int fd, const std::string &peer, const std::string &host, int deadline_ms,
                                       std::shared_ptr<std::atomic<uint64_t>> received) const {

@@ -63,6 +63,12 @@ public:
 	LinkSetup &operator=(const LinkSetup &) = delete;
 
 	Security mode() const { return mode_; }
+	// Whether `config` is what this setup was made from, files included:
+	// the same mode and token, the same certificate directory with its
+	// files unchanged (inode, size, modification time). A cheap check, so
+	// that a receiver may ask at every connection and reload only on a
+	// rotation or renewal.
+	bool current(const SecurityConfig &config) const;
 	// Runs the handshake on the connected socket `fd` (not owned; made
 	// non-blocking) within `deadline_ms`. `peer` names the other side in
 	// errors; a client verifies the server's certificate against `host`
@@ -81,7 +87,7 @@ private:
 	struct Tls;
 	Security mode_;
 	Role role_;
-	std::string token_;
+	std::string token_, x509_dir_, x509_stamp_;
 	std::unique_ptr<Tls> tls_;
 };
 

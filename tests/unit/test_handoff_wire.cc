@@ -273,6 +273,29 @@ static void test_setup_errors_at_once(void **) {
 	                 CLOUDLET_E_INVALID_ARG);
 }
 
+// What a receiver asks at each connection: is the setup still what the
+// credentials say? A token that changed, or a certificate file replaced,
+// is not; the same ones are.
+static void test_setup_knows_when_it_is_current(void **) {
+	LinkSetup p(config(Security::TlsPsk), LinkSetup::Role::Server);
+	assert_true(p.current(config(Security::TlsPsk)));
+	assert_false(p.current(config(Security::TlsPsk, kOther)));
+	assert_false(p.current(config(Security::PlaintextUnsafe)));
+	std::string dir = g_pki + "/renewed";
+	assert_int_equal(system(("cp -a " + g_pki + "/good " + dir).c_str()), 0);
+	net::SecurityConfig c = config(Security::TlsX509);
+	c.x509_dir = dir;
+	LinkSetup x(c, LinkSetup::Role::Server);
+	assert_true(x.current(c));
+	// A renewal: the server certificate replaced by a new file (here the
+	// same content, as `cp` then `mv` into place would leave it).
+	assert_int_equal(system(("cp " + dir + "/server-cert.pem " + dir + "/new.pem && mv " + dir + "/new.pem " + dir +
+	                         "/server-cert.pem").c_str()),
+	                 0);
+	assert_false(x.current(c));
+	assert_true(LinkSetup(c, LinkSetup::Role::Server).current(c));
+}
+
 // A source of another protocol version is told REFUSE with the reason.
 static void test_version_mismatch_refused(void **) {
 	for (Security mode : {Security::PlaintextUnsafe, Security::TlsPsk}) {
@@ -423,6 +446,7 @@ int main(int argc, char **argv) {
 	    cmocka_unit_test(test_tls_refusals),
 	    cmocka_unit_test(test_tls_hides_what_plaintext_shows),
 	    cmocka_unit_test(test_setup_errors_at_once),
+	    cmocka_unit_test(test_setup_knows_when_it_is_current),
 	    cmocka_unit_test(test_version_mismatch_refused),
 	    cmocka_unit_test(test_wrong_token_refused_on_first_frame),
 	    cmocka_unit_test(test_altered_frame),
