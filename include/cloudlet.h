@@ -780,12 +780,18 @@ typedef struct cloudlet_handoff_options {
 	const char *tls_dir;        /**< CLOUDLET_HANDOFF_TLS_X509: the certificate directory */
 	unsigned int handshake_timeout_seconds; /**< connect -> authenticated, separate from timeout_seconds
 	                                             (receive: a peer that takes longer is dropped); 0: 10 */
+	/* version 4 */
+	unsigned int resume_window_seconds; /**< a connection that drops (or falls silent for timeout_seconds)
+	                                         while the VM still runs at the source is replaced within this
+	                                         time and the transfer goes on where it was (send: reconnecting;
+	                                         receive: waiting for the source); 0: no resume, the handoff
+	                                         fails and the source runs on. Default (_INIT) 30 */
 } cloudlet_handoff_options;
 
-#define CLOUDLET_HANDOFF_OPTIONS_VERSION 3
+#define CLOUDLET_HANDOFF_OPTIONS_VERSION 4
 #define CLOUDLET_HANDOFF_OPTIONS_INIT \
 	{ CLOUDLET_HANDOFF_OPTIONS_VERSION, NULL, 0, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-	  CLOUDLET_HANDOFF_TLS_PSK, NULL, 0 }
+	  CLOUDLET_HANDOFF_TLS_PSK, NULL, 0, 30 }
 
 CLOUDLET_API cloudlet_status cloudlet_handoff_options_init(cloudlet_handoff_options *opts, unsigned int version);
 
@@ -810,6 +816,10 @@ typedef struct cloudlet_handoff_info {
 	double drain_seconds;       /**< send: part of the downtime: the pause until the last item and the device state were sent */
 	double restore_seconds;     /**< send: part of the downtime: the destination's restore (FINAL until READY) */
 	const char *codec;          /**< send: the compression in use at the end, e.g. "zstd-3" */
+	/* version 2 */
+	unsigned int resumes;       /**< connections that dropped and were replaced (resume_window_seconds) */
+	uint64_t unacked_bytes;     /**< send: item bytes not yet acknowledged when the links dropped, summed */
+	uint64_t resent_bytes;      /**< send: of them, sent again on the new connections (the rest had arrived) */
 } cloudlet_handoff_info;
 
 /**

@@ -291,6 +291,8 @@ StreamInfo parse_stream(Reader &r, StreamSink &sink, const ParseLimits &limits) 
 			uint32_t id = r.be32("a section id");
 			if (!ram_started || id != info.ram_section_id || ram_ended)
 				r.fail_at(at, "section " + std::to_string(id) + " continues, but it was not started (or ended)");
+			if (t == kSectionEnd)
+				sink.on_final_pass();
 			ram.section(false);
 			read_footer(r, id);
 			if (t == kSectionEnd)

@@ -52,6 +52,10 @@ public:
 	// `section` counts RAM sections from 0 (START); a later one supersedes.
 	virtual void on_page(uint32_t block, uint64_t linear_page, const uint8_t *data, uint8_t fill,
 	                     uint64_t section) = 0;
+	// The RAM section's END begins: QEMU writes it once it has stopped the
+	// VM for the last pass (its pages follow). A live migration's VM is
+	// paused from here on.
+	virtual void on_final_pass() {}
 };
 
 struct ParseLimits {

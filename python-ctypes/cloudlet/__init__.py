@@ -548,17 +548,21 @@ class Context(_Closing):
                      cancel: Cancel | None = None,
                      security: HandoffSecurity = HandoffSecurity.TLS_PSK,
                      tls_dir: CString | None = None,
-                     handshake_timeout_seconds: int = 0) -> HandoffInfo:
+                     handshake_timeout_seconds: int = 0,
+                     resume_window_seconds: int = 30) -> HandoffInfo:
         """Move the running VM `domain` to the cloudlet at "HOST:PORT" -> HandoffInfo.
 
         `security`: TLS with the token's PSK (default), TLS with X.509
-        certificates in `tls_dir`, or PLAINTEXT_UNSAFE (docs/security.md)."""
+        certificates in `tls_dir`, or PLAINTEXT_UNSAFE (docs/security.md).
+        `resume_window_seconds`: a link that drops while the VM still runs
+        here is reconnected within it (0: the handoff fails at once)."""
         opts, keep, prog = _opts(_lib.handoff_options, progress, cancel,
                                  token_file=token_file,
                                  timeout_seconds=int(timeout_seconds),
                                  codec=codec, level=int(level),
                                  security=int(security), tls_dir=tls_dir,
-                                 handshake_timeout_seconds=int(handshake_timeout_seconds))
+                                 handshake_timeout_seconds=int(handshake_timeout_seconds),
+                                 resume_window_seconds=int(resume_window_seconds))
         return _invoke(_L.cloudlet_handoff_send, HandoffInfo,
                        _L.cloudlet_handoff_info_free,
                        [self._h(), c_str(domain, "domain"),
@@ -608,18 +612,21 @@ class Listener(_Closing):
                 cancel: Cancel | None = None,
                 security: HandoffSecurity = HandoffSecurity.TLS_PSK,
                 tls_dir: CString | None = None,
-                handshake_timeout_seconds: int = 0) -> HandoffInfo:
+                handshake_timeout_seconds: int = 0,
+                resume_window_seconds: int = 30) -> HandoffInfo:
         """Wait for one authenticated handoff and serve it -> HandoffInfo.
 
         Connections that fail before they authenticate are logged and do
-        not end the wait."""
+        not end the wait. `resume_window_seconds`: how long a source whose
+        link dropped may take to come back (0: not at all)."""
         opts, keep, prog = _opts(_lib.handoff_options, progress, cancel,
                                  token_file=token_file,
                                  timeout_seconds=int(timeout_seconds),
                                  name=name, virt_type=virt_type, mac=mac,
                                  network=network, nic_xml=nic_xml, uuid=uuid,
                                  security=int(security), tls_dir=tls_dir,
-                                 handshake_timeout_seconds=int(handshake_timeout_seconds))
+                                 handshake_timeout_seconds=int(handshake_timeout_seconds),
+                                 resume_window_seconds=int(resume_window_seconds))
         return _invoke(_L.cloudlet_handoff_receive, HandoffInfo,
                        _L.cloudlet_handoff_info_free, [self._h()], opts, keep, prog)
 

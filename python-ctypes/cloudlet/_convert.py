@@ -294,6 +294,9 @@ class HandoffInfo:
     drain_seconds: float
     restore_seconds: float
     codec: str | None
+    resumes: int
+    unacked_bytes: int
+    resent_bytes: int
 
 
 # C struct -> its dataclass

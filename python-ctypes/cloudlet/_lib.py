@@ -76,7 +76,7 @@ BASE_OPTIONS_VERSION = 1
 RESUME_OPTIONS_VERSION = 2
 OVERLAY_OPTIONS_VERSION = 1
 SYNTHESIS_OPTIONS_VERSION = 2
-HANDOFF_OPTIONS_VERSION = 3
+HANDOFF_OPTIONS_VERSION = 4
 
 # cloudlet_handoff_security
 HANDOFF_TLS_PSK = 0
@@ -488,8 +488,9 @@ class handoff_options(_Options):
         ("security", c_uint),  # version 3
         ("tls_dir", c_char_p),
         ("handshake_timeout_seconds", c_uint),
+        ("resume_window_seconds", c_uint),  # version 4
     ]
-    _defaults_ = {"version": HANDOFF_OPTIONS_VERSION, "level": -1}
+    _defaults_ = {"version": HANDOFF_OPTIONS_VERSION, "level": -1, "resume_window_seconds": 30}
 
 
 class handoff_info(Structure):
@@ -515,6 +516,9 @@ class handoff_info(Structure):
         ("drain_seconds", c_double),
         ("restore_seconds", c_double),
         ("codec", c_char_p),
+        ("resumes", c_uint),  # version 2
+        ("unacked_bytes", c_uint64),
+        ("resent_bytes", c_uint64),
     ]
     _arrays_ = {"macs": "nic_count"}
 

@@ -52,6 +52,8 @@ cloudlet::ops::HandoffOptions to_ops(const cloudlet_handoff_options *opts, cloud
 	h.nic.network = str(o->network);
 	h.nic.nic_xml = str(o->nic_xml);
 	h.uuid = str(o->uuid);
+	require(o->resume_window_seconds <= 3600, "resume_window_seconds is out of range");
+	h.resume_s = static_cast<int>(o->resume_window_seconds);
 	return h;
 }
 
@@ -59,7 +61,7 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	auto *h = new HandoffHolder();
 	cloudlet_handoff_info &p = *h;
 	p = cloudlet_handoff_info{};
-	p.version = 1;
+	p.version = 2;
 	p.domain = h->keep(r.domain);
 	p.uuid = h->keep(r.uuid);
 	p.peer = h->keep(r.peer);
@@ -79,6 +81,9 @@ HandoffHolder *to_c(const cloudlet::ops::HandoffInfo &r) {
 	p.codec = h->keep(r.codec);
 	p.drain_seconds = r.drain_seconds;
 	p.restore_seconds = r.restore_seconds;
+	p.resumes = static_cast<unsigned>(r.resumes);
+	p.unacked_bytes = r.unacked_bytes;
+	p.resent_bytes = r.resent_bytes;
 	return h;
 }
 

@@ -76,7 +76,9 @@ template <> struct OptionsTable<cloudlet_handoff_options> {
 	static constexpr const char *name = "cloudlet_handoff_options";
 	static constexpr cloudlet_handoff_options defaults = CLOUDLET_HANDOFF_OPTIONS_INIT;
 	static constexpr size_t sizes[] = {offsetof(cloudlet_handoff_options, uuid),
-	                                   offsetof(cloudlet_handoff_options, security), sizeof(cloudlet_handoff_options)};
+	                                   offsetof(cloudlet_handoff_options, security),
+	                                   offsetof(cloudlet_handoff_options, resume_window_seconds),
+	                                   sizeof(cloudlet_handoff_options)};
 };
 
 // The newest version of T this library knows: its table's last.

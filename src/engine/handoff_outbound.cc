@@ -26,6 +26,14 @@ namespace {
 
 constexpr uint64_t kBatchRawBytes = 1u << 20; // an ITEMS frame's share before compression
 
+// A connection lost, not a peer that misbehaved: what a resume mends.
+bool link_lost(const Error &e) { return e.status() == CLOUDLET_E_IO || e.status() == CLOUDLET_E_TIMEOUT; }
+
+// A failed reconnect that another attempt may mend (the destination not
+// listening yet, the link still down); a refusal or other credentials will not.
+bool worth_retrying(const Error &e) { return link_lost(e); }
+
+std::string seconds_text(double s) { return std::to_string(static_cast<long long>(s + 0.5)) + " s"; }
 
 } // namespace
 
@@ -41,6 +49,18 @@ struct HandoffOutbound::State {
 	std::unordered_map<uint64_t, uint64_t> disk_sent; // disk chunk -> XXH3 of the content sent
 	OutboundCounts counts;
 	std::optional<ThrottleSteps> steps_set;
+	// The connection, and what a resume needs.
+	net::FrameChannel *ch = nullptr;
+	uint64_t generation = 0; // bumped by each resume
+	bool relinking = false;  // a thread is reconnecting: the other waits
+	bool paused = false;     // QEMU paused the VM for its last pass
+	struct Retained {
+		uint64_t index; // 1-based, as ACKs count
+		std::vector<uint8_t> payload;
+	};
+	std::deque<Retained> retained; // sent, not acknowledged (with resume only)
+	uint64_t retained_bytes = 0;
+	ResumeCounts resume;
 };
 
 // The launch layout into the header and the OFFER when QEMU's RAM block
@@ -49,6 +69,7 @@ class HandoffOutbound::QueueSink : public qemu::StreamSink {
 public:
 	QueueSink(HandoffOutbound &out, format::OverlayHeader &h, std::function<void()> offer)
 	    : out_(out), h_(h), offer_(std::move(offer)), zero_(chunk::kChunkSize, 0) {}
+	void on_final_pass() override { out_.on_final_pass(); }
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		format::set_ram_layout(h_, info);
 		// Same-position comparison only makes sense if pages line up.
@@ -84,8 +105,10 @@ private:
 
 HandoffOutbound::HandoffOutbound(net::FrameChannel &ch, DirtyQueue &queue, Deduper &dd, CodecChooser &chooser,
                                  OutboundSource src, double downtime_target_s, int timeout_ms)
-    : ch_(ch), queue_(queue), dd_(dd), chooser_(chooser), src_(std::move(src)), downtime_target_s_(downtime_target_s),
-      timeout_ms_(timeout_ms), st_(std::make_unique<State>()) {}
+    : queue_(queue), dd_(dd), chooser_(chooser), src_(std::move(src)), downtime_target_s_(downtime_target_s),
+      timeout_ms_(timeout_ms), st_(std::make_unique<State>()) {
+	st_->ch = &ch;
+}
 
 HandoffOutbound::~HandoffOutbound() {
 	if (st_->sender.joinable() || st_->acker.joinable())
@@ -95,6 +118,127 @@ HandoffOutbound::~HandoffOutbound() {
 qemu::StreamSink &HandoffOutbound::sink(format::OverlayHeader &header, std::function<void()> offer) {
 	sink_ = std::make_unique<QueueSink>(*this, header, std::move(offer));
 	return *sink_;
+}
+
+void HandoffOutbound::enable_resume(OutboundResume r) { resume_ = std::move(r); }
+
+net::FrameChannel &HandoffOutbound::channel() const {
+	std::lock_guard<std::mutex> l(st_->mu);
+	return *st_->ch;
+}
+
+ResumeCounts HandoffOutbound::resume_counts() const {
+	std::lock_guard<std::mutex> l(st_->mu);
+	return st_->resume;
+}
+
+void HandoffOutbound::on_final_pass() {
+	bool reconnecting;
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		st_->paused = true;
+		reconnecting = st_->relinking;
+		st_->cv.notify_all();
+	}
+	// The downtime must not wait for a link: a reconnect under way gives up.
+	if (reconnecting && resume_ && resume_->interrupt)
+		resume_->interrupt();
+}
+
+void HandoffOutbound::relink(uint64_t gen, const Error &why) {
+	if (!link_lost(why))
+		throw why;
+	std::unique_lock<std::mutex> l(st_->mu);
+	for (;;) {
+		if (st_->failed)
+			throw why;
+		if (st_->generation != gen)
+			return; // the other thread replaced it already
+		if (!st_->relinking)
+			break;
+		st_->cv.wait(l);
+	}
+	if (!resume_ || st_->paused)
+		throw why;
+	st_->relinking = true;
+	net::FrameChannel *old = st_->ch;
+	uint64_t acked = rate_.frames_acked();
+	uint64_t unacked = st_->retained_bytes + st_->retained.size() * net::kFrameOverhead; // as resent: framed
+	st_->resume.unacked_bytes += unacked;
+	l.unlock();
+	old->shutdown(); // the other thread, inside a send or receive on it, lets go
+	std::string peer = old->peer();
+	if (resume_->note)
+		resume_->note("handoff link to " + peer + " lost (" + why.what() + ") with " + std::to_string(unacked) +
+		              " bytes of items unacknowledged; reconnecting for up to " + seconds_text(resume_->window_s));
+	auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(resume_->window_s * 1000));
+	std::string last = "no attempt";
+	for (int attempt = 1;; attempt++) {
+		try {
+			uint64_t applied = 0;
+			net::FrameChannel &ch = resume_->reconnect(acked, &applied);
+			uint64_t sent;
+			{
+				std::lock_guard<std::mutex> g(st_->mu);
+				sent = rate_.frames_sent();
+			}
+			if (applied < acked || applied > sent)
+				fail(CLOUDLET_E_CORRUPT, peer + " resumed at ITEMS frame " + std::to_string(applied) + ", outside " +
+				                             std::to_string(acked) + " … " + std::to_string(sent));
+			resend_after(applied, ch);
+			std::lock_guard<std::mutex> g(st_->mu);
+			st_->ch = &ch;
+			st_->generation++;
+			st_->relinking = false;
+			st_->resume.resumes++;
+			st_->cv.notify_all();
+			if (resume_->note)
+				resume_->note("handoff to " + peer + " resumed at ITEMS frame " + std::to_string(applied + 1) +
+				              " (attempt " + std::to_string(attempt) + ")");
+			return;
+		} catch (const Error &e) {
+			last = e.what();
+			if (!worth_retrying(e))
+				break;
+		}
+		l.lock();
+		st_->cv.wait_for(l, std::chrono::milliseconds(500), [&] { return st_->failed || st_->paused; });
+		bool over = st_->failed || st_->paused || Clock::now() >= deadline;
+		l.unlock();
+		if (over)
+			break;
+	}
+	l.lock();
+	bool paused = st_->paused;
+	st_->relinking = false;
+	st_->cv.notify_all();
+	l.unlock();
+	throw Error(why.status(), std::string(why.what()) + "; " +
+	                              (paused ? "QEMU paused the VM for its last pass, so the handoff does not wait for a "
+	                                        "reconnect"
+	                                      : "not resumed within " + seconds_text(resume_->window_s)) +
+	                              " (last attempt: " + last + ")");
+}
+
+void HandoffOutbound::resend_after(uint64_t applied, net::FrameChannel &ch) {
+	// Only this thread touches the retained frames while relinking: the
+	// sender waits before it adds one, the acker before it drops one.
+	std::vector<const std::vector<uint8_t> *> again;
+	{
+		std::lock_guard<std::mutex> l(st_->mu);
+		while (!st_->retained.empty() && st_->retained.front().index <= applied) {
+			st_->retained_bytes -= st_->retained.front().payload.size();
+			st_->retained.pop_front();
+		}
+		rate_.resumed(applied, Clock::now());
+		for (const auto &r : st_->retained)
+			again.push_back(&r.payload);
+	}
+	for (const auto *p : again) {
+		ch.send(net::FrameType::Items, *p);
+		std::lock_guard<std::mutex> l(st_->mu);
+		st_->resume.resent_bytes += p->size() + net::kFrameOverhead;
+	}
 }
 
 void HandoffOutbound::start() {
@@ -109,7 +253,9 @@ void HandoffOutbound::stop() {
 		st_->failed = true;
 		st_->cv.notify_all();
 	}
-	ch_.shutdown(); // unblocks a thread inside send/recv
+	channel().shutdown(); // unblocks a thread inside send/recv
+	if (resume_ && resume_->interrupt)
+		resume_->interrupt(); // and one inside a reconnect
 	if (st_->sender.joinable())
 		st_->sender.join();
 	if (st_->acker.joinable())
@@ -192,14 +338,36 @@ void HandoffOutbound::send_batch(ItemBatch &batch) {
 	auto tc = Clock::now();
 	std::vector<uint8_t> frame = batch.encode(c.codec, c.level);
 	times_.compress += since(tc);
+	net::FrameChannel *ch;
+	uint64_t gen;
+	const std::vector<uint8_t> *out = &frame;
 	{
-		std::lock_guard<std::mutex> l(st_->mu);
+		std::unique_lock<std::mutex> l(st_->mu);
+		// While a reconnect runs nothing new goes out; with resume, no more
+		// than kMaxRetainedBytes wait for their ACK.
+		st_->cv.wait(l, [&] {
+			return st_->failed || (!st_->relinking && (!resume_ || st_->retained.empty() ||
+			                                           st_->retained_bytes + frame.size() <= kMaxRetainedBytes));
+		});
+		if (st_->failed)
+			fail(CLOUDLET_E_CANCELLED, "the handoff stopped");
 		rate_.sent(frame.size() + net::kFrameOverhead, raw, Clock::now());
 		st_->counts.raw_bytes += raw;
+		ch = st_->ch;
+		gen = st_->generation;
+		if (resume_) {
+			st_->retained_bytes += frame.size();
+			st_->retained.push_back({rate_.frames_sent(), std::move(frame)});
+			out = &st_->retained.back().payload; // stays put until acknowledged (after this send)
+		}
 		st_->cv.notify_all();
 	}
 	auto ts = Clock::now();
-	ch_.send(net::FrameType::Items, frame);
+	try {
+		ch->send(net::FrameType::Items, *out);
+	} catch (const Error &e) {
+		relink(gen, e); // the frame is retained: a resume sends it again if it did not arrive
+	}
 	times_.socket += since(ts);
 }
 
@@ -241,24 +409,41 @@ void HandoffOutbound::sender_thread() {
 void HandoffOutbound::ack_thread() {
 	try {
 		for (;;) {
+			net::FrameChannel *ch;
+			uint64_t gen;
 			{
 				std::unique_lock<std::mutex> l(st_->mu);
 				st_->cv.wait(l, [&] {
-					return st_->failed || st_->sender_done || rate_.frames_sent() > rate_.frames_acked();
+					return st_->failed || (!st_->relinking && (st_->sender_done ||
+					                                           rate_.frames_sent() > rate_.frames_acked()));
 				});
 				if (st_->failed || (st_->sender_done && rate_.frames_acked() == rate_.frames_sent()))
 					return;
+				ch = st_->ch;
+				gen = st_->generation;
 			}
-			net::Ack ack = net::expect_message<net::Ack>(ch_, timeout_ms_);
+			net::Ack ack;
+			try {
+				ack = net::expect_message<net::Ack>(*ch, timeout_ms_);
+			} catch (const Error &e) {
+				relink(gen, e);
+				continue;
+			}
 			std::lock_guard<std::mutex> l(st_->mu);
+			if (gen != st_->generation || st_->relinking)
+				continue; // read as the link was being replaced: RESUMED counts it
 			if (ack.frames != rate_.frames_acked() + 1)
-				fail(CLOUDLET_E_CORRUPT, ch_.peer() + " acknowledged " + std::to_string(ack.frames) +
+				fail(CLOUDLET_E_CORRUPT, ch->peer() + " acknowledged " + std::to_string(ack.frames) +
 				                             " ITEMS frames where " + std::to_string(rate_.frames_acked() + 1) +
 				                             " were due");
 			// What waits in the queue at the pause goes out during the
 			// downtime: keep it to what the pipeline moves in half the target.
 			if (rate_.acked(Clock::now()))
 				queue_.set_budget(static_cast<uint64_t>(rate_.window_raw_bps() * downtime_target_s_ / 2));
+			while (!st_->retained.empty() && st_->retained.front().index <= ack.frames) {
+				st_->retained_bytes -= st_->retained.front().payload.size();
+				st_->retained.pop_front();
+			}
 			st_->cv.notify_all();
 		}
 	} catch (...) {

@@ -12,6 +12,15 @@
 // capture (OFFER when QEMU's RAM block table arrives, then the threads),
 // queue_changed_disk_chunks() and drain() once the VM is paused, then FINAL
 // with counts().
+//
+// Resume (docs/protocols/handoff.md "Resume"): with enable_resume(), the
+// ITEMS frames not yet acknowledged are kept (at most kMaxRetainedBytes:
+// the sender waits beyond), and a connection that drops or falls silent
+// while the VM still runs is replaced within the window: the thread that
+// saw it fail reconnects (the other waits), RESUME/RESUMED say where the
+// destination is, and the frames after that go out again. Once QEMU has
+// paused the VM for its last pass nothing waits for a reconnect: a cut then
+// fails the handoff, and the source runs on.
 #pragma once
 
 #include "engine/codec_chooser.h"
@@ -21,6 +30,7 @@
 #include "format/overlay_file.h"
 #include "net/handoff_wire.h"
 #include "stream_parser.h"
+#include "util/error.h"
 #include "util/log.h"
 #include "virt/qemu_migration.h"
 
@@ -29,6 +39,8 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 namespace cloudlet::engine {
 
@@ -54,8 +66,30 @@ struct SenderTimes {
 	double wait = 0, dedup = 0, compress = 0, socket = 0;
 };
 
+// How a cut link is replaced (HandoffOutbound::enable_resume).
+struct OutboundResume {
+	double window_s = 0; // from the cut: how long reconnecting may take
+	// A new connection to the destination on which RESUME {session,
+	// `acked`} was answered by RESUMED: its channel (the caller keeps it
+	// until the handoff ends) and, in `*applied`, the ITEMS frames applied
+	// there. Throws if this attempt failed.
+	std::function<net::FrameChannel &(uint64_t acked, uint64_t *applied)> reconnect;
+	// From another thread (stop(), the pause): a reconnect under way fails at once.
+	std::function<void()> interrupt;
+	// One line for the log: a cut, a resume, a failed attempt.
+	std::function<void(const std::string &)> note;
+};
+
+struct ResumeCounts {
+	uint64_t resumes = 0;       // connections replaced
+	uint64_t unacked_bytes = 0; // ITEMS frame bytes not acknowledged at the cuts, summed
+	uint64_t resent_bytes = 0;  // of them, sent again (the rest had been applied)
+};
+
 class HandoffOutbound {
 public:
+	static constexpr uint64_t kMaxRetainedBytes = 32u << 20;
+
 	// `downtime_target_s`: the queue holds what the pipeline moves in half of
 	// it; `timeout_ms`: silence before an ACK that ends the handoff.
 	HandoffOutbound(net::FrameChannel &ch, DirtyQueue &queue, Deduper &dd, CodecChooser &chooser, OutboundSource src,
@@ -73,6 +107,10 @@ public:
 	// from the guest's dirty rate and what the pipeline moves
 	// (engine/convergence.h), set when they change (logged at debug).
 	void steer(virt::OutgoingMigration &mig, const virt::MigrationStatus &st, const Logger &log);
+	// Keep unacknowledged frames and replace a cut link (call before the
+	// threads start: from the OFFER callback, once ACCEPT said the
+	// destination resumes).
+	void enable_resume(OutboundResume r);
 	// On failure: the queue aborts, the socket is shut down (a thread
 	// inside send or receive returns), both threads are joined.
 	void stop();
@@ -90,6 +128,9 @@ public:
 	// After drain() or stop().
 	OutboundCounts counts() const;
 	const LinkRate &link() const { return rate_; }
+	ResumeCounts resume_counts() const;
+	// The connection in use now (a resume replaces the first one).
+	net::FrameChannel &channel() const;
 	const SenderTimes &sender_times() const { return times_; }
 
 private:
@@ -100,8 +141,14 @@ private:
 	void send_batch(ItemBatch &batch);
 	void sender_thread();
 	void ack_thread();
+	void on_final_pass(); // QEMU paused the VM: no more resumes
+	// A send or receive on the connection of generation `gen` failed with
+	// `why`: returns once a resumed connection replaced it (here or on the
+	// other thread); throws if it cannot be (not a lost link, no resume,
+	// the VM paused, the window over).
+	void relink(uint64_t gen, const Error &why);
+	void resend_after(uint64_t applied, net::FrameChannel &ch); // retained frames past `applied`
 	struct State;
-	net::FrameChannel &ch_;
 	DirtyQueue &queue_;
 	Deduper &dd_;
 	CodecChooser &chooser_;
@@ -109,6 +156,7 @@ private:
 	double downtime_target_s_;
 	int timeout_ms_;
 	std::unique_ptr<State> st_;
+	std::optional<OutboundResume> resume_; // set before the threads start
 	std::unique_ptr<QueueSink> sink_;
 	LinkRate rate_;      // under State::mu
 	SenderTimes times_;  // the sender thread's

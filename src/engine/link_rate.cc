@@ -40,4 +40,15 @@ bool LinkRate::acked(Clock::time_point t) {
 	return closed;
 }
 
+void LinkRate::resumed(uint64_t applied, Clock::time_point t) {
+	if (applied < acked_ || applied > sent_)
+		fail(CLOUDLET_E_INTERNAL, "a resume past the frames sent");
+	while (acked_ < applied) {
+		in_flight_.pop_front();
+		acked_++;
+	}
+	window_start_ = t;
+	window_wire_ = window_raw_ = 0;
+}
+
 } // namespace cloudlet::engine

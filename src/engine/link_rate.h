@@ -27,6 +27,12 @@ public:
 	// CLOUDLET_E_CORRUPT when no frame is in flight.
 	bool acked(Clock::time_point t);
 
+	// A resumed connection (docs/protocols/handoff.md "Resume") at `t`:
+	// the destination had applied `applied` frames (>= frames_acked(), <=
+	// frames_sent()); they count as acknowledged without measuring the link,
+	// the rest go out again, and the next window starts at `t`.
+	void resumed(uint64_t applied, Clock::time_point t);
+
 	uint64_t frames_sent() const { return sent_; }
 	uint64_t frames_acked() const { return acked_; }
 	double link_bps() const { return link_bps_; }             // wire bytes/s; 0: not measured yet

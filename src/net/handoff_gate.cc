@@ -205,8 +205,9 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 		auto ch = std::make_unique<FrameChannel>(*link, p->peer);
 		ch->server_handshake(ms_left(deadline));
 		Frame first = ch->receive(ms_left(deadline));
-		std::unique_lock lock(mu_);
-		if (!stop_ && taking_ && admitted_.empty()) {
+		if (first.type == FrameType::Resume) {
+			refused = take_resume(p, std::move(link), std::move(ch), std::move(first));
+		} else if (std::unique_lock lock(mu_); !stop_ && taking_ && admitted_.empty()) {
 			admitted_.push_back(AdmittedPeer{std::move(p->fd), p->peer, std::move(link), std::move(ch), std::move(first)});
 			counts_.admitted++;
 			cv_.notify_all();
@@ -238,6 +239,64 @@ void HandoffGate::handshake(std::shared_ptr<Pending> p, std::shared_ptr<const Li
 	if (it != pending_.end())
 		pending_.erase(it);
 	finished_threads_.push_back(std::move(p->thread));
+}
+
+std::string HandoffGate::take_resume(const std::shared_ptr<Pending> &p, std::unique_ptr<Link> link,
+                                     std::unique_ptr<FrameChannel> ch, Frame first) {
+	Resume r = Resume::decode(first.payload, p->peer); // a malformed one: refused like any bad frame
+	std::optional<AdmittedPeer> unclaimed; // an earlier comeback nobody took: closed, outside the lock
+	{
+		// Held while the interrupt runs: once expect_resume() has replaced
+		// it, the old one is neither running nor called again.
+		std::lock_guard interrupting(interrupt_mu_);
+		bool taken = false;
+		{
+			std::lock_guard lock(mu_);
+			if (!stop_ && !session_.empty() && r.session == session_) {
+				unclaimed = std::move(resume_);
+				resume_ = AdmittedPeer{std::move(p->fd), p->peer, std::move(link), std::move(ch), std::move(first)};
+				counts_.resumed++;
+				taken = true;
+				cv_.notify_all();
+			}
+		}
+		if (taken) {
+			if (interrupt_)
+				interrupt_();
+			return "";
+		}
+	}
+	try {
+		ch->send(FrameType::Refuse, Stop{CLOUDLET_E_NOT_FOUND, "this cloudlet is not receiving the handoff "
+		                                                       "that RESUME names"}.encode());
+	} catch (const Error &) {
+	}
+	return "refused: RESUME of a handoff this cloudlet is not receiving";
+}
+
+void HandoffGate::expect_resume(const std::string &session, std::function<void()> interrupt) {
+	std::lock_guard interrupting(interrupt_mu_);
+	std::lock_guard lock(mu_);
+	session_ = session;
+	interrupt_ = std::move(interrupt);
+}
+
+AdmittedPeer HandoffGate::resumed(int ms, Progress &progress) {
+	auto deadline = SteadyClock::now() + std::chrono::milliseconds(ms);
+	std::unique_lock lock(mu_);
+	while (!resume_) {
+		if (SteadyClock::now() >= deadline)
+			fail(CLOUDLET_E_TIMEOUT, "the source did not come back within " + std::to_string(ms / 1000.0) + " s");
+		cv_.wait_until(lock, std::min(deadline, SteadyClock::now() + std::chrono::milliseconds(200)));
+		if (resume_)
+			break;
+		lock.unlock();
+		progress.check();
+		lock.lock();
+	}
+	AdmittedPeer a = std::move(*resume_);
+	resume_.reset();
+	return a;
 }
 
 void HandoffGate::note(const std::string &line) {

@@ -77,9 +77,20 @@ public:
 	// refused as busy.
 	void busy();
 
+	// After next(): the admitted source may come back on a new connection
+	// whose first frame is RESUME naming `session` (its link was cut:
+	// docs/protocols/handoff.md "Resume"); other RESUMEs are refused.
+	// `interrupt` runs on a gate thread when one arrives, so that a reader
+	// still blocked on the old connection lets go of it.
+	void expect_resume(const std::string &session, std::function<void()> interrupt);
+	// The connection that came back for the session (`first` is its
+	// RESUME), waiting up to `ms`, `progress.check()` every 200 ms.
+	// CLOUDLET_E_TIMEOUT if none came.
+	AdmittedPeer resumed(int ms, Progress &progress);
+
 	struct Counts {
 		size_t pending = 0;  // unauthenticated connections now (the bounded ones)
-		size_t admitted = 0, refused = 0, evicted = 0;
+		size_t admitted = 0, refused = 0, evicted = 0, resumed = 0;
 	};
 	Counts counts() const;
 
@@ -87,6 +98,10 @@ private:
 	struct Pending;
 	void accept_loop();
 	void handshake(std::shared_ptr<Pending> p, std::shared_ptr<const LinkSetup> setup);
+	// A RESUME as a connection's first frame: to resumed() if it names the
+	// session; else REFUSE. "" when taken, else the line to log.
+	std::string take_resume(const std::shared_ptr<Pending> &p, std::unique_ptr<Link> link,
+	                        std::unique_ptr<FrameChannel> ch, Frame first);
 	std::shared_ptr<const LinkSetup> current_setup(); // reloaded if changed; throws
 	void make_room_for(const std::string &address); // with mu_ held
 	void reap();                                   // with mu_ held
@@ -107,6 +122,10 @@ private:
 	bool stop_ = false, taking_ = true;
 	std::list<std::shared_ptr<Pending>> pending_;
 	std::deque<AdmittedPeer> admitted_;
+	std::string session_;                 // expect_resume()'s
+	std::mutex interrupt_mu_;             // before mu_: guards interrupt_ and its calls
+	std::function<void()> interrupt_;     // expect_resume()'s
+	std::optional<AdmittedPeer> resume_;  // came back, not yet taken by resumed()
 	std::list<std::thread> finished_threads_;
 	Counts counts_;
 	std::thread acceptor_;

@@ -4,6 +4,8 @@
 #include "util/json.h"
 #include "util/le_bytes.h"
 
+#include <openssl/rand.h>
+
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -140,11 +142,80 @@ Offer Offer::decode(const Payload &p, const std::string &peer) {
 	return Offer{f.string("name"), f.string("header")};
 }
 
-Payload Accept::encode() const { return bytes_of("{}"); }
+namespace {
+
+bool is_session_id(const std::string &s) {
+	return s.size() == Accept::kSessionChars &&
+	       s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+} // namespace
+
+std::string new_session_id() {
+	uint8_t b[Accept::kSessionChars / 2];
+	if (RAND_bytes(b, sizeof b) != 1)
+		fail(CLOUDLET_E_INTERNAL, "no random bytes for a handoff session");
+	static const char hex[] = "0123456789abcdef";
+	std::string s;
+	for (uint8_t c : b) {
+		s += hex[c >> 4];
+		s += hex[c & 15];
+	}
+	return s;
+}
+
+Payload Accept::encode() const {
+	Json o = new_object();
+	if (resumable()) {
+		add_string(o, "session", session);
+		add(o, "resume_seconds", json_object_new_double(resume_seconds));
+	}
+	return bytes_of(plain(o));
+}
 
 Accept Accept::decode(const Payload &p, const std::string &peer) {
-	parse_object(p, "ACCEPT", peer);
-	return {};
+	Json o = parse_object(p, "ACCEPT", peer);
+	Fields f{o.get(), "ACCEPT", peer};
+	Accept a;
+	a.session = f.string("session", false);
+	if (a.session.empty())
+		return a;
+	if (!is_session_id(a.session))
+		malformed("ACCEPT", peer, "'session' is not 32 hex digits");
+	a.resume_seconds = f.seconds("resume_seconds");
+	if (a.resume_seconds > 24 * 3600)
+		malformed("ACCEPT", peer, "'resume_seconds' is more than a day");
+	return a;
+}
+
+Payload Resume::encode() const {
+	Json o = new_object();
+	add_string(o, "session", session);
+	add(o, "acked", json_object_new_uint64(acked));
+	return bytes_of(plain(o));
+}
+
+Resume Resume::decode(const Payload &p, const std::string &peer) {
+	Json o = parse_object(p, "RESUME", peer);
+	Fields f{o.get(), "RESUME", peer};
+	Resume r;
+	r.session = f.string("session");
+	if (!is_session_id(r.session))
+		malformed("RESUME", peer, "'session' is not 32 hex digits");
+	r.acked = f.count("acked");
+	return r;
+}
+
+Payload Resumed::encode() const {
+	Json o = new_object();
+	add(o, "applied", json_object_new_uint64(applied));
+	return bytes_of(plain(o));
+}
+
+Resumed Resumed::decode(const Payload &p, const std::string &peer) {
+	Json o = parse_object(p, "RESUMED", peer);
+	Fields f{o.get(), "RESUMED", peer};
+	return Resumed{f.count("applied")};
 }
 
 Payload Stop::encode() const {

@@ -40,9 +40,16 @@ struct Offer {
 	static Offer decode(const Payload &p, const std::string &peer);
 };
 
-// ACCEPT: an empty JSON object.
+// ACCEPT: the destination takes the VM. `session` (32 hex digits, random)
+// names this handoff for a RESUME after a cut, and `resume_seconds` is how
+// long the destination waits for one; a destination that does not resume
+// sends neither (docs/protocols/handoff.md "Resume").
 struct Accept {
 	static constexpr FrameType kType = FrameType::Accept;
+	static constexpr size_t kSessionChars = 32;
+	std::string session;
+	double resume_seconds = 0;
+	bool resumable() const { return !session.empty() && resume_seconds > 0; }
 	Payload encode() const;
 	static Accept decode(const Payload &p, const std::string &peer);
 };
@@ -76,6 +83,28 @@ struct Final {
 	Payload encode() const;
 	static Final decode(const Payload &p, const std::string &peer);
 };
+
+// RESUME: a source's first frame on a new connection after a cut: the
+// session ACCEPT named, and the ITEMS frames it has seen acknowledged.
+struct Resume {
+	static constexpr FrameType kType = FrameType::Resume;
+	std::string session;
+	uint64_t acked = 0;
+	Payload encode() const;
+	static Resume decode(const Payload &p, const std::string &peer);
+};
+
+// RESUMED: the destination's answer: the ITEMS frames it applied (never
+// fewer than RESUME's `acked`); the source sends on from the next one.
+struct Resumed {
+	static constexpr FrameType kType = FrameType::Resumed;
+	uint64_t applied = 0;
+	Payload encode() const;
+	static Resumed decode(const Payload &p, const std::string &peer);
+};
+
+// A fresh random session name for ACCEPT: kSessionChars hex digits.
+std::string new_session_id();
 
 // READY: the destination restored the VM, paused, under this name and UUID.
 struct Ready {

@@ -74,6 +74,8 @@ const char *frame_type_name(FrameType t) {
 	case FrameType::Go: return "GO";
 	case FrameType::Running: return "RUNNING";
 	case FrameType::Abort: return "ABORT";
+	case FrameType::Resume: return "RESUME";
+	case FrameType::Resumed: return "RESUMED";
 	}
 	return "unknown";
 }
@@ -157,7 +159,7 @@ Frame FrameChannel::receive(int timeout_ms) {
 	}
 	if (get64(head + 8) != recv_seq_)
 		bad("sequence number " + std::to_string(get64(head + 8)) + " (a frame was replayed, dropped or reordered)");
-	if (head[4] < 1 || head[4] > 12)
+	if (head[4] < static_cast<uint8_t>(FrameType::Hello) || head[4] > static_cast<uint8_t>(FrameType::Resumed))
 		bad("unknown type " + std::to_string(head[4]));
 	recv_seq_++;
 	return f;

@@ -29,6 +29,8 @@ enum class FrameType : uint8_t {
 	Go = 10,
 	Running = 11,
 	Abort = 12,
+	Resume = 13,
+	Resumed = 14,
 };
 const char *frame_type_name(FrameType t);
 

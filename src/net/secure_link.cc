@@ -222,6 +222,10 @@ public:
 			if (r == 1)
 				return k;
 			int e = SSL_get_error(ssl_, r);
+			// A connection that ends without TLS's close_notify (a cut
+			// link, a killed peer) is a lost connection, not bad data:
+			// the frame layer's lengths catch any truncation.
+			bool cut = e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
 			std::string why = e == SSL_ERROR_SSL ? ssl_errors() : "";
 			lock.unlock();
 			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -229,6 +233,8 @@ public:
 					fail(CLOUDLET_E_TIMEOUT, "nothing from " + peer_ + " for " + std::to_string(timeout_ms) + " ms");
 				continue;
 			}
+			if (cut)
+				fail(CLOUDLET_E_IO, peer_ + " closed the connection without ending TLS (the link was cut)");
 			if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0))
 				fail(CLOUDLET_E_IO, peer_ + " closed the connection");
 			if (e == SSL_ERROR_SSL)

@@ -9,7 +9,12 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 
 namespace cloudlet::net {
@@ -74,18 +79,51 @@ HostPort parse_listen_address(const std::string &address) {
 	return hp;
 }
 
-UniqueFd connect_tcp(const std::string &destination) {
+UniqueFd connect_tcp(const std::string &destination) { return connect_tcp(destination, -1, nullptr); }
+
+UniqueFd connect_tcp(const std::string &destination, int timeout_ms, const std::atomic<bool> *stop) {
 	AddrInfo res = resolve(parse_destination(destination), 0, CLOUDLET_E_IO, destination);
+	auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
 	int err = 0;
 	for (addrinfo *a = res.get(); a; a = a->ai_next) {
-		UniqueFd fd(socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+		UniqueFd fd(socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
 		if (!fd)
 			continue;
-		if (connect(fd.get(), a->ai_addr, a->ai_addrlen) == 0) {
-			no_delay(fd.get());
-			return fd;
+		if (connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
+			if (errno != EINPROGRESS) {
+				err = errno;
+				continue;
+			}
+			// Waited for in slices, so that `stop` is seen within 100 ms.
+			for (;;) {
+				if (stop && *stop)
+					fail(CLOUDLET_E_CANCELLED, "connecting to " + destination + " was stopped");
+				int slice = 100;
+				if (timeout_ms >= 0) {
+					auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+					                                                                  std::chrono::steady_clock::now());
+					if (left.count() <= 0)
+						fail(CLOUDLET_E_TIMEOUT, "cannot connect to " + destination + " within " +
+						                             std::to_string(timeout_ms) + " ms");
+					slice = static_cast<int>(std::min<int64_t>(slice, left.count()));
+				}
+				pollfd p{fd.get(), POLLOUT, 0};
+				int n = poll(&p, 1, slice);
+				if (n < 0 && errno != EINTR)
+					fail_errno("poll", errno);
+				if (n > 0)
+					break;
+			}
+			socklen_t len = sizeof err;
+			if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+				err = errno;
+			if (err)
+				continue;
 		}
-		err = errno;
+		// Blocking again: the link layers above set their own timeouts.
+		fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+		no_delay(fd.get());
+		return fd;
 	}
 	fail(CLOUDLET_E_IO, "cannot connect to " + destination + ": " + errno_message("connect", err));
 }

@@ -8,6 +8,7 @@
 #include "util/progress.h"
 #include "util/unique_fd.h"
 
+#include <atomic>
 #include <optional>
 #include <string>
 
@@ -28,6 +29,10 @@ HostPort parse_listen_address(const std::string &address);
 // the system's connect timeout). CLOUDLET_E_INVALID_ARG for a bad address,
 // CLOUDLET_E_IO when it does not resolve or nothing accepts.
 UniqueFd connect_tcp(const std::string &destination);
+// The same within `timeout_ms` (-1: the system's): CLOUDLET_E_TIMEOUT after
+// it; `stop` (may be null), set by another thread, ends the wait within
+// 100 ms with CLOUDLET_E_CANCELLED.
+UniqueFd connect_tcp(const std::string &destination, int timeout_ms, const std::atomic<bool> *stop);
 
 struct TcpConnection {
 	UniqueFd fd;

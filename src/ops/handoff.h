@@ -26,6 +26,7 @@ struct HandoffOptions {
 	                              // from ops/handoff_choices.h: read_handoff_token
 	int timeout_s = 60;           // silence from the peer that ends the handoff
 	int handshake_s = 10;         // connect -> authenticated: a peer that takes longer is dropped
+	int resume_s = 30;            // a link lost while the VM runs: replaced within this (0: not at all)
 	// receive: the credentials anew (a token file re-read), for each
 	// connection: rotation takes effect at the next one. Empty: `security`.
 	std::function<net::SecurityConfig()> reload_security;
@@ -53,6 +54,9 @@ struct HandoffInfo {
 	// send: the downtime's parts: pause -> FINAL sent (disk re-read, queue
 	// drained over the link), FINAL -> READY (the destination restores)
 	double drain_seconds = 0, restore_seconds = 0;
+	// connections replaced after a cut; send: item bytes unacknowledged at
+	// the cuts, and of them those sent again
+	uint64_t resumes = 0, unacked_bytes = 0, resent_bytes = 0;
 };
 
 // Source side: `destination` is "HOST:PORT". On success the source domain

@@ -16,7 +16,55 @@
 #include "virt/domain.h"
 #include "virt/streamed_restore.h"
 
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <vector>
+
 namespace cloudlet::ops {
+
+namespace {
+
+// The items' connection failed with `why` after `applied` frames: waits
+// (within the window) for the source to come back with RESUME, answers
+// RESUMED, and makes that connection the current one (`adopt`). A source
+// that does not come back: `why`, saying so.
+net::FrameChannel &wait_for_resume(net::HandoffGate &gate, uint64_t applied, const Error &why, int window_s,
+                                   Progress &progress, const Logger &log,
+                                   const std::function<net::FrameChannel *(net::AdmittedPeer)> &adopt) {
+	log.warn(std::string("handoff link lost during the items (") + why.what() + ") after " + std::to_string(applied) +
+	         " ITEMS frames; waiting up to " + std::to_string(window_s) + " s for the source to resume");
+	auto deadline = Clock::now() + std::chrono::seconds(window_s);
+	for (;;) {
+		int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+		net::AdmittedPeer p;
+		try {
+			p = gate.resumed(std::max(left, 0), progress);
+		} catch (const Error &e) {
+			if (e.status() != CLOUDLET_E_TIMEOUT)
+				throw;
+			throw Error(why.status(), std::string(why.what()) + "; the source did not resume within " +
+			                              std::to_string(window_s) + " s");
+		}
+		net::Resume r = net::Resume::decode(p.first.payload, p.peer);
+		if (r.acked > applied)
+			fail(CLOUDLET_E_CORRUPT, p.peer + " resumed saying " + std::to_string(r.acked) +
+			                             " ITEMS frames were acknowledged where " + std::to_string(applied) +
+			                             " were applied");
+		try {
+			net::send_message(*p.channel, net::Resumed{applied});
+		} catch (const Error &e) {
+			if (e.status() != CLOUDLET_E_IO && e.status() != CLOUDLET_E_TIMEOUT)
+				throw;
+			continue; // that one dropped too: wait on for the next
+		}
+		log.warn("handoff from " + p.peer + " resumed after ITEMS frame " + std::to_string(applied));
+		return *adopt(std::move(p));
+	}
+}
+
+} // namespace
 
 HandoffListener::HandoffListener(Context &ctx, const std::string &address)
     : ctx_(ctx), listener_(std::make_unique<net::TcpListener>(address)) {}
@@ -39,18 +87,34 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 	auto t0 = Clock::now();
 	HandoffInfo info;
 	info.peer = peer.peer;
-	net::FrameChannel &ch = *peer.channel;
 	log.debug("handoff from " + info.peer + " over " + peer.link->description());
+	// The connection in use: the first, or the one a resume brought; all are
+	// kept to the end (their bytes count).
+	std::mutex conn_mu;
+	std::vector<net::AdmittedPeer> peers;
+	peers.push_back(std::move(peer));
+	net::FrameChannel *current = peers.back().channel.get();
+	auto ch_now = [&]() -> net::FrameChannel & {
+		std::lock_guard l(conn_mu);
+		return *current;
+	};
+	net::FrameChannel &ch = *current; // until ACCEPT
+	net::Frame first = std::move(peers.front().first);
+	// No resume is routed here once this returns (the interrupt below uses these locals).
+	struct NoMoreResumes {
+		net::HandoffGate &g;
+		~NoMoreResumes() { g.expect_resume("", {}); }
+	} no_more_resumes{gate};
 
 	LaunchCleanup cleanup;
 	LaunchTarget t;
 	try {
-		if (peer.first.type != net::FrameType::Offer) {
-			ch.fail_on_peer_stop(peer.first);
-			fail(CLOUDLET_E_CORRUPT, info.peer + " sent " + net::frame_type_name(peer.first.type) +
+		if (first.type != net::FrameType::Offer) {
+			ch.fail_on_peer_stop(first);
+			fail(CLOUDLET_E_CORRUPT, info.peer + " sent " + net::frame_type_name(first.type) +
 			                             " where OFFER was expected");
 		}
-		net::Offer offer = net::Offer::decode(peer.first.payload, info.peer);
+		net::Offer offer = net::Offer::decode(first.payload, info.peer);
 		format::OverlayHeader h = format::parse_header(offer.header, "handoff OFFER from " + info.peer);
 		LaunchRequest req;
 		req.name = o.name.empty() ? offer.name : o.name;
@@ -66,7 +130,17 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 			throw;
 		}
 		t.applier->set_versioned();
-		net::send_message(ch, net::Accept{});
+		net::Accept accept;
+		if (o.resume_s > 0) {
+			accept.session = net::new_session_id();
+			accept.resume_seconds = o.resume_s;
+			// A source that comes back makes the old connection let go.
+			gate.expect_resume(accept.session, [&] {
+				std::lock_guard l(conn_mu);
+				current->shutdown();
+			});
+		}
+		net::send_message(ch, accept);
 		info.domain = t.name;
 		info.uuid = t.uuid;
 		info.dir = t.dir;
@@ -79,7 +153,17 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		// re-reads them when it completes (docs/handoff.md).
 		std::string xml = launch_xml(t, h);
 		cleanup.domain = t.name;
-		engine::HandoffInbound in(ch, *t.applier, static_cast<uint8_t>(h.disks.size()), timeout_ms);
+		engine::HandoffInbound::Relink relink;
+		if (accept.resumable())
+			relink = [&](uint64_t applied, const Error &why) -> net::FrameChannel & {
+				return wait_for_resume(gate, applied, why, o.resume_s, progress, log, [&](net::AdmittedPeer p) {
+					std::lock_guard l(conn_mu);
+					peers.push_back(std::move(p));
+					current = peers.back().channel.get();
+					return current;
+				});
+			};
+		engine::HandoffInbound in(ch, *t.applier, static_cast<uint8_t>(h.disks.size()), timeout_ms, relink);
 		progress.report("items", 0, 0);
 		virt::restore_streamed(
 		    t.conn->get(), t.dir + "/restore.fifo", [&](qemu::ByteSink &sink) { in.produce(sink, xml); }, true,
@@ -91,8 +175,9 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		info.raw_bytes = in.counts().raw_bytes;
 		info.stored_items = t.applier->stored_chunks();
 
-		net::send_message(ch, net::Ready{t.name, t.uuid});
-		net::expect_message<net::Go>(ch, timeout_ms);
+		gate.expect_resume("", {}); // FINAL came: the source is paused, and never resumes from here
+		net::send_message(ch_now(), net::Ready{t.name, t.uuid});
+		net::expect_message<net::Go>(ch_now(), timeout_ms);
 
 		std::string what = "cannot resume the handed-off VM " + t.name;
 		virt::DomainPtr dom = virt::require_domain(*t.conn, t.name, what);
@@ -116,18 +201,21 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		}
 		running.nic_seconds = since(tn);
 		info.macs = running.macs;
-		net::send_message(ch, running);
+		net::send_message(ch_now(), running);
 		cleanup.keep();
 	} catch (const Error &e) {
 		try {
 			if (e.status() != CLOUDLET_E_IO && e.status() != CLOUDLET_E_TIMEOUT)
-				ch.send(net::FrameType::Abort, net::Stop{e.status(), e.what()}.encode());
+				ch_now().send(net::FrameType::Abort, net::Stop{e.status(), e.what()}.encode());
 		} catch (...) {
 		}
 		throw;
 	}
-	info.bytes_sent = ch.bytes_sent();
-	info.bytes_received = ch.bytes_received();
+	for (const auto &p : peers) {
+		info.bytes_sent += p.channel->bytes_sent();
+		info.bytes_received += p.channel->bytes_received();
+	}
+	info.resumes = peers.size() - 1;
 	info.total_seconds = since(t0);
 	return info;
 }

@@ -30,7 +30,13 @@
 #include "virt/domain.h"
 #include "virt/migration_capture.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -66,6 +72,96 @@ engine::OutboundSource outbound_source(LaunchSource &src) {
 	return s;
 }
 
+// The connections a handoff makes: the first, then one per resume (all
+// kept to the end: the engine holds their channels). The one being made can
+// be interrupted from another thread (stop(), the pause).
+class Connections {
+public:
+	Connections(std::string destination, const net::LinkSetup &setup, int handshake_ms, int timeout_ms)
+	    : destination_(std::move(destination)), host_(net::parse_destination(destination_).host), setup_(setup),
+	      handshake_ms_(handshake_ms), timeout_ms_(timeout_ms) {}
+
+	// TCP, the link (TLS or plaintext), the frame handshake.
+	net::FrameChannel &open(int connect_ms) {
+		auto c = std::make_unique<Conn>();
+		c->fd = net::connect_tcp(destination_, connect_ms, &stop_);
+		Dialing dialing(*this, c->fd.get());
+		c->link = setup_.open(c->fd.get(), destination_, host_, handshake_ms_);
+		c->ch = std::make_unique<net::FrameChannel>(*c->link, destination_);
+		c->ch->client_handshake(timeout_ms_);
+		if (all_.empty())
+			description_ = c->link->description();
+		std::lock_guard l(mu_);
+		all_.push_back(std::move(c));
+		return *all_.back()->ch;
+	}
+	// A new connection that resumes `session` (docs/protocols/handoff.md
+	// "Resume"): RESUME with the frames acknowledged, RESUMED with those applied.
+	net::FrameChannel &resume(const std::string &session, uint64_t acked, uint64_t *applied) {
+		auto c = std::make_unique<Conn>();
+		c->fd = net::connect_tcp(destination_, handshake_ms_, &stop_);
+		Dialing dialing(*this, c->fd.get());
+		c->link = setup_.open(c->fd.get(), destination_, host_, handshake_ms_);
+		c->ch = std::make_unique<net::FrameChannel>(*c->link, destination_);
+		c->ch->client_handshake(handshake_ms_);
+		net::send_message(*c->ch, net::Resume{session, acked});
+		*applied = net::expect_message<net::Resumed>(*c->ch, handshake_ms_).applied;
+		std::lock_guard l(mu_);
+		all_.push_back(std::move(c));
+		return *all_.back()->ch;
+	}
+	// Sticky: the connection being made fails at once, and any later one.
+	void interrupt() {
+		stop_ = true;
+		std::lock_guard l(mu_);
+		if (dialing_ >= 0)
+			::shutdown(dialing_, SHUT_RDWR);
+	}
+	uint64_t bytes_sent() const {
+		std::lock_guard l(mu_);
+		uint64_t n = 0;
+		for (const auto &c : all_)
+			n += c->ch->bytes_sent();
+		return n;
+	}
+	uint64_t bytes_received() const {
+		std::lock_guard l(mu_);
+		uint64_t n = 0;
+		for (const auto &c : all_)
+			n += c->ch->bytes_received();
+		return n;
+	}
+	const std::string &description() const { return description_; }
+
+private:
+	struct Conn {
+		UniqueFd fd;
+		std::unique_ptr<net::Link> link;
+		std::unique_ptr<net::FrameChannel> ch;
+	};
+	// The socket interrupt() shuts down while a connection is being made.
+	struct Dialing {
+		Connections &c;
+		Dialing(Connections &cs, int fd) : c(cs) {
+			std::lock_guard l(c.mu_);
+			if (c.stop_)
+				fail(CLOUDLET_E_CANCELLED, "the handoff stopped");
+			c.dialing_ = fd;
+		}
+		~Dialing() {
+			std::lock_guard l(c.mu_);
+			c.dialing_ = -1;
+		}
+	};
+	std::string destination_, host_, description_;
+	const net::LinkSetup &setup_;
+	int handshake_ms_, timeout_ms_;
+	mutable std::mutex mu_;
+	std::vector<std::unique_ptr<Conn>> all_;
+	int dialing_ = -1;
+	std::atomic<bool> stop_{false};
+};
+
 std::string f2(double v) {
 	char b[32];
 	snprintf(b, sizeof b, "%.2f", v);
@@ -91,13 +187,10 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	info.base_id = src.base.entry.id;
 
 	// Authenticated before anything about the VM is sent.
-	UniqueFd fd = net::connect_tcp(destination);
+	Connections conns(destination, link_setup, o.handshake_s * 1000, timeout_ms);
 	progress.report("handshake", 0, 0);
-	std::unique_ptr<net::Link> secure =
-	    link_setup.open(fd.get(), destination, net::parse_destination(destination).host, o.handshake_s * 1000);
-	net::FrameChannel ch(*secure, destination);
-	ch.client_handshake(timeout_ms);
-	ctx.log().debug("handoff to " + destination + " over " + secure->description());
+	net::FrameChannel &ch = conns.open(-1);
+	ctx.log().debug("handoff to " + destination + " over " + conns.description());
 
 	recover_store(ctx); // what killed operations left (docs/reliability.md)
 	store::BaseStore st(ctx.settings().store_dir);
@@ -113,7 +206,19 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	engine::HandoffOutbound out(ch, queue, dd, chooser, outbound_source(src), o.downtime_ms / 1000.0, timeout_ms);
 	qemu::StreamSink &sink = out.sink(header, [&] {
 		net::send_message(ch, net::Offer{info.domain, format::header_json(header)});
-		net::expect_message<net::Accept>(ch, timeout_ms);
+		net::Accept accept = net::expect_message<net::Accept>(ch, timeout_ms);
+		// A cut link while the VM runs: reconnect for as long as both sides wait.
+		double window = std::min<double>(o.resume_s, accept.resume_seconds);
+		if (!accept.resumable() || window <= 0)
+			return;
+		engine::OutboundResume r;
+		r.window_s = window;
+		r.reconnect = [&conns, session = accept.session](uint64_t acked, uint64_t *applied) -> net::FrameChannel & {
+			return conns.resume(session, acked, applied);
+		};
+		r.interrupt = [&conns] { conns.interrupt(); };
+		r.note = [&ctx](const std::string &line) { ctx.log().warn(line); };
+		out.enable_resume(std::move(r));
 	});
 
 	// 1. Live: QEMU's passes into the queue while the VM runs; OFFER when
@@ -152,13 +257,13 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		out.drain();
 		sent = out.counts();
 		progress.report("final", 0, 0);
-		net::send_message(ch, net::Final{sent.memory_items, sent.disk_items, sent.stored_items,
+		net::send_message(out.channel(), net::Final{sent.memory_items, sent.disk_items, sent.stored_items,
 		                                 std::move(cap.stream.device_state)});
 		info.drain_seconds = cap.paused_seconds + since(paused_at); // from QEMU's pause
 		auto tf = Clock::now();
-		net::expect_message<net::Ready>(ch, std::max(timeout_ms, 120000));
+		net::expect_message<net::Ready>(out.channel(), std::max(timeout_ms, 120000));
 		info.restore_seconds = since(tf);
-		net::send_message(ch, net::Go{});
+		net::send_message(out.channel(), net::Go{});
 	} catch (...) {
 		out.stop();
 		virt::restore_run_state(dom.get(), true, ctx.log());
@@ -168,7 +273,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	// 3. GO sent: the destination resumes the VM and swaps its NICs.
 	net::Running running;
 	try {
-		running = net::expect_message<net::Running>(ch, timeout_ms);
+		running = net::expect_message<net::Running>(out.channel(), timeout_ms);
 	} catch (const Error &e) {
 		// After GO: two copies rather than none (docs/protocols/handoff.md).
 		virt::restore_run_state(dom.get(), true, ctx.log());
@@ -193,8 +298,12 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		store::remove_tree(inst_dir);
 	auto cleaned_at = Clock::now();
 
-	info.bytes_sent = ch.bytes_sent();
-	info.bytes_received = ch.bytes_received();
+	info.bytes_sent = conns.bytes_sent();
+	info.bytes_received = conns.bytes_received();
+	engine::ResumeCounts resumed = out.resume_counts();
+	info.resumes = resumed.resumes;
+	info.unacked_bytes = resumed.unacked_bytes;
+	info.resent_bytes = resumed.resent_bytes;
 	info.memory_items = sent.memory_items;
 	info.disk_items = sent.disk_items;
 	info.stored_items = sent.stored_items;

@@ -12,13 +12,19 @@
 //    explicit plaintext option (items sent uncompressed, so that only the
 //    encryption hides it); a certificate of another CA is refused before any
 //    VM state is sent;
-//  - the link cut at several points mid-handoff: each time the source runs
-//    on with its state intact and the destination leaves nothing behind;
+//  - the link cut at several points mid-handoff with resume off (window 0):
+//    each time the source runs on with its state intact and the destination
+//    leaves nothing behind;
 //  - a handoff: the destination VM has the static files and disk data, every
 //    finished dirtier file matches its checksum, counter and dirtier go on,
 //    and the source domain is gone; a downtime was measured and is short;
 //    the bytes sent stay within twice what an overlay of the VM stores just
-//    before, and 16 MiB (a handoff that sends all of RAM does not).
+//    before, and 16 MiB (a handoff that sends all of RAM does not);
+//  - the VM handed back through a relay that cuts the link three times at
+//    seeded points of the transfer: the handoff resumes each time and
+//    completes, the VM's state exact; no item is sent twice or lost (the
+//    destination applied exactly the items the source sent), and what went
+//    out again is no more than what was unacknowledged at the cuts.
 #include "harness.h"
 
 #include <cloudlet.h>
@@ -121,9 +127,9 @@ static int setup(void **) {
 	assert_int_equal(system(make_pki.c_str()), 0);
 	cloudlet_ctx_options co = CLOUDLET_CTX_OPTIONS_INIT;
 	co.store_dir = store_a.c_str();
+	co.log_cb = capture_log; // A is the destination of the last test
 	assert_int_equal(cloudlet_ctx_new(&ctx_a, &co), CLOUDLET_OK);
 	co.store_dir = store_b.c_str();
-	co.log_cb = capture_log;
 	assert_int_equal(cloudlet_ctx_new(&ctx_b, &co), CLOUDLET_OK);
 	co.log_cb = nullptr;
 	co.store_dir = store_c.c_str();
@@ -165,6 +171,9 @@ static int setup(void **) {
 }
 
 static int teardown(void **) {
+	// Wherever the VM is now (handed to B and back): gone.
+	std::string at_b = "cltest-" + std::to_string(getpid()) + "-hodst";
+	cloudlet_instance_remove(ctx_b, at_b.c_str());
 	th_guest_destroy(src_vm);
 	th_guest_destroy(guest);
 	cloudlet_ctx_free(ctx_a);
@@ -227,10 +236,11 @@ struct Receiver {
 };
 
 static cloudlet_status send_to(unsigned port, const Creds &creds, std::string *msg,
-                               cloudlet_handoff_info **info = nullptr) {
+                               cloudlet_handoff_info **info = nullptr, unsigned resume_window = 30) {
 	cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
 	creds.apply(o);
 	o.timeout_seconds = 20;
+	o.resume_window_seconds = resume_window;
 	std::string dest = "127.0.0.1:" + std::to_string(port);
 	cloudlet_status st = cloudlet_handoff_send(info, ctx_a, src_name.c_str(), dest.c_str(), &o);
 	if (st != CLOUDLET_OK)
@@ -238,8 +248,8 @@ static cloudlet_status send_to(unsigned port, const Creds &creds, std::string *m
 	return st;
 }
 static cloudlet_status send_to(unsigned port, const std::string &tok, std::string *msg,
-                               cloudlet_handoff_info **info = nullptr) {
-	return send_to(port, psk(tok), msg, info);
+                               cloudlet_handoff_info **info = nullptr, unsigned resume_window = 30) {
+	return send_to(port, psk(tok), msg, info, resume_window);
 }
 
 // After a failed handoff: the source runs with its state, the destination
@@ -380,9 +390,11 @@ static void test_link_cut_at_random_points(void **) {
 		Cutter c;
 		c.start(r.port, limit);
 		std::string msg;
-		cloudlet_status st = send_to(c.port, token, &msg);
+		// No resume from the source: the cut ends the handoff (the
+		// destination, which would wait for a resume, is cancelled).
+		cloudlet_status st = send_to(c.port, token, &msg, nullptr, 0);
 		c.join();
-		r.stop(); // a cut before the source authenticated leaves the destination waiting
+		r.stop(); // waiting for a resume, or (a cut before the source authenticated) for a source
 		r.join();
 		print_message("# cut after %llu bytes: source %d (%s); destination %d (%s)\n", (unsigned long long)limit, st,
 		              msg.c_str(), r.st, r.msg.c_str());
@@ -545,12 +557,151 @@ static void test_handoff(void **) {
 	uint64_t bound = 2 * overlay_payload + (16u << 20);
 	print_message("# bound: %llu bytes (twice the overlay's stored chunks, %llu, and 16 MiB)\n",
 	              (unsigned long long)bound, (unsigned long long)overlay_payload);
-	th_guest_destroy(dst);
+	th_guest_forget(dst); // it goes back in test_handoff_resumes_after_cuts
 	if (bytes_sent > bound)
 		fail_msg("the handoff sent %llu bytes, more than the %llu the VM's changes explain",
 		         (unsigned long long)bytes_sent, (unsigned long long)bound);
 	if (!(downtime > 0 && downtime < 10))
 		fail_msg("downtime %.3f s: not measured, or not short", downtime);
+}
+
+// A relay that accepts connections one after another and cuts the k-th
+// (both directions) after limits[k] bytes from the source; from the
+// connection after the last limit on it forwards to the end.
+struct CuttingRelay {
+	int lfd = -1;
+	unsigned port = 0;
+	std::thread t;
+	std::atomic<bool> stop{false};
+	std::atomic<int> cuts{0}, connections{0};
+	std::atomic<uint64_t> forwarded{0}; // source -> destination, all connections
+	void start(unsigned dest_port, std::vector<uint64_t> limits) {
+		lfd = listen_loopback(&port);
+		t = std::thread([this, dest_port, limits] {
+			for (size_t k = 0; !stop; k++) {
+				pollfd a{lfd, POLLIN, 0};
+				if (poll(&a, 1, 200) <= 0) {
+					k--;
+					continue;
+				}
+				int s = accept(lfd, nullptr, nullptr);
+				int d = connect_loopback(dest_port);
+				connections++;
+				uint64_t limit = k < limits.size() ? limits[k] : UINT64_MAX, here = 0;
+				char buf[65536];
+				while (d >= 0 && !stop) {
+					pollfd p[2] = {{s, POLLIN, 0}, {d, POLLIN, 0}};
+					int n = poll(p, 2, 200);
+					if (n < 0)
+						break;
+					if (n == 0)
+						continue;
+					if (p[0].revents) {
+						// One byte past the limit is enough to know it is reached.
+						uint64_t left = limit - here;
+						size_t want = left < sizeof buf ? static_cast<size_t>(left) + 1 : sizeof buf;
+						ssize_t m = read(s, buf, want);
+						if (m <= 0)
+							break;
+						if (here + m > limit) {
+							cuts++;
+							break; // the cut
+						}
+						here += m;
+						forwarded += m;
+						if (write(d, buf, m) != m)
+							break;
+					}
+					if (p[1].revents) {
+						ssize_t m = read(d, buf, sizeof buf);
+						if (m <= 0 || write(s, buf, m) != m)
+							break;
+					}
+				}
+				shutdown(s, SHUT_RDWR);
+				close(s);
+				if (d >= 0) {
+					shutdown(d, SHUT_RDWR);
+					close(d);
+				}
+			}
+		});
+	}
+	void join() {
+		stop = true;
+		t.join();
+		close(lfd);
+	}
+};
+
+// The VM (at B since test_handoff) handed back to A through a relay that
+// cuts the link three times during the transfer: each time the source
+// reconnects and the items go on from the first one the destination had not
+// applied.
+static void test_handoff_resumes_after_cuts(void **) {
+	std::string at_b = "cltest-" + std::to_string(getpid()) + "-hodst";
+	unsigned seed = static_cast<unsigned>(getpid());
+	std::mt19937 rng(seed);
+	// Past the first ITEMS frames (about 1 MB each) of every connection, so
+	// that each resume starts further on, and well before the end of the
+	// live phase (the handoff sends about 25 MB): 1.5 to 4 MB into each of
+	// the first three connections.
+	std::vector<uint64_t> limits;
+	for (int i = 0; i < 3; i++)
+		limits.push_back(1500000 + rng() % 2500000);
+	print_message("# seed %u: cuts after %llu, %llu and %llu bytes of the first three connections\n", seed,
+	              (unsigned long long)limits[0], (unsigned long long)limits[1], (unsigned long long)limits[2]);
+	Receiver r;
+	r.start(ctx_a, token, src_name);
+	CuttingRelay relay;
+	relay.start(r.port, limits);
+	cloudlet_handoff_options o = CLOUDLET_HANDOFF_OPTIONS_INIT;
+	Creds creds = psk(token); // o points into it
+	creds.apply(o);
+	o.timeout_seconds = 20;
+	o.resume_window_seconds = 20;
+	std::string dest = "127.0.0.1:" + std::to_string(relay.port);
+	cloudlet_handoff_info *info = nullptr;
+	cloudlet_status st = cloudlet_handoff_send(&info, ctx_b, at_b.c_str(), dest.c_str(), &o);
+	std::string msg = st == CLOUDLET_OK ? "" : cloudlet_last_error_message();
+	if (st != CLOUDLET_OK)
+		r.stop(); // it may be waiting for a resume, or for a source
+	r.join();
+	relay.join();
+	{
+		std::lock_guard<std::mutex> lock(log_mu);
+		for (auto &l : dest_log)
+			print_message("# log: %s\n", l.c_str());
+	}
+	if (st != CLOUDLET_OK)
+		fail_msg("handoff through the cutting relay failed: %s (destination: %s)", msg.c_str(), r.msg.c_str());
+	assert_int_equal(r.st, CLOUDLET_OK);
+	print_message("# resumed handoff: %.2f s, %d cuts, %d connections, %u resumes (destination %u); %llu bytes "
+	              "sent (%llu through the relay); %llu bytes unacknowledged at the cuts, %llu sent again\n",
+	              info->total_seconds, relay.cuts.load(), relay.connections.load(), info->resumes, r.info->resumes,
+	              (unsigned long long)info->bytes_sent, (unsigned long long)relay.forwarded.load(),
+	              (unsigned long long)info->unacked_bytes, (unsigned long long)info->resent_bytes);
+	assert_int_equal(relay.cuts.load(), 3);
+	assert_int_equal(info->resumes, 3);
+	assert_int_equal(r.info->resumes, 3);
+	// Nothing lost, nothing twice: the destination applied exactly the
+	// items the source sent.
+	assert_int_equal(r.info->memory_items, info->memory_items);
+	assert_int_equal(r.info->disk_items, info->disk_items);
+	// What went out again after a cut is what was not acknowledged then
+	// (bounded by the frames kept, 32 MiB a cut).
+	assert_true(info->resent_bytes <= info->unacked_bytes);
+	assert_true(info->unacked_bytes <= 3 * (32ull << 20));
+	assert_true(relay.forwarded.load() <= info->bytes_sent);
+	cloudlet_handoff_info_free(info);
+	cloudlet_handoff_info_free(r.info);
+	assert_int_equal(domain_state(at_b), -1);
+	th_guest *back = nullptr;
+	if (th_guest_attach_domain(&back, src_name.c_str(), nullptr, nullptr) != 0)
+		fail_msg("%s", th_error());
+	assert_string_equal(static_fingerprint(back).c_str(), static_fp.c_str());
+	check_moving_state(back);
+	th_guest_destroy(back);
 }
 
 int main(void) {
@@ -560,6 +711,7 @@ int main(void) {
 	    cmocka_unit_test(test_link_cut_at_random_points),
 	    cmocka_unit_test(test_tls_hides_guest_memory),
 	    cmocka_unit_test(test_handoff),
+	    cmocka_unit_test(test_handoff_resumes_after_cuts),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,10 +8,10 @@ namespace cli {
 
 const char *handoff_help =
     "usage: cloudlet handoff send DOMAIN HOST:PORT CREDENTIALS [--codec auto|zstd|lzma|none] [--level N]\n"
-    "                             [--timeout SECONDS] [--handshake-timeout SECONDS]\n"
+    "                             [--timeout SECONDS] [--handshake-timeout SECONDS] [--resume-window SECONDS]\n"
     "       cloudlet handoff receive --listen ADDR:PORT CREDENTIALS [--once] [--name NAME] [--uuid UUID]\n"
     "                             [--virt-type qemu|kvm] [--mac MAC | --network NAME] [--timeout SECONDS]\n"
-    "                             [--handshake-timeout SECONDS]\n"
+    "                             [--handshake-timeout SECONDS] [--resume-window SECONDS]\n"
     "CREDENTIALS: --token-file FILE            TLS 1.3, authenticated by the token (the default)\n"
     "             --tls-dir DIR                TLS 1.3, X.509: DIR holds ca-cert.pem and server-cert.pem +\n"
     "                                          server-key.pem (receive) or client-cert.pem + client-key.pem\n"
@@ -28,6 +28,9 @@ const char *handoff_help =
     "and gets fresh NICs. Connections that do not authenticate within the handshake\n"
     "timeout (default 10 s) are dropped and logged. With --json it prints one JSON\n"
     "document per line: the listening port first, then each handoff.\n"
+    "A connection that drops while the VM still runs at the source is replaced and\n"
+    "the transfer goes on where it was, within --resume-window (default 30 s; 0:\n"
+    "the handoff fails at once and the source runs on).\n"
     "Both take --json. docs/handoff.md, docs/protocols/handoff.md, docs/security.md.\n";
 
 namespace {
@@ -64,6 +67,9 @@ json_object *info_json(const cloudlet_handoff_info *i, bool sent) {
 	sender_only("restore_seconds", i->restore_seconds);
 	if (*i->codec)
 		json_object_object_add(o, "codec", json_object_new_string(i->codec));
+	json_object_object_add(o, "resumes", json_object_new_uint64(i->resumes));
+	json_object_object_add(o, "unacked_bytes", sent ? json_object_new_uint64(i->unacked_bytes) : nullptr);
+	json_object_object_add(o, "resent_bytes", sent ? json_object_new_uint64(i->resent_bytes) : nullptr);
 	return o;
 }
 
@@ -74,6 +80,9 @@ void print_send(const cloudlet_handoff_info *i) {
 	       human_bytes(i->bytes_sent).c_str(), static_cast<unsigned long long>(i->memory_items),
 	       static_cast<unsigned long long>(i->disk_items), static_cast<unsigned long long>(i->stored_items),
 	       human_bytes(i->raw_bytes).c_str(), i->codec, i->link_mbps);
+	if (i->resumes)
+		printf("  resumed  %u times after the link dropped (%s sent again of %s unacknowledged)\n", i->resumes,
+		       human_bytes(i->resent_bytes).c_str(), human_bytes(i->unacked_bytes).c_str());
 	for (size_t k = 0; k < i->nic_count; k++)
 		printf("  NIC      %s at the destination\n", i->macs[k]);
 }
@@ -82,6 +91,8 @@ void print_receive(const cloudlet_handoff_info *i) {
 	printf("received %s (%s) from %s in %.2f s; files in %s\n", i->domain, i->uuid, i->peer, i->total_seconds, i->dir);
 	printf("  received %s (%llu memory + %llu disk items)\n", human_bytes(i->bytes_received).c_str(),
 	       static_cast<unsigned long long>(i->memory_items), static_cast<unsigned long long>(i->disk_items));
+	if (i->resumes)
+		printf("  resumed  %u times after the link dropped\n", i->resumes);
 	for (size_t k = 0; k < i->nic_count; k++)
 		printf("  NIC      %s\n", i->macs[k]);
 	fflush(stdout);
@@ -110,6 +121,8 @@ int cmd_handoff(const Global &g, Args args) {
 	std::string token, codec, level, timeout, listen, name, virt, mac, network, tls_dir, handshake;
 	bool has_tls = args.value("--tls-dir", &tls_dir), plaintext = args.flag("--insecure-plaintext");
 	bool has_handshake = args.value("--handshake-timeout", &handshake);
+	std::string resume_window;
+	bool has_resume = args.value("--resume-window", &resume_window);
 	bool has_token = args.value("--token-file", &token), has_codec = args.value("--codec", &codec);
 	bool has_level = args.value("--level", &level), has_timeout = args.value("--timeout", &timeout);
 	bool has_listen = args.value("--listen", &listen), has_name = args.value("--name", &name);
@@ -147,6 +160,8 @@ int cmd_handoff(const Global &g, Args args) {
 	}
 	if (has_handshake)
 		o.handshake_timeout_seconds = static_cast<unsigned>(parse_number("--handshake-timeout", handshake, 1, 600));
+	if (has_resume)
+		o.resume_window_seconds = static_cast<unsigned>(parse_number("--resume-window", resume_window, 0, 3600));
 	if (has_codec)
 		o.codec = codec.c_str();
 	if (has_level && (!has_codec || (codec != "zstd" && codec != "lzma")))
