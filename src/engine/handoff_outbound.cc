@@ -22,6 +22,8 @@
 
 namespace cloudlet::engine {
 
+using net::Stop;
+
 namespace {
 
 constexpr uint64_t kBatchRawBytes = 1u << 20; // an ITEMS frame's share before compression
@@ -164,7 +166,6 @@ void HandoffOutbound::relink(uint64_t gen, const Error &why) {
 	net::FrameChannel *old = st_->ch;
 	uint64_t acked = rate_.frames_acked();
 	uint64_t unacked = st_->retained_bytes + st_->retained.size() * net::kFrameOverhead; // as resent: framed
-	st_->resume.unacked_bytes += unacked;
 	l.unlock();
 	old->shutdown(); // the other thread, inside a send or receive on it, lets go
 	std::string peer = old->peer();
@@ -185,12 +186,15 @@ void HandoffOutbound::relink(uint64_t gen, const Error &why) {
 			if (applied < acked || applied > sent)
 				fail(CLOUDLET_E_CORRUPT, peer + " resumed at ITEMS frame " + std::to_string(applied) + ", outside " +
 				                             std::to_string(acked) + " … " + std::to_string(sent));
+			{
+				std::lock_guard<std::mutex> g(st_->mu);
+				st_->resume.resumes++; // a connection the destination resumed on (as it counts them)
+			}
 			resend_after(applied, ch);
 			std::lock_guard<std::mutex> g(st_->mu);
 			st_->ch = &ch;
 			st_->generation++;
 			st_->relinking = false;
-			st_->resume.resumes++;
 			st_->cv.notify_all();
 			if (resume_->note)
 				resume_->note("handoff to " + peer + " resumed at ITEMS frame " + std::to_string(applied + 1) +
@@ -198,6 +202,8 @@ void HandoffOutbound::relink(uint64_t gen, const Error &why) {
 			return;
 		} catch (const Error &e) {
 			last = e.what();
+			if (resume_->note)
+				resume_->note("handoff to " + peer + ": resume attempt " + std::to_string(attempt) + " failed: " + last);
 			if (!worth_retrying(e))
 				break;
 		}
@@ -226,6 +232,9 @@ void HandoffOutbound::resend_after(uint64_t applied, net::FrameChannel &ch) {
 	std::vector<const std::vector<uint8_t> *> again;
 	{
 		std::lock_guard<std::mutex> l(st_->mu);
+		// Unacknowledged when the destination said where it is: what a
+		// resume could have to send again (framed, as sent).
+		st_->resume.unacked_bytes += st_->retained_bytes + st_->retained.size() * net::kFrameOverhead;
 		while (!st_->retained.empty() && st_->retained.front().index <= applied) {
 			st_->retained_bytes -= st_->retained.front().payload.size();
 			st_->retained.pop_front();
@@ -246,12 +255,28 @@ void HandoffOutbound::start() {
 	st_->acker = std::thread([this] { ack_thread(); });
 }
 
-void HandoffOutbound::stop() {
+void HandoffOutbound::stop(const std::exception_ptr &why) {
 	queue_.abort();
+	bool relinking;
 	{
 		std::lock_guard<std::mutex> l(st_->mu);
 		st_->failed = true;
+		relinking = st_->relinking;
 		st_->cv.notify_all();
+	}
+	if (why && !relinking) {
+		// Sends are serialised: this waits for a frame in progress, but not
+		// for long (a frame stuck on a dead link).
+		Stop stop{CLOUDLET_E_IO, "the source stopped"};
+		try {
+			std::rethrow_exception(why);
+		} catch (const Error &e) {
+			stop = Stop{e.status(), e.what()};
+		} catch (const std::exception &e) {
+			stop.message = e.what();
+		} catch (...) {
+		}
+		channel().try_send(net::FrameType::Abort, stop.encode(), kAbortWaitMs);
 	}
 	channel().shutdown(); // unblocks a thread inside send/recv
 	if (resume_ && resume_->interrupt)
@@ -422,13 +447,17 @@ void HandoffOutbound::ack_thread() {
 				ch = st_->ch;
 				gen = st_->generation;
 			}
-			net::Ack ack;
+			net::Frame f;
 			try {
-				ack = net::expect_message<net::Ack>(*ch, timeout_ms_);
+				f = ch->receive(timeout_ms_);
 			} catch (const Error &e) {
-				relink(gen, e);
+				relink(gen, e); // a lost connection; not a peer that said stop (below)
 				continue;
 			}
+			ch->fail_on_peer_stop(f);
+			if (f.type != net::FrameType::Ack)
+				fail(CLOUDLET_E_CORRUPT, ch->peer() + " sent " + net::frame_type_name(f.type) + " where ACK was expected");
+			net::Ack ack = net::Ack::decode(f.payload, ch->peer());
 			std::lock_guard<std::mutex> l(st_->mu);
 			if (gen != st_->generation || st_->relinking)
 				continue; // read as the link was being replaced: RESUMED counts it

@@ -81,8 +81,8 @@ struct OutboundResume {
 };
 
 struct ResumeCounts {
-	uint64_t resumes = 0;       // connections replaced
-	uint64_t unacked_bytes = 0; // ITEMS frame bytes not acknowledged at the cuts, summed
+	uint64_t resumes = 0;       // new connections the destination answered RESUMED on
+	uint64_t unacked_bytes = 0; // ITEMS frame bytes (framed) not acknowledged at each RESUMED, summed
 	uint64_t resent_bytes = 0;  // of them, sent again (the rest had been applied)
 };
 
@@ -112,8 +112,13 @@ public:
 	// destination resumes).
 	void enable_resume(OutboundResume r);
 	// On failure: the queue aborts, the socket is shut down (a thread
-	// inside send or receive returns), both threads are joined.
-	void stop();
+	// inside send or receive returns), both threads are joined. With
+	// `why`, the destination is told it in an ABORT first unless a frame
+	// holds the connection for longer than kAbortWaitMs (a dead link): it
+	// then rolls back at once instead of waiting for a resume that will
+	// not come.
+	void stop(const std::exception_ptr &why = nullptr);
+	static constexpr int kAbortWaitMs = 300;
 	// What a thread or the sink failed with (the link's story, the better
 	// one when the capture fails too), or null.
 	std::exception_ptr error() const;

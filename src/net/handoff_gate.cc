@@ -249,20 +249,21 @@ std::string HandoffGate::take_resume(const std::shared_ptr<Pending> &p, std::uni
 		// Held while the interrupt runs: once expect_resume() has replaced
 		// it, the old one is neither running nor called again.
 		std::lock_guard interrupting(interrupt_mu_);
-		bool taken = false;
+		bool ours;
 		{
 			std::lock_guard lock(mu_);
-			if (!stop_ && !session_.empty() && r.session == session_) {
-				unclaimed = std::move(resume_);
-				resume_ = AdmittedPeer{std::move(p->fd), p->peer, std::move(link), std::move(ch), std::move(first)};
-				counts_.resumed++;
-				taken = true;
-				cv_.notify_all();
-			}
+			ours = !stop_ && !session_.empty() && r.session == session_;
 		}
-		if (taken) {
+		if (ours) {
+			// The old connection lets go first: once resume_ is there, the
+			// handoff may take it and make it the current one.
 			if (interrupt_)
 				interrupt_();
+			std::lock_guard lock(mu_);
+			unclaimed = std::move(resume_);
+			resume_ = AdmittedPeer{std::move(p->fd), p->peer, std::move(link), std::move(ch), std::move(first)};
+			counts_.resumed++;
+			cv_.notify_all();
 			return "";
 		}
 	}

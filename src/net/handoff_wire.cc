@@ -113,7 +113,24 @@ void FrameChannel::read_exact(uint8_t *p, size_t n, int timeout_ms) {
 	}
 }
 
+bool FrameChannel::try_send(FrameType t, const std::vector<uint8_t> &payload, int wait_ms) noexcept {
+	try {
+		std::unique_lock<std::timed_mutex> lock(send_mu_, std::chrono::milliseconds(wait_ms));
+		if (!lock)
+			return false;
+		send_locked(t, payload.data(), payload.size());
+		return true;
+	} catch (...) {
+		return false;
+	}
+}
+
 void FrameChannel::send(FrameType t, const uint8_t *payload, size_t n) {
+	std::lock_guard<std::timed_mutex> lock(send_mu_);
+	send_locked(t, payload, n);
+}
+
+void FrameChannel::send_locked(FrameType t, const uint8_t *payload, size_t n) {
 	if (n > kMaxFramePayload)
 		fail(CLOUDLET_E_INTERNAL, "handoff frame payload of " + std::to_string(n) + " bytes is too large");
 	uint8_t head[kHeader] = {};
@@ -169,8 +186,12 @@ void FrameChannel::fail_on_peer_stop(const Frame &f) const {
 	if (f.type != FrameType::Abort && f.type != FrameType::Refuse)
 		return;
 	Stop s = Stop::decode(f.payload);
-	fail(static_cast<cloudlet_status>(s.status),
-	     peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + s.message);
+	// The peer's operator cancelling is not this caller cancelling
+	// (CLOUDLET_E_CANCELLED means "cancelled by the caller"; a serving CLI
+	// stops on it): here it is the connection that ended.
+	cloudlet_status st = s.status == CLOUDLET_E_CANCELLED ? CLOUDLET_E_IO : static_cast<cloudlet_status>(s.status);
+	fail(st, peer_ + (f.type == FrameType::Refuse ? " refused the handoff: " : " aborted the handoff: ") + s.message +
+	             (s.status == CLOUDLET_E_CANCELLED ? " (there)" : ""));
 }
 
 Frame FrameChannel::expect(FrameType t, int timeout_ms) {

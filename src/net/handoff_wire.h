@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -52,8 +53,8 @@ struct Frame {
 };
 
 // One side of a handoff connection over a link (not owned: TLS or the
-// socket, net/secure_link.h). Not thread-safe as a whole, but one thread may
-// send while another receives (the two directions share nothing).
+// socket, net/secure_link.h). One thread may receive while others send:
+// sends are serialised (a frame goes out whole), receives are not.
 class FrameChannel {
 public:
 	FrameChannel(Link &link, std::string peer);
@@ -76,6 +77,11 @@ public:
 		send(t, reinterpret_cast<const uint8_t *>(payload.data()), payload.size());
 	}
 	void send(FrameType t, const std::vector<uint8_t> &payload) { send(t, payload.data(), payload.size()); }
+	// For a thread that stops the session (a cancel, a failure elsewhere):
+	// sends the frame if no other send holds the connection for longer than
+	// `wait_ms` (a frame stuck on a slow link), else nothing. Never throws;
+	// false if it was not sent.
+	bool try_send(FrameType t, const std::vector<uint8_t> &payload, int wait_ms) noexcept;
 	// The next frame, checked (length, reserved bytes, sequence, MAC).
 	// CLOUDLET_E_CORRUPT for a bad frame, CLOUDLET_E_IO when the peer closed
 	// or the socket failed, CLOUDLET_E_TIMEOUT after `timeout_ms` without
@@ -99,8 +105,10 @@ public:
 	const std::string &peer() const { return peer_; }
 
 private:
+	void send_locked(FrameType t, const uint8_t *payload, size_t n); // with send_mu_ held
 	void read_exact(uint8_t *p, size_t n, int timeout_ms);
 	void write_all(const uint8_t *p, size_t n);
+	std::timed_mutex send_mu_;
 	Link &link_;
 	std::string peer_, secret_;
 	std::vector<uint8_t> send_key_, recv_key_;

@@ -11,6 +11,7 @@
 #include "net/handoff_wire.h"
 #include "net/tcp.h"
 #include "ops/launch_target.h"
+#include "util/cancel_relay.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
@@ -33,6 +34,7 @@ namespace {
 net::FrameChannel &wait_for_resume(net::HandoffGate &gate, uint64_t applied, const Error &why, int window_s,
                                    Progress &progress, const Logger &log,
                                    const std::function<net::FrameChannel *(net::AdmittedPeer)> &adopt) {
+	progress.check(); // a connection shut by a cancel is not a cut
 	log.warn(std::string("handoff link lost during the items (") + why.what() + ") after " + std::to_string(applied) +
 	         " ITEMS frames; waiting up to " + std::to_string(window_s) + " s for the source to resume");
 	auto deadline = Clock::now() + std::chrono::seconds(window_s);
@@ -165,6 +167,15 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 			};
 		engine::HandoffInbound in(ch, *t.applier, static_cast<uint8_t>(h.disks.size()), timeout_ms, relink);
 		progress.report("items", 0, 0);
+		// Until GO, a cancel ends the wait for the source's next frame at
+		// once: the connection is shut down (a resume wait checks the cancel).
+		auto relay = std::make_unique<CancelRelay>(progress, [&] {
+			std::lock_guard l(conn_mu);
+			// Told why (sends are serialised with the ACKs), the source runs on at once.
+			current->try_send(net::FrameType::Abort,
+			                  net::Stop{CLOUDLET_E_CANCELLED, "cancelled by the caller"}.encode(), 300);
+			current->shutdown();
+		});
 		virt::restore_streamed(
 		    t.conn->get(), t.dir + "/restore.fifo", [&](qemu::ByteSink &sink) { in.produce(sink, xml); }, true,
 		    progress);
@@ -178,6 +189,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		gate.expect_resume("", {}); // FINAL came: the source is paused, and never resumes from here
 		net::send_message(ch_now(), net::Ready{t.name, t.uuid});
 		net::expect_message<net::Go>(ch_now(), timeout_ms);
+		relay.reset(); // GO: from here the VM is this cloudlet's (docs/protocols/handoff.md "Failure")
 
 		std::string what = "cannot resume the handed-off VM " + t.name;
 		virt::DomainPtr dom = virt::require_domain(*t.conn, t.name, what);
@@ -204,6 +216,8 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		net::send_message(ch_now(), running);
 		cleanup.keep();
 	} catch (const Error &e) {
+		if (progress.cancelled() && e.status() != CLOUDLET_E_CANCELLED)
+			fail(CLOUDLET_E_CANCELLED, "cancelled by the caller"); // the relay's shut connection says only "closed"
 		try {
 			if (e.status() != CLOUDLET_E_IO && e.status() != CLOUDLET_E_TIMEOUT)
 				ch_now().send(net::FrameType::Abort, net::Stop{e.status(), e.what()}.encode());

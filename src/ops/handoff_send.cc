@@ -25,6 +25,7 @@
 #include "ops/launch_source.h"
 #include "ops/recovery.h"
 #include "store/undo_journal.h"
+#include "util/cancel_relay.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "virt/domain.h"
@@ -242,7 +243,7 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		cap = virt::capture_migration(dom.get(), true, sink, co, progress, ctx.log());
 	} catch (...) {
 		std::exception_ptr own = out.error();
-		out.stop(); // the capture already put the VM back as it was
+		out.stop(std::current_exception()); // the capture already put the VM back as it was
 		if (own)
 			std::rethrow_exception(own); // the link's story is the better one
 		throw;
@@ -253,6 +254,14 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 	// queue, the device state; the destination restores.
 	engine::OutboundCounts sent;
 	try {
+		// Paused: a cancel shuts the connection (the threads and a wait for
+		// READY let go), the VM runs on here.
+		CancelRelay relay(progress, [&out] {
+			net::FrameChannel &ch = out.channel();
+			ch.try_send(net::FrameType::Abort, net::Stop{CLOUDLET_E_CANCELLED, "cancelled by the caller"}.encode(),
+			            engine::HandoffOutbound::kAbortWaitMs);
+			ch.shutdown();
+		});
 		out.queue_changed_disk_chunks();
 		out.drain();
 		sent = out.counts();
@@ -265,8 +274,9 @@ HandoffInfo handoff_send(Context &ctx, const std::string &domain, const std::str
 		info.restore_seconds = since(tf);
 		net::send_message(out.channel(), net::Go{});
 	} catch (...) {
-		out.stop();
+		out.stop(std::current_exception());
 		virt::restore_run_state(dom.get(), true, ctx.log());
+		progress.check(); // cancelled: say so, not what the shut connection said
 		throw;
 	}
 

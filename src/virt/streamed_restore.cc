@@ -48,10 +48,17 @@ private:
 // libvirt's error the first cause. Any other failure of the producer (a bad
 // ITEMS batch, a lost link, a damaged overlay) happened first, and libvirt's
 // error ("load of migration failed") is only its consequence.
+// It also checks for cancel once a MiB: a producer that only writes (a
+// synthesis streaming the whole of RAM) stops within a few milliseconds.
 class FifoSink : public qemu::ByteSink {
 public:
-	FifoSink(int fd, const std::string &name, bool &failed) : sink_(fd, name), failed_(failed) {}
+	FifoSink(int fd, const std::string &name, bool &failed, Progress &progress)
+	    : sink_(fd, name), failed_(failed), progress_(progress) {}
 	void write(const uint8_t *data, size_t n) override {
+		if ((written_ += n) >= kCheckBytes) {
+			written_ = 0;
+			progress_.check();
+		}
 		try {
 			sink_.write(data, n);
 		} catch (...) {
@@ -69,8 +76,11 @@ public:
 	}
 
 private:
+	static constexpr size_t kCheckBytes = 1u << 20;
 	qemu::FdSink sink_;
 	bool &failed_;
+	Progress &progress_;
+	size_t written_ = 0;
 };
 
 } // namespace
@@ -131,7 +141,7 @@ void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::fu
 	bool write_failed = false;
 	try {
 		BlockSigpipe guard;
-		FifoSink sink(fd, fifo, write_failed);
+		FifoSink sink(fd, fifo, write_failed, progress);
 		produce(sink);
 		sink.flush();
 	} catch (const Error &e) {

@@ -21,7 +21,11 @@ namespace cloudlet::virt {
 // unless it was a failed write to the FIFO: then libvirt stopped reading
 // first and its error is thrown (a closed FIFO only says "broken pipe"). SIGPIPE is blocked on
 // the calling thread while writing. `paused`: the domain is left paused. Throws CLOUDLET_E_LIBVIRT when libvirt
-// refuses the image.
+// refuses the image. Cancel is checked once a MiB written; after a cancel
+// (or any failure of `produce`) this returns when libvirt's restore call has
+// ended, which takes as long as libvirt needs to start and tear down QEMU
+// (up to about 2 s here: docs/reliability.md "Interrupted"), a wait neither
+// destroying the domain nor killing QEMU shortens.
 void restore_streamed(virConnectPtr conn, const std::string &fifo, const std::function<void(qemu::ByteSink &)> &produce,
                       bool paused, Progress &progress);
 

@@ -141,7 +141,19 @@ static void test_messages_round_trip(void **) {
 	net::Offer o = net::Offer::decode(net::Offer{"vm \"x\"", "{\"disks\":[]}"}.encode(), kPeer);
 	assert_string_equal(o.name.c_str(), "vm \"x\"");
 	assert_string_equal(o.header.c_str(), "{\"disks\":[]}");
-	net::Accept::decode(net::Accept{}.encode(), kPeer);
+	assert_false(net::Accept::decode(net::Accept{}.encode(), kPeer).resumable());
+	net::Accept acc;
+	acc.session = net::new_session_id();
+	acc.resume_seconds = 30;
+	net::Accept acc2 = net::Accept::decode(acc.encode(), kPeer);
+	assert_true(acc2.resumable());
+	assert_string_equal(acc2.session.c_str(), acc.session.c_str());
+	assert_true(acc2.resume_seconds == 30);
+	assert_string_not_equal(net::new_session_id().c_str(), acc.session.c_str());
+	net::Resume res = net::Resume::decode(net::Resume{acc.session, UINT64_MAX}.encode(), kPeer);
+	assert_string_equal(res.session.c_str(), acc.session.c_str());
+	assert_true(res.acked == UINT64_MAX);
+	assert_int_equal(net::Resumed::decode(net::Resumed{42}.encode(), kPeer).applied, 42);
 
 	net::Stop s = net::Stop::decode(net::Stop{CLOUDLET_E_CANCELLED, "stopped"}.encode());
 	assert_int_equal(s.status, CLOUDLET_E_CANCELLED);
@@ -255,6 +267,21 @@ static void test_json_decoders_refuse(void **) {
 	auto accept = [](const Payload &p) { net::Accept::decode(p, kPeer); };
 	refused(accept, {}, "ACCEPT");
 	refused(accept, bytes("[]"), "ACCEPT");
+	const std::string sid = "\"session\":\"0123456789abcdef0123456789abcdef\"";
+	assert_true(net::Accept::decode(bytes("{" + sid + ",\"resume_seconds\":5}"), kPeer).resumable());
+	refused(accept, bytes("{" + sid + "}"), "ACCEPT");                                  // no window
+	refused(accept, bytes("{" + sid + ",\"resume_seconds\":-1}"), "ACCEPT");
+	refused(accept, bytes("{" + sid + ",\"resume_seconds\":1e9}"), "ACCEPT");         // more than a day
+	refused(accept, bytes("{\"session\":\"0123\",\"resume_seconds\":5}"), "ACCEPT"); // not 32 hex digits
+	refused(accept, bytes("{\"session\":\"0123456789ABCDEF0123456789ABCDEF\",\"resume_seconds\":5}"), "ACCEPT");
+	auto resume = [](const Payload &p) { net::Resume::decode(p, kPeer); };
+	refused(resume, bytes("{" + sid + "}"), "RESUME");                                  // no acked
+	refused(resume, bytes("{" + sid + ",\"acked\":-1}"), "RESUME");
+	refused(resume, bytes("{\"acked\":1}"), "RESUME");
+	refused(resume, bytes("{\"session\":\"zz\",\"acked\":1}"), "RESUME");
+	auto resumed = [](const Payload &p) { net::Resumed::decode(p, kPeer); };
+	refused(resumed, bytes("{}"), "RESUMED");
+	refused(resumed, bytes("{\"applied\":\"1\"}"), "RESUMED");
 
 	auto ready = [](const Payload &p) { net::Ready::decode(p, kPeer); };
 	refused(ready, bytes("{\"name\":\"a\"}"), "READY");
@@ -438,6 +465,20 @@ static void test_link_rate(void **) {
 	assert_false(r.acked(at(t0, 3.0))); // the last one: idle again, no window
 	assert_float_equal(r.link_bps(), 250000, 1);
 	assert_int_equal(status_of([&] { r.acked(at(t0, 3.1)); }), CLOUDLET_E_CORRUPT);
+	// A resume: of four frames in flight the destination had applied two;
+	// they count as acknowledged without a measurement, and the next window
+	// starts at the resume (the reconnect's time is not the link's).
+	for (int i = 0; i < 4; i++)
+		r.sent(100000, 100000, at(t0, 4.0));
+	assert_int_equal(status_of([&] { r.resumed(12, at(t0, 9.0)); }), CLOUDLET_E_INTERNAL); // past the frames sent
+	assert_int_equal(status_of([&] { r.resumed(6, at(t0, 9.0)); }), CLOUDLET_E_INTERNAL);  // before those acknowledged
+	r.resumed(9, at(t0, 9.0));
+	assert_int_equal(r.frames_acked(), 9);
+	assert_float_equal(r.link_bps(), 250000, 1);
+	assert_false(r.acked(at(t0, 9.25)));
+	assert_false(r.acked(at(t0, 9.5))); // the last in flight: idle again
+	assert_int_equal(r.frames_acked(), 11);
+	assert_int_equal(status_of([&] { r.resumed(10, at(t0, 9.6)); }), CLOUDLET_E_INTERNAL); // before the acked
 }
 
 // --- dirty queue -------------------------------------------------------------------

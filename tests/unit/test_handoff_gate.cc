@@ -7,7 +7,10 @@
 // connections, threads and memory stay bounded; every refused connection is
 // one log line. Then the things a door must do: REFUSE as busy once the
 // caller took its source, a rotation that breaks the credentials ends the
-// wait with that error, and cancel ends it within 200 ms.
+// wait with that error, and cancel ends it within 200 ms. Resume: a source
+// that comes back with RESUME for the session in progress is handed to the
+// waiting handoff (and the old connection interrupted); a RESUME for any
+// other session, or after the handoff stopped expecting one, is refused.
 #include "net/handoff_gate.h"
 #include "net/handoff_messages.h"
 #include "net/handoff_wire.h"
@@ -393,8 +396,77 @@ static void test_busy_rotation_and_cancel(void **) {
 	}
 }
 
+// A source coming back after a cut: link, handshake, RESUME; RESUMED's count.
+uint64_t resume_source(unsigned port, const std::string &session, uint64_t acked) {
+	UniqueFd fd = connect_to(port);
+	if (!fd)
+		throw Error(CLOUDLET_E_IO, "cannot connect");
+	auto link = net::LinkSetup(psk(), net::LinkSetup::Role::Client).open(fd.get(), "gate", "127.0.0.1", 5000);
+	net::FrameChannel ch(*link, "gate");
+	ch.client_handshake(5000);
+	net::send_message(ch, net::Resume{session, acked});
+	return net::expect_message<net::Resumed>(ch, 5000).applied;
+}
+
+static void test_resume_goes_to_its_session(void **) {
+	net::TcpListener listener("127.0.0.1:0");
+	unsigned port = listener.port();
+	Lines lines;
+	net::HandoffGate gate(listener, psk(), {}, lines.log());
+	NoProgress progress;
+	std::string msg;
+	// Before any handoff expects one: refused.
+	std::string session = net::new_session_id(), other = net::new_session_id();
+	assert_int_equal(status_of([&] { resume_source(port, session, 0); }, &msg), CLOUDLET_E_NOT_FOUND);
+	print_message("# %s\n", msg.c_str());
+	std::thread first([&] { status_of([&] { legit_source(port, psk()); }); });
+	net::AdmittedPeer a = gate.next(progress);
+	std::atomic<int> interrupts{0};
+	gate.expect_resume(session, [&] { interrupts++; });
+	// Another session: refused, logged, nothing for the handoff.
+	assert_int_equal(status_of([&] { resume_source(port, other, 0); }, &msg), CLOUDLET_E_NOT_FOUND);
+	assert_int_equal(interrupts.load(), 0);
+	// A malformed RESUME: refused as bad data.
+	assert_int_not_equal(status_of([&] {
+		                     UniqueFd fd = connect_to(port);
+		                     auto link = net::LinkSetup(psk(), net::LinkSetup::Role::Client)
+		                                     .open(fd.get(), "gate", "127.0.0.1", 5000);
+		                     net::FrameChannel ch(*link, "gate");
+		                     ch.client_handshake(5000);
+		                     ch.send(FrameType::Resume, std::string("{\"session\":\"xyz\",\"acked\":1}"));
+		                     ch.expect(FrameType::Resumed, 5000);
+	                     }),
+	                     CLOUDLET_OK);
+	// No comeback yet: resumed() times out when asked to.
+	auto t0 = std::chrono::steady_clock::now();
+	assert_int_equal(status_of([&] { gate.resumed(300, progress); }), CLOUDLET_E_TIMEOUT);
+	assert_true(std::chrono::steady_clock::now() - t0 < 1s);
+	// The session's own: handed over (the old connection interrupted), answered.
+	uint64_t applied = 0;
+	std::thread back([&] { status_of([&] { applied = resume_source(port, session, 3); }, &msg); });
+	net::AdmittedPeer r = gate.resumed(5000, progress);
+	assert_int_equal(static_cast<int>(r.first.type), static_cast<int>(FrameType::Resume));
+	net::Resume res = net::Resume::decode(r.first.payload, r.peer);
+	assert_string_equal(res.session.c_str(), session.c_str());
+	assert_int_equal(res.acked, 3);
+	assert_int_equal(interrupts.load(), 1);
+	net::send_message(*r.channel, net::Resumed{5});
+	back.join();
+	assert_int_equal(applied, 5);
+	// Once the handoff stops expecting one (FINAL came): refused again.
+	gate.expect_resume("", {});
+	assert_int_equal(status_of([&] { resume_source(port, session, 0); }, &msg), CLOUDLET_E_NOT_FOUND);
+	assert_int_equal(interrupts.load(), 1);
+	assert_int_equal(gate.counts().resumed, 1);
+	assert_true(lines.count("RESUME of a handoff this cloudlet is not receiving") >= 3);
+	a.link->shutdown();
+	r.link->shutdown();
+	first.join();
+}
+
 int main(void) {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_resume_goes_to_its_session),
 	    cmocka_unit_test(test_hostile_peers_do_not_keep_a_source_out),
 	    cmocka_unit_test(test_replayed_session_not_admitted),
 	    cmocka_unit_test(test_log_is_rate_limited),

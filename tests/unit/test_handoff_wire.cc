@@ -420,8 +420,13 @@ static void test_abort_and_refuse_carry_reason(void **) {
 	// A receiver taking several types gets the same error from the frame itself.
 	d.send(FrameType::Abort, net::Stop{CLOUDLET_E_CANCELLED, "stopped by its operator"}.encode());
 	net::Frame abort = s.receive(1000);
-	assert_int_equal(status_of([&] { s.fail_on_peer_stop(abort); }, &msg), CLOUDLET_E_CANCELLED);
-	assert_non_null(strstr(msg.c_str(), "aborted the handoff: stopped by its operator"));
+	// The peer's cancel is not ours: the connection ended (a serving
+	// receiver must not stop as if interrupted).
+	assert_int_equal(status_of([&] { s.fail_on_peer_stop(abort); }, &msg), CLOUDLET_E_IO);
+	assert_non_null(strstr(msg.c_str(), "aborted the handoff: stopped by its operator (there)"));
+	d.send(FrameType::Abort, net::Stop{CLOUDLET_E_CORRUPT, "item 3 is out of range"}.encode());
+	net::Frame bad = s.receive(1000);
+	assert_int_equal(status_of([&] { s.fail_on_peer_stop(bad); }, &msg), CLOUDLET_E_CORRUPT);
 	s.fail_on_peer_stop(net::Frame{FrameType::Items, {}}); // other frames pass
 	d.send(FrameType::Running, "{}");
 	assert_int_equal(status_of([&] { s.expect(FrameType::Ready, 1000); }, &msg), CLOUDLET_E_CORRUPT);
