@@ -87,11 +87,11 @@ def killed(delay, *args, store=None):
 # undoing what it made" (issue 18), the undoing included. The one exception:
 # libvirt's restore call cannot be interrupted while it starts QEMU, and a
 # cancel that lands there waits until libvirt has started QEMU and torn it
-# down again (measured 1.4 to 2.1 s here; destroying the domain or killing
-# QEMU does not shorten it): synthesis and a receiving handoff get that
-# (docs/reliability.md "Interrupted").
+# down again, then the undo (measured 1.3 to 2.6 s here; destroying the
+# domain or killing QEMU does not shorten it): synthesis and a receiving
+# handoff get that (docs/reliability.md "Interrupted").
 INTERRUPT_BOUND_S = 1.0
-RESTORE_BOUND_S = 2.5
+RESTORE_BOUND_S = 3.0
 
 
 def interrupted(delay, *args, store=None):
@@ -352,9 +352,11 @@ def _interrupt_trials(what, run, undo_result, check_after, bound=INTERRUPT_BOUND
         rc, secs, err = run(delay)
         outcomes.append((round(delay, 2), rc, None if secs is None else round(secs, 2)))
         if secs is not None:
-            assert secs <= bound, "%s took %.2f s to stop after SIGINT (at %.2f s)" % (what, secs, delay)
-            # Past its last check point an operation completes (exit 0, its result whole).
+            # Past its last check point an operation completes (exit 0, its result whole; a
+            # handoff's source cleanup after RUNNING, for one): that is not a stop.
             assert rc in (0, 130), "%s interrupted after %.2f s: exit %d: %s" % (what, delay, rc, err)
+            if rc == 130:
+                assert secs <= bound, "%s took %.2f s to stop after SIGINT (at %.2f s)" % (what, secs, delay)
         else:
             assert rc == 0, err
         if rc == 0:  # it finished
