@@ -176,6 +176,10 @@ void HandoffOutbound::relink(uint64_t gen, const Error &why) {
 	std::string last = "no attempt";
 	for (int attempt = 1;; attempt++) {
 		try {
+			if (attempt > 1) {
+				std::lock_guard<std::mutex> g(st_->mu);
+				acked = rate_.frames_acked(); // a failed attempt may have got a RESUMED that counted on
+			}
 			uint64_t applied = 0;
 			net::FrameChannel &ch = resume_->reconnect(acked, &applied);
 			uint64_t sent;
