@@ -276,6 +276,8 @@ numbers --level 99x handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok
 numbers --level -1 handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok" --codec zstd
 numbers --level 12 handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok" --codec lzma
 numbers --timeout 0 handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" --once
+numbers --resume-window -1 handoff send nosuchdomain 127.0.0.1:9 --token-file "$tmp/tok"
+numbers --resume-window 3601 handoff receive --listen 127.0.0.1:0 --token-file "$tmp/tok" --once
 numbers --level 99x overlay create nosuchdomain "$tmp/x.ovl"
 numbers --probe-timeout 1e1 doctor --probe-kernel "$tmp/none"
 numbers --probe-timeout nan doctor --probe-kernel "$tmp/none"
