@@ -84,32 +84,18 @@ public:
 
 	// TCP, the link (TLS or plaintext), the frame handshake.
 	net::FrameChannel &open(int connect_ms) {
-		auto c = std::make_unique<Conn>();
-		c->fd = net::connect_tcp(destination_, connect_ms, &stop_);
-		Dialing dialing(*this, c->fd.get());
-		c->link = setup_.open(c->fd.get(), destination_, host_, handshake_ms_);
-		c->ch = std::make_unique<net::FrameChannel>(*c->link, destination_);
-		c->ch->client_handshake(timeout_ms_);
-		if (all_.empty())
-			description_ = c->link->description();
-		std::lock_guard l(mu_);
-		all_.push_back(std::move(c));
-		return *all_.back()->ch;
+		auto c = dial(connect_ms, timeout_ms_);
+		description_ = c->link->description();
+		return keep(std::move(c));
 	}
 	// A new connection that resumes `session` (docs/protocols/handoff.md
 	// "Resume"): RESUME with the frames acknowledged, RESUMED with those applied.
 	net::FrameChannel &resume(const std::string &session, uint64_t acked, uint64_t *applied) {
-		auto c = std::make_unique<Conn>();
-		c->fd = net::connect_tcp(destination_, handshake_ms_, &stop_);
-		Dialing dialing(*this, c->fd.get());
-		c->link = setup_.open(c->fd.get(), destination_, host_, handshake_ms_);
-		c->ch = std::make_unique<net::FrameChannel>(*c->link, destination_);
-		c->ch->client_handshake(handshake_ms_);
-		net::send_message(*c->ch, net::Resume{session, acked});
-		*applied = net::expect_message<net::Resumed>(*c->ch, handshake_ms_).applied;
-		std::lock_guard l(mu_);
-		all_.push_back(std::move(c));
-		return *all_.back()->ch;
+		auto c = dial(handshake_ms_, handshake_ms_, [&](net::FrameChannel &ch) {
+			net::send_message(ch, net::Resume{session, acked});
+			*applied = net::expect_message<net::Resumed>(ch, handshake_ms_).applied;
+		});
+		return keep(std::move(c));
 	}
 	// Sticky: the connection being made fails at once, and any later one.
 	void interrupt() {
@@ -140,6 +126,25 @@ private:
 		std::unique_ptr<net::Link> link;
 		std::unique_ptr<net::FrameChannel> ch;
 	};
+	// Connects and shakes hands (`first`, if given, is the first exchange
+	// after it), interruptible throughout.
+	std::unique_ptr<Conn> dial(int connect_ms, int frames_ms,
+	                           const std::function<void(net::FrameChannel &)> &first = {}) {
+		auto c = std::make_unique<Conn>();
+		c->fd = net::connect_tcp(destination_, connect_ms, &stop_);
+		Dialing dialing(*this, c->fd.get());
+		c->link = setup_.open(c->fd.get(), destination_, host_, handshake_ms_);
+		c->ch = std::make_unique<net::FrameChannel>(*c->link, destination_);
+		c->ch->client_handshake(frames_ms);
+		if (first)
+			first(*c->ch);
+		return c;
+	}
+	net::FrameChannel &keep(std::unique_ptr<Conn> c) {
+		std::lock_guard l(mu_);
+		all_.push_back(std::move(c));
+		return *all_.back()->ch;
+	}
 	// The socket interrupt() shuts down while a connection is being made.
 	struct Dialing {
 		Connections &c;
