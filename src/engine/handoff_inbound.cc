@@ -14,23 +14,15 @@ HandoffInbound::HandoffInbound(net::FrameChannel &ch, OverlayApplier &applier, u
                                Relink relink)
     : ch_(&ch), relink_(std::move(relink)), applier_(applier), spaces_(spaces), timeout_ms_(timeout_ms) {}
 
-namespace {
-
-// A connection lost, not a peer that misbehaved: what a resume mends.
-bool link_lost(const Error &e) { return e.status() == CLOUDLET_E_IO || e.status() == CLOUDLET_E_TIMEOUT; }
-
-} // namespace
-
 net::FrameChannel &HandoffInbound::receive_frame(net::Frame &f) {
 	for (;;) {
 		try {
 			f = ch_->receive(timeout_ms_);
 			return *ch_;
 		} catch (const Error &e) {
-			if (!relink_ || !link_lost(e))
+			if (!relink_ || !net::connection_lost(e))
 				throw;
 			ch_ = &relink_(counts_.frames, e);
-			resumes_++;
 		}
 	}
 }
@@ -41,7 +33,7 @@ void HandoffInbound::acknowledge() {
 	try {
 		net::send_message(*ch_, net::Ack{counts_.frames, counts_.raw_bytes});
 	} catch (const Error &e) {
-		if (!relink_ || !link_lost(e))
+		if (!relink_ || !net::connection_lost(e))
 			throw;
 		ch_->shutdown(); // the next receive fails and relinks
 	}

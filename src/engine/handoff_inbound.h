@@ -46,7 +46,6 @@ public:
 	void produce(qemu::ByteSink &sink, const std::string &domain_xml);
 
 	const InboundCounts &counts() const { return counts_; }
-	uint64_t resumes() const { return resumes_; }
 	double finish_seconds() const { return finish_s_; }                 // completing the disk layers
 	Clock::time_point device_state_at() const { return device_state_at_; } // when the device state went out
 
@@ -59,7 +58,6 @@ private:
 	uint8_t spaces_;
 	int timeout_ms_;
 	InboundCounts counts_;
-	uint64_t resumes_ = 0;
 	double finish_s_ = 0;
 	Clock::time_point device_state_at_ = Clock::now();
 };

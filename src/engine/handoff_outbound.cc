@@ -28,13 +28,6 @@ namespace {
 
 constexpr uint64_t kBatchRawBytes = 1u << 20; // an ITEMS frame's share before compression
 
-// A connection lost, not a peer that misbehaved: what a resume mends.
-bool link_lost(const Error &e) { return e.status() == CLOUDLET_E_IO || e.status() == CLOUDLET_E_TIMEOUT; }
-
-// A failed reconnect that another attempt may mend (the destination not
-// listening yet, the link still down); a refusal or other credentials will not.
-bool worth_retrying(const Error &e) { return link_lost(e); }
-
 std::string seconds_text(double s) { return std::to_string(static_cast<long long>(s + 0.5)) + " s"; }
 
 } // namespace
@@ -62,6 +55,15 @@ struct HandoffOutbound::State {
 	};
 	std::deque<Retained> retained; // sent, not acknowledged (with resume only)
 	uint64_t retained_bytes = 0;
+	// What the retained frames are on the wire (as a resume sends them again).
+	uint64_t retained_framed() const { return retained_bytes + retained.size() * net::kFrameOverhead; }
+	// The destination has frames 1 … `index`: their copies go.
+	void drop_retained_through(uint64_t index) {
+		while (!retained.empty() && retained.front().index <= index) {
+			retained_bytes -= retained.front().payload.size();
+			retained.pop_front();
+		}
+	}
 	ResumeCounts resume;
 };
 
@@ -148,7 +150,7 @@ void HandoffOutbound::on_final_pass() {
 }
 
 void HandoffOutbound::relink(uint64_t gen, const Error &why) {
-	if (!link_lost(why))
+	if (!net::connection_lost(why))
 		throw why;
 	std::unique_lock<std::mutex> l(st_->mu);
 	for (;;) {
@@ -165,7 +167,7 @@ void HandoffOutbound::relink(uint64_t gen, const Error &why) {
 	st_->relinking = true;
 	net::FrameChannel *old = st_->ch;
 	uint64_t acked = rate_.frames_acked();
-	uint64_t unacked = st_->retained_bytes + st_->retained.size() * net::kFrameOverhead; // as resent: framed
+	uint64_t unacked = st_->retained_framed();
 	l.unlock();
 	old->shutdown(); // the other thread, inside a send or receive on it, lets go
 	std::string peer = old->peer();
@@ -208,7 +210,9 @@ void HandoffOutbound::relink(uint64_t gen, const Error &why) {
 			last = e.what();
 			if (resume_->note)
 				resume_->note("handoff to " + peer + ": resume attempt " + std::to_string(attempt) + " failed: " + last);
-			if (!worth_retrying(e))
+			// Another attempt may mend a lost connection (the destination not
+			// listening yet, the link still down), not a refusal.
+			if (!net::connection_lost(e))
 				break;
 		}
 		l.lock();
@@ -238,11 +242,8 @@ void HandoffOutbound::resend_after(uint64_t applied, net::FrameChannel &ch) {
 		std::lock_guard<std::mutex> l(st_->mu);
 		// Unacknowledged when the destination said where it is: what a
 		// resume could have to send again (framed, as sent).
-		st_->resume.unacked_bytes += st_->retained_bytes + st_->retained.size() * net::kFrameOverhead;
-		while (!st_->retained.empty() && st_->retained.front().index <= applied) {
-			st_->retained_bytes -= st_->retained.front().payload.size();
-			st_->retained.pop_front();
-		}
+		st_->resume.unacked_bytes += st_->retained_framed();
+		st_->drop_retained_through(applied);
 		rate_.resumed(applied, Clock::now());
 		for (const auto &r : st_->retained)
 			again.push_back(&r.payload);
@@ -473,10 +474,7 @@ void HandoffOutbound::ack_thread() {
 			// downtime: keep it to what the pipeline moves in half the target.
 			if (rate_.acked(Clock::now()))
 				queue_.set_budget(static_cast<uint64_t>(rate_.window_raw_bps() * downtime_target_s_ / 2));
-			while (!st_->retained.empty() && st_->retained.front().index <= ack.frames) {
-				st_->retained_bytes -= st_->retained.front().payload.size();
-				st_->retained.pop_front();
-			}
+			st_->drop_retained_through(ack.frames);
 			st_->cv.notify_all();
 		}
 	} catch (...) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "net/secure_link.h"
+#include "util/error.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -45,6 +46,14 @@ constexpr size_t kMaxGreetingPayload = 4096; // a side's first frame (HELLO, CHA
 constexpr size_t kFrameHeaderBytes = 16, kFrameMacBytes = 16;
 constexpr size_t kFrameOverhead = kFrameHeaderBytes + kFrameMacBytes;
 constexpr size_t kMinTokenBytes = 32;
+
+// A send or receive that failed because the connection is gone (closed,
+// reset, cut, silent past its timeout), not because the peer misbehaved:
+// what a resume mends (docs/protocols/handoff.md "Resume"), and a state in
+// which there is nobody left to send an ABORT to.
+inline bool connection_lost(const Error &e) {
+	return e.status() == CLOUDLET_E_IO || e.status() == CLOUDLET_E_TIMEOUT;
+}
 
 struct Frame {
 	FrameType type = FrameType::Abort;

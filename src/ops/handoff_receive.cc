@@ -57,7 +57,7 @@ net::FrameChannel &wait_for_resume(net::HandoffGate &gate, uint64_t applied, con
 		try {
 			net::send_message(*p.channel, net::Resumed{applied});
 		} catch (const Error &e) {
-			if (e.status() != CLOUDLET_E_IO && e.status() != CLOUDLET_E_TIMEOUT)
+			if (!net::connection_lost(e))
 				throw;
 			continue; // that one dropped too: wait on for the next
 		}
@@ -219,7 +219,7 @@ HandoffInfo HandoffListener::receive(const HandoffOptions &o, Progress &progress
 		if (progress.cancelled() && e.status() != CLOUDLET_E_CANCELLED)
 			fail(CLOUDLET_E_CANCELLED, "cancelled by the caller"); // the relay's shut connection says only "closed"
 		try {
-			if (e.status() != CLOUDLET_E_IO && e.status() != CLOUDLET_E_TIMEOUT)
+			if (!net::connection_lost(e))
 				ch_now().send(net::FrameType::Abort, net::Stop{e.status(), e.what()}.encode());
 		} catch (...) {
 		}
