@@ -337,9 +337,9 @@ def test_handoff_receiver_killed(world):
         record("handoff receive", was_killed)
 
 
-def _interrupt_trials(what, run, undo_result, check_after, bound=INTERRUPT_BOUND_S):
+def _interrupt_trials(what, run, undo_result, check_after, bound=INTERRUPT_BOUND_S, span=0.9):
     """`run(delay)` -> (rc, seconds or None, stderr) for seeded delays over the
-    operation's duration (a first, uninterrupted run times it)."""
+    first `span` of the operation's duration (a first, uninterrupted run times it)."""
     t = time.monotonic()
     rc, secs, err = run(600)
     assert rc == 0 and secs is None, err
@@ -348,7 +348,7 @@ def _interrupt_trials(what, run, undo_result, check_after, bound=INTERRUPT_BOUND
     outcomes = []
     rnd = random.Random("%d-%s" % (SEED, what))
     for _ in range(TRIALS):
-        delay = rnd.uniform(0.05, duration * 0.9)
+        delay = rnd.uniform(0.05, duration * span)
         rc, secs, err = run(delay)
         outcomes.append((round(delay, 2), rc, None if secs is None else round(secs, 2)))
         if secs is not None:
@@ -439,9 +439,13 @@ def test_interrupt_stops_every_operation_within_a_second(world):
                         "--once", "--name", dst, "--timeout", "20"]
             send_cmd = ["handoff", "send", src, "127.0.0.1:%d" % port, "--token-file", _token(),
                         "--timeout", "20"]
-            other = subprocess.Popen([CLI, "--quiet", "--store", RUN + ("/store" if side == "receive" else "/store2")]
-                                     + (send_cmd if side == "receive" else recv_cmd),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            other_cmd = [CLI, "--quiet", "--store", RUN + ("/store" if side == "receive" else "/store2")] + (
+                send_cmd if side == "receive" else recv_cmd)
+            if side == "receive":
+                # The sender after the receiver listens (the receiver is started by interrupted()
+                # below); started first, it found nobody and the receiver waited for ever.
+                other_cmd = ["sh", "-c", 'sleep 0.3; exec "$0" "$@"'] + other_cmd
+            other = subprocess.Popen(other_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if side == "send":
                 time.sleep(0.3)
                 res = interrupted(delay, *send_cmd)
@@ -465,9 +469,11 @@ def test_interrupt_stops_every_operation_within_a_second(world):
             for name, st in ((src, "/store"), (dst, "/store2")):
                 cli("instance", "remove", name, store=RUN + st, check=False)
             return res
-        # The receiver is started first and waits: its trials' delays count from the sender's start.
+        # Delays count from the start of the side interrupted; the other starts 0.3 s after the receiver.
+        # The first 40 %: a handoff's later part (the source's cleanup after RUNNING, about
+        # 1.5 s of 3.5) is past the point of no return, where SIGINT only lets it complete.
         _interrupt_trials("handoff " + side, run, lambda: None, lambda was: None,
-                          RESTORE_BOUND_S if side == "receive" else INTERRUPT_BOUND_S)
+                          RESTORE_BOUND_S if side == "receive" else INTERRUPT_BOUND_S, span=0.4)
 
 
 def _tiny_fs(path, megabytes):
