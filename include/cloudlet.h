@@ -680,17 +680,28 @@ typedef struct cloudlet_synthesis_options {
 	/* version 2 */
 	const char *uuid;           /**< the new domain's UUID ("xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", any case);
 	                                 NULL: a random one. CLOUDLET_E_EXISTS if a domain has it */
+	/* version 3 */
+	unsigned int flags;         /**< CLOUDLET_SYNTHESIS_* flags; 0: none */
 } cloudlet_synthesis_options;
 
-#define CLOUDLET_SYNTHESIS_OPTIONS_VERSION 2
+/** Synthesis flags. */
+enum {
+	/** Early start (docs/early-start.md): the VM runs as soon as QEMU has
+	 *  loaded its device state, its memory streaming in behind it by
+	 *  postcopy, the pages it touches first. Needs a host where QEMU may use
+	 *  userfaultfd (`cloudlet doctor` says; CLOUDLET_E_HOST up front if not). */
+	CLOUDLET_SYNTHESIS_EARLY_START = 1u << 0
+};
+
+#define CLOUDLET_SYNTHESIS_OPTIONS_VERSION 3
 #define CLOUDLET_SYNTHESIS_OPTIONS_INIT \
-	{ CLOUDLET_SYNTHESIS_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL }
+	{ CLOUDLET_SYNTHESIS_OPTIONS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, 0 }
 
 CLOUDLET_API cloudlet_status cloudlet_synthesis_options_init(cloudlet_synthesis_options *opts, unsigned int version);
 
 /** A synthesized VM. Free with cloudlet_synthesis_info_free(). */
 typedef struct cloudlet_synthesis_info {
-	unsigned int version;       /**< fields below exist from version 1 */
+	unsigned int version;       /**< fields below exist from version 1; the early-start ones from 2 */
 	const char *name;
 	const char *uuid;
 	const char *base_id;
@@ -711,6 +722,12 @@ typedef struct cloudlet_synthesis_info {
 	 *  memory stream's generation); the NIC swap; everything. */
 	double fetch_seconds, decompress_seconds, apply_seconds, read_seconds;
 	double restore_seconds, nic_seconds, total_seconds;
+	/* version 2 */
+	int early_start;            /**< 1: restored by postcopy (CLOUDLET_SYNTHESIS_EARLY_START) */
+	double running_seconds;     /**< early start: from the call until the VM ran; else 0 */
+	uint64_t demand_requests;   /**< early start: page requests from QEMU while memory streamed in */
+	uint64_t demand_pages;      /**< early start: pages sent because the guest touched them first */
+	uint64_t background_pages;  /**< early start: pages sent in order behind them */
 } cloudlet_synthesis_info;
 
 /**

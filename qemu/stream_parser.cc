@@ -327,6 +327,15 @@ size_t header_at(const std::vector<uint8_t> &t, size_t at, const std::string &na
 
 } // namespace
 
+size_t device_sections_end(const std::vector<uint8_t> &tail) {
+	size_t json_at = find_description(tail);
+	if (json_at != std::string::npos)
+		return json_at - 6;
+	if (device_state_complete(tail))
+		return tail.size() - 1;
+	return std::string::npos;
+}
+
 DeviceStateLayout split_device_state(const std::vector<uint8_t> &tail) {
 	DeviceStateLayout out;
 	size_t json_at = find_description(tail);

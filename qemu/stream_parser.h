@@ -84,4 +84,9 @@ struct DeviceStateLayout {
 };
 DeviceStateLayout split_device_state(const std::vector<uint8_t> &tail);
 
+// Where the device sections of a device state end: the offset of its EOF
+// marker, or std::string::npos when the tail does not end as QEMU ends it.
+// Postcopy sends the sections alone, inside its package.
+size_t device_sections_end(const std::vector<uint8_t> &tail);
+
 } // namespace cloudlet::qemu

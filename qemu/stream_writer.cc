@@ -1,6 +1,7 @@
 #include "stream_writer.h"
 
 #include "migration_stream.h"
+#include "stream_emitter.h"
 #include "util/error.h"
 
 #include <unistd.h>
@@ -49,45 +50,23 @@ void FdSink::flush() {
 	buf_.clear();
 }
 
-namespace {
-
-class Emitter {
-public:
-	explicit Emitter(ByteSink &out) : out_(out) {}
-	void u8(uint8_t v) { out_.write(&v, 1); }
-	void be32(uint32_t v) {
-		uint8_t b[4] = {uint8_t(v >> 24), uint8_t(v >> 16), uint8_t(v >> 8), uint8_t(v)};
-		out_.write(b, 4);
-	}
-	void be64(uint64_t v) {
-		uint8_t b[8];
-		for (int i = 0; i < 8; i++)
-			b[i] = uint8_t(v >> (56 - 8 * i));
-		out_.write(b, 8);
-	}
-	void str8(const std::string &s) {
-		u8(static_cast<uint8_t>(s.size()));
-		out_.write(reinterpret_cast<const uint8_t *>(s.data()), s.size());
-	}
-	void bytes(const uint8_t *p, size_t n) { out_.write(p, n); }
-	void footer(uint32_t id) {
-		u8(kSectionFooter);
-		be32(id);
-	}
-
-private:
-	ByteSink &out_;
-};
-
-} // namespace
 
 void StreamWriter::begin() {
+	head();
+	ram_setup();
+}
+
+void StreamWriter::head() {
 	if (info_.blocks.empty())
 		throw Error(CLOUDLET_E_INVALID_ARG, "memory image has no RAM blocks");
 	Emitter e(out_);
 	e.be32(kStreamMagic);
 	e.be32(kStreamVersion);
 	e.bytes(info_.config_section.data(), info_.config_section.size());
+}
+
+void StreamWriter::ram_setup() {
+	Emitter e(out_);
 	uint64_t total = 0;
 	for (const auto &b : info_.blocks)
 		total += b.length;

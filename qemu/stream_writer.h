@@ -43,7 +43,9 @@ private:
 class StreamWriter {
 public:
 	StreamWriter(ByteSink &out, const StreamInfo &layout) : out_(out), info_(layout) {}
-	void begin();                                  // header, configuration, RAM block table
+	void begin();                                  // head(), then ram_setup()
+	void head();                                   // header and configuration
+	void ram_setup();                              // the RAM START section: the block table
 	// One pass over every page. With kFreshRam the stream is for a QEMU
 	// that has just started: its main RAM ("pc.ram") is still all zero, so
 	// zero pages there are left out (QEMU would read each one only to find

@@ -527,15 +527,20 @@ class Context(_Closing):
                    nic_xml: str | None = None, threads: int = 0,
                    ca_file: CString | None = None, max_download_bytes: int = 0,
                    stall_timeout_seconds: int = 0, uuid: str | None = None,
+                   early_start: bool = False,
                    progress: ProgressFn | None = None,
                    cancel: Cancel | None = None) -> SynthesisInfo:
-        """Synthesize the launch VM of an overlay (path or http(s) URL) -> SynthesisInfo."""
+        """Synthesize the launch VM of an overlay (path or http(s) URL) -> SynthesisInfo.
+
+        `early_start`: the VM runs as soon as QEMU has its device state, its
+        memory following by postcopy (docs/early-start.md)."""
         opts, keep, prog = _opts(_lib.synthesis_options, progress, cancel,
                                  base=base, name=name, virt_type=virt_type,
                                  uuid=uuid, mac=mac, network=network, nic_xml=nic_xml,
                                  threads=int(threads), ca_file=ca_file,
                                  max_download_bytes=int(max_download_bytes),
-                                 stall_timeout_seconds=int(stall_timeout_seconds))
+                                 stall_timeout_seconds=int(stall_timeout_seconds),
+                                 flags=_lib.SYNTHESIS_EARLY_START if early_start else 0)
         return _invoke(_L.cloudlet_synthesize, SynthesisInfo,
                        _L.cloudlet_synthesis_info_free,
                        [self._h(), c_str(overlay, "overlay")], opts, keep, prog)

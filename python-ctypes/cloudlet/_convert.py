@@ -268,6 +268,11 @@ class SynthesisInfo:
     restore_seconds: float
     nic_seconds: float
     total_seconds: float
+    early_start: int
+    running_seconds: float
+    demand_requests: int
+    demand_pages: int
+    background_pages: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,13 +75,16 @@ BASE_INFO_VERSION = 2
 BASE_OPTIONS_VERSION = 1
 RESUME_OPTIONS_VERSION = 2
 OVERLAY_OPTIONS_VERSION = 1
-SYNTHESIS_OPTIONS_VERSION = 2
+SYNTHESIS_OPTIONS_VERSION = 3
 HANDOFF_OPTIONS_VERSION = 4
 
 # cloudlet_handoff_security
 HANDOFF_TLS_PSK = 0
 HANDOFF_TLS_X509 = 1
 HANDOFF_PLAINTEXT_UNSAFE = 2
+
+# cloudlet_synthesis_options.flags
+SYNTHESIS_EARLY_START = 1 << 0
 
 # enums are C ints
 cloudlet_status = c_int
@@ -435,6 +438,7 @@ class synthesis_options(_Options):
         ("progress_userdata", c_void_p),
         ("cancel", cancel_p),
         ("uuid", c_char_p),  # version 2
+        ("flags", c_uint),  # version 3
     ]
     _defaults_ = {"version": SYNTHESIS_OPTIONS_VERSION}
 
@@ -463,6 +467,11 @@ class synthesis_info(Structure):
         ("restore_seconds", c_double),
         ("nic_seconds", c_double),
         ("total_seconds", c_double),
+        ("early_start", c_int),  # version 2
+        ("running_seconds", c_double),
+        ("demand_requests", c_uint64),
+        ("demand_pages", c_uint64),
+        ("background_pages", c_uint64),
     ]
     _arrays_ = {"macs": "nic_count", "old_macs": "nic_count"}
 

@@ -69,6 +69,7 @@ template <> struct OptionsTable<cloudlet_synthesis_options> {
 	static constexpr const char *name = "cloudlet_synthesis_options";
 	static constexpr cloudlet_synthesis_options defaults = CLOUDLET_SYNTHESIS_OPTIONS_INIT;
 	static constexpr size_t sizes[] = {offsetof(cloudlet_synthesis_options, uuid),
+	                                   offsetof(cloudlet_synthesis_options, flags),
 	                                   sizeof(cloudlet_synthesis_options)};
 };
 

@@ -55,6 +55,8 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 			so.http.max_bytes = o.max_download_bytes;
 		if (o.stall_timeout_seconds)
 			so.http.stall_timeout_s = o.stall_timeout_seconds;
+		require((o.flags & ~unsigned(CLOUDLET_SYNTHESIS_EARLY_START)) == 0, "flags holds unknown bits");
+		so.early_start = o.flags & CLOUDLET_SYNTHESIS_EARLY_START;
 		cloudlet::Progress progress(o.progress, o.progress_userdata, o.cancel);
 		cloudlet::ops::SynthesisInfo r = cloudlet::ops::synthesize(ctx->ctx, overlay, so, progress);
 		if (!out)
@@ -62,7 +64,7 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		auto *h = new SynthesisHolder();
 		cloudlet_synthesis_info &p = *h;
 		p = cloudlet_synthesis_info{};
-		p.version = 1;
+		p.version = 2;
 		cloudlet::abi::fill_instance(*h, r);
 		p.source = h->keep(r.source);
 		p.overlay_bytes = r.counts.file_bytes;
@@ -77,6 +79,11 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		p.restore_seconds = r.restore_seconds;
 		p.nic_seconds = r.nic_seconds;
 		p.total_seconds = r.total_seconds;
+		p.early_start = r.early_start;
+		p.running_seconds = r.running_seconds;
+		p.demand_requests = r.demand_requests;
+		p.demand_pages = r.demand_pages;
+		p.background_pages = r.background_pages;
 		*out = h;
 	});
 }

@@ -10,6 +10,7 @@
 #include "virt/domain.h"
 #include "virt/host_caps.h"
 #include "virt/nic_swap.h"
+#include "virt/postcopy_incoming.h"
 #include "virt/streamed_restore.h"
 
 #include <sys/stat.h>
@@ -73,6 +74,11 @@ void prepare_launch(Context &ctx, const format::OverlayHeader &h, const LaunchRe
 		fail(CLOUDLET_E_HOST, "CPU model " + m.cpu_model + " is not usable under " + t.virt_type + " on this host: " +
 		                          caps.cpu_model_detail);
 	virt::check_nic_request(t.conn->get(), req.nic);
+	if (req.postcopy) {
+		std::string why;
+		if (!virt::postcopy_possible(why))
+			fail(CLOUDLET_E_HOST, "early start needs postcopy, which this host cannot do: " + why);
+	}
 
 	// 3. The launch VM's disks are exactly the base's.
 	for (const auto &d : h.disks) {
@@ -161,6 +167,18 @@ void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused
 		    qemu::write_stream(s, *t.applier, qemu::StreamWriter::kFreshRam);
 	    },
 	    paused, progress);
+}
+
+engine::PostcopyStats restore_launch_postcopy(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
+                                              Progress &progress) {
+	t.applier->finish();
+	std::string xml = launch_xml(t, h);
+	progress.report("restore", 0, 0);
+	cleanup.domain = t.name;
+	virt::IncomingPostcopy in(t.conn->get(), xml);
+	return engine::serve_postcopy(
+	    in.fd(), *t.applier, [&] { virt::resume(in.domain(), "cannot start the VM"); }, [&] { in.abandon(); },
+	    progress);
 }
 
 } // namespace cloudlet::ops

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "engine/overlay_apply.h"
+#include "engine/postcopy_source.h"
 #include "store/undo_journal.h"
 #include "format/overlay_file.h"
 #include "ops/base.h"
@@ -27,6 +28,7 @@ struct LaunchRequest {
 	std::string uuid;      // "": a new random one
 	virt::NicRequest nic;  // checked up front
 	uint64_t space_needed = 64ull << 20;
+	bool postcopy = false; // restored by postcopy: refused up front where QEMU cannot
 	const char *what = "the overlay"; // in messages: "the overlay needs base …"
 };
 
@@ -74,5 +76,11 @@ std::string launch_xml(const LaunchTarget &t, const format::OverlayHeader &h);
 // restores the VM running, or paused with `paused`.
 void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused, LaunchCleanup &cleanup,
                     Progress &progress);
+
+// The same, by postcopy (docs/early-start.md): the VM runs as soon as QEMU
+// has loaded its device state, and its memory follows behind it, the pages
+// it faults on first. Returns once QEMU holds all of it.
+engine::PostcopyStats restore_launch_postcopy(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
+                                              Progress &progress);
 
 } // namespace cloudlet::ops

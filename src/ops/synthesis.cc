@@ -120,6 +120,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	req.uuid = o.uuid;
 	req.nic = o.nic;
 	req.space_needed = space_needed;
+	req.postcopy = o.early_start;
 	Synthesizer sink(ctx, req, progress, target, cleanup, bounds);
 	format::ReadStats stats;
 	unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
@@ -140,7 +141,16 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	out.base_id = target.base_id;
 
 	auto ts = Clock::now();
-	restore_launch(target, sink.header, false, cleanup, progress);
+	if (o.early_start) {
+		engine::PostcopyStats pc = restore_launch_postcopy(target, sink.header, cleanup, progress);
+		out.early_start = true;
+		out.running_seconds = since(t0) - (since(ts) - pc.devices_loaded_seconds);
+		out.demand_requests = pc.requests;
+		out.demand_pages = pc.demand_pages;
+		out.background_pages = pc.background_pages;
+	} else {
+		restore_launch(target, sink.header, false, cleanup, progress);
+	}
 	out.restore_seconds = since(ts);
 	for (const auto &l : target.layer_paths) {
 		struct stat st {};

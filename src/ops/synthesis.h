@@ -3,6 +3,7 @@
 #pragma once
 
 #include "format/overlay_file.h"
+#include "engine/postcopy_source.h"
 #include "net/http_source.h"
 #include "ops/context.h"
 #include "ops/kind_counts.h"
@@ -22,6 +23,7 @@ struct SynthesisOptions {
 	virt::NicRequest nic;  // the fresh NICs
 	unsigned threads = 0;  // segments decompressed at once; 0: the context's worker threads
 	net::HttpOptions http; // URL overlays
+	bool early_start = false; // run the VM before QEMU holds its memory (docs/early-start.md)
 };
 
 struct SynthesisInfo {
@@ -37,6 +39,11 @@ struct SynthesisInfo {
 	// memory stream is generated; nic: the NIC swap.
 	double fetch_seconds = 0, decompress_seconds = 0, apply_seconds = 0, read_seconds = 0;
 	double restore_seconds = 0, nic_seconds = 0, total_seconds = 0;
+	// Early start: from the start until the VM ran, and what QEMU asked for
+	// while its memory streamed in (zero otherwise).
+	bool early_start = false;
+	double running_seconds = 0;
+	uint64_t demand_requests = 0, demand_pages = 0, background_pages = 0;
 };
 
 SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const SynthesisOptions &o, Progress &progress);

@@ -1,5 +1,6 @@
 #include "virt/streamed_restore.h"
 
+#include "util/block_sigpipe.h"
 #include "util/error.h"
 
 #include <fcntl.h>
@@ -17,31 +18,6 @@
 namespace cloudlet::virt {
 
 namespace {
-
-// Keeps a broken pipe an error return (EPIPE) instead of a signal that
-// would kill the caller's process, without touching its signal handlers:
-// the signal is blocked on this thread and any pending one taken away.
-class BlockSigpipe {
-public:
-	BlockSigpipe() {
-		sigset_t s;
-		sigemptyset(&s);
-		sigaddset(&s, SIGPIPE);
-		pthread_sigmask(SIG_BLOCK, &s, &old_);
-	}
-	~BlockSigpipe() {
-		sigset_t s;
-		sigemptyset(&s);
-		sigaddset(&s, SIGPIPE);
-		timespec zero{0, 0};
-		while (sigtimedwait(&s, nullptr, &zero) > 0) {
-		}
-		pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-	}
-
-private:
-	sigset_t old_;
-};
 
 // The FIFO's sink, remembering whether a write to it failed: that is how
 // the producer learns that libvirt (QEMU) stopped reading, so only then is

@@ -6,7 +6,7 @@
 // the fingerprint (checksums of the RAM-disk files and of the disk ranges
 // written, read past the page cache; two disks, raw and qcow2) equals the launch VM's, the counter is
 // still counting from where it was, and the fresh NIC has the MAC asked
-// for. Refusals (corrupt overlay, truncated download, wrong base, missing
+// for. The same by early start (postcopy). Refusals (corrupt overlay, truncated download, wrong base, missing
 // base, unusable CPU model) leave no domain and no files.
 #include "harness.h"
 
@@ -295,12 +295,65 @@ static void test_refusals(void **) {
 	expect_refused(overlay, CLOUDLET_E_HOST, "core2duo", cpu);
 }
 
+// Early start: the VM runs as soon as QEMU has its device state, and its
+// memory comes after it by postcopy. The guest faults on pages at once
+// (device state loading already reads guest RAM), so some pages must have
+// gone on demand, and the VM is the launch VM all the same.
+static void test_early_start_is_exact(void **) {
+	std::string name = "cltest-" + std::to_string(getpid()) + "-syn-early";
+	const char *mac = "52:54:00:12:34:57";
+	cloudlet_synthesis_options o = CLOUDLET_SYNTHESIS_OPTIONS_INIT;
+	o.name = name.c_str();
+	o.mac = mac;
+	o.flags = CLOUDLET_SYNTHESIS_EARLY_START;
+	cloudlet_synthesis_info *i = nullptr;
+	if (cloudlet_synthesize(&i, ctx, overlay.c_str(), &o) != CLOUDLET_OK)
+		fail_msg("%s", cloudlet_last_error_message());
+	print_message("# early start: running after %.3f s (restore %.3f s, total %.3f s); %llu pages on demand "
+	              "(%llu requests), %llu behind them\n",
+	              i->running_seconds, i->restore_seconds, i->total_seconds, (unsigned long long)i->demand_pages,
+	              (unsigned long long)i->demand_requests, (unsigned long long)i->background_pages);
+	assert_int_equal(i->version, 2);
+	assert_true(i->early_start);
+	assert_true(i->demand_pages > 0);
+	assert_true(i->demand_requests >= 1);
+	// Every data page of the launch memory went exactly once: the RAM disk
+	// alone holds 8 + 8 + 4 MiB of non-zero data (busybox, text) = 5 000+ pages.
+	assert_true(i->demand_pages + i->background_pages > 5000);
+	assert_true(i->demand_pages + i->background_pages <= i->memory_chunks);
+	assert_true(i->running_seconds > 0 && i->running_seconds < i->total_seconds);
+	cloudlet_synthesis_info_free(i);
+	check_synthesized(name, mac);
+}
+
+// Where QEMU cannot use userfaultfd, early start is refused before anything
+// is made, with the reason and the way out.
+static void test_early_start_refused_without_userfaultfd(void **) {
+	std::string was;
+	std::getline(std::ifstream("/proc/sys/vm/unprivileged_userfaultfd"), was);
+	assert_false(was.empty());
+	{
+		std::ofstream("/proc/sys/vm/unprivileged_userfaultfd") << "0\n";
+	}
+	cloudlet_synthesis_options o = CLOUDLET_SYNTHESIS_OPTIONS_INIT;
+	o.flags = CLOUDLET_SYNTHESIS_EARLY_START;
+	expect_refused(overlay, CLOUDLET_E_HOST, "userfaultfd", o);
+	{
+		std::ofstream("/proc/sys/vm/unprivileged_userfaultfd") << was << "\n";
+	}
+	// Unknown flags are refused too.
+	o.flags = 1u << 7;
+	expect_refused(overlay, CLOUDLET_E_INVALID_ARG, "flags", o);
+}
+
 int main(int argc, char **argv) {
 	cli_path = argc > 1 ? argv[1] : "cloudlet";
 	server_script = argc > 2 ? argv[2] : "http_test_server.py";
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_from_file_and_url_at_once),
 	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_early_start_is_exact),
+	    cmocka_unit_test(test_early_start_refused_without_userfaultfd),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -5,6 +5,7 @@
 #include "byte_reader.h"
 #include "image_file.h"
 #include "memory_image.h"
+#include "postcopy_stream.h"
 #include "qmp_message.h"
 #include "stream_parser.h"
 #include "stream_summary.h"
@@ -282,6 +283,158 @@ static void test_qmp_messages(void **) {
 	}
 }
 
+// The postcopy stream as QEMU 7.2's incoming side expects it (savevm.c):
+// commands in their order, the device sections packaged without the EOF
+// marker and description, pages after the package, RAM END, EOF.
+static void test_postcopy_stream(void **) {
+	MemoryImage img = synthetic();
+	MemoryImageProvider prov(img);
+	const std::vector<uint8_t> &ds = img.info.device_state;
+	size_t sections = device_sections_end(ds);
+	assert_int_equal(sections, 29 - 2); // the device section ends where EOF (0x00) and VMDESC (0x06) begin
+	assert_int_equal(ds[sections], 0x00);
+	VectorSink out;
+	PostcopyWriter w(out, img.info);
+	w.begin();
+	w.start(ds);
+	w.pages(prov, {1, 2, 64});
+	w.end();
+	const std::vector<uint8_t> &b = out.bytes;
+	auto cmd_at = [&](size_t at, uint16_t cmd, uint16_t len) {
+		assert_int_equal(b[at], 0x08);
+		assert_int_equal((b[at + 1] << 8) | b[at + 2], cmd);
+		assert_int_equal((b[at + 3] << 8) | b[at + 4], len);
+	};
+	size_t at = 8 + img.info.config_section.size();
+	cmd_at(at, kCmdOpenReturnPath, 0);
+	cmd_at(at + 5, kCmdPing, 4);
+	assert_int_equal(b[at + 13], kPingSetup);
+	cmd_at(at + 14, kCmdPostcopyAdvise, 16);
+	assert_int_equal((b[at + 19 + 6] << 8) | b[at + 19 + 7], 4096); // host page summary
+	assert_int_equal((b[at + 27 + 6] << 8) | b[at + 27 + 7], 4096); // target page size
+	at += 35;
+	assert_int_equal(b[at], 0x01); // the RAM START section follows
+	// Past the block table: the one-page discard, then the package.
+	size_t disc = at;
+	while (!(b[disc] == 0x08 && b[disc + 2] == kCmdPostcopyRamDiscard))
+		disc++;
+	cmd_at(disc, kCmdPostcopyRamDiscard, 1 + 1 + 6 + 1 + 16);
+	size_t pkg = disc + 5 + 25;
+	cmd_at(pkg, kCmdPackaged, 4);
+	uint32_t plen = (uint32_t(b[pkg + 5]) << 24) | (b[pkg + 6] << 16) | (b[pkg + 7] << 8) | b[pkg + 8];
+	assert_int_equal(plen, 5 + sections + 9 + 5);
+	size_t in = pkg + 9;
+	cmd_at(in, kCmdPostcopyListen, 0);
+	assert_memory_equal(&b[in + 5], ds.data(), sections);
+	cmd_at(in + 5 + sections, kCmdPing, 4);
+	assert_int_equal(b[in + 5 + sections + 8], kPingDevicesLoaded);
+	cmd_at(in + 5 + sections + 9, kCmdPostcopyRun, 0);
+	// After the package: a PART section with pages 1, 2 (pc.ram) and 64 (the
+	// first of pc.bios, so named), then END and EOF.
+	size_t part = pkg + 9 + plen;
+	assert_int_equal(b[part], 0x02);
+	assert_int_equal(b.back(), 0x00);
+	assert_int_equal(b[b.size() - 1 - 5 - 8 - 5], 0x03);
+	assert_int_equal(b.size(), part + 5 + (8 + 7 + 4096) + (8 + 4096) + (8 + 8 + 4096) + 8 + 5 + 5 + 8 + 5 + 1);
+
+	// A device state that does not end as QEMU ends it is refused.
+	std::vector<uint8_t> cut(ds.begin(), ds.begin() + 20);
+	assert_int_equal(device_sections_end(cut), std::string::npos);
+	try {
+		w.start(cut);
+		fail_msg("a cut device state was packaged");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+	}
+}
+
+namespace {
+
+std::vector<uint8_t> rp(uint16_t type, const std::vector<uint8_t> &body, int len = -1) {
+	uint16_t l = len < 0 ? static_cast<uint16_t>(body.size()) : static_cast<uint16_t>(len);
+	std::vector<uint8_t> m(4 + body.size());
+	m[0] = uint8_t(type >> 8);
+	m[1] = uint8_t(type);
+	m[2] = uint8_t(l >> 8);
+	m[3] = uint8_t(l);
+	std::copy(body.begin(), body.end(), m.begin() + 4);
+	return m;
+}
+
+std::vector<uint8_t> req(uint64_t offset, uint32_t bytes, const std::string &name = "") {
+	std::vector<uint8_t> b;
+	for (int i = 7; i >= 0; i--)
+		b.push_back(uint8_t(offset >> (8 * i)));
+	for (int i = 3; i >= 0; i--)
+		b.push_back(uint8_t(bytes >> (8 * i)));
+	if (!name.empty()) {
+		b.push_back(static_cast<uint8_t>(name.size()));
+		b.insert(b.end(), name.begin(), name.end());
+	}
+	return b;
+}
+
+// Reads every message; returns them, or the error's message.
+std::string read_all(const std::vector<uint8_t> &bytes, const StreamInfo &info, std::vector<ReturnMessage> *got) {
+	MemorySource src(bytes.data(), bytes.size());
+	ReturnPathReader r(src, info);
+	ReturnMessage m;
+	try {
+		while (r.next(m))
+			got->push_back(m);
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+		return e.what();
+	}
+	return "";
+}
+
+} // namespace
+
+// QEMU's return path, and what a broken or hostile one gets: an error that
+// says what is wrong, never a page outside the memory.
+static void test_return_path_messages(void **) {
+	MemoryImage img = synthetic();
+	std::vector<uint8_t> ok;
+	for (auto part : {rp(kRpPong, {0, 0, 0, 1}), rp(kRpReqPagesId, req(4096 * 5, 8192, "pc.ram")),
+	                  rp(kRpReqPages, req(4096 * 63, 4096)), rp(kRpReqPagesId, req(4096 * 3, 4096, "pc.bios")),
+	                  rp(kRpShut, {0, 0, 0, 0})})
+		ok.insert(ok.end(), part.begin(), part.end());
+	std::vector<ReturnMessage> got;
+	assert_string_equal(read_all(ok, img.info, &got).c_str(), "");
+	assert_int_equal(got.size(), 5);
+	assert_int_equal(got[0].type, kRpPong);
+	assert_int_equal(got[0].value, 1);
+	assert_int_equal(got[1].first_page, 5);
+	assert_int_equal(got[1].pages, 2);
+	assert_int_equal(got[2].first_page, 63);
+	assert_int_equal(got[3].first_page, 64 + 3);
+	assert_int_equal(got[4].type, kRpShut);
+
+	struct Bad {
+		std::vector<uint8_t> bytes;
+		const char *says;
+	} bad[] = {
+	    {rp(9, {0, 0, 0, 0}), "unexpected return-path message type 9"},
+	    {rp(kRpPong, {0, 0}), "has length 2, not 4"},
+	    {rp(kRpReqPages, req(0, 4096)), "before any REQ_PAGES_ID"},
+	    {rp(kRpReqPagesId, req(0, 4096, "vga.vram")), "'vga.vram', which this stream does not have"},
+	    {rp(kRpReqPagesId, req(4096 * 63, 8192, "pc.ram")), "outside 'pc.ram'"},
+	    {rp(kRpReqPagesId, req(UINT64_MAX & ~4095ull, 4096, "pc.ram")), "outside 'pc.ram'"},
+	    {rp(kRpReqPagesId, req(100, 4096, "pc.ram")), "not page-aligned"},
+	    {rp(kRpReqPagesId, req(0, 0, "pc.ram")), "outside"},
+	    {rp(kRpReqPagesId, req(0, 4096, "pc.ram"), 30), "does not match its block name"},
+	    {rp(kRpReqPagesId, req(0, 4096), 12), "too short"},
+	    {std::vector<uint8_t>{0, 2, 0}, "ends"},
+	};
+	for (const Bad &b : bad) {
+		std::vector<ReturnMessage> none;
+		std::string err = read_all(b.bytes, img.info, &none);
+		print_message("# %s\n", err.c_str());
+		assert_non_null(strstr(err.c_str(), b.says));
+	}
+}
+
 int main() {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_stream_and_image_file),
@@ -289,6 +442,8 @@ int main() {
 	    cmocka_unit_test(test_summary_costs_what_is_sent),
 	    cmocka_unit_test(test_hostile_image_files),
 	    cmocka_unit_test(test_qmp_messages),
+	    cmocka_unit_test(test_postcopy_stream),
+	    cmocka_unit_test(test_return_path_messages),
 	};
 	return cmocka_run_group_tests_name("qemu_formats", tests, nullptr, nullptr);
 }

@@ -13,6 +13,7 @@ const char *synthesize_help =
     "usage: cloudlet synthesize OVERLAY [--base ID|NAME] [--name NAME] [--uuid UUID] [--virt-type qemu|kvm]\n"
     "                           [--mac MAC | --network NAME | --nic-xml FILE] [--threads N]\n"
     "                           [--ca-file FILE] [--max-download BYTES] [--stall-timeout SECONDS]\n"
+    "                           [--early-start]\n"
     "\n"
     "Starts the launch VM of OVERLAY (a file, or an http:// or https:// URL read as\n"
     "a stream) on this cloudlet: the overlay's base must be in the store (--base\n"
@@ -20,6 +21,8 @@ const char *synthesize_help =
     "or the disk space is not right, and a failure later removes what was made.\n"
     "The VM gets fresh NICs: --mac sets the first one's MAC, --network the libvirt\n"
     "network of all, --nic-xml the first one's whole <interface> element.\n"
+    "--early-start runs the VM as soon as QEMU has its device state, its memory\n"
+    "following by postcopy, the pages it touches first (docs/early-start.md).\n"
     "Prints the new VM and a timing breakdown (--json for a document).\n";
 
 namespace {
@@ -60,6 +63,15 @@ json_object *info_json(const cloudlet_synthesis_info *i) {
 	json_object_object_add(t, "nic_swap", json_object_new_double(i->nic_seconds));
 	json_object_object_add(t, "total", json_object_new_double(i->total_seconds));
 	json_object_object_add(o, "timings_seconds", t);
+	json_object_object_add(o, "early_start", json_object_new_boolean(i->early_start));
+	if (i->early_start) {
+		json_object *e = json_object_new_object();
+		json_object_object_add(e, "running_seconds", json_object_new_double(i->running_seconds));
+		json_object_object_add(e, "demand_requests", json_object_new_uint64(i->demand_requests));
+		json_object_object_add(e, "demand_pages", json_object_new_uint64(i->demand_pages));
+		json_object_object_add(e, "background_pages", json_object_new_uint64(i->background_pages));
+		json_object_object_add(o, "postcopy", e);
+	}
 	return o;
 }
 
@@ -75,6 +87,11 @@ void print_info(const cloudlet_synthesis_info *i) {
 	       "NIC swap %.2f s, total %.2f s\n",
 	       i->fetch_seconds, i->decompress_seconds, i->apply_seconds, i->read_seconds, i->restore_seconds,
 	       i->nic_seconds, i->total_seconds);
+	if (i->early_start)
+		printf("  early    running after %.2f s; memory by postcopy: %llu pages asked for (%llu requests), "
+		       "%llu behind them\n",
+		       i->running_seconds, static_cast<unsigned long long>(i->demand_pages),
+		       static_cast<unsigned long long>(i->demand_requests), static_cast<unsigned long long>(i->background_pages));
 }
 
 } // namespace
@@ -87,6 +104,7 @@ int cmd_synthesize(const Global &g, Args args) {
 	bool has_net = args.value("--network", &network), has_nic = args.value("--nic-xml", &nic_file);
 	bool has_threads = args.value("--threads", &threads), has_ca = args.value("--ca-file", &ca);
 	bool has_max = args.value("--max-download", &max_dl), has_stall = args.value("--stall-timeout", &stall);
+	bool early = args.flag("--early-start");
 	std::vector<std::string> pos = args.positional("synthesize");
 	if (pos.size() != 1)
 		throw Failure{"synthesize takes one OVERLAY (a file or an http(s) URL)", 2};
@@ -118,6 +136,8 @@ int cmd_synthesize(const Global &g, Args args) {
 		o.max_download_bytes = parse_number("--max-download", max_dl, 1, UINT64_MAX);
 	if (has_stall)
 		o.stall_timeout_seconds = static_cast<unsigned>(parse_number("--stall-timeout", stall, 1, 3600));
+	if (early)
+		o.flags |= CLOUDLET_SYNTHESIS_EARLY_START;
 	// Files are read once the line is known to be right (usage errors first).
 	std::string nic_xml;
 	if (has_nic) {

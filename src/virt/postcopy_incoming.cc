@@ -1,0 +1,115 @@
+#include "virt/postcopy_incoming.h"
+
+#include "util/error.h"
+#include "util/small_file.h"
+#include "util/xml.h"
+#include "virt/domain.h"
+#include "virt/qmp_client.h"
+
+#include <libvirt/virterror.h>
+#include <libxml/tree.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <optional>
+#include <regex>
+#include <vector>
+
+namespace cloudlet::virt {
+
+namespace {
+
+constexpr const char *kQemuNs = "http://libvirt.org/schemas/domain/qemu/1.0";
+constexpr const char *kFdName = "cloudlet-postcopy";
+
+std::string last_libvirt_error() {
+	const char *m = virGetLastErrorMessage();
+	return m ? m : "unknown libvirt error";
+}
+
+} // namespace
+
+std::string incoming_defer_xml(const std::string &domain_xml) {
+	auto doc = xml::parse(domain_xml, "domain XML");
+	xmlNode *root = xmlDocGetRootElement(doc.get());
+	xmlNs *ns = xmlSearchNsByHref(doc.get(), root, reinterpret_cast<const xmlChar *>(kQemuNs));
+	if (!ns)
+		ns = xmlNewNs(root, reinterpret_cast<const xmlChar *>(kQemuNs), reinterpret_cast<const xmlChar *>("qemu"));
+	xmlNode *cl = xmlNewChild(root, ns, reinterpret_cast<const xmlChar *>("commandline"), nullptr);
+	std::vector<const char *> args{"-incoming", "defer"};
+	for (const char *v : args) {
+		xmlNode *a = xmlNewChild(cl, ns, reinterpret_cast<const xmlChar *>("arg"), nullptr);
+		xmlNewProp(a, reinterpret_cast<const xmlChar *>("value"), reinterpret_cast<const xmlChar *>(v));
+	}
+	return xml::to_string(doc.get());
+}
+
+bool postcopy_possible(std::string &why) {
+	std::optional<std::string> sysctl = read_small_file("/proc/sys/vm/unprivileged_userfaultfd", 64);
+	if (!sysctl) {
+		why = "this kernel has no vm.unprivileged_userfaultfd (no userfaultfd)";
+		return false;
+	}
+	const std::string &v = *sysctl;
+	if (!v.empty() && v[0] == '1') {
+		why = "vm.unprivileged_userfaultfd = 1: QEMU may use userfaultfd";
+		return true;
+	}
+	// QEMU as root may use it whatever the sysctl says.
+	std::string conf = read_small_file("/etc/libvirt/qemu.conf", 1u << 20).value_or("");
+	static const std::regex root_user(R"re((^|\n)\s*user\s*=\s*"(root|\+0)")re");
+	if (std::regex_search(conf, root_user)) {
+		why = "libvirt runs QEMU as root, which may use userfaultfd";
+		return true;
+	}
+	why = "vm.unprivileged_userfaultfd = 0 and libvirt runs QEMU unprivileged: QEMU cannot use userfaultfd "
+	      "(sysctl -w vm.unprivileged_userfaultfd=1 allows it; docs/early-start.md)";
+	return false;
+}
+
+IncomingPostcopy::IncomingPostcopy(virConnectPtr conn, const std::string &domain_xml) {
+	std::string xml = incoming_defer_xml(domain_xml);
+	dom_.reset(virDomainCreateXML(conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
+	if (!dom_)
+		fail(CLOUDLET_E_LIBVIRT, "cannot start the domain for its incoming migration: " + last_libvirt_error());
+	try {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+			fail_errno("cannot create the migration socket pair", errno);
+		fd_.reset(sv[0]);
+		UniqueFd theirs(sv[1]);
+		QmpClient qmp(dom_.get());
+		qemu::JsonPtr caps(json_object_new_object());
+		json_object *list = json_object_new_array();
+		json_object *c = json_object_new_object();
+		json_object_object_add(c, "capability", json_object_new_string("postcopy-ram"));
+		json_object_object_add(c, "state", json_object_new_boolean(1));
+		json_object_array_add(list, c);
+		json_object_object_add(caps.get(), "capabilities", list);
+		qmp.execute("migrate-set-capabilities", caps.get());
+		qemu::JsonPtr args(json_object_new_object());
+		json_object_object_add(args.get(), "fdname", json_object_new_string(kFdName));
+		qmp.execute_with_fds("getfd", args.get(), {theirs.get()});
+		qemu::JsonPtr margs(json_object_new_object());
+		json_object_object_add(margs.get(), "uri", json_object_new_string((std::string("fd:") + kFdName).c_str()));
+		qmp.execute("migrate-incoming", margs.get());
+	} catch (...) {
+		virDomainDestroy(dom_.get());
+		throw;
+	}
+}
+
+void IncomingPostcopy::abandon() {
+	virDomainDestroy(dom_.get());
+}
+
+std::string IncomingPostcopy::status() {
+	QmpClient qmp(dom_.get());
+	qemu::JsonPtr r = qmp.execute("query-migrate");
+	json_object *s = nullptr;
+	if (json_object_object_get_ex(r.get(), "status", &s))
+		return json_object_get_string(s);
+	return "";
+}
+
+} // namespace cloudlet::virt
