@@ -240,7 +240,7 @@ typedef struct cloudlet_virt_report {
 
 /** The host report. Read-only; free with cloudlet_host_report_free(). */
 typedef struct cloudlet_host_report {
-	unsigned int version;       /**< fields below exist from version 1 */
+	unsigned int version;       /**< fields below exist from version 1; early_start* from 2 */
 	const char *libvirt_uri;    /**< the connection's canonical URI */
 	const char *libvirt_version;/**< "9.0.0" (the daemon's library) */
 	const char *qemu_version;   /**< "7.2.22"; "" if unknown */
@@ -258,9 +258,12 @@ typedef struct cloudlet_host_report {
 	uint64_t store_free_bytes;  /**< free space for the store (0 if unknown) */
 	uint64_t store_total_bytes;
 	const char *probe_kernel;   /**< kernel used for boot probes; "" if none */
+	/* version 2 */
+	cloudlet_tristate early_start; /**< QEMU may use userfaultfd here: CLOUDLET_SYNTHESIS_EARLY_START works */
+	const char *early_start_detail;/**< what decided it, and the way to allow it if not */
 } cloudlet_host_report;
 
-#define CLOUDLET_HOST_REPORT_VERSION 1
+#define CLOUDLET_HOST_REPORT_VERSION 2
 
 /**
  * Examine the host: libvirt and QEMU versions, whether KVM really runs a

@@ -96,6 +96,8 @@ class HostReport:
     store_free_bytes: int
     store_total_bytes: int
     probe_kernel: str | None
+    early_start: Tristate
+    early_start_detail: str | None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,7 @@ CHUNK_KINDS = 7
 # struct versions
 CTX_OPTIONS_VERSION = 1
 DOCTOR_OPTIONS_VERSION = 1
-HOST_REPORT_VERSION = 1
+HOST_REPORT_VERSION = 2
 SNAPSHOT_OPTIONS_VERSION = 1
 SNAPSHOT_INFO_VERSION = 1
 CAPTURE_OPTIONS_VERSION = 1
@@ -193,6 +193,8 @@ class host_report(Structure):
         ("store_free_bytes", c_uint64),
         ("store_total_bytes", c_uint64),
         ("probe_kernel", c_char_p),
+        ("early_start", cloudlet_tristate),  # version 2
+        ("early_start_detail", c_char_p),
     ]
     _arrays_ = {"virt": "virt_count"}
 

@@ -55,6 +55,8 @@ HostReportHolder *to_c(const cloudlet::ops::HostReport &r) {
 	p.store_free_bytes = r.store_free_bytes;
 	p.store_total_bytes = r.store_total_bytes;
 	p.probe_kernel = h->keep(r.probe_kernel);
+	p.early_start = r.early_start;
+	p.early_start_detail = h->keep(r.early_start_detail);
 	return h;
 }
 

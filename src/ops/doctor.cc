@@ -5,6 +5,7 @@
 #include "util/error.h"
 #include "virt/boot_probe.h"
 #include "virt/host_caps.h"
+#include "virt/postcopy_incoming.h"
 
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -76,6 +77,10 @@ HostReport doctor(Context &ctx, const DoctorOptions &opts, Progress &progress) {
 	virt::AcpiCaps acpi = virt::query_acpi_hotplug(*conn, machine);
 	r.acpi_hotplug = acpi.hotplug;
 	r.acpi_hotplug_detail = acpi.detail;
+
+	std::string why;
+	r.early_start = virt::postcopy_possible(why) ? CLOUDLET_YES : CLOUDLET_NO;
+	r.early_start_detail = why;
 
 	host::DirSpace space = host::dir_space(s.store_dir);
 	r.store_writable = space.writable;

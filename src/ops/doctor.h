@@ -42,6 +42,8 @@ struct HostReport {
 	cloudlet_tristate store_writable = CLOUDLET_UNKNOWN;
 	uint64_t store_free_bytes = 0, store_total_bytes = 0;
 	std::string probe_kernel;
+	cloudlet_tristate early_start = CLOUDLET_UNKNOWN; // postcopy: QEMU may use userfaultfd
+	std::string early_start_detail;
 };
 
 // Where the boot probe finds a kernel when none is given: $CLOUDLET_PROBE_KERNEL,

@@ -63,6 +63,10 @@ json_object *report_json(const cloudlet_host_report *r) {
 	json_object_object_add(acpi, "available", tristate_json(r->acpi_hotplug));
 	json_object_object_add(acpi, "detail", str(r->acpi_hotplug_detail));
 	json_object_object_add(o, "acpi_hotplug", acpi);
+	json_object *early = json_object_new_object();
+	json_object_object_add(early, "available", tristate_json(r->early_start));
+	json_object_object_add(early, "detail", str(r->early_start_detail));
+	json_object_object_add(o, "early_start", early);
 	json_object *store = json_object_new_object();
 	json_object_object_add(store, "path", str(r->store_dir));
 	json_object_object_add(store, "writable", tristate_json(r->store_writable));
@@ -86,6 +90,7 @@ void print_human(const cloudlet_host_report *r) {
 	}
 	printf("  preferred      %s\n", *r->preferred_virt_type ? r->preferred_virt_type : "none proven");
 	printf("  NIC hot-plug   %s - %s\n", tristate_word(r->acpi_hotplug), r->acpi_hotplug_detail);
+	printf("  early start    %s - %s\n", tristate_word(r->early_start), r->early_start_detail);
 	printf("  store          %s (writable: %s, %s free of %s)\n", r->store_dir, tristate_word(r->store_writable),
 	       human_bytes(r->store_free_bytes).c_str(), human_bytes(r->store_total_bytes).c_str());
 	if (*r->probe_kernel)
