@@ -170,15 +170,19 @@ void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused
 }
 
 engine::PostcopyStats restore_launch_postcopy(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
-                                              Progress &progress) {
+                                              const std::function<void(virt::DomainRef)> &running, Progress &progress) {
 	t.applier->finish();
 	std::string xml = launch_xml(t, h);
 	progress.report("restore", 0, 0);
 	cleanup.domain = t.name;
 	virt::IncomingPostcopy in(t.conn->get(), xml);
 	return engine::serve_postcopy(
-	    in.fd(), *t.applier, [&] { virt::resume(in.domain(), "cannot start the VM"); }, [&] { in.abandon(); },
-	    progress);
+	    in.fd(), *t.applier,
+	    [&] {
+		    virt::resume(in.domain(), "cannot start the VM");
+		    running(in.domain());
+	    },
+	    [&] { in.abandon(); }, progress);
 }
 
 } // namespace cloudlet::ops

@@ -15,6 +15,7 @@
 #include "util/progress.h"
 #include "virt/nic_swap.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,8 +80,10 @@ void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused
 
 // The same, by postcopy (docs/early-start.md): the VM runs as soon as QEMU
 // has loaded its device state, and its memory follows behind it, the pages
-// it faults on first. Returns once QEMU holds all of it.
+// it faults on first. `running` is called with the domain once it runs,
+// while its memory still streams in (the NIC swap goes there: the guest
+// answers sooner). Returns once QEMU holds all of it and `running` returned.
 engine::PostcopyStats restore_launch_postcopy(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
-                                              Progress &progress);
+                                              const std::function<void(virt::DomainRef)> &running, Progress &progress);
 
 } // namespace cloudlet::ops

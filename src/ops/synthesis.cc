@@ -141,10 +141,19 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	out.base_id = target.base_id;
 
 	auto ts = Clock::now();
+	virt::NicSwap swap;
 	if (o.early_start) {
-		engine::PostcopyStats pc = restore_launch_postcopy(target, sink.header, cleanup, progress);
+		// The NIC swap runs as soon as the VM does, beside its memory's arrival.
+		engine::PostcopyStats pc = restore_launch_postcopy(
+		    target, sink.header, cleanup,
+		    [&](virt::DomainRef dom) {
+			    out.running_seconds = since(t0);
+			    auto tn = Clock::now();
+			    swap = virt::swap_nics(dom, o.nic, progress);
+			    out.nic_seconds = since(tn);
+		    },
+		    progress);
 		out.early_start = true;
-		out.running_seconds = since(t0) - (since(ts) - pc.devices_loaded_seconds);
 		out.demand_requests = pc.requests;
 		out.demand_pages = pc.demand_pages;
 		out.background_pages = pc.background_pages;
@@ -160,11 +169,13 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	virt::DomainPtr dom =
 	    virt::require_domain(*target.conn, out.name, "the synthesized VM " + out.name + " vanished after restore");
 
-	auto tn = Clock::now();
-	virt::NicSwap swap = virt::swap_nics(dom.get(), o.nic, progress);
+	if (!o.early_start) {
+		auto tn = Clock::now();
+		swap = virt::swap_nics(dom.get(), o.nic, progress);
+		out.nic_seconds = since(tn);
+	}
 	out.macs = swap.macs;
 	out.old_macs = swap.old_macs;
-	out.nic_seconds = since(tn);
 	cleanup.keep();
 	out.total_seconds = since(t0);
 	return out;
