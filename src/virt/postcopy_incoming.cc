@@ -4,16 +4,15 @@
 #include "util/small_file.h"
 #include "util/xml.h"
 #include "virt/domain.h"
+#include "virt/qemu_migration.h"
 #include "virt/qmp_client.h"
 
-#include <libvirt/virterror.h>
 #include <libxml/tree.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <optional>
 #include <regex>
-#include <vector>
 
 namespace cloudlet::virt {
 
@@ -21,11 +20,6 @@ namespace {
 
 constexpr const char *kQemuNs = "http://libvirt.org/schemas/domain/qemu/1.0";
 constexpr const char *kFdName = "cloudlet-postcopy";
-
-std::string last_libvirt_error() {
-	const char *m = virGetLastErrorMessage();
-	return m ? m : "unknown libvirt error";
-}
 
 } // namespace
 
@@ -36,8 +30,7 @@ std::string incoming_defer_xml(const std::string &domain_xml) {
 	if (!ns)
 		ns = xmlNewNs(root, reinterpret_cast<const xmlChar *>(kQemuNs), reinterpret_cast<const xmlChar *>("qemu"));
 	xmlNode *cl = xmlNewChild(root, ns, reinterpret_cast<const xmlChar *>("commandline"), nullptr);
-	std::vector<const char *> args{"-incoming", "defer"};
-	for (const char *v : args) {
+	for (const char *v : {"-incoming", "defer"}) {
 		xmlNode *a = xmlNewChild(cl, ns, reinterpret_cast<const xmlChar *>("arg"), nullptr);
 		xmlNewProp(a, reinterpret_cast<const xmlChar *>("value"), reinterpret_cast<const xmlChar *>(v));
 	}
@@ -71,7 +64,7 @@ IncomingPostcopy::IncomingPostcopy(virConnectPtr conn, const std::string &domain
 	std::string xml = incoming_defer_xml(domain_xml);
 	dom_.reset(virDomainCreateXML(conn, xml.c_str(), VIR_DOMAIN_START_PAUSED));
 	if (!dom_)
-		fail(CLOUDLET_E_LIBVIRT, "cannot start the domain for its incoming migration: " + last_libvirt_error());
+		fail_libvirt("cannot start the domain for its incoming migration");
 	try {
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
@@ -79,14 +72,7 @@ IncomingPostcopy::IncomingPostcopy(virConnectPtr conn, const std::string &domain
 		fd_.reset(sv[0]);
 		UniqueFd theirs(sv[1]);
 		QmpClient qmp(dom_.get());
-		qemu::JsonPtr caps(json_object_new_object());
-		json_object *list = json_object_new_array();
-		json_object *c = json_object_new_object();
-		json_object_object_add(c, "capability", json_object_new_string("postcopy-ram"));
-		json_object_object_add(c, "state", json_object_new_boolean(1));
-		json_object_array_add(list, c);
-		json_object_object_add(caps.get(), "capabilities", list);
-		qmp.execute("migrate-set-capabilities", caps.get());
+		qmp.execute("migrate-set-capabilities", capability_args({{"postcopy-ram", true}}).get());
 		qemu::JsonPtr args(json_object_new_object());
 		json_object_object_add(args.get(), "fdname", json_object_new_string(kFdName));
 		qmp.execute_with_fds("getfd", args.get(), {theirs.get()});
@@ -101,15 +87,6 @@ IncomingPostcopy::IncomingPostcopy(virConnectPtr conn, const std::string &domain
 
 void IncomingPostcopy::abandon() {
 	virDomainDestroy(dom_.get());
-}
-
-std::string IncomingPostcopy::status() {
-	QmpClient qmp(dom_.get());
-	qemu::JsonPtr r = qmp.execute("query-migrate");
-	json_object *s = nullptr;
-	if (json_object_object_get_ex(r.get(), "status", &s))
-		return json_object_get_string(s);
-	return "";
 }
 
 } // namespace cloudlet::virt

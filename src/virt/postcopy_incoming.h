@@ -36,9 +36,6 @@ public:
 	// Ends QEMU at once (the domain is destroyed): for a start that must not
 	// wait for a QEMU that waits for us.
 	void abandon();
-	// QEMU's incoming migration status ("active", "postcopy-active",
-	// "completed", "failed" ...).
-	std::string status();
 
 private:
 	DomainPtr dom_;

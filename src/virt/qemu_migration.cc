@@ -39,6 +39,11 @@ std::string string_member(json_object *o, const char *key) {
 	return json_object_get_string(v);
 }
 
+
+std::atomic<unsigned> fd_counter{0};
+
+} // namespace
+
 qemu::JsonPtr capability_args(const std::vector<std::pair<std::string, bool>> &caps) {
 	qemu::JsonPtr args(json_object_new_object());
 	json_object *list = json_object_new_array();
@@ -51,10 +56,6 @@ qemu::JsonPtr capability_args(const std::vector<std::pair<std::string, bool>> &c
 	json_object_object_add(args.get(), "capabilities", list);
 	return args;
 }
-
-std::atomic<unsigned> fd_counter{0};
-
-} // namespace
 
 OutgoingMigration::OutgoingMigration(virDomainPtr dom) : qmp_(dom), dom_(dom) {
 	fd_name_ = "cloudlet-migration-" + std::to_string(getpid()) + "-" + std::to_string(fd_counter++);

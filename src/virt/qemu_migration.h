@@ -27,6 +27,10 @@ struct MigrationStatus {
 	bool terminal() const { return status == "completed" || status == "failed" || status == "cancelled"; }
 };
 
+// The arguments of QMP `migrate-set-capabilities` setting each named
+// capability on or off (both directions of a migration use it).
+qemu::JsonPtr capability_args(const std::vector<std::pair<std::string, bool>> &caps);
+
 class OutgoingMigration {
 public:
 	// Does not own the domain reference.
