@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
 
 #define XXH_INLINE_ALL
@@ -28,7 +30,8 @@ constexpr char kMagic[8] = {'C', 'L', 'T', 'O', 'V', 'L', 'v', '1'};
 constexpr char kSegMagic[8] = {'C', 'L', 'T', 'S', 'E', 'G', 'v', '1'};
 constexpr char kEndMagic[8] = {'C', 'L', 'T', 'O', 'E', 'N', 'D', '1'};
 constexpr char kEofMagic[8] = {'C', 'L', 'T', 'O', 'E', 'O', 'F', '1'};
-constexpr uint32_t kVersion = 1;
+constexpr char kStartMagic[8] = {'C', 'L', 'T', 'S', 'T', 'R', 'T', '1'};
+constexpr uint32_t kMinVersion = 1;
 constexpr uint32_t kMaxHeader = 64u << 20;
 constexpr size_t kSegHeader = 40, kRecord = 24;
 constexpr uint64_t kMaxDeviceState = 256ull << 20;
@@ -208,15 +211,31 @@ chunk::RecordBounds record_bounds(const OverlayHeader &h, const BaseBounds &base
 // ---------------------------------------------------------------------------
 
 OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level,
-                             size_t segment_bytes, unsigned threads)
-    : out_(out), threads_(threads), codec_(codec), level_(level),
+                             size_t segment_bytes, unsigned threads, uint32_t version, const std::string &spill_dir)
+    : out_(out), header_(h), version_(version), threads_(threads), codec_(codec), level_(level),
       segment_bytes_(std::clamp<size_t>(segment_bytes, kChunkSize, kMaxSegmentPayload)) {
+	if (version < kMinVersion || version > kOverlayVersion)
+		fail(CLOUDLET_E_INTERNAL, "overlay writer: no format version " + std::to_string(version));
+	if (version == 1) {
+		write_header(h);
+		return;
+	}
+	for (Lane &l : lanes_) {
+		// Unlinked from the start: nothing to clean up if we die.
+		l.spill_fd = open(spill_dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (l.spill_fd < 0)
+			fail_errno("cannot create a temporary file in " + spill_dir, errno);
+		l.spill = std::make_unique<qemu::FdSink>(l.spill_fd, "a temporary file in " + spill_dir);
+	}
+}
+
+void OverlayWriter::write_header(const OverlayHeader &h) {
 	std::string json = header_json(h);
 	if (json.size() > kMaxHeader)
 		fail(CLOUDLET_E_INVALID_ARG, "overlay header larger than 64 MiB");
 	std::vector<uint8_t> b;
 	append(b, kMagic, 8);
-	put32(b, kVersion);
+	put32(b, version_);
 	put32(b, static_cast<uint32_t>(json.size()));
 	append(b, json.data(), json.size());
 	header_hash_ = XXH64(b.data(), b.size(), 0);
@@ -224,12 +243,29 @@ OverlayWriter::OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk:
 	offset_ = b.size();
 }
 
+OverlayWriter::Lane &OverlayWriter::lane_for(uint8_t space) {
+	return version_ >= 2 && space == chunk::kMemorySpace ? lanes_[1] : lanes_[0];
+}
+
+void OverlayWriter::added(Lane &l) {
+	if (l.payload.size() >= segment_bytes_ || l.records.size() >= kMaxSegmentRecords)
+		flush_segment(&l == &lanes_[0] ? 0 : 1);
+}
+
 void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref) {
 	if (chunk::stores_payload(kind))
 		fail(CLOUDLET_E_INTERNAL, "add_ref with a record that stores data");
-	records_.push_back({space, kind, chunk, ref});
-	if (records_.size() >= kMaxSegmentRecords)
-		flush_segment();
+	if (version_ >= 2 && space != chunk::kMemorySpace && kind == ChunkKind::Self &&
+	    chunk::unpack_ref(ref).selector == chunk::kMemorySpace)
+		fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
+	Lane &l = lane_for(space);
+	l.records.push_back({space, kind, chunk, ref});
+	if (version_ >= 2 && space == chunk::kMemorySpace) {
+		if (named_.size() <= chunk / 8)
+			named_.resize(chunk / 8 + 1, 0);
+		named_[chunk / 8] |= static_cast<uint8_t>(1u << (chunk % 8));
+	}
+	added(l);
 }
 
 void OverlayWriter::add_data(const ChunkRecord &r, const uint8_t *data) {
@@ -237,27 +273,41 @@ void OverlayWriter::add_data(const ChunkRecord &r, const uint8_t *data) {
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference record");
 	if ((r.kind == ChunkKind::ShiftXor) != chunk::valid_shift(r.shift) || (r.kind != ChunkKind::ShiftXor && r.ref))
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference or shift its kind does not take");
-	records_.push_back(r);
-	append(payload_, data, kChunkSize);
-	if (payload_.size() >= segment_bytes_ || records_.size() >= kMaxSegmentRecords)
-		flush_segment();
+	if (version_ >= 2 && r.space != chunk::kMemorySpace && r.kind == ChunkKind::ShiftXor &&
+	    chunk::unpack_ref(r.ref).selector == chunk::kMemorySpace)
+		fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
+	Lane &l = lane_for(r.space);
+	l.records.push_back(r);
+	append(l.payload, data, kChunkSize);
+	if (version_ >= 2 && r.space == chunk::kMemorySpace) {
+		if (named_.size() <= r.chunk / 8)
+			named_.resize(r.chunk / 8 + 1, 0);
+		named_[r.chunk / 8] |= static_cast<uint8_t>(1u << (r.chunk % 8));
+	}
+	added(l);
 }
 
 OverlayWriter::~OverlayWriter() {
 	// Abandoned (an error upstream): let running compressions finish quietly.
 	for (auto &f : pending_)
-		if (f.valid())
-			f.wait();
+		if (f.second.valid())
+			f.second.wait();
+	for (Lane &l : lanes_) {
+		l.spill.reset();
+		if (l.spill_fd >= 0)
+			close(l.spill_fd);
+	}
 }
 
-void OverlayWriter::flush_segment() {
-	if (records_.empty())
+void OverlayWriter::flush_segment(int lane) {
+	Lane &l = lanes_[lane];
+	if (l.records.empty())
 		return;
 	// Records and payload are compressed together: records are regular
 	// (runs of chunk numbers) and compress well.
 	std::vector<uint8_t> raw;
-	raw.reserve(records_.size() * kRecord + payload_.size());
-	for (const auto &r : records_) {
+	raw.reserve(l.records.size() * kRecord + l.payload.size());
+	for (const auto &r : l.records) {
 		uint8_t rec[kRecord] = {r.space, static_cast<uint8_t>(r.kind)};
 		chunk::put_shift(rec, r.shift);
 		for (int i = 0; i < 8; i++) {
@@ -266,7 +316,7 @@ void OverlayWriter::flush_segment() {
 		}
 		append(raw, rec, kRecord);
 	}
-	append(raw, payload_.data(), payload_.size());
+	append(raw, l.payload.data(), l.payload.size());
 	if (auto_) {
 		auto_ = false;
 		std::vector<uint8_t> z, x;
@@ -276,10 +326,10 @@ void OverlayWriter::flush_segment() {
 		codec_ = lzma ? chunk::Codec::Lzma : chunk::Codec::Zstd;
 		level_ = chunk::default_level(codec_);
 	}
-	uint32_t nrec = static_cast<uint32_t>(records_.size());
-	uint64_t payload = payload_.size();
-	records_.clear();
-	payload_.clear();
+	uint32_t nrec = static_cast<uint32_t>(l.records.size());
+	uint64_t payload = l.payload.size();
+	l.records.clear();
+	l.payload.clear();
 	auto job = [codec = codec_, level = level_, nrec, payload, raw = std::move(raw)]() {
 		Compressed c;
 		std::vector<uint8_t> stored;
@@ -307,53 +357,78 @@ void OverlayWriter::flush_segment() {
 	if (threads_ <= 1) {
 		std::promise<Compressed> p;
 		p.set_value(job());
-		pending_.push_back(p.get_future());
+		pending_.emplace_back(lane, p.get_future());
 	} else {
-		pending_.push_back(std::async(std::launch::async, std::move(job)));
+		pending_.emplace_back(lane, std::async(std::launch::async, std::move(job)));
 	}
 	while (pending_.size() >= std::max(1u, threads_))
 		write_oldest();
 }
 
 void OverlayWriter::write_oldest() {
-	Compressed c = pending_.front().get(); // rethrows a compression failure
+	int lane = pending_.front().first;
+	Compressed c = pending_.front().second.get(); // rethrows a compression failure
 	pending_.pop_front();
-	out_.write(c.bytes.data(), c.bytes.size());
-	table_.push_back({offset_, c.bytes.size(), c.hash});
-	offset_ += c.bytes.size();
+	Lane &l = lanes_[lane];
+	qemu::ByteSink &to = l.spill ? *l.spill : out_;
+	to.write(c.bytes.data(), c.bytes.size());
+	uint64_t &at = l.spill ? l.offset : offset_;
+	l.table.push_back({at, c.bytes.size(), c.hash});
+	at += c.bytes.size();
 	payload_total_ += c.payload;
 	stored_total_ += c.stored;
 }
 
-uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
-	flush_segment();
-	while (!pending_.empty())
-		write_oldest();
-	if (device_state.size() > kMaxDeviceState)
-		fail(CLOUDLET_E_INVALID_ARG, "device state larger than 256 MiB");
+// Appends a spill file to the output; its table entries become file offsets.
+void OverlayWriter::copy_spill(Lane &l) {
+	static_cast<qemu::FdSink &>(*l.spill).flush();
+	std::vector<uint8_t> buf(1u << 20);
+	for (uint64_t at = 0; at < l.offset;) {
+		ssize_t n = pread(l.spill_fd, buf.data(), std::min<uint64_t>(buf.size(), l.offset - at), static_cast<off_t>(at));
+		if (n <= 0)
+			fail_errno("cannot read back an overlay's temporary file", n < 0 ? errno : EIO);
+		out_.write(buf.data(), static_cast<size_t>(n));
+		at += static_cast<uint64_t>(n);
+	}
+	for (auto &e : l.table)
+		e.offset += offset_;
+	offset_ += l.offset;
+}
+
+namespace {
+
+// A block stored with its codec: u32 codec, u64 bytes, u64 bytes stored,
+// the stored bytes (the codec dropped when it does not help).
+void put_block(std::vector<uint8_t> &f, chunk::Codec codec, int level, const std::vector<uint8_t> &raw) {
+	std::vector<uint8_t> st;
+	if (codec != chunk::Codec::None && !raw.empty()) {
+		chunk::compress_block(codec, level, raw.data(), raw.size(), st);
+		if (st.size() >= raw.size())
+			codec = chunk::Codec::None;
+	} else {
+		codec = chunk::Codec::None;
+	}
+	const std::vector<uint8_t> &body = codec == chunk::Codec::None ? raw : st;
+	put32(f, static_cast<uint32_t>(codec));
+	put64(f, raw.size());
+	put64(f, body.size());
+	append(f, body.data(), body.size());
+}
+
+} // namespace
+
+uint64_t OverlayWriter::write_footer(const std::vector<uint8_t> &device_state) {
 	std::vector<uint8_t> f;
 	append(f, kEndMagic, 8);
-	put32(f, static_cast<uint32_t>(table_.size()));
-	for (const auto &t : table_) {
-		put64(f, t.offset);
-		put64(f, t.bytes);
-		put64(f, t.hash);
-	}
-	std::vector<uint8_t> ds;
-	chunk::Codec dcodec = codec_;
-	if (dcodec != chunk::Codec::None && !device_state.empty()) {
-		chunk::compress_block(dcodec, level_, device_state.data(), device_state.size(), ds);
-		if (ds.size() >= device_state.size())
-			dcodec = chunk::Codec::None;
-	} else {
-		dcodec = chunk::Codec::None;
-	}
-	if (dcodec == chunk::Codec::None)
-		ds = device_state;
-	put32(f, static_cast<uint32_t>(dcodec));
-	put64(f, device_state.size());
-	put64(f, ds.size());
-	append(f, ds.data(), ds.size());
+	uint32_t n = static_cast<uint32_t>(segments());
+	put32(f, n);
+	for (const Lane &l : lanes_)
+		for (const auto &t : l.table) {
+			put64(f, t.offset);
+			put64(f, t.bytes);
+			put64(f, t.hash);
+		}
+	put_block(f, codec_, level_, device_state);
 	put64(f, XXH64(device_state.data(), device_state.size(), 0));
 	put64(f, header_hash_);
 	put64(f, offset_);
@@ -361,6 +436,41 @@ uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) {
 	out_.write(f.data(), f.size());
 	offset_ += f.size();
 	return offset_;
+}
+
+uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) { return finish(device_state, header_); }
+
+uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state, const OverlayHeader &h) {
+	flush_segment(0);
+	flush_segment(1);
+	while (!pending_.empty())
+		write_oldest();
+	if (device_state.size() > kMaxDeviceState)
+		fail(CLOUDLET_E_INVALID_ARG, "device state larger than 256 MiB");
+	if (version_ == 1)
+		return write_footer(device_state);
+
+	// Version 2: header, disk segments, start block, memory segments, and
+	// a footer whose device state is empty (it is in the start block).
+	uint64_t bitmap_bytes = (h.total_pages + 7) / 8;
+	if (named_.size() > bitmap_bytes)
+		fail(CLOUDLET_E_INTERNAL, "overlay writer: a memory record beyond the header's pages");
+	named_.resize(bitmap_bytes, 0);
+	write_header(h);
+	copy_spill(lanes_[0]);
+	std::vector<uint8_t> raw;
+	put64(raw, device_state.size());
+	append(raw, device_state.data(), device_state.size());
+	put64(raw, h.total_pages);
+	append(raw, named_.data(), named_.size());
+	std::vector<uint8_t> b;
+	append(b, kStartMagic, 8);
+	put_block(b, codec_, level_, raw);
+	put64(b, XXH64(raw.data(), raw.size(), 0));
+	out_.write(b.data(), b.size());
+	offset_ += b.size();
+	copy_spill(lanes_[1]);
+	return write_footer({});
 }
 
 // ---------------------------------------------------------------------------
@@ -414,6 +524,44 @@ OverlayFootprint overlay_footprint(int fd, const std::string &name) {
 	return f;
 }
 
+namespace {
+
+// The start block after its magic (docs/formats/overlay.md): checked whole
+// before any of it is believed. Returns its raw bytes: u64 device state
+// length, the device state, u64 pages, the bitmap.
+template <class ReadInto>
+std::vector<uint8_t> read_start_block(qemu::Reader &r, const OverlayHeader &h, ReadInto &read_into) {
+	uint64_t at = r.offset() - 8;
+	const uint8_t *bh = r.bytes(20, "start block header");
+	uint32_t codec = get32(bh);
+	uint64_t raw_len = get64(bh + 4), stored_len = get64(bh + 12);
+	uint64_t bitmap = (h.total_pages + 7) / 8;
+	if (codec > 2 || raw_len < 16 + bitmap || raw_len > 16 + kMaxDeviceState + bitmap ||
+	    stored_len > raw_len + (1u << 20))
+		r.fail_at(at, "start block header out of range (codec " + std::to_string(codec) + ", " +
+		                  std::to_string(raw_len) + " bytes, " + std::to_string(stored_len) + " stored)");
+	std::vector<uint8_t> body;
+	read_into(body, stored_len, "start block");
+	chunk::check_stored_block(static_cast<chunk::Codec>(codec), body.data(), body.size(), raw_len,
+	                          "overlay start block"); // before its declared size is allocated
+	std::vector<uint8_t> raw(raw_len);
+	chunk::decompress_block(static_cast<chunk::Codec>(codec), body.data(), body.size(), raw.data(), raw.size(),
+	                        "overlay start block");
+	if (get64(r.bytes(8, "start block checksum")) != XXH64(raw.data(), raw.size(), 0))
+		r.fail_at(at, "start block checksum mismatch");
+	uint64_t ds_len = get64(raw.data());
+	if (ds_len != raw_len - 16 - bitmap)
+		r.fail_at(at, "start block: a device state of " + std::to_string(ds_len) + " bytes does not fit its " +
+		                  std::to_string(raw_len) + " bytes");
+	if (get64(raw.data() + 8 + ds_len) != h.total_pages)
+		r.fail_at(at, "start block: its page count is not the header's " + std::to_string(h.total_pages));
+	if (h.total_pages % 8 && raw.back() >> (h.total_pages % 8))
+		r.fail_at(at, "start block: pages named beyond the last");
+	return raw;
+}
+
+} // namespace
+
 OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds &bounds, unsigned threads,
                            ReadStats *stats_out) {
 	OverlayCounts c;
@@ -442,8 +590,9 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	const uint8_t *vl = r.bytes(8, "overlay version and header length");
 	append(head, vl, 8);
 	uint32_t version = get32(vl), hlen = get32(vl + 4);
-	if (version != kVersion)
-		fail(CLOUDLET_E_UNSUPPORTED, "overlay format version " + std::to_string(version) + " (this library reads 1)");
+	if (version < kMinVersion || version > kOverlayVersion)
+		fail(CLOUDLET_E_UNSUPPORTED, "overlay format version " + std::to_string(version) + " (this library reads 1 and 2)");
+	c.version = version;
 	if (hlen == 0 || hlen > kMaxHeader)
 		r.fail("overlay header length " + std::to_string(hlen) + " is out of range");
 	std::vector<uint8_t> json;
@@ -475,6 +624,9 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		std::future<std::vector<uint8_t>> raw;
 	};
 	std::deque<Pending> pending;
+	// Version 2: disk segments, the start block, memory segments.
+	bool started = false;
+	std::vector<uint8_t> named_pages; // version 2: the start block's bitmap
 	auto deliver_oldest = [&]() {
 		Pending p = std::move(pending.front());
 		pending.pop_front();
@@ -498,6 +650,13 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 				bad("reserved bytes are not zero");
 			if (std::string why = chunk::record_problem(rec, rules); !why.empty())
 				bad(why);
+			if (version >= 2) {
+				bool memory = rec.space == chunk::kMemorySpace;
+				if (memory != started)
+					bad(memory ? "a memory chunk before the start block" : "a disk chunk after the start block");
+				if (memory && !(named_pages[rec.chunk / 8] >> (rec.chunk % 8) & 1))
+					bad("memory page " + std::to_string(rec.chunk) + " is not in the start block's set");
+			}
 			uint64_t key = chunk::pack_ref(rec.space, rec.chunk);
 			if (!named.insert(key).second)
 				bad("chunk " + std::to_string(rec.chunk) + " is named twice");
@@ -526,6 +685,19 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 		const uint8_t *mm = r.bytes(8, "segment or footer magic");
 		if (memcmp(mm, kEndMagic, 8) == 0)
 			break;
+		if (version >= 2 && !started && memcmp(mm, kStartMagic, 8) == 0) {
+			while (!pending.empty()) // every disk chunk first
+				deliver_oldest();
+			std::vector<uint8_t> raw = read_start_block(r, h, read_into);
+			uint64_t ds_len = get64(raw.data());
+			std::vector<uint8_t> device_state(raw.begin() + 8, raw.begin() + 8 + static_cast<std::ptrdiff_t>(ds_len));
+			named_pages.assign(raw.begin() + 16 + static_cast<std::ptrdiff_t>(ds_len), raw.end());
+			started = true;
+			c.device_state_bytes = device_state.size();
+			sink.on_device_state(device_state);
+			sink.on_start(named_pages);
+			continue;
+		}
 		if (memcmp(mm, kSegMagic, 8) != 0)
 			r.fail_at(seg_off, "expected a segment or the footer");
 		const uint8_t *sh = r.bytes(kSegHeader, "segment header");
@@ -577,6 +749,16 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	}
 	while (!pending.empty())
 		deliver_oldest();
+	if (version >= 2 && !started)
+		r.fail("the footer comes before the start block");
+	if (version >= 2) {
+		uint64_t set = 0;
+		for (uint8_t b : named_pages)
+			set += static_cast<uint64_t>(__builtin_popcount(b));
+		if (set != c.memory_records)
+			r.fail("the start block names " + std::to_string(set) + " memory pages, the segments " +
+			       std::to_string(c.memory_records));
+	}
 	uint64_t footer_off = r.offset() - 8;
 	uint32_t count = get32(r.bytes(4, "segment count"));
 	if (count != segs.size())
@@ -602,6 +784,8 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	                        device_state.size(), "overlay device state");
 	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
 		r.fail("device state checksum mismatch");
+	if (version >= 2 && !device_state.empty())
+		r.fail("a version 2 footer with a device state (it belongs in the start block)");
 	const uint8_t *t = r.bytes(24, "footer trailer");
 	if (get64(t) != header_hash)
 		r.fail("header checksum mismatch");
@@ -612,8 +796,10 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 	if (!r.at_end())
 		r.fail("data after the end of the overlay");
 	c.file_bytes = r.offset();
-	c.device_state_bytes = device_state.size();
-	sink.on_device_state(device_state);
+	if (version == 1) {
+		c.device_state_bytes = device_state.size();
+		sink.on_device_state(device_state);
+	}
 	return c;
 }
 

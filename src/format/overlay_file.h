@@ -22,6 +22,11 @@
 namespace cloudlet::format {
 
 constexpr uint32_t kMaxSegmentRecords = 65536;
+// Format versions (docs/formats/overlay.md): 2 is written; 1 and 2 are read.
+// Version 2 puts the disk segments first, then a start block (the device
+// state and the set of memory pages the overlay names), then the memory
+// segments: a reader can start the VM before the memory has arrived.
+constexpr uint32_t kOverlayVersion = 2;
 constexpr uint32_t kMaxSegmentPayload = 16u << 20;
 
 struct NamedSize {
@@ -55,12 +60,17 @@ OverlayHeader parse_header(const std::string &text, const std::string &what);
 
 class OverlayWriter {
 public:
-	// Writes the header at once. `segment_bytes`: payload per segment
-	// before compression (1..16 MiB). `threads`: segments compressed at once
-	// (in order of writing regardless); memory is bounded by `threads`
-	// segments in flight.
+	// `segment_bytes`: payload per segment before compression (1..16 MiB).
+	// `threads`: segments compressed at once (in order of writing
+	// regardless); memory is bounded by `threads` segments in flight.
+	// Version 1 writes the header at once and the segments in the order
+	// the records come. Version 2 keeps disk and memory segments apart in
+	// two unlinked files in `spill_dir` (the records may come in any order)
+	// and writes everything at finish(), with the header given there; a disk
+	// record may then not refer to a memory chunk (SELF, SHIFT_XOR), since
+	// the memory follows the disks in the file.
 	OverlayWriter(qemu::ByteSink &out, const OverlayHeader &h, chunk::Codec codec, int level, size_t segment_bytes,
-	              unsigned threads = 1);
+	              unsigned threads = 1, uint32_t version = kOverlayVersion, const std::string &spill_dir = "/tmp");
 	~OverlayWriter();
 	// A reference record (every kind but Data).
 	void add_ref(uint8_t space, uint64_t chunk, chunk::ChunkKind kind, uint64_t ref);
@@ -72,12 +82,14 @@ public:
 		add_data(chunk::ChunkRecord{space, kind, chunk, 0}, data);
 	}
 	// Flushes the last segment and writes the footer with the launch VM's
-	// device state (known only once the migration stream has ended).
-	// Returns the bytes written in all.
+	// device state (known only once the migration stream has ended); version
+	// 2 writes the whole file now, with `h` as its header (the RAM layout is
+	// known only once the stream began). Returns the bytes written in all.
 	uint64_t finish(const std::vector<uint8_t> &device_state);
+	uint64_t finish(const std::vector<uint8_t> &device_state, const OverlayHeader &h);
 	uint64_t payload_bytes() const { return payload_total_; }
 	uint64_t stored_bytes() const { return stored_total_; }
-	uint64_t segments() const { return table_.size(); }
+	uint64_t segments() const { return lanes_[0].table.size() + lanes_[1].table.size(); }
 	// Let the first segment choose the codec: it is compressed with zstd
 	// (level 3) and LZMA (level 6), and LZMA is kept for the whole overlay
 	// only if it is at least 10 % smaller (docs/overlays.md).
@@ -89,22 +101,38 @@ private:
 		std::vector<uint8_t> bytes; // the whole segment, magic to end
 		uint64_t hash = 0, payload = 0, stored = 0;
 	};
-	void flush_segment();
+	struct TableEntry {
+		uint64_t offset, bytes, hash;
+	};
+	// Where segments go: version 1, one lane straight to the output; version
+	// 2, lane 0 the disks' and lane 1 the memory's, each into a spill file.
+	struct Lane {
+		std::vector<chunk::ChunkRecord> records;
+		std::vector<uint8_t> payload;
+		std::unique_ptr<qemu::ByteSink> spill; // version 2
+		int spill_fd = -1;
+		uint64_t offset = 0; // in the output (version 1) or the spill file
+		std::vector<TableEntry> table;
+	};
+	Lane &lane_for(uint8_t space);
+	void added(Lane &l);
+	void flush_segment(int lane);
 	void write_oldest();
+	void copy_spill(Lane &l);
+	void write_header(const OverlayHeader &h);
+	uint64_t write_footer(const std::vector<uint8_t> &device_state);
 	qemu::ByteSink &out_;
+	OverlayHeader header_;
+	uint32_t version_;
 	unsigned threads_;
-	std::deque<std::future<Compressed>> pending_;
+	std::deque<std::pair<int, std::future<Compressed>>> pending_; // lane, segment
 	chunk::Codec codec_;
 	bool auto_ = false;
 	int level_;
 	size_t segment_bytes_;
-	std::vector<chunk::ChunkRecord> records_;
-	std::vector<uint8_t> payload_;
+	Lane lanes_[2];
+	std::vector<uint8_t> named_; // version 2: bitmap of the memory pages named
 	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
-	struct TableEntry {
-		uint64_t offset, bytes, hash;
-	};
-	std::vector<TableEntry> table_;
 };
 
 // What a reader hands on, chunk by chunk, in file order.
@@ -114,8 +142,14 @@ public:
 	virtual void on_header(const OverlayHeader &) {}
 	// `data` is the stored 4096 bytes for records that store payload, else null.
 	virtual void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) = 0;
-	// The launch VM's device state, from the footer, after every chunk.
+	// The launch VM's device state: version 1 from the footer, after every
+	// chunk; version 2 from the start block, after the disk chunks and
+	// before the memory's.
 	virtual void on_device_state(const std::vector<uint8_t> &) {}
+	// Version 2, right after on_device_state: which memory pages the
+	// overlay names (bit p of byte p / 8, least significant first); every
+	// other page is the base's and final already. Every memory chunk follows.
+	virtual void on_start(const std::vector<uint8_t> &named_pages) { (void)named_pages; }
 };
 
 // Limits the reader checks references against when the base is known.
@@ -142,6 +176,7 @@ struct OverlayCounts {
 	uint64_t records[chunk::kChunkKinds] = {}; // by kind, [0] unused
 	uint64_t memory_records = 0, disk_records = 0;
 	uint64_t segments = 0, payload_bytes = 0, stored_bytes = 0, file_bytes = 0, device_state_bytes = 0;
+	uint32_t version = 0; // the file's format version
 };
 
 // An upper bound of what applying an overlay writes, from its footer and

@@ -1,7 +1,7 @@
-// overlay create: the launch VM's memory is deduplicated page by page while
-// QEMU migrates it into our socket (no copy of the memory is staged), then
-// the allocated clusters of each disk's copy-on-write layer, all while the
-// VM is paused so disks and memory are one instant (docs/overlays.md).
+// overlay create: the allocated clusters of each disk's copy-on-write layer,
+// then the launch VM's memory, deduplicated page by page while QEMU
+// migrates it into our socket (no copy of the memory is staged), all while
+// the VM is paused so disks and memory are one instant (docs/overlays.md).
 #include "ops/overlay.h"
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
@@ -34,36 +34,39 @@ namespace {
 class DedupSink : public qemu::StreamSink {
 public:
 	DedupSink(engine::Deduper &dd, engine::DedupBase &base, const qemu::StreamInfo &base_stream,
-	          format::OverlayHeader &header, std::function<std::unique_ptr<format::OverlayWriter>()> make_writer)
-	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), make_writer_(std::move(make_writer)),
-	      page_(chunk::kChunkSize) {}
+	          format::OverlayHeader &header, format::OverlayWriter &writer)
+	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), writer_(writer), page_(chunk::kChunkSize) {}
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		format::set_ram_layout(header_, info);
 		// Same-position comparison only makes sense if pages line up.
 		base_.same_memory_layout = qemu::same_ram_layout(info.blocks, base_stream_.blocks);
-		writer = make_writer_();
+		had_ram = true;
 	}
 	void on_page(uint32_t, uint64_t linear, const uint8_t *data, uint8_t fill, uint64_t) override {
 		if (!data) {
 			memset(page_.data(), fill, page_.size());
 			data = page_.data();
 		}
-		engine::DedupDecision d = dd_.classify(chunk::kMemorySpace, linear, data);
+		add(dd_, writer_, chunk::kMemorySpace, linear, data);
+	}
+	static void add(engine::Deduper &dd, format::OverlayWriter &w, uint8_t space, uint64_t chunk,
+	                const uint8_t *data) {
+		engine::DedupDecision d = dd.classify(space, chunk, data);
 		if (d.unchanged)
 			return;
 		if (chunk::stores_payload(d.kind))
-			writer->add_data(d.record(chunk::kMemorySpace, linear), d.payload);
+			w.add_data(d.record(space, chunk), d.payload);
 		else
-			writer->add_ref(chunk::kMemorySpace, linear, d.kind, d.ref);
+			w.add_ref(space, chunk, d.kind, d.ref);
 	}
-	std::unique_ptr<format::OverlayWriter> writer;
+	bool had_ram = false;
 
 private:
 	engine::Deduper &dd_;
 	engine::DedupBase &base_;
 	const qemu::StreamInfo &base_stream_;
 	format::OverlayHeader &header_;
-	std::function<std::unique_ptr<format::OverlayWriter>()> make_writer_;
+	format::OverlayWriter &writer_;
 	std::vector<uint8_t> page_;
 };
 
@@ -126,51 +129,51 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		}
 	} out{part};
 	qemu::FdSink sink(fd.get(), part);
-	DedupSink pages(dd, db, base_mem.stream_info(), header, [&] {
-		unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
-		auto w = std::make_unique<format::OverlayWriter>(sink, header, codec, header.level, o.segment_bytes, threads);
-		if (auto_codec)
-			w->choose_codec_from_first_segment();
-		return w;
-	});
+	unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
+	// Format version 2: disk segments, then the start block, then memory
+	// (docs/formats/overlay.md); the writer keeps them apart until finish().
+	format::OverlayWriter writer(sink, header, codec, header.level, o.segment_bytes, threads, format::kOverlayVersion,
+	                             st.root() + "/tmp");
+	if (auto_codec)
+		writer.choose_codec_from_first_segment();
+	DedupSink pages(dd, db, base_mem.stream_info(), header, writer);
 
 	virt::MigrationCapture cap;
 	try {
-		// 1. Memory: paused for the whole capture (one version of each page),
-		// and left paused for the disks.
-		auto tc = Clock::now();
-		if (was_running)
-			journal.resume_domain(virt::domain_uuid(dom.get()));
-		cap = virt::capture_migration(dom.get(), was_running, pages, {}, progress, ctx.log());
-		info.capture_seconds = since(tc);
-		if (!pages.writer)
-			fail(CLOUDLET_E_CORRUPT, "the migration stream of " + info.domain + " had no RAM");
-
-		// 2. Disks: only what the copy-on-write layer holds can differ.
+		// 1. Disks first, with the VM paused for disks and memory alike (one
+		// instant): only what the copy-on-write layer holds can differ. The
+		// memory's pages may then refer to disk chunks (a file's pages in
+		// the page cache), which the file holds before them.
 		auto td = Clock::now();
+		if (was_running) {
+			journal.resume_domain(virt::domain_uuid(dom.get()));
+			virt::pause(dom.get(), "cannot pause domain " + info.domain + " for the overlay");
+		}
 		for (size_t di = 0; di < disks.size(); di++) {
 			progress.report("disks", di, disks.size());
 			uint8_t space = static_cast<uint8_t>(1 + di);
 			for_each_own_chunk(disks[di], [&](uint64_t chunk, const uint8_t *data) {
-				engine::DedupDecision d = dd.classify(space, chunk, data);
-				if (d.unchanged)
-					return;
-				if (chunk::stores_payload(d.kind))
-					pages.writer->add_data(d.record(space, chunk), d.payload);
-				else
-					pages.writer->add_ref(space, chunk, d.kind, d.ref);
+				progress.check();
+				DedupSink::add(dd, writer, space, chunk, data);
 			});
 		}
 		info.disk_seconds = since(td);
+
+		// 2. Memory, still paused (one version of each page).
+		auto tc = Clock::now();
+		cap = virt::capture_migration(dom.get(), false, pages, {}, progress, ctx.log());
+		info.capture_seconds = since(tc);
+		if (!pages.had_ram)
+			fail(CLOUDLET_E_CORRUPT, "the migration stream of " + info.domain + " had no RAM");
 	} catch (...) {
 		virt::restore_run_state(dom.get(), was_running, ctx.log());
 		throw;
 	}
 	// The launch state is read: give the domain back before writing out.
 	virt::release(dom.get(), was_running, o.stop, "the overlay is captured");
-	info.file_bytes = pages.writer->finish(cap.stream.device_state);
+	info.file_bytes = writer.finish(cap.stream.device_state, header);
 	if (auto_codec)
-		info.codec = std::string("auto: ") + chunk::codec_name(pages.writer->codec());
+		info.codec = std::string("auto: ") + chunk::codec_name(writer.codec());
 	sink.flush();
 	if (fsync(fd.get()) != 0)
 		fail_errno("cannot sync " + part, errno);
@@ -183,9 +186,9 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 		info.disk_chunks += (d.bytes + chunk::kChunkSize - 1) / chunk::kChunkSize;
 	// Chunks never looked at (the base's clusters) are unchanged too.
 	info.counts.n[1][0] += info.disk_chunks - info.counts.total(1);
-	info.segments = pages.writer->segments();
-	info.payload_bytes = pages.writer->payload_bytes();
-	info.stored_bytes = pages.writer->stored_bytes();
+	info.segments = writer.segments();
+	info.payload_bytes = writer.payload_bytes();
+	info.stored_bytes = writer.stored_bytes();
 	info.device_state_bytes = cap.stream.device_state.size();
 	info.total_seconds = since(t0);
 	return info;

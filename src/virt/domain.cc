@@ -102,6 +102,11 @@ std::string virt_type(virDomainPtr dom) {
 	return t ? *t : "";
 }
 
+void pause(virDomainPtr dom, const std::string &what) {
+	if (virDomainSuspend(dom) < 0)
+		fail_libvirt(what);
+}
+
 void resume(virDomainPtr dom, const std::string &what) {
 	auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
 	while (domain_state(dom) == VIR_DOMAIN_RUNNING && std::chrono::steady_clock::now() < deadline) {

@@ -56,6 +56,11 @@ std::string virt_type(virDomainPtr dom);
 // "cannot resume domain <name>" unless given).
 void resume(virDomainPtr dom, const std::string &what = "");
 
+// Pauses the vCPUs; QEMU then flushes every block device to its file
+// (its vm_stop drains and flushes them), so the disks may be read.
+// Throws CLOUDLET_E_LIBVIRT "<what>: <libvirt's reason>".
+void pause(virDomainPtr dom, const std::string &what);
+
 // After an operation that paused the domain failed: running again if it ran
 // before (QEMU itself restarts a VM it paused for a migration's final pass
 // that then failed, so this is often a no-op). Best effort: never throws;

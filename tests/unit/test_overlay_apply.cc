@@ -104,7 +104,7 @@ static void apply_and_compare(unsigned threads) {
 	std::vector<uint8_t> launch_disk(base_disk);
 	launch_disk.resize(launch_disk_bytes, 0);
 	memcpy(launch_disk.data() + 8 * 4096, fresh.data(), 16 * 4096);               // new (also in memory: SELF)
-	memcpy(launch_disk.data() + 200 * 4096 + 212, fresh.data() + 20 * 4096, 8 * 4096); // new, 212 bytes in: shifted
+	memcpy(launch_disk.data() + 200 * 4096 + 212, fresh.data(), 8 * 4096); // chunks 8.. again, 212 bytes in: shifted
 	memset(launch_disk.data() + 40 * 4096, 0, 8 * 4096);                          // zeroed
 	memcpy(launch_disk.data() + 60 * 4096, noise.data() + 200 * 4096, 4 * 4096);  // base memory pages
 	memcpy(launch_disk.data() + 70 * 4096, base_disk.data() + 512, 4 * 4096);     // base disk, shifted 512
@@ -144,10 +144,12 @@ static void apply_and_compare(unsigned threads) {
 			else
 				w.add_ref(space, chunk, d.kind, d.ref);
 		};
-		for (uint64_t p = 0; p < pages; p++)
-			add(0, p, launch[p].data());
+		// Disks first, as overlay create does (format version 2: memory may
+		// refer to disk chunks, not the other way round).
 		for (uint64_t c = 0; c < launch_disk_bytes / 4096; c++)
 			add(1, c, launch_disk.data() + c * 4096);
+		for (uint64_t p = 0; p < pages; p++)
+			add(0, p, launch[p].data());
 		w.finish(std::vector<uint8_t>(100, 0x42));
 	}
 	const auto &n = dd.counts();

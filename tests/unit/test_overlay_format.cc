@@ -45,7 +45,13 @@ struct Collected : format::OverlaySink {
 	std::vector<std::vector<uint8_t>> data;
 	std::vector<uint8_t> device_state;
 	void on_header(const format::OverlayHeader &h) override { header = h; }
+	std::vector<uint8_t> named;
+	size_t start_after = SIZE_MAX; // records before the start block
 	void on_device_state(const std::vector<uint8_t> &d) override { device_state = d; }
+	void on_start(const std::vector<uint8_t> &n) override {
+		named = n;
+		start_after = records.size();
+	}
 	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *d) override {
 		records.push_back(r);
 		data.emplace_back(d ? std::vector<uint8_t>(d, d + 4096) : std::vector<uint8_t>());
@@ -75,31 +81,49 @@ std::vector<uint8_t> page(uint32_t seed, bool compressible) {
 	return p;
 }
 
+// An overlay with every kind of record. Version 2 keeps disk records before
+// memory records in the file whatever order they are added in (`expect`
+// gets file order), and a disk record may not refer to memory there.
 std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector<chunk::ChunkRecord> *expect,
-                           unsigned threads = 1) {
+                           unsigned threads = 1, uint32_t version = format::kOverlayVersion) {
 	VectorSink out;
-	format::OverlayWriter w(out, sample_header(), codec, codec == chunk::Codec::Lzma ? 1 : 3, segment_bytes, threads);
+	format::OverlayWriter w(out, sample_header(), codec, codec == chunk::Codec::Lzma ? 1 : 3, segment_bytes, threads,
+	                        version);
+	std::vector<chunk::ChunkRecord> memory, disk;
+	auto &mem_or_all = version == 1 ? *expect : memory;
+	auto &disk_or_all = version == 1 ? *expect : disk;
 	for (uint32_t i = 0; i < 300; i++) {
 		auto p = page(i, i % 2);
 		w.add_data(0, i * 7, p.data());
-		expect->push_back({0, ChunkKind::Data, i * 7, 0});
+		mem_or_all.push_back({0, ChunkKind::Data, i * 7, 0});
 	}
 	w.add_ref(0, 5000, ChunkKind::Zero, 0);
+	mem_or_all.push_back({0, ChunkKind::Zero, 5000, 0});
 	w.add_ref(0, 5001, ChunkKind::BaseMemory, 123);
+	mem_or_all.push_back({0, ChunkKind::BaseMemory, 5001, 123});
 	w.add_ref(1, 10, ChunkKind::BaseDisk, chunk::pack_ref(0, 512 * 9));
-	w.add_ref(2, 3, ChunkKind::Self, 7); // memory chunk 7 (space 0) was stored
+	disk_or_all.push_back({1, ChunkKind::BaseDisk, 10, 512 * 9});
 	auto p = page(999, false);
-	w.add_data(2, 4, p.data());
+	if (version == 1) {
+		w.add_ref(2, 3, ChunkKind::Self, 7); // memory chunk 7 (space 0) was stored
+		disk_or_all.push_back({2, ChunkKind::Self, 3, 7});
+		w.add_data(2, 4, p.data());
+		disk_or_all.push_back({2, ChunkKind::Data, 4, 0});
+	} else {
+		w.add_data(2, 4, p.data());
+		disk_or_all.push_back({2, ChunkKind::Data, 4, 0});
+		w.add_ref(2, 3, ChunkKind::Self, chunk::pack_ref(2, 4)); // disk chunk 4 of vdb was stored
+		disk_or_all.push_back({2, ChunkKind::Self, 3, chunk::pack_ref(2, 4)});
+	}
 	w.add_data(0, 6000, p.data(), ChunkKind::DataXor);
+	mem_or_all.push_back({0, ChunkKind::DataXor, 6000, 0});
 	w.add_data({0, ChunkKind::ShiftXor, 6001, 7, -48}, p.data()); // against memory chunk 7, 48 bytes later
-	expect->insert(expect->end(), {{0, ChunkKind::Zero, 5000, 0},
-	                               {0, ChunkKind::BaseMemory, 5001, 123},
-	                               {1, ChunkKind::BaseDisk, 10, 512 * 9},
-	                               {2, ChunkKind::Self, 3, 7},
-	                               {2, ChunkKind::Data, 4, 0},
-	                               {0, ChunkKind::DataXor, 6000, 0},
-	                               {0, ChunkKind::ShiftXor, 6001, 7, -48}});
+	mem_or_all.push_back({0, ChunkKind::ShiftXor, 6001, 7, -48});
 	w.finish(std::vector<uint8_t>(1000, 0x5a));
+	if (version != 1) {
+		expect->insert(expect->end(), disk.begin(), disk.end());
+		expect->insert(expect->end(), memory.begin(), memory.end());
+	}
 	return out.bytes;
 }
 
@@ -155,14 +179,29 @@ static void test_codecs(void **) {
 }
 
 static void test_round_trip(void **) {
+	for (uint32_t version : {1u, 2u})
 	for (auto codec : {chunk::Codec::None, chunk::Codec::Zstd, chunk::Codec::Lzma}) {
 		for (size_t seg : {size_t(4096 * 7), size_t(4 << 20)}) {
 			std::vector<chunk::ChunkRecord> expect, again;
-			auto bytes = build(codec, seg, &expect);
+			auto bytes = build(codec, seg, &expect, 1, version);
 			// Compressing segments on several threads changes nothing in the file.
-			assert_true(build(codec, seg, &again, 3) == bytes);
+			assert_true(build(codec, seg, &again, 3, version) == bytes);
 			Collected c;
 			format::OverlayCounts n = read_all(bytes, c);
+			assert_int_equal(n.version, version);
+			if (version == 2) {
+				// The start block: after every disk chunk, before any memory
+				// chunk, naming exactly the memory pages the segments hold.
+				assert_int_equal(c.start_after, n.disk_records);
+				assert_int_equal(c.named.size(), (sample_header().total_pages + 7) / 8);
+				uint64_t set = 0;
+				for (uint8_t b : c.named)
+					set += static_cast<uint64_t>(__builtin_popcount(b));
+				assert_int_equal(set, n.memory_records);
+				for (const auto &r : c.records)
+					if (r.space == 0)
+						assert_true(c.named[r.chunk / 8] >> (r.chunk % 8) & 1);
+			}
 			assert_string_equal(c.header.base_id.c_str(), std::string(64, 'a').c_str());
 			assert_int_equal(c.header.disks.size(), 2);
 			assert_true(c.device_state == std::vector<uint8_t>(1000, 0x5a));
@@ -174,8 +213,9 @@ static void test_round_trip(void **) {
 				assert_int_equal(c.records[i].ref, expect[i].ref);
 				assert_int_equal(c.records[i].shift, expect[i].shift);
 			}
+			size_t first_memory = version == 1 ? 0 : n.disk_records;
 			for (uint32_t i = 0; i < 300; i++)
-				assert_true(c.data[i] == page(i, i % 2));
+				assert_true(c.data[first_memory + i] == page(i, i % 2));
 			assert_int_equal(n.records[static_cast<int>(ChunkKind::Data)], 301);
 			assert_int_equal(n.records[static_cast<int>(ChunkKind::DataXor)], 1);
 			assert_int_equal(n.memory_records + n.disk_records, expect.size());
@@ -235,7 +275,8 @@ static void test_references_checked_against_base(void **) {
 static void test_writer_misuse_is_refused_by_reader(void **) {
 	auto refused = [](auto fill, const char *what) {
 		VectorSink out;
-		format::OverlayWriter w(out, sample_header(), chunk::Codec::Zstd, 3, 1 << 20);
+		// Version 1: the reader's checks, not the version 2 writer's own.
+		format::OverlayWriter w(out, sample_header(), chunk::Codec::Zstd, 3, 1 << 20, 1, 1);
 		fill(w);
 		w.finish({});
 		Collected c;
@@ -258,8 +299,9 @@ static void test_writer_misuse_is_refused_by_reader(void **) {
 }
 
 static void test_damage(void **) {
+	for (uint32_t version : {1u, 2u}) {
 	std::vector<chunk::ChunkRecord> expect;
-	auto good = build(chunk::Codec::Zstd, 4096 * 50, &expect);
+	auto good = build(chunk::Codec::Zstd, 4096 * 50, &expect, 1, version);
 	std::mt19937 rng(11);
 	int cases = 0;
 	auto check_refused = [&](const std::vector<uint8_t> &b) {
@@ -285,7 +327,47 @@ static void test_damage(void **) {
 	auto trailing = good;
 	trailing.push_back(0);
 	check_refused(trailing);
-	print_message("# %d damaged overlays refused\n", cases);
+	print_message("# version %u: %d damaged overlays refused\n", version, cases);
+	}
+}
+
+// Version 2's own rules, each broken by a writer that knows no better
+// (version 1 bytes relabelled, a start block moved): refused, never applied.
+static void test_version2_layout_enforced(void **) {
+	std::vector<chunk::ChunkRecord> expect;
+	auto v1 = build(chunk::Codec::Zstd, 4 << 20, &expect, 1, 1);
+	auto relabelled = v1;
+	relabelled[8] = 2; // a version 1 file (no start block, disk after memory) called version 2
+	// Its header checksum now differs too, but the layout is refused first.
+	Collected c;
+	try {
+		read_all(relabelled, c);
+		fail_msg("a version 1 layout read as version 2");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+		print_message("# %s\n", e.what());
+	}
+	// The writer refuses what version 2 cannot hold.
+	VectorSink out;
+	format::OverlayWriter w(out, sample_header(), chunk::Codec::Zstd, 3, 1 << 20);
+	auto p = page(3, false);
+	w.add_data(0, 7, p.data());
+	try {
+		w.add_ref(1, 3, ChunkKind::Self, 7);
+		fail_msg("a version 2 disk record referring to memory was written");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_INTERNAL);
+	}
+	// Unknown versions are unsupported, not corrupt.
+	auto v3 = v1;
+	v3[8] = 3;
+	try {
+		Collected c3;
+		read_all(v3, c3);
+		fail_msg("version 3 accepted");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_UNSUPPORTED);
+	}
 }
 
 // Decompression bombs: a block that would decode to far more than the
@@ -474,6 +556,7 @@ int main(void) {
 	    cmocka_unit_test(test_references_checked_against_base),
 	    cmocka_unit_test(test_writer_misuse_is_refused_by_reader),
 	    cmocka_unit_test(test_damage),
+	    cmocka_unit_test(test_version2_layout_enforced),
 	    cmocka_unit_test(test_decompression_bombs_refused),
 	    cmocka_unit_test(test_declared_sizes_not_allocated_ahead),
 	    cmocka_unit_test(test_codec_auto),
