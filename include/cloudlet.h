@@ -731,6 +731,7 @@ typedef struct cloudlet_synthesis_info {
 	uint64_t demand_requests;   /**< early start: page requests from QEMU while memory streamed in */
 	uint64_t demand_pages;      /**< early start: pages sent because the guest touched them first */
 	uint64_t background_pages;  /**< early start: pages sent in order behind them */
+	uint64_t held_pages;        /**< early start: pages the guest touched before the overlay had delivered them (they waited for it) */
 } cloudlet_synthesis_info;
 
 /**

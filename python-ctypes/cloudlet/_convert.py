@@ -275,6 +275,7 @@ class SynthesisInfo:
     demand_requests: int
     demand_pages: int
     background_pages: int
+    held_pages: int
 
 
 @dataclasses.dataclass(frozen=True)

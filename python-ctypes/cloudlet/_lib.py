@@ -474,6 +474,7 @@ class synthesis_info(Structure):
         ("demand_requests", c_uint64),
         ("demand_pages", c_uint64),
         ("background_pages", c_uint64),
+        ("held_pages", c_uint64),
     ]
     _arrays_ = {"macs": "nic_count", "old_macs": "nic_count"}
 

@@ -84,6 +84,7 @@ CLOUDLET_API cloudlet_status cloudlet_synthesize(cloudlet_synthesis_info **out, 
 		p.demand_requests = r.demand_requests;
 		p.demand_pages = r.demand_pages;
 		p.background_pages = r.background_pages;
+		p.held_pages = r.held_pages;
 		*out = h;
 	});
 }

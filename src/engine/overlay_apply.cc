@@ -29,7 +29,7 @@ uint64_t base_disk_tag(uint64_t ref) {
 OverlayApplier::OverlayApplier(const ApplyBase &base, const format::OverlayHeader &h,
                                const std::vector<std::string> &layers, const std::string &scratch_dir,
                                Progress &progress)
-    : base_(base), progress_(progress), spill_(scratch_dir), buf_(kChunkSize), view_(kChunkSize), zero_(kChunkSize, 0) {
+    : base_(base), progress_(progress), spill_(scratch_dir), buf_(kChunkSize), page_buf_(kChunkSize), view_(kChunkSize), zero_(kChunkSize, 0) {
 	if (layers.size() != h.disks.size() || base.disks.size() != h.disks.size())
 		fail(CLOUDLET_E_INTERNAL, "overlay applier: disk counts disagree");
 	info_.version = h.stream_version;
@@ -271,8 +271,8 @@ const uint8_t *OverlayApplier::page(uint64_t linear) const {
 	case kBaseDisk:
 		return base_.disks[ref >> 48].data + (ref & ((1ull << 48) - 1)) * 512;
 	default:
-		spill_.read(ref, buf_.data());
-		return buf_.data();
+		spill_.read(ref, page_buf_.data());
+		return page_buf_.data();
 	}
 }
 

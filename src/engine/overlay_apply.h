@@ -54,7 +54,10 @@ public:
 	void finish();
 
 	// The launch memory (valid after finish()). page() returns a pointer
-	// valid until the next call: one reader thread at a time.
+	// valid until the next call: one reader thread at a time. Early start
+	// (docs/early-start.md) reads a page on another thread while records
+	// still arrive: safe for a page whose record has been applied (the
+	// caller orders the two), since page() has a buffer of its own.
 	const qemu::StreamInfo &stream_info() const override { return info_; }
 	const uint8_t *page(uint64_t linear) const override;
 
@@ -85,7 +88,8 @@ private:
 	};
 	std::vector<std::unordered_map<uint64_t, DiskLatest>> disk_latest_;
 	uint64_t spill_slots_ = 0;
-	mutable std::vector<uint8_t> buf_;
+	std::vector<uint8_t> buf_;              // content_of's, on the reader's thread
+	mutable std::vector<uint8_t> page_buf_; // page()'s
 	std::vector<uint8_t> view_;
 	std::vector<uint8_t> zero_;
 	uint64_t applied_ = 0;

@@ -82,7 +82,8 @@ private:
 } // namespace
 
 PostcopyStats serve_postcopy(int fd, const qemu::PageProvider &img, const std::function<void()> &on_devices_loaded,
-                             const std::function<void()> &abandon, Progress &progress) {
+                             const std::function<void()> &abandon, Progress &progress, ArrivingPages *arrivals) {
+	auto ready = [&](uint64_t p) { return !arrivals || arrivals->ready(p); };
 	auto t0 = Clock::now();
 	const qemu::StreamInfo &layout = img.stream_info();
 	PostcopyStats st;
@@ -145,10 +146,29 @@ PostcopyStats serve_postcopy(int fd, const qemu::PageProvider &img, const std::f
 	} join_starter{starter, abandon};
 	uint64_t cursor = 0;
 	std::vector<uint64_t> batch;
+	std::vector<uint64_t> held;     // asked for, not arrived yet
+	std::vector<uint64_t> arrived;  // arrived after the cursor may have passed them
+	size_t arrived_at = 0;
+	bool all_arrived = !arrivals;
 	try {
 		for (;;) {
 			progress.check();
+			if (arrivals && arrivals->abandoned())
+				fail(CLOUDLET_E_CANCELLED, "the overlay stopped arriving");
 			batch.clear();
+			// Held requests whose pages are here now go first.
+			if (!held.empty()) {
+				std::vector<uint64_t> still;
+				for (uint64_t p : held)
+					if (sent[p])
+						continue;
+					else if (ready(p)) {
+						sent[p] = 1;
+						batch.push_back(p);
+					} else
+						still.push_back(p);
+				held.swap(still);
+			}
 			bool loaded = false;
 			{
 				std::unique_lock lock(sh.m);
@@ -165,7 +185,10 @@ PostcopyStats serve_postcopy(int fd, const qemu::PageProvider &img, const std::f
 					for (uint64_t p = first; p < first + count; p++) {
 						if (sent[p])
 							st.already_sent++;
-						else {
+						else if (!ready(p)) {
+							held.push_back(p);
+							st.held_pages++;
+						} else {
 							sent[p] = 1;
 							batch.push_back(p);
 						}
@@ -198,15 +221,35 @@ PostcopyStats serve_postcopy(int fd, const qemu::PageProvider &img, const std::f
 				continue;
 			// The background: the next data pages in linear order, never
 			// past a block's end in one section (the writer names blocks).
+			// Pages not arrived yet are left for when they do.
 			while (cursor < layout.total_pages && batch.size() < kBatchPages) {
-				if (!sent[cursor] && img.page(cursor)) {
+				if (!sent[cursor] && ready(cursor) && img.page(cursor)) {
 					sent[cursor] = 1;
 					batch.push_back(cursor);
 				}
 				cursor++;
 			}
-			if (batch.empty())
-				break; // every data page sent
+			// Behind the cursor: the pages that arrived since (in arrival order).
+			if (cursor == layout.total_pages && arrivals) {
+				if (arrived_at == arrived.size()) {
+					arrived.clear();
+					arrived_at = 0;
+					all_arrived = arrivals->take(arrived);
+				}
+				while (arrived_at < arrived.size() && batch.size() < kBatchPages) {
+					uint64_t p = arrived[arrived_at++];
+					if (!sent[p] && img.page(p)) {
+						sent[p] = 1;
+						batch.push_back(p);
+					}
+				}
+			}
+			if (batch.empty()) {
+				if (all_arrived && arrived_at == arrived.size())
+					break; // every data page sent
+				arrivals->wait(std::chrono::milliseconds(20));
+				continue;
+			}
 			st.background_pages += batch.size();
 			w.pages(img, batch);
 			out.flush();

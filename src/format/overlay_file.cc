@@ -243,13 +243,30 @@ void OverlayWriter::write_header(const OverlayHeader &h) {
 	offset_ = b.size();
 }
 
-OverlayWriter::Lane &OverlayWriter::lane_for(uint8_t space) {
-	return version_ >= 2 && space == chunk::kMemorySpace ? lanes_[1] : lanes_[0];
+OverlayWriter::Lane &OverlayWriter::lane_for(const ChunkRecord &r) {
+	if (version_ == 1 || r.space != chunk::kMemorySpace)
+		return lanes_[0];
+	bool to_memory = (r.kind == ChunkKind::Self || r.kind == ChunkKind::ShiftXor) &&
+	                 chunk::unpack_ref(r.ref).selector == chunk::kMemorySpace;
+	if (to_memory)
+		return lanes_[3];
+	if (std::binary_search(first_.begin(), first_.end(), r.chunk))
+		return lanes_[1];
+	return r.kind == ChunkKind::Data ? lanes_[3] : lanes_[2];
+}
+
+void OverlayWriter::store_first(const std::vector<uint64_t> &pages) {
+	first_ = pages;
+	std::sort(first_.begin(), first_.end());
 }
 
 void OverlayWriter::added(Lane &l) {
-	if (l.payload.size() >= segment_bytes_ || l.records.size() >= kMaxSegmentRecords)
-		flush_segment(&l == &lanes_[0] ? 0 : 1);
+	// Lane 1 (what a VM started early needs first) in small segments: a
+	// reader may use a segment only once all of it has arrived.
+	size_t limit = version_ >= 2 && (&l == &lanes_[1] || &l == &lanes_[2]) ? std::min<size_t>(segment_bytes_, 256u << 10)
+	                                                                      : segment_bytes_;
+	if (l.payload.size() >= limit || l.records.size() >= kMaxSegmentRecords)
+		flush_segment(static_cast<int>(&l - lanes_));
 }
 
 void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref) {
@@ -258,8 +275,9 @@ void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint6
 	if (version_ >= 2 && space != chunk::kMemorySpace && kind == ChunkKind::Self &&
 	    chunk::unpack_ref(ref).selector == chunk::kMemorySpace)
 		fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
-	Lane &l = lane_for(space);
-	l.records.push_back({space, kind, chunk, ref});
+	ChunkRecord rec{space, kind, chunk, ref};
+	Lane &l = lane_for(rec);
+	l.records.push_back(rec);
 	if (version_ >= 2 && space == chunk::kMemorySpace) {
 		if (named_.size() <= chunk / 8)
 			named_.resize(chunk / 8 + 1, 0);
@@ -276,7 +294,7 @@ void OverlayWriter::add_data(const ChunkRecord &r, const uint8_t *data) {
 	if (version_ >= 2 && r.space != chunk::kMemorySpace && r.kind == ChunkKind::ShiftXor &&
 	    chunk::unpack_ref(r.ref).selector == chunk::kMemorySpace)
 		fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
-	Lane &l = lane_for(r.space);
+	Lane &l = lane_for(r);
 	l.records.push_back(r);
 	append(l.payload, data, kChunkSize);
 	if (version_ >= 2 && r.space == chunk::kMemorySpace) {
@@ -441,8 +459,8 @@ uint64_t OverlayWriter::write_footer(const std::vector<uint8_t> &device_state) {
 uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state) { return finish(device_state, header_); }
 
 uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state, const OverlayHeader &h) {
-	flush_segment(0);
-	flush_segment(1);
+	for (int lane = 0; lane < 4; lane++)
+		flush_segment(lane);
 	while (!pending_.empty())
 		write_oldest();
 	if (device_state.size() > kMaxDeviceState)
@@ -470,6 +488,8 @@ uint64_t OverlayWriter::finish(const std::vector<uint8_t> &device_state, const O
 	out_.write(b.data(), b.size());
 	offset_ += b.size();
 	copy_spill(lanes_[1]);
+	copy_spill(lanes_[2]);
+	copy_spill(lanes_[3]);
 	return write_footer({});
 }
 
@@ -744,7 +764,10 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			p.raw = std::async(std::launch::async, std::move(job));
 		}
 		pending.push_back(std::move(p));
-		while (pending.size() >= std::max(1u, threads))
+		// A VM that runs on what arrives (early start) gets each memory
+		// segment as soon as it is here, not behind the next one's download.
+		unsigned ahead = started && sink.prompt() ? 1u : std::max(1u, threads);
+		while (pending.size() >= ahead)
 			deliver_oldest();
 	}
 	while (!pending.empty())

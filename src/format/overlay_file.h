@@ -89,11 +89,17 @@ public:
 	uint64_t finish(const std::vector<uint8_t> &device_state, const OverlayHeader &h);
 	uint64_t payload_bytes() const { return payload_total_; }
 	uint64_t stored_bytes() const { return stored_total_; }
-	uint64_t segments() const { return lanes_[0].table.size() + lanes_[1].table.size(); }
+	uint64_t segments() const {
+		return lanes_[0].table.size() + lanes_[1].table.size() + lanes_[2].table.size() + lanes_[3].table.size();
+	}
 	// Let the first segment choose the codec: it is compressed with zstd
 	// (level 3) and LZMA (level 6), and LZMA is kept for the whole overlay
 	// only if it is at least 10 % smaller (docs/overlays.md).
 	void choose_codec_from_first_segment() { auto_ = true; }
+	// Version 2: memory pages to store ahead of the others whatever their
+	// kind (what loading the device state reads: virtio rings). Call before
+	// their records come.
+	void store_first(const std::vector<uint64_t> &pages);
 	chunk::Codec codec() const { return codec_; }
 
 private:
@@ -105,7 +111,12 @@ private:
 		uint64_t offset, bytes, hash;
 	};
 	// Where segments go: version 1, one lane straight to the output; version
-	// 2, lane 0 the disks' and lane 1 the memory's, each into a spill file.
+	// 2, each lane into a spill file, in file order: 0 the disks', 1 the
+	// store_first pages (what loading the device state reads), 2 the memory
+	// records without payload or with a delta against their base page
+	// (small, and what a resumed guest's kernel touches first: page tables,
+	// stacks), 3 the memory's data and what refers to it
+	// (docs/early-start.md).
 	struct Lane {
 		std::vector<chunk::ChunkRecord> records;
 		std::vector<uint8_t> payload;
@@ -114,7 +125,7 @@ private:
 		uint64_t offset = 0; // in the output (version 1) or the spill file
 		std::vector<TableEntry> table;
 	};
-	Lane &lane_for(uint8_t space);
+	Lane &lane_for(const chunk::ChunkRecord &r);
 	void added(Lane &l);
 	void flush_segment(int lane);
 	void write_oldest();
@@ -130,8 +141,9 @@ private:
 	bool auto_ = false;
 	int level_;
 	size_t segment_bytes_;
-	Lane lanes_[2];
+	Lane lanes_[4];
 	std::vector<uint8_t> named_; // version 2: bitmap of the memory pages named
+	std::vector<uint64_t> first_; // version 2: store_first's pages, sorted
 	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
 };
 
@@ -150,6 +162,9 @@ public:
 	// overlay names (bit p of byte p / 8, least significant first); every
 	// other page is the base's and final already. Every memory chunk follows.
 	virtual void on_start(const std::vector<uint8_t> &named_pages) { (void)named_pages; }
+	// After on_start: whether each segment is wanted as soon as it has
+	// arrived (a VM runs on it) rather than while the next ones are read.
+	virtual bool prompt() const { return false; }
 };
 
 // Limits the reader checks references against when the base is known.

@@ -169,20 +169,67 @@ void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused
 	    paused, progress);
 }
 
-engine::PostcopyStats restore_launch_postcopy(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
-                                              const std::function<void(virt::DomainRef)> &running, Progress &progress) {
-	t.applier->finish();
+EarlyStart::EarlyStart(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
+                       const std::vector<uint8_t> &named, std::function<void(virt::DomainRef)> running,
+                       std::function<void()> stop_reader, Progress &progress)
+    : arrivals_(t.applier->stream_info().total_pages, named), running_(std::move(running)),
+      stop_reader_(std::move(stop_reader)) {
+	t.applier->finish(); // the disk layers: QEMU reads them from the first instruction
 	std::string xml = launch_xml(t, h);
 	progress.report("restore", 0, 0);
 	cleanup.domain = t.name;
-	virt::IncomingPostcopy in(t.conn->get(), xml);
-	return engine::serve_postcopy(
-	    in.fd(), *t.applier,
-	    [&] {
-		    virt::resume(in.domain(), "cannot start the VM");
-		    running(in.domain());
-	    },
-	    [&] { in.abandon(); }, progress);
+	in_ = std::make_unique<virt::IncomingPostcopy>(t.conn->get(), xml);
+	const qemu::PageProvider &img = *t.applier;
+	thread_ = std::thread([this, &img, &progress] {
+		try {
+			stats_ = engine::serve_postcopy(
+			    in_->fd(), img,
+			    [&] {
+				    virt::resume(in_->domain(), "cannot start the VM");
+				    running_(in_->domain());
+			    },
+			    [&] { in_->abandon(); }, progress, &arrivals_);
+		} catch (...) {
+			error_ = std::current_exception();
+			failed_ = true;
+			if (stop_reader_)
+				stop_reader_();
+		}
+	});
+}
+
+EarlyStart::~EarlyStart() {
+	if (thread_.joinable())
+		abandon();
+}
+
+void EarlyStart::abandon() {
+	arrivals_.abandon();
+	try {
+		in_->abandon(); // QEMU may wait for pages that will never come
+	} catch (...) {
+	}
+	if (thread_.joinable())
+		thread_.join();
+}
+
+engine::PostcopyStats EarlyStart::finish() {
+	try {
+		arrivals_.complete();
+	} catch (...) {
+		abandon();
+		throw;
+	}
+	thread_.join();
+	if (error_)
+		std::rethrow_exception(error_);
+	return stats_;
+}
+
+engine::PostcopyStats restore_launch_postcopy(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
+                                              const std::function<void(virt::DomainRef)> &running, Progress &progress) {
+	EarlyStart start(t, h, cleanup, {}, running, {}, progress); // every page is here
+	return start.finish();
 }
 
 } // namespace cloudlet::ops

@@ -14,9 +14,13 @@
 #include "util/mapped_file.h"
 #include "util/progress.h"
 #include "virt/nic_swap.h"
+#include "virt/postcopy_incoming.h"
 
+#include <atomic>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -77,6 +81,44 @@ std::string launch_xml(const LaunchTarget &t, const format::OverlayHeader &h);
 // restores the VM running, or paused with `paused`.
 void restore_launch(LaunchTarget &t, const format::OverlayHeader &h, bool paused, LaunchCleanup &cleanup,
                     Progress &progress);
+
+// A launch VM that runs before its memory has arrived (docs/early-start.md):
+// the disk layers are complete, the device state known, and the overlay's
+// memory records still come. Created from the start block: finishes the
+// disk layers, starts the domain under `-incoming defer` and serves its
+// memory by postcopy on a thread of its own, holding back the pages `named`
+// (the start block's bitmap) until arrived() says their record is applied.
+// `running` is called with the domain once it runs (on that thread);
+// `stop_reader` when serving fails, to wake a reader blocked on the network.
+class EarlyStart {
+public:
+	EarlyStart(LaunchTarget &t, const format::OverlayHeader &h, LaunchCleanup &cleanup,
+	           const std::vector<uint8_t> &named, std::function<void(virt::DomainRef)> running,
+	           std::function<void()> stop_reader, Progress &progress);
+	~EarlyStart(); // a start not finished is abandoned
+	EarlyStart(const EarlyStart &) = delete;
+	EarlyStart &operator=(const EarlyStart &) = delete;
+	void arrived(uint64_t page) { arrivals_.arrived(page); }
+	uint64_t waiting() const { return arrivals_.waiting(); }
+	// The reader returned: waits until QEMU holds all of the memory. Throws
+	// what serving failed with.
+	engine::PostcopyStats finish();
+	// The reader failed: QEMU is ended (its memory can never be complete)
+	// and the thread joined. Never throws.
+	void abandon();
+	// Serving failed; finish() throws why.
+	bool failed() const { return failed_; }
+
+private:
+	std::unique_ptr<virt::IncomingPostcopy> in_;
+	engine::ArrivingPages arrivals_;
+	std::function<void(virt::DomainRef)> running_;
+	std::function<void()> stop_reader_;
+	std::thread thread_;
+	engine::PostcopyStats stats_;
+	std::exception_ptr error_;
+	std::atomic<bool> failed_{false};
+};
 
 // The same, by postcopy (docs/early-start.md): the VM runs as soon as QEMU
 // has loaded its device state, and its memory follows behind it, the pages

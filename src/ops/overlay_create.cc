@@ -17,6 +17,7 @@
 #include "util/unique_fd.h"
 #include "virt/domain.h"
 #include "virt/migration_capture.h"
+#include "virt/virtio_rings.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -36,8 +37,21 @@ public:
 	DedupSink(engine::Deduper &dd, engine::DedupBase &base, const qemu::StreamInfo &base_stream,
 	          format::OverlayHeader &header, format::OverlayWriter &writer)
 	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), writer_(writer), page_(chunk::kChunkSize) {}
+	std::vector<virt::GuestRange> rings; // guest-physical: the virtio rings
+	uint64_t first_pages = 0;
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		format::set_ram_layout(header_, info);
+		// The rings' pages go first in the overlay (docs/early-start.md):
+		// pc.ram holds guest-physical memory from 0.
+		std::vector<uint64_t> first;
+		for (const auto &b : info.blocks)
+			if (b.name == "pc.ram")
+				for (const auto &r : rings)
+					for (uint64_t p = r.gpa / chunk::kChunkSize;
+					     r.bytes && p <= (r.gpa + r.bytes - 1) / chunk::kChunkSize && p < b.pages(); p++)
+						first.push_back(b.first_page + p);
+		first_pages = first.size();
+		writer_.store_first(first);
 		// Same-position comparison only makes sense if pages line up.
 		base_.same_memory_layout = qemu::same_ram_layout(info.blocks, base_stream_.blocks);
 		had_ram = true;
@@ -158,6 +172,11 @@ OverlayInfo overlay_create(Context &ctx, const std::string &domain, const std::s
 			});
 		}
 		info.disk_seconds = since(td);
+		try {
+			pages.rings = virt::virtio_ring_ranges(dom.get());
+		} catch (const Error &e) {
+			ctx.log().warn("the overlay's pages are stored without the virtio rings first: " + std::string(e.what()));
+		}
 
 		// 2. Memory, still paused (one version of each page).
 		auto tc = Clock::now();

@@ -62,12 +62,28 @@ public:
 	void on_chunk(const chunk::ChunkRecord &r, const uint8_t *data) override {
 		auto t = Clock::now();
 		t_.applier->on_chunk(r, data);
+		if (early && r.space == chunk::kMemorySpace)
+			early->arrived(r.chunk);
 		apply_seconds += since(t);
 	}
 	void on_device_state(const std::vector<uint8_t> &ds) override { t_.applier->on_device_state(ds); }
+	// Format version 2: disks applied, device state known. With early start
+	// the VM runs from here, while the memory still arrives.
+	void on_start(const std::vector<uint8_t> &named) override {
+		if (!req_.postcopy)
+			return;
+		early_at = Clock::now();
+		early = std::make_unique<EarlyStart>(t_, header, cleanup_, named, running, stop_reader, progress_);
+	}
+
+	bool prompt() const override { return early != nullptr; }
 
 	format::OverlayHeader header;
 	double apply_seconds = 0;
+	std::function<void(virt::DomainRef)> running; // early start: the VM runs
+	std::function<void()> stop_reader;            // early start: serving failed
+	std::unique_ptr<EarlyStart> early;
+	Clock::time_point early_at;
 
 private:
 	Context &ctx_;
@@ -92,10 +108,12 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	uint64_t space_needed = 64ull << 20;
 	std::string what = overlay;
 	std::unique_ptr<CancelRelay> relay; // a cancel wakes a read blocked on the network
+	std::function<void()> stop_reader;
 	if (net::is_url(overlay)) {
 		auto http = std::make_unique<net::HttpSource>(overlay, o.http);
 		what = http->display_url();
 		relay = std::make_unique<CancelRelay>(progress, [h = http.get()] { h->cancel(); });
+		stop_reader = [h = http.get()] { h->cancel(); };
 		src = std::move(http);
 	} else {
 		fd.reset(open(overlay.c_str(), O_RDONLY | O_CLOEXEC));
@@ -122,11 +140,37 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	req.space_needed = space_needed;
 	req.postcopy = o.early_start;
 	Synthesizer sink(ctx, req, progress, target, cleanup, bounds);
+	virt::NicSwap swap;
+	// Early start: the NIC swap runs as soon as the VM does, beside its
+	// memory's arrival (on the thread that serves the memory).
+	auto running = [&](virt::DomainRef dom) {
+		out.running_seconds = since(t0);
+		auto tn = Clock::now();
+		swap = virt::swap_nics(dom, o.nic, progress);
+		out.nic_seconds = since(tn);
+	};
+	sink.running = running;
+	sink.stop_reader = stop_reader;
 	format::ReadStats stats;
 	unsigned threads = o.threads ? o.threads : std::max(1u, ctx.settings().worker_threads);
 	auto tr = Clock::now();
 	progress.report("fetch", 0, 0);
-	out.counts = format::read_overlay(reader, sink, bounds, threads, &stats);
+	try {
+		out.counts = format::read_overlay(reader, sink, bounds, threads, &stats);
+	} catch (const Error &e) {
+		if (!sink.early)
+			throw;
+		// The VM runs on memory that can never be complete now: it is ended
+		// (the cleanup then removes the domain and the folder). A failure of
+		// the serving side is the cause when it came first.
+		bool serving_failed = sink.early->failed();
+		sink.early->abandon();
+		if (serving_failed)
+			sink.early->finish(); // throws serving's error
+		if (e.status() == CLOUDLET_E_CANCELLED)
+			throw;
+		fail(e.status(), std::string("the early-started VM was ended, since its overlay stopped arriving: ") + e.what());
+	}
 	out.read_seconds = since(tr);
 	out.fetch_seconds = timed.seconds;
 	out.decompress_seconds = stats.decode_seconds();
@@ -141,19 +185,18 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 	out.base_id = target.base_id;
 
 	auto ts = Clock::now();
-	virt::NicSwap swap;
 	if (o.early_start) {
-		// The NIC swap runs as soon as the VM does, beside its memory's arrival.
-		engine::PostcopyStats pc = restore_launch_postcopy(
-		    target, sink.header, cleanup,
-		    [&](virt::DomainRef dom) {
-			    out.running_seconds = since(t0);
-			    auto tn = Clock::now();
-			    swap = virt::swap_nics(dom, o.nic, progress);
-			    out.nic_seconds = since(tn);
-		    },
-		    progress);
+		// A version 2 overlay started the VM at its start block; a version 1
+		// overlay starts it now that all of it is here.
+		engine::PostcopyStats pc;
+		if (sink.early) {
+			ts = sink.early_at;
+			pc = sink.early->finish();
+		} else {
+			pc = restore_launch_postcopy(target, sink.header, cleanup, running, progress);
+		}
 		out.early_start = true;
+		out.held_pages = pc.held_pages;
 		out.demand_requests = pc.requests;
 		out.demand_pages = pc.demand_pages;
 		out.background_pages = pc.background_pages;

@@ -43,7 +43,7 @@ struct SynthesisInfo {
 	// while its memory streamed in (zero otherwise).
 	bool early_start = false;
 	double running_seconds = 0;
-	uint64_t demand_requests = 0, demand_pages = 0, background_pages = 0;
+	uint64_t demand_requests = 0, demand_pages = 0, background_pages = 0, held_pages = 0;
 };
 
 SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const SynthesisOptions &o, Progress &progress);

@@ -27,8 +27,6 @@ uint64_t parse_gpa2hva(const std::string &reply, const std::string &block) {
 	return v;
 }
 
-namespace {
-
 // libvirt's system driver keeps each running domain's QEMU pid here.
 pid_t qemu_pid(const std::string &name) {
 	std::string path = "/run/libvirt/qemu/" + name + ".pid";
@@ -61,8 +59,6 @@ pid_t qemu_pid(const std::string &name) {
 		fail(CLOUDLET_E_UNSUPPORTED, "process " + std::to_string(pid) + " is not the QEMU of " + name);
 	return static_cast<pid_t>(pid);
 }
-
-} // namespace
 
 GuestRam::GuestRam(virDomainPtr dom, const std::string &block, uint64_t block_bytes) : bytes_(block_bytes) {
 	std::string name = virDomainGetName(dom);

@@ -40,6 +40,10 @@ private:
 	uint64_t hva_ = 0, bytes_ = 0;
 };
 
+// The pid of a running domain's QEMU (libvirt's system driver's pid file,
+// checked against the process's command line). Throws CLOUDLET_E_UNSUPPORTED.
+pid_t qemu_pid(const std::string &name);
+
 // The host address HMP's `gpa2hva` prints for guest-physical 0, if the line
 // names `block` ("Host virtual address for 0x0 (pc.ram) is 0x7f..."); 0 if not.
 uint64_t parse_gpa2hva(const std::string &reply, const std::string &block);

@@ -10,6 +10,10 @@
 #include <libxml/tree.h>
 #include <sys/socket.h>
 
+#include "virt/guest_ram.h"
+
+#include <signal.h>
+
 #include <cerrno>
 #include <optional>
 #include <sstream>
@@ -106,6 +110,12 @@ IncomingPostcopy::IncomingPostcopy(virConnectPtr conn, const std::string &domain
 }
 
 void IncomingPostcopy::abandon() {
+	// A QEMU whose main loop waits in a page fault does not act on SIGTERM,
+	// and libvirt's destroy waits 10 s before it sends SIGKILL: kill first.
+	try {
+		kill(qemu_pid(virDomainGetName(dom_.get())), SIGKILL);
+	} catch (const Error &) {
+	}
 	virDomainDestroy(dom_.get());
 }
 

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdarg>
 #include <cstddef>
 #include <csetjmp>
@@ -326,6 +328,117 @@ static void test_early_start_is_exact(void **) {
 	check_synthesized(name, mac);
 }
 
+// The fingerprint commands, run from another thread (no cmocka there):
+// the output, or "" with `err` set.
+static std::string fingerprint_quietly(th_guest *g, std::string &err) {
+	char *out = th_guest_check(g,
+	                           "cd /ram && md5sum new new2 bb z text && echo 3 > /proc/sys/vm/drop_caches && "
+	                           "dd if=/dev/vda bs=65536 skip=32 count=16 2>/dev/null | md5sum && "
+	                           "dd if=/dev/vda bs=65536 skip=128 count=4 2>/dev/null | md5sum && "
+	                           "dd if=/dev/vda bs=65536 skip=0 count=16 2>/dev/null | md5sum && "
+	                           "md5sum /dev/vdb",
+	                           120000);
+	if (!out) {
+		err = th_error();
+		return "";
+	}
+	std::string s = out;
+	free(out);
+	return s;
+}
+
+// Early start from a URL that arrives slowly (the whole overlay in about
+// 8 s): the VM runs while most of the overlay is still on its way, and a
+// guest that reads its files and disks at once — pages that have not
+// arrived yet — gets the right bytes: the fingerprint taken *during* the
+// download, from inside, is the launch VM's.
+static void test_early_start_while_downloading(void **) {
+	struct stat st;
+	assert_int_equal(stat(overlay.c_str(), &st), 0);
+	double rate = static_cast<double>(st.st_size) / 8.0;
+	std::string url = "http://127.0.0.1:" + std::to_string(server_port) + "/slow?rate=" +
+	                  std::to_string(static_cast<long long>(rate));
+	std::string name = "cltest-" + std::to_string(getpid()) + "-syn-early-url";
+	std::string during, err;
+	std::atomic<bool> done{false};
+	std::thread watcher([&] {
+		while (!done && domain_state(name) != VIR_DOMAIN_RUNNING)
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		if (done) {
+			err = "the VM never ran during the synthesis";
+			return;
+		}
+		th_guest *g = nullptr;
+		if (th_guest_attach_domain(&g, name.c_str(), nullptr, nullptr) != 0) {
+			err = th_error();
+			return;
+		}
+		during = fingerprint_quietly(g, err);
+		th_guest_forget(g);
+	});
+	cloudlet_synthesis_options o = CLOUDLET_SYNTHESIS_OPTIONS_INIT;
+	o.name = name.c_str();
+	o.flags = CLOUDLET_SYNTHESIS_EARLY_START;
+	cloudlet_synthesis_info *i = nullptr;
+	cloudlet_status rc = cloudlet_synthesize(&i, ctx, url.c_str(), &o);
+	std::string msg = rc == CLOUDLET_OK ? "" : cloudlet_last_error_message();
+	done = true;
+	watcher.join();
+	if (rc != CLOUDLET_OK)
+		fail_msg("%s", msg.c_str());
+	print_message("# early start from a slow URL (%.0f bytes/s): running after %.2f s of a %.2f s download; "
+	              "%llu pages asked for, %llu of them waited for the overlay, %llu behind them\n",
+	              rate, i->running_seconds, i->read_seconds, (unsigned long long)i->demand_pages,
+	              (unsigned long long)i->held_pages, (unsigned long long)i->background_pages);
+	if (!err.empty())
+		fail_msg("the fingerprint during the download: %s", err.c_str());
+	// Ran with most of the overlay still to come (its disks and start block
+	// are its first ~15 %), and the guest read pages before they arrived.
+	assert_true(i->running_seconds < 0.5 * i->read_seconds);
+	assert_true(i->held_pages > 0);
+	assert_string_equal(during.c_str(), fingerprint.c_str());
+	cloudlet_synthesis_info_free(i);
+	check_synthesized(name, nullptr); // and destroys it
+}
+
+// The overlay's source stops mid-postcopy (half of it sent, then silence):
+// the running VM cannot go on (its memory is incomplete), so it is ended
+// once the stall timeout passes, the error says why, and nothing is left.
+static void test_early_start_source_cut(void **) {
+	struct stat st;
+	assert_int_equal(stat(overlay.c_str(), &st), 0);
+	std::string url = "http://127.0.0.1:" + std::to_string(server_port) + "/stall-after?send=" +
+	                  std::to_string(static_cast<long long>(st.st_size / 2));
+	std::string name = "cltest-" + std::to_string(getpid()) + "-syn-early-cut";
+	std::atomic<bool> done{false}, ran{false};
+	std::thread watcher([&] {
+		while (!done) {
+			if (domain_state(name) == VIR_DOMAIN_RUNNING)
+				ran = true;
+			std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		}
+	});
+	size_t before = entries(store_dir + "/instances");
+	cloudlet_synthesis_options o = CLOUDLET_SYNTHESIS_OPTIONS_INIT;
+	o.name = name.c_str();
+	o.flags = CLOUDLET_SYNTHESIS_EARLY_START;
+	o.stall_timeout_seconds = 3;
+	auto t0 = std::chrono::steady_clock::now();
+	cloudlet_status rc = cloudlet_synthesize(nullptr, ctx, url.c_str(), &o);
+	double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	std::string msg = cloudlet_last_error_message();
+	done = true;
+	watcher.join();
+	print_message("# source cut mid-postcopy: %d after %.2f s: %s\n", rc, took, msg.c_str());
+	assert_true(ran); // the VM had started
+	assert_int_equal(rc, CLOUDLET_E_TIMEOUT);
+	assert_non_null(strstr(msg.c_str(), "early-started VM was ended"));
+	// Within the stall timeout and the time it takes to end a QEMU.
+	assert_true(took < 3 + 20);
+	assert_int_equal(domain_state(name), -1);
+	assert_int_equal(entries(store_dir + "/instances"), before);
+}
+
 // Where QEMU cannot use userfaultfd, early start is refused before anything
 // is made, with the reason and the way out.
 static void test_early_start_refused_without_userfaultfd(void **) {
@@ -353,6 +466,8 @@ int main(int argc, char **argv) {
 	    cmocka_unit_test(test_from_file_and_url_at_once),
 	    cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_early_start_is_exact),
+	    cmocka_unit_test(test_early_start_while_downloading),
+	    cmocka_unit_test(test_early_start_source_cut),
 	    cmocka_unit_test(test_early_start_refused_without_userfaultfd),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -14,6 +14,8 @@ its key next to BODY_FILE, and the line is
   /truncated?size=N&send=M     Content-Length N, then M bytes and close
   /chunked-truncated?send=M    chunked, M bytes in chunks, then close without the final chunk
   /stall                       headers (Content-Length 1 MiB), then nothing
+  /slow?rate=R                 all of BODY_FILE, with Content-Length, at R bytes/s
+  /stall-after?send=M          Content-Length of all of BODY_FILE, M bytes, then nothing (open)
   /silent                      accepts, reads the request, never answers
   /redirect?n=K                K redirects (302), then /body
   /loop                        redirects to itself
@@ -154,6 +156,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(1 << 20))
             self.send_header("Connection", "close")
             self.end_headers()
+            self.wfile.flush()
+            time.sleep(120)
+        elif path == "/slow":
+            size = self.file_size(p)
+            rate = float(p["rate"])
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            start, sent = time.monotonic(), 0
+            with open(BODY_FILE, "rb") as f:
+                while sent < size:
+                    data = f.read(min(16 * 1024, size - sent))
+                    if not data:
+                        break
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                    sent += len(data)
+                    ahead = sent / rate - (time.monotonic() - start)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        elif path == "/stall-after":
+            size = self.file_size(p)
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.send_file_bytes(int(p["send"]))
             self.wfile.flush()
             time.sleep(120)
         elif path == "/silent":

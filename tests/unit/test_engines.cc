@@ -6,6 +6,7 @@
 // smaller version lacks) and the handoff's token file and level
 // (ops/handoff_choices.h).
 #include "abi/options.h"
+#include "engine/arriving_pages.h"
 #include "engine/codec_chooser.h"
 #include "host/tempdir.h"
 #include "ops/context.h"
@@ -33,6 +34,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern "C" {
@@ -82,6 +84,46 @@ static std::vector<Estimate> trial() {
 static void assert_choice(const engine::CodecChoice &c, Codec codec, int level) {
 	if (c.codec != codec || c.level != level)
 		fail_msg("chose %s, expected %s", c.name().c_str(), engine::CodecChoice{codec, level}.name().c_str());
+}
+
+// Early start: a named page is not ready until it arrives; the others are
+// at once; arrivals are taken in order; completion with pages missing is a
+// corrupt overlay; abandon wakes a waiter.
+static void test_arriving_pages(void **) {
+	std::vector<uint8_t> named(3, 0);
+	named[0] = 0x05;      // pages 0 and 2
+	named[2] = 0xff;      // pages 16..19 of 20 (the rest beyond the end)
+	engine::ArrivingPages a(20, named);
+	assert_int_equal(a.waiting(), 6);
+	assert_false(a.ready(0));
+	assert_true(a.ready(1));
+	assert_false(a.ready(19));
+	assert_true(a.ready(25)); // beyond: nothing named there
+	a.arrived(2);
+	a.arrived(2); // twice: once
+	a.arrived(1); // not named: nothing
+	assert_true(a.ready(2));
+	std::vector<uint64_t> got;
+	assert_false(a.take(got));
+	assert_int_equal(got.size(), 1);
+	assert_int_equal(got[0], 2);
+	try {
+		a.complete();
+		fail_msg("completed with 5 pages missing");
+	} catch (const Error &e) {
+		assert_int_equal(e.status(), CLOUDLET_E_CORRUPT);
+	}
+	for (uint64_t p : {0, 16, 17, 18, 19})
+		a.arrived(p);
+	a.complete();
+	got.clear();
+	assert_true(a.take(got));
+	assert_int_equal(got.size(), 5);
+	engine::ArrivingPages b(8, {0xff});
+	std::thread t([&] { b.abandon(); });
+	b.wait(std::chrono::seconds(30));
+	t.join();
+	assert_true(b.abandoned());
 }
 
 static void test_codec_delivered_rate(void **) {
@@ -500,6 +542,7 @@ static void test_handoff_level(void **) {
 
 int main() {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_arriving_pages),
 	    cmocka_unit_test(test_codec_delivered_rate),
 	    cmocka_unit_test(test_codec_choice_follows_the_link),
 	    cmocka_unit_test(test_codec_near_ties),

@@ -89,8 +89,11 @@ std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector
 	VectorSink out;
 	format::OverlayWriter w(out, sample_header(), codec, codec == chunk::Codec::Lzma ? 1 : 3, segment_bytes, threads,
 	                        version);
-	std::vector<chunk::ChunkRecord> memory, disk;
+	// Version 2 orders memory records too: those without payload or with a
+	// delta against their base page first, then data and what refers to it.
+	std::vector<chunk::ChunkRecord> memory, memory_first, disk;
 	auto &mem_or_all = version == 1 ? *expect : memory;
+	auto &first_or_all = version == 1 ? *expect : memory_first;
 	auto &disk_or_all = version == 1 ? *expect : disk;
 	for (uint32_t i = 0; i < 300; i++) {
 		auto p = page(i, i % 2);
@@ -98,9 +101,9 @@ std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector
 		mem_or_all.push_back({0, ChunkKind::Data, i * 7, 0});
 	}
 	w.add_ref(0, 5000, ChunkKind::Zero, 0);
-	mem_or_all.push_back({0, ChunkKind::Zero, 5000, 0});
+	first_or_all.push_back({0, ChunkKind::Zero, 5000, 0});
 	w.add_ref(0, 5001, ChunkKind::BaseMemory, 123);
-	mem_or_all.push_back({0, ChunkKind::BaseMemory, 5001, 123});
+	first_or_all.push_back({0, ChunkKind::BaseMemory, 5001, 123});
 	w.add_ref(1, 10, ChunkKind::BaseDisk, chunk::pack_ref(0, 512 * 9));
 	disk_or_all.push_back({1, ChunkKind::BaseDisk, 10, 512 * 9});
 	auto p = page(999, false);
@@ -116,12 +119,13 @@ std::vector<uint8_t> build(chunk::Codec codec, size_t segment_bytes, std::vector
 		disk_or_all.push_back({2, ChunkKind::Self, 3, chunk::pack_ref(2, 4)});
 	}
 	w.add_data(0, 6000, p.data(), ChunkKind::DataXor);
-	mem_or_all.push_back({0, ChunkKind::DataXor, 6000, 0});
+	first_or_all.push_back({0, ChunkKind::DataXor, 6000, 0});
 	w.add_data({0, ChunkKind::ShiftXor, 6001, 7, -48}, p.data()); // against memory chunk 7, 48 bytes later
 	mem_or_all.push_back({0, ChunkKind::ShiftXor, 6001, 7, -48});
 	w.finish(std::vector<uint8_t>(1000, 0x5a));
 	if (version != 1) {
 		expect->insert(expect->end(), disk.begin(), disk.end());
+		expect->insert(expect->end(), memory_first.begin(), memory_first.end());
 		expect->insert(expect->end(), memory.begin(), memory.end());
 	}
 	return out.bytes;
@@ -213,7 +217,7 @@ static void test_round_trip(void **) {
 				assert_int_equal(c.records[i].ref, expect[i].ref);
 				assert_int_equal(c.records[i].shift, expect[i].shift);
 			}
-			size_t first_memory = version == 1 ? 0 : n.disk_records;
+			size_t first_memory = version == 1 ? 0 : n.disk_records + 3; // after Zero, BaseMemory, DataXor
 			for (uint32_t i = 0; i < 300; i++)
 				assert_true(c.data[first_memory + i] == page(i, i % 2));
 			assert_int_equal(n.records[static_cast<int>(ChunkKind::Data)], 301);

@@ -70,6 +70,7 @@ json_object *info_json(const cloudlet_synthesis_info *i) {
 		json_object_object_add(e, "demand_requests", json_object_new_uint64(i->demand_requests));
 		json_object_object_add(e, "demand_pages", json_object_new_uint64(i->demand_pages));
 		json_object_object_add(e, "background_pages", json_object_new_uint64(i->background_pages));
+		json_object_object_add(e, "held_pages", json_object_new_uint64(i->held_pages));
 		json_object_object_add(o, "postcopy", e);
 	}
 	return o;
@@ -88,10 +89,11 @@ void print_info(const cloudlet_synthesis_info *i) {
 	       i->fetch_seconds, i->decompress_seconds, i->apply_seconds, i->read_seconds, i->restore_seconds,
 	       i->nic_seconds, i->total_seconds);
 	if (i->early_start)
-		printf("  early    running after %.2f s; memory by postcopy: %llu pages asked for (%llu requests), "
-		       "%llu behind them\n",
+		printf("  early    running after %.2f s; memory by postcopy: %llu pages asked for (%llu requests, "
+		       "%llu of them waited for the overlay), %llu behind them\n",
 		       i->running_seconds, static_cast<unsigned long long>(i->demand_pages),
-		       static_cast<unsigned long long>(i->demand_requests), static_cast<unsigned long long>(i->background_pages));
+		       static_cast<unsigned long long>(i->demand_requests), static_cast<unsigned long long>(i->held_pages),
+		       static_cast<unsigned long long>(i->background_pages));
 }
 
 } // namespace
