@@ -68,10 +68,7 @@ std::string first_mac(const std::string &dom) {
 Plain plain_route(const Workload &w, const std::string &dom) {
 	Plain p;
 	double t = now();
-	sh("zstd -q -d -f --long=31 --patch-from=" + w.work + "/base.sav " + w.work + "/sav.zst -o " + w.work +
-	   "/plain.sav");
-	for (const auto &d : base_disks(w))
-		sh("zstd -q -d -f " + w.work + "/layer-" + d + ".zst -o " + w.work + "/plain-" + d + ".qcow2");
+	unpack_plain_route(w, w.work);
 	p.unpatch = now() - t;
 	t = now();
 	sh(std::string(kVirsh) + "restore " + w.work + "/plain.sav --xml " + w.work + "/plain.xml --running >/dev/null");
@@ -105,26 +102,7 @@ int main(int argc, char **argv) {
 	// zstd patch against the base's, each disk's copy-on-write layer
 	// compressed, and the restore XML with the disks pointing at the
 	// unpacked layers (over the base's raw disks, as the instance's were).
-	write_base_state(w, work + "/base.sav", false);
-	sh(std::string(kVirsh) + "save " + w.name + " " + work + "/launch.sav >/dev/null");
-	sh("zstd -q -f -T2 -3 --long=31 --patch-from=" + work + "/base.sav " + work + "/launch.sav -o " + work + "/sav.zst");
-	uint64_t layers_zst = 0;
-	std::string xml = capture(std::string(kVirsh) + "save-image-dumpxml " + work + "/launch.sav");
-	for (const auto &d : base_disks(w)) {
-		std::string layer = w.inst_dir + "/disk-" + d + ".qcow2", plain = work + "/plain-" + d + ".qcow2";
-		sh("zstd -q -f -T2 -3 " + layer + " -o " + work + "/layer-" + d + ".zst");
-		layers_zst += size_of(work + "/layer-" + d + ".zst");
-		for (size_t at = xml.find(layer); at != std::string::npos; at = xml.find(layer, at + plain.size()))
-			xml.replace(at, layer.size(), plain);
-	}
-	{
-		FILE *f = fopen((work + "/plain.xml").c_str(), "w");
-		fputs(xml.c_str(), f);
-		fclose(f);
-		f = fopen((work + "/nic.xml").c_str(), "w");
-		fputs("<interface type='user'><model type='virtio'/></interface>\n", f);
-		fclose(f);
-	}
+	uint64_t layers_zst = make_plain_route_files(w);
 	printf("guest %s; overlay %.1f MB; plain route's files: save image patch %.1f MB + disk layers %.1f MB "
 	       "(launch save image %.1f MB)\n",
 	       guest_name(guest), double(size_of(ovl)) / 1e6, double(size_of(work + "/sav.zst")) / 1e6,

@@ -193,6 +193,37 @@ void append_data_extents(const std::string &path, const std::string &out) {
 	close(o);
 }
 
+uint64_t make_plain_route_files(const Workload &w) {
+	const std::string &work = w.work;
+	const std::string virsh = "virsh -q -c qemu:///system ";
+	write_base_state(w, work + "/base.sav", false);
+	sh(virsh + "save " + w.name + " " + work + "/launch.sav >/dev/null");
+	sh("zstd -q -f -T2 -3 --long=31 --patch-from=" + work + "/base.sav " + work + "/launch.sav -o " + work + "/sav.zst");
+	uint64_t layers_zst = 0;
+	std::string xml = capture(virsh + "save-image-dumpxml " + work + "/launch.sav");
+	for (const auto &d : base_disks(w)) {
+		std::string layer = w.inst_dir + "/disk-" + d + ".qcow2", plain = work + "/plain-" + d + ".qcow2";
+		sh("zstd -q -f -T2 -3 " + layer + " -o " + work + "/layer-" + d + ".zst");
+		layers_zst += size_of(work + "/layer-" + d + ".zst");
+		for (size_t at = xml.find(layer); at != std::string::npos; at = xml.find(layer, at + plain.size()))
+			xml.replace(at, layer.size(), plain);
+	}
+	FILE *f = fopen((work + "/plain.xml").c_str(), "w");
+	fputs(xml.c_str(), f);
+	fclose(f);
+	f = fopen((work + "/nic.xml").c_str(), "w");
+	fputs("<interface type='user'><model type='virtio'/></interface>\n", f);
+	fclose(f);
+	return layers_zst;
+}
+
+void unpack_plain_route(const Workload &w, const std::string &from) {
+	sh("zstd -q -d -f --long=31 --patch-from=" + w.work + "/base.sav " + from + "/sav.zst -o " + w.work +
+	   "/plain.sav");
+	for (const auto &d : base_disks(w))
+		sh("zstd -q -d -f " + from + "/layer-" + d + ".zst -o " + w.work + "/plain-" + d + ".qcow2");
+}
+
 std::vector<std::string> base_disks(const Workload &w) {
 	std::vector<std::string> v;
 	for (const char *t : {"vda", "vdb", "vdc"})

@@ -61,4 +61,14 @@ void append_data_extents(const std::string &path, const std::string &out);
 // The target names of the base's disks ("vda", ...).
 std::vector<std::string> base_disks(const Workload &w);
 
+// What a user would ship instead of an overlay, made from the running
+// launch VM (which `virsh save` stops): in w.work, base.sav (the base's save
+// image), sav.zst (the launch save image as a zstd patch against it),
+// layer-<disk>.zst (each disk's copy-on-write layer), plain.xml (the
+// restore XML, its disks pointing at plain-<disk>.qcow2, unpacked there)
+// and nic.xml (a fresh NIC). Returns the layers' compressed bytes.
+uint64_t make_plain_route_files(const Workload &w);
+// Unpacks them (zstd -d) from folder `from` into w.work.
+void unpack_plain_route(const Workload &w, const std::string &from);
+
 } // namespace bench

@@ -171,9 +171,12 @@ def test_synthesize_from_http_url(driver, base, images, tmp_path):
                                overlay], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline().split()[1])
-        # no image properties: the overlay names its base
-        ctx, b = make_instance(metadata={"overlay_url": "http://127.0.0.1:%d/body" % port})
+        # no image properties: the overlay names its base; early start asked
+        # for by metadata (docs/early-start.md)
+        ctx, b = make_instance(metadata={"overlay_url": "http://127.0.0.1:%d/body" % port,
+                                         "cloudlet_early_start": "true"})
         spawn(driver, ctx, b)
+        assert b.system_metadata.get("cloudlet_early_start") == "1"
     finally:
         server.kill()
         server.wait()
@@ -221,6 +224,8 @@ def _refused(driver, inst, ctx, what, retry_elsewhere=False):
 def test_refusals_leave_nothing(driver, base, images):
     ctx, i = make_instance(metadata={"overlay_url": "glance://x", "handoff_info": "1"})
     _refused(driver, i, ctx, "both")
+    ctx, i = make_instance(metadata={"overlay_url": "x", "cloudlet_early_start": "maybe"})
+    _refused(driver, i, ctx, "cloudlet_early_start")
     ctx, i = make_instance(metadata={"overlay_url": "ftp://host/x.ovl"})
     _refused(driver, i, ctx, "use http(s)")
     not_overlay = images.add("just-a-disk", properties={"cloudlet_type": "nothing"})

@@ -6,6 +6,8 @@ both read them from here."""
 
 # server metadata
 META_OVERLAY_URL = "overlay_url"   # synthesize this overlay
+META_EARLY_START = "cloudlet_early_start"  # with overlay_url: "true" runs the VM before
+                                           # the overlay has arrived (docs/early-start.md)
 # Handoff across clouds (docs/nova.md "Handoff across clouds"):
 META_HANDOFF = "handoff_info"      # destination: receive a VM handed off from another
                                    # cloudlet; value: this handoff's token (>= 32

@@ -352,7 +352,8 @@ def test_five_operations_through_the_api(base_images, tmp_path):
     assert cl.port_mac(b) in gb.check(MACS).split()
     os.chmod(tmp_path, 0o755)
     with http_serving(path) as url:
-        c = cl.boot("synth-http", base, metadata={"overlay_url": url})
+        # early start through Nova: a server metadata key (docs/early-start.md)
+        c = cl.boot("synth-http", base, metadata={"overlay_url": url, "cloudlet_early_start": "true"})
     gc = cl.guest(c)
     assert gc.check(FINGERPRINT) == launch
 

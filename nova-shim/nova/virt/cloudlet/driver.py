@@ -156,7 +156,7 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
                     info = threads.execute(
                         ctx.synthesize, src, base=plan.base_id,
                         max_download_bytes=CONF.cloudlet.max_overlay_mb << 20,
-                        **common)
+                        early_start=plan.early_start, **common)
                 kind = "synthesized"
             else:
                 info = self._receive_handoff(ctx, instance, plan, common)
@@ -183,6 +183,8 @@ class CloudletDriver(libvirt_driver.LibvirtDriver):
             cancel.close()
         instance.system_metadata[properties.SYS_BASE_ID] = info.base_id
         instance.system_metadata[properties.SYS_KIND] = kind
+        if getattr(info, "early_start", 0):
+            instance.system_metadata[properties.SYS_EARLY_START] = "1"
         LOG.info("cloudlet: %s from base %s in %.2f s", kind, info.base_id,
                  getattr(info, "total_seconds", None) or
                  getattr(info, "seconds", 0.0), instance=instance)

@@ -10,8 +10,8 @@ import dataclasses
 
 # The metadata keys and image properties are OpenStack++'s conventions,
 # shared with the client commands (python-ctypes/cloudlet/openstack.py).
-from cloudlet.openstack import (HANDOFF_TOKEN_MIN, META_HANDOFF,  # noqa: F401
-                                META_HANDOFF_ADDRESS, META_HANDOFF_STATE,
+from cloudlet.openstack import (HANDOFF_TOKEN_MIN, META_EARLY_START,  # noqa: F401
+                                META_HANDOFF, META_HANDOFF_ADDRESS, META_HANDOFF_STATE,
                                 META_HANDOFF_TO, META_HANDOFF_TOKEN,
                                 META_OVERLAY_URL, PROP_BASE_ID,
                                 PROP_BASE_PACKAGE, PROP_CLOUDLET, PROP_TYPE,
@@ -20,6 +20,7 @@ from cloudlet.openstack import (HANDOFF_TOKEN_MIN, META_HANDOFF,  # noqa: F401
 # system metadata this driver writes (persists across nova-compute restarts)
 SYS_BASE_ID = "cloudlet_base_id"             # set on every VM the driver made from a base
 SYS_KIND = "cloudlet_kind"                   # "resumed", "synthesized" or "received"
+SYS_EARLY_START = "cloudlet_early_start"     # "1": synthesized by early start
 
 SYS_IMAGE_PREFIX = "image_"
 
@@ -35,11 +36,21 @@ class SpawnPlan:
     overlay_url: str = None   # synthesize
     base_package: str = None  # Glance ID of the base package, to import a missing base
     token: str = None         # receive: this handoff's own token (None: the host's file)
+    early_start: bool = False  # synthesize: run the VM before the overlay has arrived
 
 
 def image_property(instance, key):
     sysmeta = instance.system_metadata or {}
     return sysmeta.get(SYS_IMAGE_PREFIX + key)
+
+
+def _flag(meta, key):
+    value = str(meta.get(key, "")).strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise PlanError("metadata %s=%r: say true or false" % (key, meta.get(key)))
 
 
 def plan_spawn(instance):
@@ -57,10 +68,14 @@ def plan_spawn(instance):
     if overlay is not None and handoff:
         raise PlanError("metadata has both %s and %s; a VM comes from one of them"
                         % (META_OVERLAY_URL, META_HANDOFF))
+    early = _flag(meta, META_EARLY_START)
+    if early and overlay is None:
+        raise PlanError("metadata %s is for synthesis; it needs %s"
+                        % (META_EARLY_START, META_OVERLAY_URL))
     if overlay is not None:
         if not overlay.strip():
             raise PlanError("metadata %s is empty" % META_OVERLAY_URL)
-        return SpawnPlan("synthesize", base_id, overlay.strip(), package)
+        return SpawnPlan("synthesize", base_id, overlay.strip(), package, early_start=early)
     if handoff:
         token = meta[META_HANDOFF].strip()
         if token in ("", "1", "true", "True"):
