@@ -246,14 +246,22 @@ void OverlayWriter::write_header(const OverlayHeader &h) {
 OverlayWriter::Lane &OverlayWriter::lane_for(const ChunkRecord &r) {
 	if (version_ == 1 || r.space != chunk::kMemorySpace)
 		return lanes_[0];
-	bool to_memory = (r.kind == ChunkKind::Self || r.kind == ChunkKind::ShiftXor) &&
-	                 chunk::unpack_ref(r.ref).selector == chunk::kMemorySpace;
-	if (to_memory)
-		return lanes_[3];
-	if (std::binary_search(first_.begin(), first_.end(), r.chunk))
-		return lanes_[1];
-	return r.kind == ChunkKind::Data ? lanes_[3] : lanes_[2];
+	int lane = is_first(r.chunk) ? 1 : r.kind == ChunkKind::Data ? 3 : 2;
+	// A reference to a stored memory chunk goes no earlier than that chunk's
+	// lane (within a lane, records keep their order).
+	if (r.kind == ChunkKind::Self || r.kind == ChunkKind::ShiftXor) {
+		chunk::RefParts target = chunk::unpack_ref(r.ref);
+		if (target.selector == chunk::kMemorySpace) {
+			auto it = stored_lane_.find(target.position);
+			lane = std::max(lane, it == stored_lane_.end() ? 3 : it->second);
+		}
+	}
+	if (chunk::stores_payload(r.kind))
+		stored_lane_[r.chunk] = lane;
+	return lanes_[lane];
 }
+
+bool OverlayWriter::is_first(uint64_t page) const { return std::binary_search(first_.begin(), first_.end(), page); }
 
 void OverlayWriter::store_first(const std::vector<uint64_t> &pages) {
 	first_ = pages;

@@ -16,6 +16,7 @@
 #include <future>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -100,6 +101,7 @@ public:
 	// kind (what loading the device state reads: virtio rings). Call before
 	// their records come.
 	void store_first(const std::vector<uint64_t> &pages);
+	bool is_first(uint64_t page) const;
 	chunk::Codec codec() const { return codec_; }
 
 private:
@@ -144,6 +146,7 @@ private:
 	Lane lanes_[4];
 	std::vector<uint8_t> named_; // version 2: bitmap of the memory pages named
 	std::vector<uint64_t> first_; // version 2: store_first's pages, sorted
+	std::unordered_map<uint64_t, int> stored_lane_; // version 2: memory chunk stored -> its lane
 	uint64_t offset_ = 0, header_hash_ = 0, payload_total_ = 0, stored_total_ = 0;
 };
 

@@ -6,6 +6,7 @@
 #include "store/undo_journal.h"
 #include "ops/recovery.h"
 
+#include "chunk/chunk_ref.h"
 #include "engine/dedup.h"
 #include "format/overlay_file.h"
 #include "image_file.h"
@@ -61,7 +62,20 @@ public:
 			memset(page_.data(), fill, page_.size());
 			data = page_.data();
 		}
-		add(dd_, writer_, chunk::kMemorySpace, linear, data);
+		engine::DedupDecision d = dd_.classify(chunk::kMemorySpace, linear, data);
+		if (d.unchanged)
+			return;
+		// A page the VM needs before it can run (a virtio ring) is stored
+		// whole rather than as a reference to memory stored later in the
+		// file (identical rings of idle queues are each other's copies).
+		bool to_memory = (d.kind == chunk::ChunkKind::Self || d.kind == chunk::ChunkKind::ShiftXor) &&
+		                 chunk::unpack_ref(d.ref).selector == chunk::kMemorySpace;
+		if (to_memory && writer_.is_first(linear))
+			writer_.add_data(chunk::kMemorySpace, linear, data);
+		else if (chunk::stores_payload(d.kind))
+			writer_.add_data(d.record(chunk::kMemorySpace, linear), d.payload);
+		else
+			writer_.add_ref(chunk::kMemorySpace, linear, d.kind, d.ref);
 	}
 	static void add(engine::Deduper &dd, format::OverlayWriter &w, uint8_t space, uint64_t chunk,
 	                const uint8_t *data) {
