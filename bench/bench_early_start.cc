@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
 
 	// The app, started before the overlay is made.
 	if (guest == Guest::Busybox) {
-		std::string start = "mkdir -p /ram/www && echo answered > /ram/www/index.html && "
+		std::string start = "ip link set lo up && mkdir -p /ram/www && echo answered > /ram/www/index.html && "
 		                    "busybox httpd -p 127.0.0.1:8080 -h /ram/www && sleep 0.5 && " +
 		                    app_question(guest); // asked once here
 		char *out = th_guest_check(w.launch, start.c_str(), 30000);
