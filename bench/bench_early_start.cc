@@ -131,13 +131,6 @@ double plain(const Workload &w, const std::string &ns, const std::string &dl) {
 	return answered - t0;
 }
 
-double mean(const std::vector<double> &v) {
-	double s = 0;
-	for (double x : v)
-		s += x;
-	return v.empty() ? 0 : s / double(v.size());
-}
-
 } // namespace
 
 int main(int argc, char **argv) {

@@ -161,12 +161,6 @@ int main(int argc, char **argv) {
 			run_plain();
 		}
 	}
-	auto mean = [](const std::vector<double> &v) {
-		double s = 0;
-		for (double x : v)
-			s += x;
-		return s / double(v.size());
-	};
 	printf("mean: synthesize %.2f s, plain route %.2f s; synthesize / plain = %.2f\n", mean(ours), mean(plain),
 	       mean(ours) / mean(plain));
 	printf("mean: virsh restore of the launch VM alone (stale NIC) %.2f s; synthesize / plain restore = %.2f\n",

@@ -193,6 +193,13 @@ void append_data_extents(const std::string &path, const std::string &out) {
 	close(o);
 }
 
+double mean(const std::vector<double> &v) {
+	double s = 0;
+	for (double x : v)
+		s += x;
+	return v.empty() ? 0 : s / double(v.size());
+}
+
 uint64_t make_plain_route_files(const Workload &w) {
 	const std::string &work = w.work;
 	const std::string virsh = "virsh -q -c qemu:///system ";

@@ -25,6 +25,7 @@ namespace bench {
 double now();
 void sh(const std::string &cmd);
 uint64_t size_of(const std::string &path);
+double mean(const std::vector<double> &v); // 0 for none
 // A shell command's standard output.
 std::string capture(const std::string &cmd);
 

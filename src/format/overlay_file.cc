@@ -244,17 +244,23 @@ void OverlayWriter::write_header(const OverlayHeader &h) {
 }
 
 OverlayWriter::Lane &OverlayWriter::lane_for(const ChunkRecord &r) {
-	if (version_ == 1 || r.space != chunk::kMemorySpace)
+	if (version_ == 1)
 		return lanes_[0];
+	bool to_memory = (r.kind == ChunkKind::Self || r.kind == ChunkKind::ShiftXor) &&
+	                 chunk::unpack_ref(r.ref).selector == chunk::kMemorySpace;
+	if (r.space != chunk::kMemorySpace) {
+		if (to_memory)
+			fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
+		return lanes_[0];
+	}
+	named_.resize(std::max<size_t>(named_.size(), r.chunk / 8 + 1), 0);
+	named_[r.chunk / 8] |= static_cast<uint8_t>(1u << (r.chunk % 8));
 	int lane = is_first(r.chunk) ? 1 : r.kind == ChunkKind::Data ? 3 : 2;
 	// A reference to a stored memory chunk goes no earlier than that chunk's
 	// lane (within a lane, records keep their order).
-	if (r.kind == ChunkKind::Self || r.kind == ChunkKind::ShiftXor) {
-		chunk::RefParts target = chunk::unpack_ref(r.ref);
-		if (target.selector == chunk::kMemorySpace) {
-			auto it = stored_lane_.find(target.position);
-			lane = std::max(lane, it == stored_lane_.end() ? 3 : it->second);
-		}
+	if (to_memory) {
+		auto it = stored_lane_.find(chunk::unpack_ref(r.ref).position);
+		lane = std::max(lane, it == stored_lane_.end() ? 3 : it->second);
 	}
 	if (chunk::stores_payload(r.kind))
 		stored_lane_[r.chunk] = lane;
@@ -269,8 +275,8 @@ void OverlayWriter::store_first(const std::vector<uint64_t> &pages) {
 }
 
 void OverlayWriter::added(Lane &l) {
-	// Lane 1 (what a VM started early needs first) in small segments: a
-	// reader may use a segment only once all of it has arrived.
+	// Lanes 1 and 2 (what a VM started early needs first) in small
+	// segments: a reader may use a segment only once all of it has arrived.
 	size_t limit = version_ >= 2 && (&l == &lanes_[1] || &l == &lanes_[2]) ? std::min<size_t>(segment_bytes_, 256u << 10)
 	                                                                      : segment_bytes_;
 	if (l.payload.size() >= limit || l.records.size() >= kMaxSegmentRecords)
@@ -280,17 +286,9 @@ void OverlayWriter::added(Lane &l) {
 void OverlayWriter::add_ref(uint8_t space, uint64_t chunk, ChunkKind kind, uint64_t ref) {
 	if (chunk::stores_payload(kind))
 		fail(CLOUDLET_E_INTERNAL, "add_ref with a record that stores data");
-	if (version_ >= 2 && space != chunk::kMemorySpace && kind == ChunkKind::Self &&
-	    chunk::unpack_ref(ref).selector == chunk::kMemorySpace)
-		fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
 	ChunkRecord rec{space, kind, chunk, ref};
 	Lane &l = lane_for(rec);
 	l.records.push_back(rec);
-	if (version_ >= 2 && space == chunk::kMemorySpace) {
-		if (named_.size() <= chunk / 8)
-			named_.resize(chunk / 8 + 1, 0);
-		named_[chunk / 8] |= static_cast<uint8_t>(1u << (chunk % 8));
-	}
 	added(l);
 }
 
@@ -299,17 +297,9 @@ void OverlayWriter::add_data(const ChunkRecord &r, const uint8_t *data) {
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference record");
 	if ((r.kind == ChunkKind::ShiftXor) != chunk::valid_shift(r.shift) || (r.kind != ChunkKind::ShiftXor && r.ref))
 		fail(CLOUDLET_E_INTERNAL, "add_data with a reference or shift its kind does not take");
-	if (version_ >= 2 && r.space != chunk::kMemorySpace && r.kind == ChunkKind::ShiftXor &&
-	    chunk::unpack_ref(r.ref).selector == chunk::kMemorySpace)
-		fail(CLOUDLET_E_INTERNAL, "a disk chunk refers to a memory chunk, which a version 2 overlay stores later");
 	Lane &l = lane_for(r);
 	l.records.push_back(r);
 	append(l.payload, data, kChunkSize);
-	if (version_ >= 2 && r.space == chunk::kMemorySpace) {
-		if (named_.size() <= r.chunk / 8)
-			named_.resize(r.chunk / 8 + 1, 0);
-		named_[r.chunk / 8] |= static_cast<uint8_t>(1u << (r.chunk % 8));
-	}
 	added(l);
 }
 
@@ -554,29 +544,40 @@ OverlayFootprint overlay_footprint(int fd, const std::string &name) {
 
 namespace {
 
+// put_block's reader, and the XXH64 of the block's bytes that follows it:
+// sizes checked (`min_bytes` .. `max_bytes` once decompressed) and the
+// stored form checked against them before the declared size is allocated.
+// `what` names it in errors ("device state", "start block").
+template <class ReadInto>
+std::vector<uint8_t> get_block(qemu::Reader &r, ReadInto &read_into, uint64_t min_bytes, uint64_t max_bytes,
+                               const std::string &what) {
+	uint64_t at = r.offset();
+	const uint8_t *bh = r.bytes(20, (what + " header").c_str());
+	uint32_t codec = get32(bh);
+	uint64_t raw_len = get64(bh + 4), stored_len = get64(bh + 12);
+	if (codec > 2 || raw_len < min_bytes || raw_len > max_bytes || stored_len > raw_len + (1u << 20))
+		r.fail_at(at, what + " header out of range (codec " + std::to_string(codec) + ", " + std::to_string(raw_len) +
+		                  " bytes, " + std::to_string(stored_len) + " stored)");
+	std::vector<uint8_t> body;
+	read_into(body, stored_len, what.c_str());
+	chunk::check_stored_block(static_cast<chunk::Codec>(codec), body.data(), body.size(), raw_len, "overlay " + what);
+	std::vector<uint8_t> raw(raw_len);
+	chunk::decompress_block(static_cast<chunk::Codec>(codec), body.data(), body.size(), raw.data(), raw.size(),
+	                        "overlay " + what);
+	if (get64(r.bytes(8, (what + " checksum").c_str())) != XXH64(raw.data(), raw.size(), 0))
+		r.fail_at(at, what + " checksum mismatch");
+	return raw;
+}
+
 // The start block after its magic (docs/formats/overlay.md): checked whole
 // before any of it is believed. Returns its raw bytes: u64 device state
 // length, the device state, u64 pages, the bitmap.
 template <class ReadInto>
 std::vector<uint8_t> read_start_block(qemu::Reader &r, const OverlayHeader &h, ReadInto &read_into) {
 	uint64_t at = r.offset() - 8;
-	const uint8_t *bh = r.bytes(20, "start block header");
-	uint32_t codec = get32(bh);
-	uint64_t raw_len = get64(bh + 4), stored_len = get64(bh + 12);
 	uint64_t bitmap = (h.total_pages + 7) / 8;
-	if (codec > 2 || raw_len < 16 + bitmap || raw_len > 16 + kMaxDeviceState + bitmap ||
-	    stored_len > raw_len + (1u << 20))
-		r.fail_at(at, "start block header out of range (codec " + std::to_string(codec) + ", " +
-		                  std::to_string(raw_len) + " bytes, " + std::to_string(stored_len) + " stored)");
-	std::vector<uint8_t> body;
-	read_into(body, stored_len, "start block");
-	chunk::check_stored_block(static_cast<chunk::Codec>(codec), body.data(), body.size(), raw_len,
-	                          "overlay start block"); // before its declared size is allocated
-	std::vector<uint8_t> raw(raw_len);
-	chunk::decompress_block(static_cast<chunk::Codec>(codec), body.data(), body.size(), raw.data(), raw.size(),
-	                        "overlay start block");
-	if (get64(r.bytes(8, "start block checksum")) != XXH64(raw.data(), raw.size(), 0))
-		r.fail_at(at, "start block checksum mismatch");
+	std::vector<uint8_t> raw = get_block(r, read_into, 16 + bitmap, 16 + kMaxDeviceState + bitmap, "start block");
+	uint64_t raw_len = raw.size();
 	uint64_t ds_len = get64(raw.data());
 	if (ds_len != raw_len - 16 - bitmap)
 		r.fail_at(at, "start block: a device state of " + std::to_string(ds_len) + " bytes does not fit its " +
@@ -800,21 +801,7 @@ OverlayCounts read_overlay(qemu::Reader &r, OverlaySink &sink, const BaseBounds 
 			r.fail("segment table entry " + std::to_string(i) + " does not match segment at " +
 			       std::to_string(segs[i].offset));
 	}
-	const uint8_t *dh = r.bytes(20, "device state header");
-	uint32_t dcodec = get32(dh);
-	uint64_t ds_len = get64(dh + 4), ds_stored = get64(dh + 12);
-	if (dcodec > 2 || ds_len > kMaxDeviceState || ds_stored > ds_len + (1u << 20))
-		r.fail("device state header out of range (codec " + std::to_string(dcodec) + ", " + std::to_string(ds_len) +
-		       " bytes, " + std::to_string(ds_stored) + " stored)");
-	std::vector<uint8_t> ds_body;
-	read_into(ds_body, ds_stored, "device state");
-	chunk::check_stored_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), ds_len,
-	                          "overlay device state"); // before its declared size is allocated
-	std::vector<uint8_t> device_state(ds_len);
-	chunk::decompress_block(static_cast<chunk::Codec>(dcodec), ds_body.data(), ds_body.size(), device_state.data(),
-	                        device_state.size(), "overlay device state");
-	if (get64(r.bytes(8, "device state checksum")) != XXH64(device_state.data(), device_state.size(), 0))
-		r.fail("device state checksum mismatch");
+	std::vector<uint8_t> device_state = get_block(r, read_into, 0, kMaxDeviceState, "device state");
 	if (version >= 2 && !device_state.empty())
 		r.fail("a version 2 footer with a device state (it belongs in the start block)");
 	const uint8_t *t = r.bytes(24, "footer trailer");

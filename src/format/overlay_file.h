@@ -127,6 +127,8 @@ private:
 		uint64_t offset = 0; // in the output (version 1) or the spill file
 		std::vector<TableEntry> table;
 	};
+	// The lane of a record, noting it (named pages, stored chunks' lanes);
+	// refuses a version 2 disk record that refers to memory.
 	Lane &lane_for(const chunk::ChunkRecord &r);
 	void added(Lane &l);
 	void flush_segment(int lane);

@@ -99,7 +99,6 @@ public:
 	EarlyStart(const EarlyStart &) = delete;
 	EarlyStart &operator=(const EarlyStart &) = delete;
 	void arrived(uint64_t page) { arrivals_.arrived(page); }
-	uint64_t waiting() const { return arrivals_.waiting(); }
 	// The reader returned: waits until QEMU holds all of the memory. Throws
 	// what serving failed with.
 	engine::PostcopyStats finish();

@@ -39,7 +39,6 @@ public:
 	          format::OverlayHeader &header, format::OverlayWriter &writer)
 	    : dd_(dd), base_(base), base_stream_(base_stream), header_(header), writer_(writer), page_(chunk::kChunkSize) {}
 	std::vector<virt::GuestRange> rings; // guest-physical: the virtio rings
-	uint64_t first_pages = 0;
 	void on_ram_blocks(const qemu::StreamInfo &info) override {
 		format::set_ram_layout(header_, info);
 		// The rings' pages go first in the overlay (docs/early-start.md):
@@ -51,7 +50,6 @@ public:
 					for (uint64_t p = r.gpa / chunk::kChunkSize;
 					     r.bytes && p <= (r.gpa + r.bytes - 1) / chunk::kChunkSize && p < b.pages(); p++)
 						first.push_back(b.first_page + p);
-		first_pages = first.size();
 		writer_.store_first(first);
 		// Same-position comparison only makes sense if pages line up.
 		base_.same_memory_layout = qemu::same_ram_layout(info.blocks, base_stream_.blocks);
@@ -62,7 +60,11 @@ public:
 			memset(page_.data(), fill, page_.size());
 			data = page_.data();
 		}
-		engine::DedupDecision d = dd_.classify(chunk::kMemorySpace, linear, data);
+		add(dd_, writer_, chunk::kMemorySpace, linear, data);
+	}
+	static void add(engine::Deduper &dd, format::OverlayWriter &w, uint8_t space, uint64_t chunk,
+	                const uint8_t *data) {
+		engine::DedupDecision d = dd.classify(space, chunk, data);
 		if (d.unchanged)
 			return;
 		// A page the VM needs before it can run (a virtio ring) is stored
@@ -70,19 +72,9 @@ public:
 		// file (identical rings of idle queues are each other's copies).
 		bool to_memory = (d.kind == chunk::ChunkKind::Self || d.kind == chunk::ChunkKind::ShiftXor) &&
 		                 chunk::unpack_ref(d.ref).selector == chunk::kMemorySpace;
-		if (to_memory && writer_.is_first(linear))
-			writer_.add_data(chunk::kMemorySpace, linear, data);
+		if (space == chunk::kMemorySpace && to_memory && w.is_first(chunk))
+			w.add_data(space, chunk, data);
 		else if (chunk::stores_payload(d.kind))
-			writer_.add_data(d.record(chunk::kMemorySpace, linear), d.payload);
-		else
-			writer_.add_ref(chunk::kMemorySpace, linear, d.kind, d.ref);
-	}
-	static void add(engine::Deduper &dd, format::OverlayWriter &w, uint8_t space, uint64_t chunk,
-	                const uint8_t *data) {
-		engine::DedupDecision d = dd.classify(space, chunk, data);
-		if (d.unchanged)
-			return;
-		if (chunk::stores_payload(d.kind))
 			w.add_data(d.record(space, chunk), d.payload);
 		else
 			w.add_ref(space, chunk, d.kind, d.ref);
