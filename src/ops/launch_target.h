@@ -105,8 +105,12 @@ public:
 	// The reader failed: QEMU is ended (its memory can never be complete)
 	// and the thread joined. Never throws.
 	void abandon();
-	// Serving failed; finish() throws why.
+	// Serving failed; finish() and, after abandon(), throw_failure() throw why.
 	bool failed() const { return failed_; }
+	void throw_failure() const {
+		if (error_)
+			std::rethrow_exception(error_);
+	}
 
 private:
 	std::unique_ptr<virt::IncomingPostcopy> in_;

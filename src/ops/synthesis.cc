@@ -166,7 +166,7 @@ SynthesisInfo synthesize(Context &ctx, const std::string &overlay, const Synthes
 		bool serving_failed = sink.early->failed();
 		sink.early->abandon();
 		if (serving_failed)
-			sink.early->finish(); // throws serving's error
+			sink.early->throw_failure(); // (finish() would report the missing pages first)
 		if (e.status() == CLOUDLET_E_CANCELLED)
 			throw;
 		fail(e.status(), std::string("the early-started VM was ended, since its overlay stopped arriving: ") + e.what());
